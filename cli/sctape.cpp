@@ -1,0 +1,40 @@
+// sctape — command-line front end. `sctape --help` lists the subcommands.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "commands.hpp"
+
+namespace {
+
+const char* kUsage =
+    "usage: sctape <command> [options]\n"
+    "\n"
+    "Measures the memory reverse-mode differentiation needs when a beam is\n"
+    "tracked with 3D space charge.\n"
+    "\n"
+    "commands:\n"
+    "  track CONFIG.json [--out RESULT.json] [--dump-particles PREFIX]\n"
+    "        track a beam through drifts with space-charge kicks\n"
+    "\n"
+    "Run `sctape <command> --help` for the options of a command.\n"
+    "Exit codes: 0 success, 2 bad input (nothing written).\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.empty() || args[0] == "--help" || args[0] == "-h") {
+        (args.empty() ? std::cerr : std::cout) << kUsage;
+        return args.empty() ? sctape::cli::kExitBadInput : 0;
+    }
+    if (args[0] == "--version") {
+        std::cout << "sctape " << SCTAPE_VERSION << "\n";
+        return 0;
+    }
+    const std::string command = args[0];
+    args.erase(args.begin());
+    if (command == "track") return sctape::cli::track_command(args);
+    std::cerr << "sctape: unknown command '" << command << "'\n\n" << kUsage;
+    return sctape::cli::kExitBadInput;
+}

@@ -1,0 +1,139 @@
+// `sctape track`: runs one configuration and writes its RESULT JSON.
+#include <unistd.h>
+
+#include <chrono>
+#include <iostream>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "backend.hpp"
+#include "commands.hpp"
+#include "config.hpp"
+#include "result.hpp"
+#include "tracking.hpp"
+
+namespace sctape::cli {
+namespace {
+
+const char* kTrackUsage =
+    "usage: sctape track CONFIG.json [--out RESULT.json] [--dump-particles PREFIX] [--quiet]\n"
+    "\n"
+    "Tracks the beam described by CONFIG.json and writes the result as JSON\n"
+    "(to RESULT.json, or to standard output without --out).\n"
+    "\n"
+    "  --out RESULT.json        result file: schema_version, the config, initial and\n"
+    "                           final moments, wall time per substep, backend used\n"
+    "  --dump-particles PREFIX  also write PREFIX_initial.csv and PREFIX_final.csv\n"
+    "                           (header x,px,y,py,tau,delta)\n"
+    "  --quiet                  no progress on standard error\n"
+    "\n"
+    "CONFIG keys: species, kinetic_energy_eV, bunch_charge_C, n_particles, seed,\n"
+    "distribution, lattice, space_charge, dtype, backend, threads (see README.md).\n"
+    "Bad input exits with code 2 and writes nothing.\n";
+
+struct TrackArgs {
+    std::string config, out, dump_prefix;
+    bool quiet = false;
+};
+
+TrackArgs parse_args(const std::vector<std::string>& args) {
+    TrackArgs t;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        auto value = [&](const char* flag) -> std::string {
+            if (i + 1 >= args.size()) throw ConfigError(std::string(flag) + " needs a value");
+            return args[++i];
+        };
+        if (a == "--out" || a == "-o") t.out = value("--out");
+        else if (a == "--dump-particles") t.dump_prefix = value("--dump-particles");
+        else if (a == "--quiet") t.quiet = true;
+        else if (!a.empty() && a[0] == '-') throw ConfigError("unknown option '" + a + "'");
+        else if (t.config.empty()) t.config = a;
+        else throw ConfigError("unexpected argument '" + a + "'");
+    }
+    if (t.config.empty()) throw ConfigError("missing CONFIG.json");
+    return t;
+}
+
+// Prints "[sctape] slice k/n" to stderr about every 5% of the run.
+Progress progress_printer(bool quiet) {
+    if (quiet) return {};
+    return [last = -1](int done, int total) mutable {
+        int pct = 100 * done / total;
+        if (pct / 5 != last / 5 || done == total) {
+            std::cerr << "[sctape] slice " << done << "/" << total << " (" << pct << "%)\n";
+            last = pct;
+        }
+    };
+}
+
+template <class T>
+nlohmann::json run(const RunConfig& config, const TrackArgs& args, const std::string& backend_reason) {
+    Beam<T> beam = make_beam<T>(config.beam);
+    const Moments initial = compute_moments(beam);
+    std::string initial_csv;
+    if (!args.dump_prefix.empty()) initial_csv = particles_csv(beam);
+    TrackReport report = track(beam, config.tracking, progress_printer(args.quiet));
+
+    nlohmann::json per_substep, per_kick;
+    for (Substep s : kAllSubsteps) {
+        double sec = report.substep_seconds[static_cast<int>(s)];
+        per_substep[substep_name(s)] = sec;
+        if (report.kicks > 0) per_kick[substep_name(s)] = sec / report.kicks;
+    }
+    nlohmann::json result = {
+        {"schema_version", kResultSchemaVersion},
+        {"sctape_version", SCTAPE_VERSION},
+        {"config", config.source},
+        {"backend", {{"requested", backend_name(config.backend)}, {"used", "cpu"}, {"reason", backend_reason}}},
+        {"dtype", dtype_name(config.dtype)},
+        {"threads", config.tracking.threads},
+        {"n_particles", beam.size()},
+        {"kicks", report.kicks},
+        {"moments", {{"initial", moments_json(initial)}, {"final", moments_json(compute_moments(beam))}}},
+        {"timing",
+         {{"total_s", report.total_seconds},
+          {"drift_s", report.drift_seconds},
+          {"substep_total_s", per_substep},
+          {"substep_per_kick_s", per_kick}}},
+    };
+    if (!args.dump_prefix.empty()) {
+        write_file_atomically(args.dump_prefix + "_initial.csv", initial_csv);
+        write_file_atomically(args.dump_prefix + "_final.csv", particles_csv(beam));
+    }
+    return result;
+}
+
+}  // namespace
+
+int track_command(const std::vector<std::string>& argv) {
+    for (const auto& a : argv)
+        if (a == "--help" || a == "-h") {
+            std::cout << kTrackUsage;
+            return 0;
+        }
+    try {
+        TrackArgs args = parse_args(argv);
+        RunConfig config = load_config(args.config);
+        const std::int64_t need = estimate_tracking_bytes(config), have = available_memory_bytes();
+        if (need > have)
+            throw ConfigError("the run needs about " + std::to_string(need >> 20) + " MiB but only " +
+                              std::to_string(have >> 20) + " MiB of memory are available (n_particles, space_charge.grid)");
+        std::string reason;
+        resolve_backend(config.backend, reason);
+        if (!args.quiet) std::cerr << "[sctape] backend: cpu (" << reason << ")\n";
+        nlohmann::json result = config.dtype == Dtype::float32 ? run<float>(config, args, reason)
+                                                               : run<double>(config, args, reason);
+        if (args.out.empty()) std::cout << result.dump(2) << "\n";
+        else write_file_atomically(args.out, result.dump(2) + "\n");
+        return 0;
+    } catch (const std::bad_alloc&) {
+        std::cerr << "sctape track: error: out of memory\n";
+    } catch (const std::exception& e) {
+        std::cerr << "sctape track: error: " << e.what() << "\n";
+    }
+    return kExitBadInput;
+}
+
+}  // namespace sctape::cli

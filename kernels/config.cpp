@@ -1,0 +1,222 @@
+#include "config.hpp"
+
+#include <omp.h>
+
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace sctape {
+
+const char* dtype_name(Dtype d) { return d == Dtype::float32 ? "float32" : "float64"; }
+
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void fail(const std::string& key, const std::string& what) {
+    throw ConfigError("config key '" + key + "': " + what);
+}
+
+// Reads one JSON object, remembering which keys were used so that unknown
+// keys (typos) are reported instead of silently ignored.
+class ObjectReader {
+public:
+    ObjectReader(const json& j, std::string path) : j_(j), path_(std::move(path)) {
+        if (!j_.is_object()) fail(path_.empty() ? "<top level>" : path_, "must be an object");
+    }
+    bool has(const std::string& key) const { return j_.contains(key); }
+    const json& at(const std::string& key) {
+        used_.insert(key);
+        if (!j_.contains(key)) fail(name(key), "is required");
+        return j_.at(key);
+    }
+    std::string name(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+
+    double number(const std::string& key) {
+        const json& v = at(key);
+        if (!v.is_number()) fail(name(key), "must be a number");
+        double x = v.get<double>();
+        if (!std::isfinite(x)) fail(name(key), "must be finite");
+        return x;
+    }
+    double positive(const std::string& key) {
+        double x = number(key);
+        if (!(x > 0)) fail(name(key), "must be positive");
+        return x;
+    }
+    double non_negative(const std::string& key) {
+        double x = number(key);
+        if (x < 0) fail(name(key), "must not be negative");
+        return x;
+    }
+    std::int64_t positive_integer(const std::string& key) {
+        const json& v = at(key);
+        if (!v.is_number_integer()) fail(name(key), "must be an integer");
+        if (v.is_number_unsigned() ? v.get<std::uint64_t>() == 0 : v.get<std::int64_t>() <= 0)
+            fail(name(key), "must be positive");
+        return v.get<std::int64_t>();
+    }
+    bool boolean(const std::string& key) {
+        const json& v = at(key);
+        if (!v.is_boolean()) fail(name(key), "must be true or false");
+        return v.get<bool>();
+    }
+    std::string choice(const std::string& key, const std::set<std::string>& allowed) {
+        const json& v = at(key);
+        std::ostringstream list;
+        for (const auto& a : allowed) list << (list.tellp() ? ", " : "") << '"' << a << '"';
+        if (!v.is_string() || !allowed.count(v.get<std::string>()))
+            fail(name(key), "must be one of " + list.str());
+        return v.get<std::string>();
+    }
+    void finish() const {
+        for (auto it = j_.begin(); it != j_.end(); ++it)
+            if (!used_.count(it.key())) fail(name(it.key()), "is not a known key");
+    }
+
+private:
+    const json& j_;
+    std::string path_;
+    std::set<std::string> used_;
+};
+
+Species parse_species(const json& v) {
+    if (v.is_string()) {
+        if (v == "electron") return Species::electron();
+        if (v == "proton") return Species::proton();
+        fail("species", "must be \"electron\", \"proton\" or {mass_eV, charge_e}");
+    }
+    ObjectReader r(v, "species");
+    Species s;
+    s.name = "custom";
+    s.mass_eV = r.positive("mass_eV");
+    s.charge_e = r.number("charge_e");
+    if (s.charge_e == 0) fail("species.charge_e", "must not be zero");
+    r.finish();
+    return s;
+}
+
+Distribution parse_distribution(const json& v) {
+    ObjectReader r(v, "distribution");
+    Distribution d;
+    std::string type = r.choice("type", {"uniform_ellipsoid", "gaussian"});
+    if (type == "uniform_ellipsoid") {
+        d.type = DistributionType::uniform_ellipsoid;
+        d.size_m = {r.positive("radius_x_m"), r.positive("radius_y_m"), r.positive("radius_tau_m")};
+    } else {
+        d.type = DistributionType::gaussian;
+        d.size_m = {r.positive("sigma_x_m"), r.positive("sigma_y_m"), r.positive("sigma_tau_m")};
+    }
+    const char* momentum_keys[3] = {"sigma_px", "sigma_py", "sigma_delta"};
+    for (int a = 0; a < 3; ++a)
+        if (r.has(momentum_keys[a])) d.momentum_rms[a] = r.non_negative(momentum_keys[a]);
+    r.finish();
+    return d;
+}
+
+Lattice parse_lattice(const json& v) {
+    if (!v.is_array() || v.empty()) fail("lattice", "must be a non-empty array of elements");
+    Lattice lattice;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        ObjectReader r(v[i], "lattice." + std::to_string(i));
+        r.choice("type", {"drift"});
+        Drift d;
+        d.length_m = r.positive("length_m");
+        std::int64_t slices = r.positive_integer("slices");
+        if (slices > 1000000) fail(r.name("slices"), "must be at most 1000000");
+        d.slices = static_cast<int>(slices);
+        r.finish();
+        lattice.push_back(d);
+    }
+    return lattice;
+}
+
+std::array<double, 3> number_triple(const json& v, const std::string& key) {
+    if (!v.is_array() || v.size() != 3) fail(key, "must be an array of 3 numbers");
+    std::array<double, 3> out;
+    for (int a = 0; a < 3; ++a) {
+        if (!v[a].is_number() || !std::isfinite(v[a].get<double>()) || !(v[a].get<double>() > 0))
+            fail(key, "entries must be positive finite numbers");
+        out[a] = v[a].get<double>();
+    }
+    return out;
+}
+
+void parse_space_charge(const json& v, TrackSettings& t) {
+    ObjectReader r(v, "space_charge");
+    t.space_charge = r.boolean("enabled");
+    if (r.has("grid")) {
+        const json& g = r.at("grid");
+        if (!g.is_array() || g.size() != 3) fail("space_charge.grid", "must be [nx, ny, nz]");
+        for (int a = 0; a < 3; ++a) {
+            if (!g[a].is_number_integer()) fail("space_charge.grid", "entries must be integers");
+            std::int64_t n = g[a].get<std::int64_t>();
+            if (n < 2) fail("space_charge.grid", "needs at least 2 nodes on every axis");
+            if (n > 4096) fail("space_charge.grid", "at most 4096 nodes per axis");
+            t.grid.shape[a] = static_cast<int>(n);
+        }
+    }
+    if (r.has("extent")) {
+        ObjectReader e(r.at("extent"), "space_charge.extent");
+        std::string mode = e.choice("mode", {"minmax", "sigma"});
+        if (mode == "minmax") {
+            t.grid.mode = ExtentMode::minmax;
+            if (e.has("padding")) t.grid.padding = e.non_negative("padding");
+        } else {
+            t.grid.mode = ExtentMode::sigma;
+            t.grid.sigma_factor = number_triple(e.at("factor"), "space_charge.extent.factor");
+        }
+        e.finish();
+    }
+    r.finish();
+}
+
+}  // namespace
+
+RunConfig parse_config(const json& j) {
+    RunConfig c;
+    c.source = j;
+    ObjectReader r(j, "");
+    if (r.has("species")) c.beam.species = parse_species(r.at("species"));
+    c.beam.kinetic_energy_eV = r.positive("kinetic_energy_eV");
+    c.beam.bunch_charge_C = r.positive("bunch_charge_C");
+    c.beam.n_particles = r.positive_integer("n_particles");
+    if (r.has("seed")) {
+        const json& s = r.at("seed");
+        if (!s.is_number_integer() || (s.is_number_integer() && !s.is_number_unsigned() && s.get<std::int64_t>() < 0))
+            fail("seed", "must be a non-negative integer");
+        c.beam.seed = s.get<std::uint64_t>();
+    }
+    c.beam.distribution = parse_distribution(r.at("distribution"));
+    c.tracking.lattice = parse_lattice(r.at("lattice"));
+    if (r.has("space_charge")) parse_space_charge(r.at("space_charge"), c.tracking);
+    if (r.has("dtype")) c.dtype = r.choice("dtype", {"float32", "float64"}) == "float32" ? Dtype::float32 : Dtype::float64;
+    if (r.has("backend")) {
+        std::string b = r.choice("backend", {"cpu", "cuda", "auto"});
+        c.backend = b == "cpu" ? Backend::cpu : b == "cuda" ? Backend::cuda : Backend::automatic;
+    }
+    c.tracking.threads = omp_get_max_threads();
+    if (r.has("threads")) {
+        std::int64_t t = r.positive_integer("threads");
+        if (t > 1024) fail("threads", "must be at most 1024");
+        c.tracking.threads = static_cast<int>(t);
+    }
+    r.finish();
+    return c;
+}
+
+RunConfig load_config(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) throw ConfigError("cannot read config file '" + path + "'");
+    json j;
+    try {
+        j = json::parse(in);
+    } catch (const json::parse_error& e) {
+        throw ConfigError("config file '" + path + "' is not valid JSON: " + e.what());
+    }
+    return parse_config(j);
+}
+
+}  // namespace sctape

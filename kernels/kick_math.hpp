@@ -1,0 +1,72 @@
+// kick_math.hpp — the per-particle and per-cell math of one space-charge kick,
+// as small SCTAPE_HD functions. The CPU loops (space_charge.cpp) and the CUDA
+// kernels call exactly these, so the CPU tests cover the GPU's math.
+//
+// Conventions (DESIGN.md): Cheetah's (x, px, y, py, tau, delta); inside the
+// kick, momenta are normalized to p0 (P/p0) and z = -beta0*tau is the
+// fixed-time longitudinal position.
+#pragma once
+
+#include <cmath>
+
+#include "hd.hpp"
+
+namespace sctape {
+
+// Cloud-in-cell location of coordinate u on nodes origin + i*h, i = 0..n-1:
+// the lower node index (clamped to n-2, so a particle on the last node still
+// puts all its charge on the grid) and the weight of the upper node.
+template <class T>
+struct CicLocation {
+    int index;
+    T upper_weight;
+};
+
+template <class T>
+SCTAPE_HD CicLocation<T> cic_locate(T u, T origin, T inv_h, int n) {
+    T s = (u - origin) * inv_h;
+    int i = static_cast<int>(std::floor(s));
+    if (i > n - 2) i = n - 2;
+    if (i < 0) i = 0;
+    return {i, s - static_cast<T>(i)};
+}
+
+// Antiderivative of 1/r (paper Eq. 5, without 1/(4 pi eps0)); odd in each
+// argument, never evaluated at a zero coordinate (corners sit at half cells).
+SCTAPE_HD double igf_antiderivative(double x, double y, double z) {
+    double x2 = x * x, y2 = y * y, z2 = z * z;
+    double r = std::sqrt(x2 + y2 + z2);
+    return y * z * std::asinh(x / std::sqrt(y2 + z2)) + x * z * std::asinh(y / std::sqrt(x2 + z2)) +
+           x * y * std::asinh(z / std::sqrt(x2 + y2)) - 0.5 * z2 * std::atan(x * y / (z * r)) -
+           0.5 * y2 * std::atan(x * z / (y * r)) - 0.5 * x2 * std::atan(y * z / (x * r));
+}
+
+// Total momentum over p0 of a particle with energy deviation delta:
+// E/(p0 c) = 1/beta0 + delta, (p/p0)^2 = (E/(p0 c))^2 - 1/(beta0 gamma0)^2.
+template <class T>
+SCTAPE_HD T momentum_squared(T delta, T inv_beta0, T inv_bg0_sq) {
+    T e = inv_beta0 + delta;
+    return e * e - inv_bg0_sq;
+}
+
+// s_to_t for one particle: longitudinal momentum pz (over p0) and z.
+template <class T>
+SCTAPE_HD void s_to_t_particle(T px, T py, T tau, T delta, T beta0, T inv_beta0, T inv_bg0_sq,
+                               T& z, T& pz) {
+    z = -beta0 * tau;
+    pz = std::sqrt(momentum_squared(delta, inv_beta0, inv_bg0_sq) - px * px - py * py);
+}
+
+// t_to_s for one particle: the new delta from old and new momenta, written
+// as delta + d(p^2)/(E_new + E_old) so float32 keeps the small energy change.
+template <class T>
+SCTAPE_HD T t_to_s_delta(T delta, T px_old, T py_old, T pz_old, T px, T py, T pz, T inv_beta0,
+                         T inv_bg0_sq) {
+    T dp2 = (px + px_old) * (px - px_old) + (py + py_old) * (py - py_old) +
+            (pz + pz_old) * (pz - pz_old);
+    T e_old = inv_beta0 + delta;
+    T e_new = std::sqrt(px * px + py * py + pz * pz + inv_bg0_sq);
+    return delta + dp2 / (e_new + e_old);
+}
+
+}  // namespace sctape

@@ -1,0 +1,115 @@
+// memory.hpp — the tracking allocator: every buffer of the tracking comes from
+// here, so the suite knows current and peak bytes and, optionally, a timeline
+// of allocation events tagged with the substep scope that made them. It is the
+// analogue of torch.cuda.memory_allocated() and PyTorch's memory profiler.
+//
+//   sctape::HostArray<double> rho(n_cells);        // counted
+//   auto& mem = sctape::host_memory();
+//   std::int64_t before = mem.current_bytes();
+//   { sctape::MemoryScope scope("deposit"); ... }   // events tagged "deposit"
+//   std::int64_t peak = mem.peak_bytes();
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+namespace sctape {
+
+struct MemoryEvent {
+    double time_s;              // since the tracker was created
+    std::int64_t current_bytes; // after the event
+    std::string scope;          // substep active when it happened
+    bool backward;              // recorded during a backward pass
+};
+
+class MemoryTracker {
+public:
+    MemoryTracker() : start_(std::chrono::steady_clock::now()) {}
+
+    void on_alloc(std::size_t bytes) { update(static_cast<std::int64_t>(bytes)); }
+    void on_free(std::size_t bytes) { update(-static_cast<std::int64_t>(bytes)); }
+
+    std::int64_t current_bytes() const { return current_.load(); }
+    std::int64_t peak_bytes() const { return peak_.load(); }
+    // Restart peak tracking from the current level (e.g. before one kick).
+    void reset_peak() { peak_.store(current_.load()); }
+
+    void set_timeline(bool enabled);
+    std::vector<MemoryEvent> timeline() const;
+    void clear_timeline();
+
+    // Scope and direction tags for the timeline; MemoryScope sets them.
+    const char* scope() const { return scope_; }
+    void set_scope(const char* scope) { scope_ = scope; }
+    bool backward() const { return backward_; }
+    void set_backward(bool backward) { backward_ = backward; }
+
+private:
+    void update(std::int64_t delta);
+
+    std::atomic<std::int64_t> current_{0};
+    std::atomic<std::int64_t> peak_{0};
+    std::atomic<bool> timeline_enabled_{false};
+    mutable std::mutex timeline_mutex_;
+    std::vector<MemoryEvent> timeline_;
+    const char* scope_ = "none";
+    bool backward_ = false;
+    std::chrono::steady_clock::time_point start_;
+};
+
+// The tracker for host memory (the CUDA backend has its own).
+MemoryTracker& host_memory();
+
+// RAII: tags allocation events with a scope name for its lifetime.
+class MemoryScope {
+public:
+    explicit MemoryScope(const char* name, MemoryTracker& tracker = host_memory())
+        : tracker_(tracker), previous_(tracker.scope()) { tracker_.set_scope(name); }
+    ~MemoryScope() { tracker_.set_scope(previous_); }
+    MemoryScope(const MemoryScope&) = delete;
+    MemoryScope& operator=(const MemoryScope&) = delete;
+
+private:
+    MemoryTracker& tracker_;
+    const char* previous_;
+};
+
+// 64-byte aligned (SIMD and FFTW friendly) allocator that reports to host_memory().
+template <class T>
+struct TrackedAllocator {
+    using value_type = T;
+    static constexpr std::size_t kAlignment = 64;
+
+    TrackedAllocator() = default;
+    template <class U>
+    TrackedAllocator(const TrackedAllocator<U>&) {}
+
+    T* allocate(std::size_t n) {
+        std::size_t bytes = n * sizeof(T);
+        std::size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+        void* p = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
+        if (!p) throw std::bad_alloc();
+        host_memory().on_alloc(bytes);
+        return static_cast<T*>(p);
+    }
+    void deallocate(T* p, std::size_t n) {
+        host_memory().on_free(n * sizeof(T));
+        std::free(p);
+    }
+    template <class U>
+    bool operator==(const TrackedAllocator<U>&) const { return true; }
+    template <class U>
+    bool operator!=(const TrackedAllocator<U>&) const { return false; }
+};
+
+template <class T>
+using HostArray = std::vector<T, TrackedAllocator<T>>;
+
+}  // namespace sctape

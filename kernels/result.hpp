@@ -1,0 +1,33 @@
+// result.hpp — what `sctape track` writes: moments as JSON with units in the
+// keys, particle CSVs, and files written atomically (a temporary file renamed
+// into place) so a failed run never leaves a partial or corrupt output.
+//
+//   nlohmann::json m = sctape::moments_json(sctape::compute_moments(beam));
+//   sctape::write_file_atomically("result.json", m.dump(2));
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "beam.hpp"
+#include "config.hpp"
+
+namespace sctape {
+
+constexpr int kResultSchemaVersion = 1;
+
+nlohmann::json moments_json(const Moments& m);
+
+template <class T>
+std::string particles_csv(const Beam<T>& beam);
+
+// Writes to PATH.tmp-<pid> and renames over PATH; throws std::runtime_error.
+void write_file_atomically(const std::string& path, const std::string& content);
+
+// Bytes a tracking run allocates (particles, kick work arrays, grids, FFTs),
+// and the memory the machine has available; used to refuse impossible runs.
+std::int64_t estimate_tracking_bytes(const RunConfig& config);
+std::int64_t available_memory_bytes();
+
+}  // namespace sctape

@@ -1,0 +1,97 @@
+// space_charge.hpp — the 3D space-charge kick on the CPU, split into the eight
+// substeps named in DESIGN.md: s_to_t, deposit, green, convolve, field,
+// gather, push, t_to_s. Each substep is a public member so tests and the
+// tape can drive them one by one; apply() runs them in order and times them.
+//
+//   sctape::GridSettings grid;              // 32^3, min/max extent, 5% padding
+//   sctape::SpaceChargeKick<double> kick(grid, /*threads=*/2);
+//   kick.apply(beam, /*ds_m=*/0.1);         // momenta change, positions do not
+//   const auto& ex = kick.field()[0];       // -d(phi)/dx on the nodes, V/m
+#pragma once
+
+#include <array>
+#include <complex>
+#include <cstdint>
+#include <memory>
+
+#include "beam.hpp"
+#include "fft_cpu.hpp"
+#include "memory.hpp"
+
+namespace sctape {
+
+enum class Substep { s_to_t, deposit, green, convolve, field, gather, push, t_to_s };
+constexpr int kSubstepCount = 8;
+const char* substep_name(Substep s);
+constexpr std::array<Substep, kSubstepCount> kAllSubsteps = {
+    Substep::s_to_t, Substep::deposit, Substep::green,  Substep::convolve,
+    Substep::field,  Substep::gather,  Substep::push,   Substep::t_to_s};
+
+enum class ExtentMode { minmax, sigma };
+
+struct GridSettings {
+    std::array<int, 3> shape = {32, 32, 32};  // nodes along x, y, z
+    ExtentMode mode = ExtentMode::minmax;
+    double padding = 0.05;                    // minmax: relative margin on each side
+    std::array<double, 3> sigma_factor = {6.0, 6.0, 6.0};  // sigma: half-width in rms sizes
+};
+
+// Node grid origin + i*cell along each axis (x, y, lab z), i = 0..n-1.
+struct GridGeometry {
+    std::array<int, 3> n{};
+    std::array<double, 3> origin_m{};
+    std::array<double, 3> cell_m{};
+    std::int64_t cells() const { return std::int64_t(n[0]) * n[1] * n[2]; }
+    double cell_volume_m3() const { return cell_m[0] * cell_m[1] * cell_m[2]; }
+};
+
+// Grid covering the given fixed-time positions; throws std::runtime_error on
+// non-finite coordinates, a zero extent, or particles outside a sigma grid.
+template <class T>
+GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], std::int64_t n);
+
+template <class T>
+class SpaceChargeKick {
+public:
+    SpaceChargeKick(const GridSettings& settings, int threads);
+    ~SpaceChargeKick();
+
+    void apply(Beam<T>& beam, double ds_m);
+
+    void s_to_t(const Beam<T>& beam);
+    void deposit(const Beam<T>& beam);
+    void green(const Beam<T>& beam);
+    void convolve();
+    void field();
+    void gather(const Beam<T>& beam);
+    void push(const Beam<T>& beam, double ds_m);
+    void t_to_s(Beam<T>& beam);
+
+    // State left by the last substeps (nodes indexed (i*ny + j)*nz + k).
+    const GridGeometry& geometry() const { return geometry_; }
+    const HostArray<T>& charge_density() const { return rho_; }   // C/m^3
+    const HostArray<T>& potential() const { return phi_; }        // V
+    const std::array<HostArray<T>, 3>& field_on_grid() const { return e_grid_; }  // -grad phi, V/m
+    const HostArray<T>& z() const { return z_; }                  // -beta0*tau, m
+    const std::array<HostArray<T>, 3>& momentum_kick() const { return dp_; }  // over p0
+
+    // Wall seconds accumulated per substep since construction.
+    const std::array<double, kSubstepCount>& seconds() const { return seconds_; }
+
+private:
+    void prepare(std::int64_t n_particles);
+
+    GridSettings settings_;
+    int threads_;
+    GridGeometry geometry_;
+    HostArray<T> z_, pz_;
+    std::array<HostArray<T>, 3> e_part_, dp_;
+    HostArray<T> rho_, deposit_scratch_, phi_;
+    std::array<HostArray<T>, 3> e_grid_;
+    HostArray<T> green_doubled_, rho_doubled_;
+    HostArray<std::complex<T>> rho_spectrum_, green_spectrum_;
+    std::unique_ptr<RealFft3d<T>> fft_;
+    std::array<double, kSubstepCount> seconds_{};
+};
+
+}  // namespace sctape
