@@ -41,6 +41,18 @@ SCTAPE_HD double igf_antiderivative(double x, double y, double z) {
            0.5 * y2 * std::atan(x * z / (y * r)) - 0.5 * x2 * std::atan(y * z / (x * r));
 }
 
+// Gradient of igf_antiderivative: d g / d x etc. (the 2D antiderivatives of 1/r).
+SCTAPE_HD void igf_antiderivative_gradient(double x, double y, double z, double grad[3]) {
+    double x2 = x * x, y2 = y * y, z2 = z * z;
+    double r = std::sqrt(x2 + y2 + z2);
+    double as_x = std::asinh(x / std::sqrt(y2 + z2));
+    double as_y = std::asinh(y / std::sqrt(x2 + z2));
+    double as_z = std::asinh(z / std::sqrt(x2 + y2));
+    grad[0] = z * as_y + y * as_z - x * std::atan(y * z / (x * r));
+    grad[1] = z * as_x + x * as_z - y * std::atan(x * z / (y * r));
+    grad[2] = y * as_x + x * as_y - z * std::atan(x * y / (z * r));
+}
+
 // Total momentum over p0 of a particle with energy deviation delta:
 // E/(p0 c) = 1/beta0 + delta, (p/p0)^2 = (E/(p0 c))^2 - 1/(beta0 gamma0)^2.
 template <class T>
@@ -67,6 +79,19 @@ SCTAPE_HD T t_to_s_delta(T delta, T px_old, T py_old, T pz_old, T px, T py, T pz
     T e_old = inv_beta0 + delta;
     T e_new = std::sqrt(px * px + py * py + pz * pz + inv_bg0_sq);
     return delta + dp2 / (e_new + e_old);
+}
+
+// Adjoint of s_to_t_particle's pz: accumulates into px, py, delta adjoints and
+// returns the contributions to d/d(1/beta0) and d/d(1/(beta0 gamma0)^2).
+template <class T>
+SCTAPE_HD void s_to_t_pz_adjoint(T px, T py, T delta, T pz, T pz_adj, T inv_beta0, T& px_adj, T& py_adj,
+                                 T& delta_adj, double& inv_beta0_adj, double& inv_bg0_sq_adj) {
+    const T r = pz_adj / pz;
+    px_adj -= r * px;
+    py_adj -= r * py;
+    delta_adj += r * (inv_beta0 + delta);
+    inv_beta0_adj += double(r) * (inv_beta0 + delta);
+    inv_bg0_sq_adj -= 0.5 * double(r);
 }
 
 }  // namespace sctape

@@ -1,7 +1,5 @@
 #include "space_charge.hpp"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -9,6 +7,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "grid_ops.hpp"
 #include "kick_math.hpp"
 
 namespace sctape {
@@ -21,10 +20,6 @@ const char* substep_name(Substep s) {
 
 namespace {
 const char* kAxisName[3] = {"x", "y", "z"};
-
-inline std::int64_t node(const GridGeometry& g, int i, int j, int k) {
-    return (std::int64_t(i) * g.n[1] + j) * g.n[2] + k;
-}
 }  // namespace
 
 template <class T>
@@ -73,16 +68,12 @@ SpaceChargeKick<T>::SpaceChargeKick(const GridSettings& settings, int threads)
         if (settings.shape[a] < 2)
             throw std::runtime_error(std::string("grid needs at least 2 nodes along ") + kAxisName[a]);
     const auto& s = settings.shape;
-    fft_ = std::make_unique<RealFft3d<T>>(std::array<int, 3>{2 * s[0], 2 * s[1], 2 * s[2]}, threads_);
+    convolver_ = std::make_unique<HockneyConvolver<T>>(s, threads_);
     std::int64_t cells = std::int64_t(s[0]) * s[1] * s[2];
     rho_.resize(cells);
     phi_.resize(cells);
     for (auto& e : e_grid_) e.resize(cells);
-    if (threads_ > 1) deposit_scratch_.resize(cells * threads_);
-    green_doubled_.resize(fft_->real_size());
-    rho_doubled_.resize(fft_->real_size());
-    rho_spectrum_.resize(fft_->spectrum_size());
-    green_spectrum_.resize(fft_->spectrum_size());
+    green_doubled_.resize(convolver_->doubled_size());
 }
 
 template <class T>
@@ -128,165 +119,34 @@ void SpaceChargeKick<T>::s_to_t(const Beam<T>& beam) {
 
 template <class T>
 void SpaceChargeKick<T>::deposit(const Beam<T>& beam) {
-    const std::int64_t n = beam.size();
     const T* pos[3] = {beam.x.data(), beam.y.data(), z_.data()};
-    geometry_ = grid_covering(settings_, pos, n);
-    const GridGeometry g = geometry_;
-    const std::int64_t cells = g.cells();
-    const T o[3] = {T(g.origin_m[0]), T(g.origin_m[1]), T(g.origin_m[2])};
-    const T inv_h[3] = {T(1 / g.cell_m[0]), T(1 / g.cell_m[1]), T(1 / g.cell_m[2])};
-    // Each thread deposits into its own grid; the grids are summed in thread
-    // order, so the result is reproducible for a given thread count.
-    T* target = threads_ > 1 ? deposit_scratch_.data() : rho_.data();
-    std::fill(target, target + cells * threads_, T(0));
-#pragma omp parallel num_threads(threads_)
-    {
-        T* grid = target + cells * omp_get_thread_num();
-#pragma omp for schedule(static)
-        for (std::int64_t p = 0; p < n; ++p) {
-            auto lx = cic_locate(pos[0][p], o[0], inv_h[0], g.n[0]);
-            auto ly = cic_locate(pos[1][p], o[1], inv_h[1], g.n[1]);
-            auto lz = cic_locate(pos[2][p], o[2], inv_h[2], g.n[2]);
-            const T wx[2] = {1 - lx.upper_weight, lx.upper_weight};
-            const T wy[2] = {1 - ly.upper_weight, ly.upper_weight};
-            const T wz[2] = {1 - lz.upper_weight, lz.upper_weight};
-            for (int a = 0; a < 2; ++a)
-                for (int b = 0; b < 2; ++b)
-                    for (int c = 0; c < 2; ++c)
-                        grid[node(g, lx.index + a, ly.index + b, lz.index + c)] += wx[a] * wy[b] * wz[c];
-        }
-    }
-    const T scale = T(beam.macro_charge_C() / g.cell_volume_m3());
-#pragma omp parallel for num_threads(threads_) schedule(static)
-    for (std::int64_t c = 0; c < cells; ++c) {
-        T sum = 0;
-        for (int t = 0; t < threads_; ++t) sum += target[c + cells * t];
-        rho_[c] = sum * scale;
-    }
+    geometry_ = grid_covering(settings_, pos, beam.size());
+    const T scale = T(beam.macro_charge_C() / geometry_.cell_volume_m3());
+    deposit_cic(geometry_, pos, beam.size(), scale, threads_, deposit_scratch_, rho_.data());
 }
 
-// Integrated Green function (paper Eqs. 4-5) on the doubled grid, built in
-// float64: the 8-corner sum cancels catastrophically far from the origin.
-// The antiderivative is odd in each argument, so G = Dx Dy Dz g where g is
-// sampled at the corners (i + 1/2) h and D f(i) = f(i) - f(i-1), f(-1) = -f(0).
 template <class T>
 void SpaceChargeKick<T>::green(const Beam<T>& beam) {
-    const GridGeometry& g = geometry_;
-    const int nx = g.n[0], ny = g.n[1], nz = g.n[2];
-    const double h[3] = {g.cell_m[0], g.cell_m[1], beam.reference.gamma * g.cell_m[2]};
-    HostArray<double> corner(std::size_t(g.cells()));
-#pragma omp parallel for num_threads(threads_) schedule(static)
-    for (int i = 0; i < nx; ++i)
-        for (int j = 0; j < ny; ++j)
-            for (int k = 0; k < nz; ++k)
-                corner[node(g, i, j, k)] = igf_antiderivative((i + 0.5) * h[0], (j + 0.5) * h[1], (k + 0.5) * h[2]);
-    const std::int64_t stride[3] = {std::int64_t(ny) * nz, nz, 1};
-    for (int a = 0; a < 3; ++a) {
-        const int n_a = g.n[a];
-#pragma omp parallel for num_threads(threads_) schedule(static)
-        for (std::int64_t c = 0; c < g.cells(); ++c) {
-            // one line along axis a starts at each node whose index along a is 0
-            if ((c / stride[a]) % n_a != 0) continue;
-            double previous = corner[c];
-            corner[c] = 2.0 * previous;
-            for (int i = 1; i < n_a; ++i) {
-                double current = corner[c + i * stride[a]];
-                corner[c + i * stride[a]] = current - previous;
-                previous = current;
-            }
-        }
-    }
-    const double coulomb = 1.0 / (4.0 * kPi * kVacuumPermittivity_F_per_m);
-    const int mx = 2 * nx, my = 2 * ny, mz = 2 * nz;
-    auto fold = [](int i, int n) { return i < n ? i : (i == n ? -1 : 2 * n - i); };
-#pragma omp parallel for num_threads(threads_) schedule(static)
-    for (int i = 0; i < mx; ++i)
-        for (int j = 0; j < my; ++j)
-            for (int k = 0; k < mz; ++k) {
-                int fi = fold(i, nx), fj = fold(j, ny), fk = fold(k, nz);
-                // index n of the doubled grid is never reached by a crop of the convolution
-                double value = (fi < 0 || fj < 0 || fk < 0) ? 0.0 : coulomb * corner[node(g, fi, fj, fk)];
-                green_doubled_[(std::int64_t(i) * my + j) * mz + k] = T(value);
-            }
+    build_green(geometry_, beam.reference.gamma, threads_, green_doubled_.data());
 }
 
-// Hockney's method: zero-padded rho convolved with the mirrored IGF by FFT.
 template <class T>
 void SpaceChargeKick<T>::convolve() {
-    const GridGeometry& g = geometry_;
-    const int nx = g.n[0], ny = g.n[1], nz = g.n[2], my = 2 * ny, mz = 2 * nz;
-    std::fill(rho_doubled_.begin(), rho_doubled_.end(), T(0));
-    for (int i = 0; i < nx; ++i)
-        for (int j = 0; j < ny; ++j)
-            std::copy_n(&rho_[node(g, i, j, 0)], nz, &rho_doubled_[(std::int64_t(i) * my + j) * mz]);
-    fft_->forward(rho_doubled_.data(), rho_spectrum_.data());
-    fft_->forward(green_doubled_.data(), green_spectrum_.data());
-    const T norm = T(1.0 / double(fft_->real_size()));
-    const std::int64_t ns = fft_->spectrum_size();
-#pragma omp parallel for num_threads(threads_) schedule(static)
-    for (std::int64_t c = 0; c < ns; ++c) rho_spectrum_[c] *= green_spectrum_[c] * norm;
-    fft_->inverse(rho_spectrum_.data(), rho_doubled_.data());
-    for (int i = 0; i < nx; ++i)
-        for (int j = 0; j < ny; ++j)
-            std::copy_n(&rho_doubled_[(std::int64_t(i) * my + j) * mz], nz, &phi_[node(g, i, j, 0)]);
+    convolver_->convolve(rho_.data(), green_doubled_.data(), phi_.data());
 }
 
-// E = -grad phi: centred differences inside, one-sided on the boundary nodes.
 template <class T>
 void SpaceChargeKick<T>::field() {
-    const GridGeometry& g = geometry_;
-    const std::int64_t stride[3] = {std::int64_t(g.n[1]) * g.n[2], g.n[2], 1};
-    for (int a = 0; a < 3; ++a) {
-        const int n_a = g.n[a];
-        const T inv_2h = T(0.5 / g.cell_m[a]), inv_h = T(1.0 / g.cell_m[a]);
-        const std::int64_t s = stride[a];
-        T* e = e_grid_[a].data();
-        const T* phi = phi_.data();
-#pragma omp parallel for num_threads(threads_) schedule(static)
-        for (std::int64_t c = 0; c < g.cells(); ++c) {
-            int i = int((c / s) % n_a);
-            if (i == 0)
-                e[c] = -(phi[c + s] - phi[c]) * inv_h;
-            else if (i == n_a - 1)
-                e[c] = -(phi[c] - phi[c - s]) * inv_h;
-            else
-                e[c] = -(phi[c + s] - phi[c - s]) * inv_2h;
-        }
-    }
+    T* e[3] = {e_grid_[0].data(), e_grid_[1].data(), e_grid_[2].data()};
+    field_from_potential(geometry_, phi_.data(), e, threads_);
 }
 
 template <class T>
 void SpaceChargeKick<T>::gather(const Beam<T>& beam) {
-    const std::int64_t n = beam.size();
-    const GridGeometry g = geometry_;
     const T* pos[3] = {beam.x.data(), beam.y.data(), z_.data()};
-    const T o[3] = {T(g.origin_m[0]), T(g.origin_m[1]), T(g.origin_m[2])};
-    const T inv_h[3] = {T(1 / g.cell_m[0]), T(1 / g.cell_m[1]), T(1 / g.cell_m[2])};
-    const T* ex = e_grid_[0].data();
-    const T* ey = e_grid_[1].data();
-    const T* ez = e_grid_[2].data();
-#pragma omp parallel for num_threads(threads_) schedule(static)
-    for (std::int64_t p = 0; p < n; ++p) {
-        auto lx = cic_locate(pos[0][p], o[0], inv_h[0], g.n[0]);
-        auto ly = cic_locate(pos[1][p], o[1], inv_h[1], g.n[1]);
-        auto lz = cic_locate(pos[2][p], o[2], inv_h[2], g.n[2]);
-        const T wx[2] = {1 - lx.upper_weight, lx.upper_weight};
-        const T wy[2] = {1 - ly.upper_weight, ly.upper_weight};
-        const T wz[2] = {1 - lz.upper_weight, lz.upper_weight};
-        T sx = 0, sy = 0, sz = 0;
-        for (int a = 0; a < 2; ++a)
-            for (int b = 0; b < 2; ++b)
-                for (int c = 0; c < 2; ++c) {
-                    std::int64_t m = node(g, lx.index + a, ly.index + b, lz.index + c);
-                    T w = wx[a] * wy[b] * wz[c];
-                    sx += w * ex[m];
-                    sy += w * ey[m];
-                    sz += w * ez[m];
-                }
-        e_part_[0][p] = sx;
-        e_part_[1][p] = sy;
-        e_part_[2][p] = sz;
-    }
+    const T* e_grid[3] = {e_grid_[0].data(), e_grid_[1].data(), e_grid_[2].data()};
+    T* e_part[3] = {e_part_[0].data(), e_part_[1].data(), e_part_[2].data()};
+    gather_cic(geometry_, pos, beam.size(), e_grid, e_part, threads_);
 }
 
 // dP/p0 = q E / gamma0^2 * ds / (beta0 c) / p0 = charge_e * E * ds / (beta0 gamma0^2 p0c[eV]).

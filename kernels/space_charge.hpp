@@ -15,10 +15,12 @@
 #include <memory>
 
 #include "beam.hpp"
-#include "fft_cpu.hpp"
 #include "memory.hpp"
 
 namespace sctape {
+
+template <class T>
+class HockneyConvolver;
 
 enum class Substep { s_to_t, deposit, green, convolve, field, gather, push, t_to_s };
 constexpr int kSubstepCount = 8;
@@ -88,9 +90,8 @@ private:
     std::array<HostArray<T>, 3> e_part_, dp_;
     HostArray<T> rho_, deposit_scratch_, phi_;
     std::array<HostArray<T>, 3> e_grid_;
-    HostArray<T> green_doubled_, rho_doubled_;
-    HostArray<std::complex<T>> rho_spectrum_, green_spectrum_;
-    std::unique_ptr<RealFft3d<T>> fft_;
+    HostArray<T> green_doubled_;
+    std::unique_ptr<HockneyConvolver<T>> convolver_;
     std::array<double, kSubstepCount> seconds_{};
 };
 

@@ -1,0 +1,415 @@
+#include "fused.hpp"
+
+#include <chrono>
+#include <cmath>
+#include <memory>
+
+#include "grid_ops.hpp"
+#include "kick_math.hpp"
+#include "space_charge.hpp"
+
+namespace sctape {
+namespace {
+
+template <class T>
+using Column = std::shared_ptr<const HostArray<T>>;
+
+enum Col { kX = 0, kPx = 1, kY = 2, kPy = 3, kTau = 4, kDelta = 5 };
+
+// State every backward closure of one run shares: the beam adjoint, the
+// parameter adjoints, and work objects for recomputation.
+template <class T>
+struct Context {
+    TrackSettings tracking;
+    BeamParameters beam_parameters;
+    Reference ref;
+    double charge_e = 0;
+    std::int64_t n = 0;
+    int threads = 1;
+    std::array<HostArray<T>, 6> adj;  // d objective / d coordinates
+    ParameterAdjoints params;
+    std::array<std::vector<double>, 6>* particle_gradient = nullptr;
+    std::unique_ptr<HockneyConvolver<T>> convolver;
+    HostArray<T> scratch;
+
+    void add_inv_beta_adjoint(double v) { params.reference.beta -= v / (ref.beta * ref.beta); }
+    void add_inv_bg_sq_adjoint(double v) {
+        const double bg = ref.beta_gamma();
+        params.beta_gamma -= 2.0 * v / (bg * bg * bg);
+    }
+};
+
+// Copies of beam columns, shared by every entry that saves the column until
+// the forward pass changes it: one buffer, counted once on the tape.
+template <class T>
+class Snapshots {
+public:
+    explicit Snapshots(Beam<T>& beam) : beam_(beam) {}
+    Column<T> get(int c) {
+        if (!snap_[c]) snap_[c] = std::make_shared<const HostArray<T>>(*beam_.columns()[c]);
+        return snap_[c];
+    }
+    void changed(std::initializer_list<int> cols) {
+        for (int c : cols) snap_[c].reset();
+    }
+
+private:
+    Beam<T>& beam_;
+    std::array<Column<T>, 6> snap_;
+};
+
+// One kick's saved data, and what its backward recomputes and passes on.
+template <class T>
+struct KickState {
+    double ds = 0;
+    std::size_t element = 0;
+    int slices = 1;
+    GridGeometry geometry;
+    Column<T> x, y, tau, px, py, delta, rho, phi;
+    // recomputed in backward
+    HostArray<T> z, pz;
+    std::array<HostArray<T>, 3> e_grid, e_part;
+    // adjoints passed between the kick's backward entries
+    HostArray<T> z_adj, pz_adj, phi_adj, rho_adj, green_adj, green;
+    std::array<HostArray<T>, 3> dp_adj, e_part_adj, e_grid_adj;
+    GeometryAdjoint geo_adj;
+
+    T push_scale(const Context<T>& ctx) const {
+        const Reference& r = ctx.ref;
+        return T(ctx.charge_e * ds / (r.beta * r.gamma * r.gamma * r.p0c_eV));
+    }
+    // z, pz, the field on the grid and at the particles, from the saved data.
+    void recompute(const Context<T>& ctx) {
+        const std::int64_t n = ctx.n;
+        z.resize(n);
+        pz.resize(n);
+        const T beta0 = T(ctx.ref.beta), ib = T(1.0 / ctx.ref.beta), ibg2 = T(1.0 / std::pow(ctx.ref.beta_gamma(), 2));
+        for (std::int64_t p = 0; p < n; ++p)
+            s_to_t_particle((*px)[p], (*py)[p], (*tau)[p], (*delta)[p], beta0, ib, ibg2, z[p], pz[p]);
+        for (int a = 0; a < 3; ++a) {
+            e_grid[a].resize(geometry.cells());
+            e_part[a].resize(n);
+        }
+        T* eg[3] = {e_grid[0].data(), e_grid[1].data(), e_grid[2].data()};
+        field_from_potential(geometry, phi->data(), eg, ctx.threads);
+        const T* pos[3] = {x->data(), y->data(), z.data()};
+        const T* egc[3] = {eg[0], eg[1], eg[2]};
+        T* ep[3] = {e_part[0].data(), e_part[1].data(), e_part[2].data()};
+        gather_cic(geometry, pos, n, egc, ep, ctx.threads);
+    }
+};
+
+template <class T>
+void t_to_s_backward(Context<T>& ctx, KickState<T>& s) {
+    s.recompute(ctx);
+    const T scale = s.push_scale(ctx);
+    const T ibg2 = T(1.0 / std::pow(ctx.ref.beta_gamma(), 2));
+    for (auto& d : s.dp_adj) d.resize(ctx.n);
+    s.pz_adj.resize(ctx.n);
+    double ib_adj = 0, ibg2_adj = 0;
+    auto& A = ctx.adj;
+    for (std::int64_t p = 0; p < ctx.n; ++p) {
+        // delta' = sqrt(|P'|^2 + 1/(beta0 gamma0)^2) - 1/beta0, with P' = P + dP
+        const T px1 = (*s.px)[p] + scale * s.e_part[0][p];
+        const T py1 = (*s.py)[p] + scale * s.e_part[1][p];
+        const T pz1 = s.pz[p] + scale * s.e_part[2][p];
+        const T e_new = std::sqrt(px1 * px1 + py1 * py1 + pz1 * pz1 + ibg2);
+        const T d_adj = A[kDelta][p];
+        const T gx = A[kPx][p] + d_adj * px1 / e_new;
+        const T gy = A[kPy][p] + d_adj * py1 / e_new;
+        const T gz = d_adj * pz1 / e_new;
+        s.dp_adj[0][p] = A[kPx][p] = gx;
+        s.dp_adj[1][p] = A[kPy][p] = gy;
+        s.dp_adj[2][p] = s.pz_adj[p] = gz;
+        A[kDelta][p] = 0;
+        ib_adj -= d_adj;
+        ibg2_adj += 0.5 * double(d_adj) / e_new;
+    }
+    ctx.add_inv_beta_adjoint(ib_adj);
+    ctx.add_inv_bg_sq_adjoint(ibg2_adj);
+}
+
+template <class T>
+void push_backward(Context<T>& ctx, KickState<T>& s) {
+    const T scale = s.push_scale(ctx);
+    double scale_adj = 0;
+    for (int a = 0; a < 3; ++a) {
+        s.e_part_adj[a].resize(ctx.n);
+        for (std::int64_t p = 0; p < ctx.n; ++p) {
+            s.e_part_adj[a][p] = scale * s.dp_adj[a][p];
+            scale_adj += double(s.e_part[a][p]) * s.dp_adj[a][p];
+        }
+        s.dp_adj[a] = HostArray<T>();
+    }
+    // scale = charge_e ds / (beta gamma^2 p0c)
+    const double v = scale_adj * double(scale);
+    ctx.params.drift_length_m[s.element] += v / s.ds / s.slices;
+    ctx.params.reference.beta -= v / ctx.ref.beta;
+    ctx.params.reference.gamma -= 2.0 * v / ctx.ref.gamma;
+    ctx.params.reference.p0c_eV -= v / ctx.ref.p0c_eV;
+}
+
+template <class T>
+void gather_backward(Context<T>& ctx, KickState<T>& s) {
+    const std::int64_t cells = s.geometry.cells();
+    s.z_adj.assign(ctx.n, T(0));
+    for (auto& g : s.e_grid_adj) g.assign(cells, T(0));
+    const T* pos[3] = {s.x->data(), s.y->data(), s.z.data()};
+    const T* eg[3] = {s.e_grid[0].data(), s.e_grid[1].data(), s.e_grid[2].data()};
+    const T* ea[3] = {s.e_part_adj[0].data(), s.e_part_adj[1].data(), s.e_part_adj[2].data()};
+    T* ega[3] = {s.e_grid_adj[0].data(), s.e_grid_adj[1].data(), s.e_grid_adj[2].data()};
+    T* pa[3] = {ctx.adj[kX].data(), ctx.adj[kY].data(), s.z_adj.data()};
+    gather_cic_adjoint(s.geometry, pos, ctx.n, eg, ea, ctx.threads, ctx.scratch, ega, pa, s.geo_adj);
+    for (int a = 0; a < 3; ++a) s.e_part_adj[a] = s.e_part[a] = HostArray<T>();
+}
+
+template <class T>
+void field_backward(Context<T>& ctx, KickState<T>& s) {
+    s.phi_adj.assign(s.geometry.cells(), T(0));
+    const T* eg[3] = {s.e_grid[0].data(), s.e_grid[1].data(), s.e_grid[2].data()};
+    const T* ega[3] = {s.e_grid_adj[0].data(), s.e_grid_adj[1].data(), s.e_grid_adj[2].data()};
+    field_from_potential_adjoint(s.geometry, eg, ega, ctx.threads, s.phi_adj.data(), s.geo_adj);
+    for (int a = 0; a < 3; ++a) s.e_grid_adj[a] = s.e_grid[a] = HostArray<T>();
+}
+
+template <class T>
+void convolve_backward(Context<T>& ctx, KickState<T>& s) {
+    s.green.resize(ctx.convolver->doubled_size());
+    build_green(s.geometry, ctx.ref.gamma, ctx.threads, s.green.data());
+    s.rho_adj.assign(s.geometry.cells(), T(0));
+    s.green_adj.resize(ctx.convolver->doubled_size());
+    ctx.convolver->convolve_adjoint(s.rho->data(), s.green.data(), s.phi_adj.data(), s.rho_adj.data(),
+                                    s.green_adj.data());
+    s.phi_adj = s.green = HostArray<T>();
+}
+
+template <class T>
+void green_backward(Context<T>& ctx, KickState<T>& s) {
+    ctx.params.reference.gamma += build_green_adjoint(s.geometry, ctx.ref.gamma, s.green_adj.data(), ctx.threads, s.geo_adj);
+    s.green_adj = HostArray<T>();
+}
+
+template <class T>
+void deposit_backward(Context<T>& ctx, KickState<T>& s) {
+    const GridGeometry& g = s.geometry;
+    const double macro = ctx.charge_e < 0 ? -1.0 : 1.0;
+    const T scale = T(macro * ctx.beam_parameters.bunch_charge_C / double(ctx.n) / g.cell_volume_m3());
+    const T* pos[3] = {s.x->data(), s.y->data(), s.z.data()};
+    T* pa[3] = {ctx.adj[kX].data(), ctx.adj[kY].data(), s.z_adj.data()};
+    const double scale_adj = deposit_cic_adjoint(g, pos, ctx.n, scale, s.rho_adj.data(), ctx.threads, pa, s.geo_adj);
+    // scale = +-Q / (N hx hy hz)
+    const double v = scale_adj * double(scale);
+    ctx.params.bunch_charge_C += v / ctx.beam_parameters.bunch_charge_C;
+    for (int a = 0; a < 3; ++a) s.geo_adj.cell_m[a] -= v / g.cell_m[a];
+    grid_covering_adjoint(ctx.tracking.grid, pos, ctx.n, s.geo_adj, pa);
+    s.rho_adj = HostArray<T>();
+}
+
+template <class T>
+void s_to_t_backward(Context<T>& ctx, KickState<T>& s) {
+    const T beta0 = T(ctx.ref.beta), ib = T(1.0 / ctx.ref.beta);
+    auto& A = ctx.adj;
+    double beta_adj = 0, ib_adj = 0, ibg2_adj = 0;
+    for (std::int64_t p = 0; p < ctx.n; ++p) {
+        // z = -beta0 tau
+        A[kTau][p] -= beta0 * s.z_adj[p];
+        beta_adj -= double((*s.tau)[p]) * s.z_adj[p];
+        s_to_t_pz_adjoint((*s.px)[p], (*s.py)[p], (*s.delta)[p], s.pz[p], s.pz_adj[p], ib, A[kPx][p], A[kPy][p],
+                          A[kDelta][p], ib_adj, ibg2_adj);
+    }
+    ctx.params.reference.beta += beta_adj;
+    ctx.add_inv_beta_adjoint(ib_adj);
+    ctx.add_inv_bg_sq_adjoint(ibg2_adj);
+    s.z = s.pz = s.z_adj = s.pz_adj = HostArray<T>();
+}
+
+// Runs `work` inside a tape scope and adds the allocator growth to the report.
+template <class F>
+void measured(Tape& tape, MemoryReport& report, const char* scope, F&& work) {
+    TapeScope s(tape, scope);
+    const std::int64_t before = host_memory().current_bytes();
+    work();
+    report.allocator_delta_by_scope[scope] += host_memory().current_bytes() - before;
+}
+
+template <class T>
+void record_drift(Tape& tape, MemoryReport& report, std::shared_ptr<Context<T>> ctx, Beam<T>& beam,
+                  Snapshots<T>& snaps, std::size_t element, double fraction) {
+    measured(tape, report, "drift", [&] {
+        const double length = fraction * ctx->tracking.lattice[element].length_m;
+        Column<T> px = snaps.get(kPx), py = snaps.get(kPy), delta = snaps.get(kDelta);
+        drift(beam, length, ctx->threads);
+        snaps.changed({kX, kY, kTau});
+        tape.record({Tape::save(px), Tape::save(py), Tape::save(delta)}, [ctx, px, py, delta, element, fraction, length] {
+            auto& A = ctx->adj;
+            const double bg = ctx->ref.beta_gamma();
+            const T l = T(length), l_tau = T(-length / (bg * bg));
+            double length_adj = 0, bg_adj = 0;
+            for (std::int64_t p = 0; p < ctx->n; ++p) {
+                length_adj += double((*px)[p]) * A[kX][p] + double((*py)[p]) * A[kY][p] -
+                              double((*delta)[p]) * A[kTau][p] / (bg * bg);
+                bg_adj += double((*delta)[p]) * A[kTau][p];
+                A[kPx][p] += l * A[kX][p];
+                A[kPy][p] += l * A[kY][p];
+                A[kDelta][p] += l_tau * A[kTau][p];
+            }
+            ctx->params.drift_length_m[element] += fraction * length_adj;
+            ctx->params.beta_gamma += bg_adj * 2.0 * length / (bg * bg * bg);
+        });
+    });
+}
+
+template <class T>
+void record_kick(Tape& tape, MemoryReport& report, std::shared_ptr<Context<T>> ctx, Beam<T>& beam,
+                 Snapshots<T>& snaps, SpaceChargeKick<T>& kick, std::size_t element, double ds) {
+    auto s = std::make_shared<KickState<T>>();
+    s->ds = ds;
+    s->element = element;
+    s->slices = ctx->tracking.lattice[element].slices;
+    // forward() runs the substep and returns the buffers its backward needs
+    auto step = [&](Substep sub, void (*backward)(Context<T>&, KickState<T>&), auto&& forward) {
+        measured(tape, report, substep_name(sub), [&] {
+            std::vector<SavedBuffer> saved = forward();
+            tape.record(std::move(saved), [ctx, s, backward] { backward(*ctx, *s); });
+        });
+    };
+    s->tau = snaps.get(kTau);
+    s->px = snaps.get(kPx);
+    s->py = snaps.get(kPy);
+    s->delta = snaps.get(kDelta);
+    s->x = snaps.get(kX);
+    s->y = snaps.get(kY);
+    step(Substep::s_to_t, s_to_t_backward<T>, [&] {
+        kick.s_to_t(beam);
+        return std::vector<SavedBuffer>{Tape::save(s->tau), Tape::save(s->px), Tape::save(s->py), Tape::save(s->delta)};
+    });
+    step(Substep::deposit, deposit_backward<T>, [&] {
+        kick.deposit(beam);
+        s->geometry = kick.geometry();
+        return std::vector<SavedBuffer>{Tape::save(s->x), Tape::save(s->y), Tape::save(s->tau)};
+    });
+    step(Substep::green, green_backward<T>, [&] {
+        kick.green(beam);
+        return std::vector<SavedBuffer>{};
+    });
+    step(Substep::convolve, convolve_backward<T>, [&] {
+        kick.convolve();
+        s->rho = std::make_shared<const HostArray<T>>(kick.charge_density());
+        return std::vector<SavedBuffer>{Tape::save(s->rho)};
+    });
+    step(Substep::field, field_backward<T>, [&] {
+        kick.field();
+        return std::vector<SavedBuffer>{};
+    });
+    step(Substep::gather, gather_backward<T>, [&] {
+        kick.gather(beam);
+        s->phi = std::make_shared<const HostArray<T>>(kick.potential());
+        return std::vector<SavedBuffer>{Tape::save(s->phi), Tape::save(s->x), Tape::save(s->y), Tape::save(s->tau)};
+    });
+    step(Substep::push, push_backward<T>, [&] {
+        kick.push(beam, ds);
+        return std::vector<SavedBuffer>{};
+    });
+    step(Substep::t_to_s, t_to_s_backward<T>, [&] {
+        kick.t_to_s(beam);
+        return std::vector<SavedBuffer>{Tape::save(s->px), Tape::save(s->py), Tape::save(s->delta)};
+    });
+    snaps.changed({kPx, kPy, kDelta});
+}
+
+}  // namespace
+
+template <class T>
+GradientResult fused_gradient(const BeamParameters& bp, const TrackSettings& tracking, const GradientRequest& request) {
+    using clock = std::chrono::steady_clock;
+    GradientResult result;
+    MemoryReport& report = result.memory;
+    const std::int64_t start = host_memory().current_bytes();
+    host_memory().reset_peak();
+    const auto t0 = clock::now();
+    {
+        Tape tape;
+        auto ctx = std::make_shared<Context<T>>();
+        ctx->tracking = tracking;
+        ctx->beam_parameters = bp;
+        ctx->ref = Reference::from_kinetic(bp.species.mass_eV, bp.kinetic_energy_eV);
+        ctx->charge_e = bp.species.charge_e;
+        ctx->n = bp.n_particles;
+        ctx->threads = std::max(tracking.threads, 1);
+        ctx->params.drift_length_m.assign(tracking.lattice.size(), 0.0);
+        ctx->particle_gradient = &result.particle_gradient;
+
+        Beam<T> beam;
+        measured(tape, report, "beam", [&] {
+            beam = make_beam<T>(bp);
+            // backward regenerates the reference sample from the seed: nothing saved
+            tape.record({}, [ctx] {
+                const auto& d = ctx->beam_parameters.distribution;
+                ReferenceSample sample = make_reference_sample(d.type, ctx->n, ctx->beam_parameters.seed);
+                for (int c = 0; c < 6; ++c) {
+                    double sum = 0;
+                    auto& out = (*ctx->particle_gradient)[c];
+                    out.resize(ctx->n);
+                    for (std::int64_t p = 0; p < ctx->n; ++p) {
+                        out[p] = ctx->adj[c][p];
+                        sum += out[p] * sample.column[c][p];
+                    }
+                    (c % 2 == 0 ? ctx->params.size_m : ctx->params.momentum_rms)[c / 2] += sum;
+                }
+            });
+        });
+
+        Snapshots<T> snaps(beam);
+        std::unique_ptr<SpaceChargeKick<T>> kick;
+        if (tracking.space_charge) {
+            kick = std::make_unique<SpaceChargeKick<T>>(tracking.grid, ctx->threads);
+            ctx->convolver = std::make_unique<HockneyConvolver<T>>(tracking.grid.shape, ctx->threads);
+        }
+        for (std::size_t e = 0; e < tracking.lattice.size(); ++e) {
+            const Drift& d = tracking.lattice[e];
+            const double ds = d.length_m / d.slices;
+            for (int slice = 0; slice < d.slices; ++slice) {
+                if (!kick) {
+                    record_drift(tape, report, ctx, beam, snaps, e, 1.0 / d.slices);
+                    continue;
+                }
+                record_drift(tape, report, ctx, beam, snaps, e, 0.5 / d.slices);
+                record_kick(tape, report, ctx, beam, snaps, *kick, e, ds);
+                record_drift(tape, report, ctx, beam, snaps, e, 0.5 / d.slices);
+                ++report.kicks;
+            }
+        }
+
+        measured(tape, report, "objective", [&] {
+            result.objective = objective_value(beam, request.objective);
+            const auto cols = objective_columns(request.objective);
+            Column<T> u = snaps.get(cols[0]), p = snaps.get(cols[1]);
+            const Objective objective = request.objective;
+            tape.record({Tape::save(u), Tape::save(p)}, [ctx, u, p, objective, cols] {
+                for (auto& a : ctx->adj) a.assign(ctx->n, T(0));
+                ctx->params.beta_gamma += objective_adjoint(objective, *u, *p, ctx->ref.beta_gamma(),
+                                                            ctx->adj[cols[0]], ctx->adj[cols[1]]);
+            });
+        });
+        for (const auto& [scope, row] : tape.by_scope()) report.tape_bytes_by_scope[scope] = row.bytes;
+        report.tape_bytes = tape.tape_bytes();
+        report.tape_entries = tape.entries();
+        beam = Beam<T>();
+        kick.reset();
+        snaps.changed({kX, kPx, kY, kPy, kTau, kDelta});
+        const auto t1 = clock::now();
+        result.forward_seconds = std::chrono::duration<double>(t1 - t0).count();
+
+        tape.backward();
+        result.backward_seconds = std::chrono::duration<double>(clock::now() - t1).count();
+        report_gradients(bp, tracking.lattice, ctx->params, request.gradients, result);
+    }
+    report.peak_bytes = host_memory().peak_bytes() - start;
+    report.bytes_after_backward = host_memory().current_bytes() - start;
+    return result;
+}
+
+template GradientResult fused_gradient<float>(const BeamParameters&, const TrackSettings&, const GradientRequest&);
+template GradientResult fused_gradient<double>(const BeamParameters&, const TrackSettings&, const GradientRequest&);
+
+}  // namespace sctape

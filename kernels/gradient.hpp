@@ -1,0 +1,101 @@
+// gradient.hpp — reverse-mode gradients of a beam objective through the
+// tracking, with the memory the tape keeps, for each differentiation strategy.
+//
+//   sctape::GradientRequest req;              // strategy fused, objective sigma_x
+//   req.gradients = {"bunch_charge_C", "lattice.0.length_m"};
+//   sctape::GradientResult r = sctape::compute_gradient<double>(beam_params, track_settings, req);
+//   r.objective;  r.gradients["bunch_charge_C"];  r.memory.tape_bytes_by_scope["deposit"];
+//
+// Differentiable inputs (names as in CONFIG): bunch_charge_C,
+// kinetic_energy_eV, distribution.<size key> (radius_x_m ... or sigma_x_m ...),
+// distribution.sigma_px / sigma_py / sigma_delta, lattice.<i>.length_m, and
+// the initial particle coordinates (GradientResult::particle_gradient).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "beam.hpp"
+#include "tape.hpp"
+#include "tracking.hpp"
+
+namespace sctape {
+
+enum class Strategy { autograd, fused };
+enum class Objective { sigma_x, sigma_y, sigma_tau, emittance_x, emittance_y, emittance_tau };
+
+const char* strategy_name(Strategy s);
+const char* objective_name(Objective o);
+Strategy parse_strategy(const std::string& name);    // throws std::invalid_argument
+Objective parse_objective(const std::string& name);  // throws std::invalid_argument
+
+struct GradientRequest {
+    Strategy strategy = Strategy::fused;
+    Objective objective = Objective::sigma_x;
+    std::vector<std::string> gradients;  // names; empty: none reported
+};
+
+// The names that may be asked for, for this beam and lattice.
+std::vector<std::string> gradient_names(const BeamParameters& beam, const Lattice& lattice);
+
+// Tape bytes and allocator growth, measured during the forward pass.
+struct MemoryReport {
+    std::map<std::string, std::int64_t> tape_bytes_by_scope;     // at the end of the forward pass
+    std::map<std::string, std::int64_t> allocator_delta_by_scope;  // summed over the forward pass
+    std::int64_t tape_bytes = 0;         // total at the end of the forward pass
+    std::int64_t tape_entries = 0;
+    std::int64_t peak_bytes = 0;         // allocator peak during forward + backward, above the start
+    std::int64_t bytes_after_backward = 0;  // allocator current minus start, after backward (0 expected)
+    int kicks = 0;
+};
+
+struct GradientResult {
+    double objective = 0;
+    std::map<std::string, double> gradients;  // the requested names
+    // d objective / d initial coordinates, columns x, px, y, py, tau, delta.
+    std::array<std::vector<double>, 6> particle_gradient;
+    MemoryReport memory;
+    double forward_seconds = 0, backward_seconds = 0;
+};
+
+template <class T>
+GradientResult compute_gradient(const BeamParameters& beam, const TrackSettings& tracking,
+                                const GradientRequest& request);
+
+// --- pieces shared by the strategies -------------------------------------
+
+// The (position, momentum) columns an objective reads: 0..5 in x, px, y, py, tau, delta order.
+std::array<int, 2> objective_columns(Objective objective);
+
+// Objective value of a beam, and its adjoint: accumulates d/d(u) and d/d(p)
+// for the objective's columns and returns d/d(beta0 gamma0).
+template <class T>
+double objective_value(const Beam<T>& beam, Objective objective);
+template <class T>
+double objective_adjoint(Objective objective, const HostArray<T>& u, const HostArray<T>& p, double beta_gamma,
+                         HostArray<T>& u_adj, HostArray<T>& p_adj);
+
+// Adjoints of the reference-particle quantities, folded into d/d(kinetic energy).
+struct ReferenceAdjoint {
+    double beta = 0, gamma = 0, p0c_eV = 0;
+    double to_kinetic_energy(const Reference& ref) const;
+};
+
+// Every differentiable scalar's adjoint plus the initial coordinates'.
+struct ParameterAdjoints {
+    double bunch_charge_C = 0;
+    ReferenceAdjoint reference;
+    double beta_gamma = 0;                  // d/d(beta0 gamma0), added to `reference`
+    std::array<double, 3> size_m{};         // distribution.size_m
+    std::array<double, 3> momentum_rms{};   // distribution.momentum_rms
+    std::vector<double> drift_length_m;     // per lattice element
+};
+
+// Fills `result.gradients` with the requested names (throws std::invalid_argument on unknown ones).
+void report_gradients(const BeamParameters& beam, const Lattice& lattice, const ParameterAdjoints& adj,
+                      const std::vector<std::string>& names, GradientResult& result);
+
+}  // namespace sctape

@@ -1,0 +1,460 @@
+#include "grid_ops.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "constants.hpp"
+#include "kick_math.hpp"
+
+namespace sctape {
+namespace {
+
+inline std::int64_t node(const GridGeometry& g, int i, int j, int k) {
+    return (std::int64_t(i) * g.n[1] + j) * g.n[2] + k;
+}
+
+// The 8 nodes of one particle with their CIC weights and the weights'
+// derivatives with respect to the particle's grid coordinates s = (u - o)/h.
+template <class T>
+struct CicStencil {
+    std::int64_t base;
+    std::int64_t offset[8];
+    T w[8];
+    T dw[3][8];
+    std::array<T, 3> s;  // grid coordinates
+};
+
+template <class T>
+struct CicFrame {
+    T origin[3], inv_h[3];
+    explicit CicFrame(const GridGeometry& g) {
+        for (int a = 0; a < 3; ++a) {
+            origin[a] = T(g.origin_m[a]);
+            inv_h[a] = T(1 / g.cell_m[a]);
+        }
+    }
+};
+
+template <class T>
+inline CicStencil<T> cic_stencil(const GridGeometry& g, const CicFrame<T>& f, const T* const pos[3], std::int64_t p) {
+    CicStencil<T> st;
+    CicLocation<T> loc[3];
+    for (int a = 0; a < 3; ++a) {
+        loc[a] = cic_locate(pos[a][p], f.origin[a], f.inv_h[a], g.n[a]);
+        st.s[a] = loc[a].index + loc[a].upper_weight;
+    }
+    st.base = node(g, loc[0].index, loc[1].index, loc[2].index);
+    int m = 0;
+    for (int a = 0; a < 2; ++a)
+        for (int b = 0; b < 2; ++b)
+            for (int c = 0; c < 2; ++c, ++m) {
+                const T wx = a ? loc[0].upper_weight : 1 - loc[0].upper_weight;
+                const T wy = b ? loc[1].upper_weight : 1 - loc[1].upper_weight;
+                const T wz = c ? loc[2].upper_weight : 1 - loc[2].upper_weight;
+                const T sx = a ? T(1) : T(-1), sy = b ? T(1) : T(-1), sz = c ? T(1) : T(-1);
+                st.offset[m] = (std::int64_t(a) * g.n[1] + b) * g.n[2] + c;
+                st.w[m] = wx * wy * wz;
+                st.dw[0][m] = sx * wy * wz;
+                st.dw[1][m] = wx * sy * wz;
+                st.dw[2][m] = wx * wy * sz;
+            }
+    return st;
+}
+
+// From adjoints of the grid coordinates s_a = (u_a - o_a)/h_a of one particle
+// to the adjoints of its position (+=) and of the geometry (accumulated by the caller).
+template <class T>
+inline void scatter_grid_coordinate_adjoint(const CicFrame<T>& f, const CicStencil<T>& st, const double s_adj[3],
+                                            T* const pos_adj[3], std::int64_t p, double origin_adj[3],
+                                            double cell_adj[3]) {
+    for (int a = 0; a < 3; ++a) {
+        const double u_adj = s_adj[a] * f.inv_h[a];
+        pos_adj[a][p] += T(u_adj);
+        origin_adj[a] -= u_adj;
+        cell_adj[a] -= u_adj * st.s[a];
+    }
+}
+
+// Sums per-thread grids into `out` (+=), in thread order.
+template <class T>
+void reduce_thread_grids(const T* scratch, std::int64_t cells, int threads, T scale, T* out, bool accumulate) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t c = 0; c < cells; ++c) {
+        T sum = 0;
+        for (int t = 0; t < threads; ++t) sum += scratch[c + cells * t];
+        out[c] = (accumulate ? out[c] : T(0)) + sum * scale;
+    }
+}
+
+}  // namespace
+
+template <class T>
+void deposit_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, T scale, int threads,
+                 HostArray<T>& scratch, T* rho) {
+    const std::int64_t cells = g.cells();
+    scratch.assign(std::size_t(cells * threads), T(0));
+    const CicFrame<T> f(g);
+    // Each thread deposits into its own grid; the grids are summed in thread
+    // order, so the result is reproducible for a given thread count.
+#pragma omp parallel num_threads(threads)
+    {
+        T* grid = scratch.data() + cells * omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (std::int64_t p = 0; p < n; ++p) {
+            const CicStencil<T> st = cic_stencil(g, f, pos, p);
+            for (int m = 0; m < 8; ++m) grid[st.base + st.offset[m]] += st.w[m];
+        }
+    }
+    reduce_thread_grids(scratch.data(), cells, threads, scale, rho, false);
+}
+
+template <class T>
+double deposit_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64_t n, T scale, const T* rho_adj,
+                           int threads, T* const pos_adj[3], GeometryAdjoint& geo_adj) {
+    const CicFrame<T> f(g);
+    double scale_adj = 0, o_adj[3] = {0, 0, 0}, h_adj[3] = {0, 0, 0};
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : scale_adj, o_adj[:3], h_adj[:3])
+    for (std::int64_t p = 0; p < n; ++p) {
+        const CicStencil<T> st = cic_stencil(g, f, pos, p);
+        double s_adj[3] = {0, 0, 0};
+        for (int m = 0; m < 8; ++m) {
+            const double r = rho_adj[st.base + st.offset[m]];
+            scale_adj += r * st.w[m];
+            for (int a = 0; a < 3; ++a) s_adj[a] += scale * r * st.dw[a][m];
+        }
+        scatter_grid_coordinate_adjoint(f, st, s_adj, pos_adj, p, o_adj, h_adj);
+    }
+    for (int a = 0; a < 3; ++a) {
+        geo_adj.origin_m[a] += o_adj[a];
+        geo_adj.cell_m[a] += h_adj[a];
+    }
+    return scale_adj;
+}
+
+template <class T>
+void gather_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, const T* const e_grid[3],
+                T* const e_part[3], int threads) {
+    const CicFrame<T> f(g);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t p = 0; p < n; ++p) {
+        const CicStencil<T> st = cic_stencil(g, f, pos, p);
+        for (int a = 0; a < 3; ++a) {
+            T sum = 0;
+            for (int m = 0; m < 8; ++m) sum += st.w[m] * e_grid[a][st.base + st.offset[m]];
+            e_part[a][p] = sum;
+        }
+    }
+}
+
+template <class T>
+void gather_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64_t n, const T* const e_grid[3],
+                        const T* const e_part_adj[3], int threads, HostArray<T>& scratch, T* const e_grid_adj[3],
+                        T* const pos_adj[3], GeometryAdjoint& geo_adj) {
+    const std::int64_t cells = g.cells();
+    const CicFrame<T> f(g);
+    scratch.assign(std::size_t(3 * cells * threads), T(0));
+    double o_adj[3] = {0, 0, 0}, h_adj[3] = {0, 0, 0};
+#pragma omp parallel num_threads(threads) reduction(+ : o_adj[:3], h_adj[:3])
+    {
+        T* grid = scratch.data() + 3 * cells * omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (std::int64_t p = 0; p < n; ++p) {
+            const CicStencil<T> st = cic_stencil(g, f, pos, p);
+            double s_adj[3] = {0, 0, 0};
+            for (int a = 0; a < 3; ++a) {
+                const T e_adj = e_part_adj[a][p];
+                for (int m = 0; m < 8; ++m) {
+                    const std::int64_t c = st.base + st.offset[m];
+                    grid[a * cells + c] += st.w[m] * e_adj;
+                    const double de = double(e_adj) * e_grid[a][c];
+                    for (int b = 0; b < 3; ++b) s_adj[b] += de * st.dw[b][m];
+                }
+            }
+            scatter_grid_coordinate_adjoint(f, st, s_adj, pos_adj, p, o_adj, h_adj);
+        }
+    }
+    for (int a = 0; a < 3; ++a) {
+        // per-thread grids are laid out [thread][axis][cell]
+        HostArray<T> axis(std::size_t(cells * threads));
+        for (int t = 0; t < threads; ++t)
+            std::copy_n(scratch.data() + (3 * t + a) * cells, cells, axis.data() + t * cells);
+        reduce_thread_grids(axis.data(), cells, threads, T(1), e_grid_adj[a], true);
+        geo_adj.origin_m[a] += o_adj[a];
+        geo_adj.cell_m[a] += h_adj[a];
+    }
+}
+
+namespace {
+
+// Applies the corner difference D f(i) = f(i) - f(i-1), f(-1) = -f(0), or its
+// transpose, along axis a of an n0 x n1 x n2 array, in place.
+void difference_along(double* v, const std::array<int, 3>& n, int a, bool transpose, int threads) {
+    const std::int64_t stride[3] = {std::int64_t(n[1]) * n[2], n[2], 1};
+    const std::int64_t cells = std::int64_t(n[0]) * n[1] * n[2];
+    const std::int64_t s = stride[a];
+    const int len = n[a];
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t c = 0; c < cells; ++c) {
+        if ((c / s) % len != 0) continue;  // one line starts at each node with index 0 along a
+        double* line = v + c;
+        if (!transpose) {
+            double previous = line[0];
+            line[0] = 2.0 * previous;
+            for (int i = 1; i < len; ++i) {
+                const double current = line[i * s];
+                line[i * s] = current - previous;
+                previous = current;
+            }
+        } else {  // (D^T y)(i) = y(i) - y(i+1), with y(0) counted twice
+            for (int i = 0; i < len; ++i) {
+                const double next = i + 1 < len ? line[(i + 1) * s] : 0.0;
+                line[i * s] = (i == 0 ? 2.0 : 1.0) * line[i * s] - next;
+            }
+        }
+    }
+}
+
+inline int fold(int i, int n) { return i < n ? i : (i == n ? -1 : 2 * n - i); }
+
+std::array<double, 3> igf_cells(const GridGeometry& g, double gamma) {
+    return {g.cell_m[0], g.cell_m[1], gamma * g.cell_m[2]};
+}
+
+constexpr double kCoulomb = 1.0 / (4.0 * kPi * kVacuumPermittivity_F_per_m);
+
+}  // namespace
+
+// G = Dx Dy Dz g at the corners (i + 1/2) h: the antiderivative is odd in each
+// argument, so the 8-corner sum of paper Eq. 4 needs g at n^3 corners only.
+template <class T>
+void build_green(const GridGeometry& g, double gamma, int threads, T* green_doubled) {
+    const int nx = g.n[0], ny = g.n[1], nz = g.n[2];
+    const auto h = igf_cells(g, gamma);
+    HostArray<double> corner(std::size_t(g.cells()));
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int i = 0; i < nx; ++i)
+        for (int j = 0; j < ny; ++j)
+            for (int k = 0; k < nz; ++k)
+                corner[node(g, i, j, k)] = igf_antiderivative((i + 0.5) * h[0], (j + 0.5) * h[1], (k + 0.5) * h[2]);
+    for (int a = 0; a < 3; ++a) difference_along(corner.data(), g.n, a, false, threads);
+    const int my = 2 * ny, mz = 2 * nz;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int i = 0; i < 2 * nx; ++i)
+        for (int j = 0; j < my; ++j)
+            for (int k = 0; k < mz; ++k) {
+                const int fi = fold(i, nx), fj = fold(j, ny), fk = fold(k, nz);
+                // index n of the doubled grid is never reached by the cropped convolution
+                const double v = (fi < 0 || fj < 0 || fk < 0) ? 0.0 : kCoulomb * corner[node(g, fi, fj, fk)];
+                green_doubled[(std::int64_t(i) * my + j) * mz + k] = T(v);
+            }
+}
+
+template <class T>
+double build_green_adjoint(const GridGeometry& g, double gamma, const T* green_doubled_adj, int threads,
+                           GeometryAdjoint& geo_adj) {
+    const int nx = g.n[0], ny = g.n[1], nz = g.n[2], my = 2 * ny, mz = 2 * nz;
+    const auto h = igf_cells(g, gamma);
+    HostArray<double> corner_adj(std::size_t(g.cells()), 0.0);
+    // fold: G[i] sits at doubled index i and, for i >= 1, also at 2n - i
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int i = 0; i < nx; ++i)
+        for (int j = 0; j < ny; ++j)
+            for (int k = 0; k < nz; ++k) {
+                double sum = 0;
+                for (int di = 0; di < (i ? 2 : 1); ++di)
+                    for (int dj = 0; dj < (j ? 2 : 1); ++dj)
+                        for (int dk = 0; dk < (k ? 2 : 1); ++dk) {
+                            const int ii = di ? 2 * nx - i : i, jj = dj ? 2 * ny - j : j, kk = dk ? 2 * nz - k : k;
+                            sum += green_doubled_adj[(std::int64_t(ii) * my + jj) * mz + kk];
+                        }
+                corner_adj[node(g, i, j, k)] = kCoulomb * sum;
+            }
+    for (int a = 2; a >= 0; --a) difference_along(corner_adj.data(), g.n, a, true, threads);
+    double h_adj[3] = {0, 0, 0};
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : h_adj[:3])
+    for (int i = 0; i < nx; ++i)
+        for (int j = 0; j < ny; ++j)
+            for (int k = 0; k < nz; ++k) {
+                const double c[3] = {i + 0.5, j + 0.5, k + 0.5};
+                double grad[3];
+                igf_antiderivative_gradient(c[0] * h[0], c[1] * h[1], c[2] * h[2], grad);
+                const double w = corner_adj[node(g, i, j, k)];
+                for (int a = 0; a < 3; ++a) h_adj[a] += w * c[a] * grad[a];
+            }
+    geo_adj.cell_m[0] += h_adj[0];
+    geo_adj.cell_m[1] += h_adj[1];
+    geo_adj.cell_m[2] += gamma * h_adj[2];
+    return g.cell_m[2] * h_adj[2];
+}
+
+template <class T>
+void field_from_potential(const GridGeometry& g, const T* phi, T* const e[3], int threads) {
+    const std::int64_t stride[3] = {std::int64_t(g.n[1]) * g.n[2], g.n[2], 1};
+    for (int a = 0; a < 3; ++a) {
+        const int len = g.n[a];
+        const std::int64_t s = stride[a];
+        const T inv_2h = T(0.5 / g.cell_m[a]), inv_h = T(1.0 / g.cell_m[a]);
+        T* out = e[a];
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (std::int64_t c = 0; c < g.cells(); ++c) {
+            const int i = int((c / s) % len);
+            if (i == 0) out[c] = -(phi[c + s] - phi[c]) * inv_h;
+            else if (i == len - 1) out[c] = -(phi[c] - phi[c - s]) * inv_h;
+            else out[c] = -(phi[c + s] - phi[c - s]) * inv_2h;
+        }
+    }
+}
+
+template <class T>
+void field_from_potential_adjoint(const GridGeometry& g, const T* const e[3], const T* const e_adj[3], int threads,
+                                  T* phi_adj, GeometryAdjoint& geo_adj) {
+    const std::int64_t stride[3] = {std::int64_t(g.n[1]) * g.n[2], g.n[2], 1};
+    for (int a = 0; a < 3; ++a) {
+        const int len = g.n[a];
+        const std::int64_t s = stride[a];
+        const T inv_2h = T(0.5 / g.cell_m[a]), inv_h = T(1.0 / g.cell_m[a]);
+        const T* ea = e_adj[a];
+        double h_adj = 0;
+        // Gather form of the transposed stencil: each node collects from the
+        // nodes whose difference used it, so no two threads write one node.
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : h_adj)
+        for (std::int64_t c = 0; c < g.cells(); ++c) {
+            const int i = int((c / s) % len);
+            T acc = 0;
+            // node i-1 differences phi[i] with weight -1/h (boundary) or -1/(2h)
+            if (i >= 1) acc -= ea[c - s] * (i - 1 == 0 ? inv_h : inv_2h);
+            // node i+1 differences phi[i] with weight +1/h (boundary) or +1/(2h)
+            if (i + 1 <= len - 1) acc += ea[c + s] * (i + 1 == len - 1 ? inv_h : inv_2h);
+            // the one-sided boundary differences also use their own node
+            if (i == 0) acc += ea[c] * inv_h;
+            if (i == len - 1) acc -= ea[c] * inv_h;
+            phi_adj[c] += acc;
+            h_adj -= double(ea[c]) * e[a][c] / g.cell_m[a];
+        }
+        geo_adj.cell_m[a] += h_adj;
+    }
+}
+
+template <class T>
+HockneyConvolver<T>::HockneyConvolver(std::array<int, 3> n, int threads)
+    : n_(n), threads_(threads), fft_({2 * n[0], 2 * n[1], 2 * n[2]}, threads) {
+    work_a_.resize(fft_.real_size());
+    spec_a_.resize(fft_.spectrum_size());
+    spec_b_.resize(fft_.spectrum_size());
+}
+
+template <class T>
+void HockneyConvolver<T>::pad(const T* cells, T* doubled) const {
+    const int my = 2 * n_[1], mz = 2 * n_[2];
+    std::fill(doubled, doubled + fft_.real_size(), T(0));
+    for (int i = 0; i < n_[0]; ++i)
+        for (int j = 0; j < n_[1]; ++j)
+            std::copy_n(cells + (std::int64_t(i) * n_[1] + j) * n_[2], n_[2], doubled + (std::int64_t(i) * my + j) * mz);
+}
+
+// out = c2r(FFT(a) * conj(b_spectrum)) / M: the circular correlation of a with b.
+template <class T>
+void HockneyConvolver<T>::correlate(const T* a_doubled, const std::complex<T>* b_spectrum, T* out_doubled) {
+    std::copy_n(a_doubled, fft_.real_size(), work_a_.data());
+    fft_.forward(work_a_.data(), spec_a_.data());
+    const T norm = T(1.0 / double(fft_.real_size()));
+    const std::int64_t ns = fft_.spectrum_size();
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (std::int64_t c = 0; c < ns; ++c) spec_a_[c] *= std::conj(b_spectrum[c]) * norm;
+    fft_.inverse(spec_a_.data(), out_doubled);
+}
+
+template <class T>
+void HockneyConvolver<T>::convolve(const T* rho, const T* green_doubled, T* phi) {
+    pad(rho, work_a_.data());
+    fft_.forward(work_a_.data(), spec_a_.data());
+    std::copy_n(green_doubled, fft_.real_size(), work_a_.data());
+    fft_.forward(work_a_.data(), spec_b_.data());
+    const T norm = T(1.0 / double(fft_.real_size()));
+    const std::int64_t ns = fft_.spectrum_size();
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (std::int64_t c = 0; c < ns; ++c) spec_a_[c] *= spec_b_[c] * norm;
+    fft_.inverse(spec_a_.data(), work_a_.data());
+    const int my = 2 * n_[1], mz = 2 * n_[2];
+    for (int i = 0; i < n_[0]; ++i)
+        for (int j = 0; j < n_[1]; ++j)
+            std::copy_n(work_a_.data() + (std::int64_t(i) * my + j) * mz, n_[2], phi + (std::int64_t(i) * n_[1] + j) * n_[2]);
+}
+
+template <class T>
+void HockneyConvolver<T>::convolve_adjoint(const T* rho, const T* green_doubled, const T* phi_adj, T* rho_adj,
+                                           T* green_doubled_adj) {
+    const std::int64_t m = fft_.real_size();
+    HostArray<T> phi_adj_pad(m), other(m);
+    pad(phi_adj, phi_adj_pad.data());
+    // d/d(green): correlation of pad(phi_adj) with pad(rho)
+    pad(rho, other.data());
+    fft_.forward(other.data(), spec_b_.data());
+    correlate(phi_adj_pad.data(), spec_b_.data(), green_doubled_adj);
+    // d/d(rho): correlation of pad(phi_adj) with green, cropped
+    std::copy_n(green_doubled, m, other.data());
+    fft_.forward(other.data(), spec_b_.data());
+    correlate(phi_adj_pad.data(), spec_b_.data(), other.data());
+    const int my = 2 * n_[1], mz = 2 * n_[2];
+    for (int i = 0; i < n_[0]; ++i)
+        for (int j = 0; j < n_[1]; ++j)
+            for (int k = 0; k < n_[2]; ++k)
+                rho_adj[(std::int64_t(i) * n_[1] + j) * n_[2] + k] += other[(std::int64_t(i) * my + j) * mz + k];
+}
+
+template <class T>
+void grid_covering_adjoint(const GridSettings& settings, const T* const pos[3], std::int64_t n,
+                           const GeometryAdjoint& geo_adj, T* const pos_adj[3]) {
+    for (int a = 0; a < 3; ++a) {
+        const double o_adj = geo_adj.origin_m[a], h_adj = geo_adj.cell_m[a];
+        const int nodes = settings.shape[a];
+        if (settings.mode == ExtentMode::minmax) {
+            // origin = (lo+hi)/2 - (hi-lo)(1+pad)/2, cell = (hi-lo)(1+pad)/(n-1)
+            const double w = 1.0 + settings.padding;
+            std::int64_t lo = 0, hi = 0;
+            for (std::int64_t p = 1; p < n; ++p) {
+                if (pos[a][p] < pos[a][lo]) lo = p;
+                if (pos[a][p] > pos[a][hi]) hi = p;
+            }
+            pos_adj[a][lo] += T(o_adj * (0.5 + 0.5 * w) - h_adj * w / (nodes - 1));
+            pos_adj[a][hi] += T(o_adj * (0.5 - 0.5 * w) + h_adj * w / (nodes - 1));
+        } else {
+            // origin = mean - k*rms, cell = 2k*rms/(n-1)
+            double sum = 0, sum2 = 0;
+            for (std::int64_t p = 0; p < n; ++p) {
+                sum += pos[a][p];
+                sum2 += double(pos[a][p]) * pos[a][p];
+            }
+            const double mean = sum / n, rms = std::sqrt(std::max(sum2 / n - mean * mean, 0.0));
+            const double k = settings.sigma_factor[a];
+            const double mean_adj = o_adj, rms_adj = -k * o_adj + 2 * k * h_adj / (nodes - 1);
+            for (std::int64_t p = 0; p < n; ++p)
+                pos_adj[a][p] += T(mean_adj / n + rms_adj * (pos[a][p] - mean) / (n * rms));
+        }
+    }
+}
+
+#define SCTAPE_INSTANTIATE(T)                                                                                       \
+    template void deposit_cic<T>(const GridGeometry&, const T* const[3], std::int64_t, T, int, HostArray<T>&, T*);   \
+    template double deposit_cic_adjoint<T>(const GridGeometry&, const T* const[3], std::int64_t, T, const T*, int,   \
+                                           T* const[3], GeometryAdjoint&);                                           \
+    template void gather_cic<T>(const GridGeometry&, const T* const[3], std::int64_t, const T* const[3], T* const[3], \
+                                int);                                                                                \
+    template void gather_cic_adjoint<T>(const GridGeometry&, const T* const[3], std::int64_t, const T* const[3],     \
+                                        const T* const[3], int, HostArray<T>&, T* const[3], T* const[3],             \
+                                        GeometryAdjoint&);                                                           \
+    template void build_green<T>(const GridGeometry&, double, int, T*);                                              \
+    template double build_green_adjoint<T>(const GridGeometry&, double, const T*, int, GeometryAdjoint&);            \
+    template void field_from_potential<T>(const GridGeometry&, const T*, T* const[3], int);                          \
+    template void field_from_potential_adjoint<T>(const GridGeometry&, const T* const[3], const T* const[3], int, T*, \
+                                                  GeometryAdjoint&);                                                 \
+    template class HockneyConvolver<T>;                                                                              \
+    template void grid_covering_adjoint<T>(const GridSettings&, const T* const[3], std::int64_t,                     \
+                                           const GeometryAdjoint&, T* const[3]);
+SCTAPE_INSTANTIATE(float)
+SCTAPE_INSTANTIATE(double)
+#undef SCTAPE_INSTANTIATE
+
+}  // namespace sctape
