@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <iostream>
 #include <new>
 #include <string>
@@ -68,15 +69,28 @@ Progress progress_printer(bool quiet) {
     };
 }
 
+bool all_finite(const Moments& m) {
+    for (double v : m.mean) if (!std::isfinite(v)) return false;
+    for (double v : m.rms) if (!std::isfinite(v)) return false;
+    for (double v : m.normalized_emittance_m) if (!std::isfinite(v)) return false;
+    return true;
+}
+
+// Runs the tracking; returns the RESULT and adds the particle CSVs to `files`.
 template <class T>
-nlohmann::json run(const RunConfig& config, const TrackArgs& args, const std::string& backend_reason) {
+nlohmann::json run(const RunConfig& config, const TrackArgs& args, const std::string& backend_reason,
+                   std::vector<std::pair<std::string, std::string>>& files) {
     Beam<T> beam = make_beam<T>(config.beam);
     const Moments initial = compute_moments(beam);
     std::string initial_csv;
     if (!args.dump_prefix.empty()) initial_csv = particles_csv(beam);
     TrackReport report = track(beam, config.tracking, progress_printer(args.quiet));
+    const Moments final_moments = compute_moments(beam);
+    if (!all_finite(final_moments))
+        throw std::runtime_error("the tracked beam has non-finite coordinates (check kinetic_energy_eV, "
+                                 "the distribution and the lattice)");
 
-    nlohmann::json per_substep, per_kick;
+    nlohmann::json per_substep = nlohmann::json::object(), per_kick = nlohmann::json::object();
     for (Substep s : kAllSubsteps) {
         double sec = report.substep_seconds[static_cast<int>(s)];
         per_substep[substep_name(s)] = sec;
@@ -91,7 +105,7 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, const std::st
         {"threads", config.tracking.threads},
         {"n_particles", beam.size()},
         {"kicks", report.kicks},
-        {"moments", {{"initial", moments_json(initial)}, {"final", moments_json(compute_moments(beam))}}},
+        {"moments", {{"initial", moments_json(initial)}, {"final", moments_json(final_moments)}}},
         {"timing",
          {{"total_s", report.total_seconds},
           {"drift_s", report.drift_seconds},
@@ -99,8 +113,8 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, const std::st
           {"substep_per_kick_s", per_kick}}},
     };
     if (!args.dump_prefix.empty()) {
-        write_file_atomically(args.dump_prefix + "_initial.csv", initial_csv);
-        write_file_atomically(args.dump_prefix + "_final.csv", particles_csv(beam));
+        files.emplace_back(args.dump_prefix + "_initial.csv", initial_csv);
+        files.emplace_back(args.dump_prefix + "_final.csv", particles_csv(beam));
     }
     return result;
 }
@@ -116,17 +130,19 @@ int track_command(const std::vector<std::string>& argv) {
     try {
         TrackArgs args = parse_args(argv);
         RunConfig config = load_config(args.config);
-        const std::int64_t need = estimate_tracking_bytes(config), have = available_memory_bytes();
+        const double need = estimate_tracking_bytes(config), have = available_memory_bytes();
         if (need > have)
-            throw ConfigError("the run needs about " + std::to_string(need >> 20) + " MiB but only " +
-                              std::to_string(have >> 20) + " MiB of memory are available (n_particles, space_charge.grid)");
+            throw ConfigError("the run needs about " + std::to_string(need / (1 << 20)) + " MiB but only " +
+                              std::to_string(have / (1 << 20)) + " MiB of memory are available (n_particles, space_charge.grid)");
         std::string reason;
         resolve_backend(config.backend, reason);
         if (!args.quiet) std::cerr << "[sctape] backend: cpu (" << reason << ")\n";
-        nlohmann::json result = config.dtype == Dtype::float32 ? run<float>(config, args, reason)
-                                                               : run<double>(config, args, reason);
+        std::vector<std::pair<std::string, std::string>> files;
+        nlohmann::json result = config.dtype == Dtype::float32 ? run<float>(config, args, reason, files)
+                                                               : run<double>(config, args, reason, files);
+        if (!args.out.empty()) files.emplace_back(args.out, result.dump(2) + "\n");
+        write_files_atomically(files);
         if (args.out.empty()) std::cout << result.dump(2) << "\n";
-        else write_file_atomically(args.out, result.dump(2) + "\n");
         return 0;
     } catch (const std::bad_alloc&) {
         std::cerr << "sctape track: error: out of memory\n";

@@ -2,7 +2,9 @@
 
 #include <omp.h>
 
+#include <climits>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -54,6 +56,8 @@ public:
     std::int64_t positive_integer(const std::string& key) {
         const json& v = at(key);
         if (!v.is_number_integer()) fail(name(key), "must be an integer");
+        if (v.is_number_unsigned() && v.get<std::uint64_t>() > std::uint64_t(INT64_MAX))
+            fail(name(key), "is too large");
         if (v.is_number_unsigned() ? v.get<std::uint64_t>() == 0 : v.get<std::int64_t>() <= 0)
             fail(name(key), "must be positive");
         return v.get<std::int64_t>();
@@ -152,6 +156,8 @@ void parse_space_charge(const json& v, TrackSettings& t) {
         if (!g.is_array() || g.size() != 3) fail("space_charge.grid", "must be [nx, ny, nz]");
         for (int a = 0; a < 3; ++a) {
             if (!g[a].is_number_integer()) fail("space_charge.grid", "entries must be integers");
+            if (g[a].is_number_unsigned() && g[a].get<std::uint64_t>() > 4096)
+                fail("space_charge.grid", "at most 4096 nodes per axis");
             std::int64_t n = g[a].get<std::int64_t>();
             if (n < 2) fail("space_charge.grid", "needs at least 2 nodes on every axis");
             if (n > 4096) fail("space_charge.grid", "at most 4096 nodes per axis");
@@ -208,12 +214,14 @@ RunConfig parse_config(const json& j) {
 }
 
 RunConfig load_config(const std::string& path) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(path, ec)) throw ConfigError("cannot read config file '" + path + "' (not a file)");
     std::ifstream in(path);
     if (!in) throw ConfigError("cannot read config file '" + path + "'");
     json j;
     try {
         j = json::parse(in);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
         throw ConfigError("config file '" + path + "' is not valid JSON: " + e.what());
     }
     return parse_config(j);

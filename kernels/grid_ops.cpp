@@ -411,7 +411,7 @@ void grid_covering_adjoint(const GridSettings& settings, const T* const pos[3], 
         const double o_adj = geo_adj.origin_m[a], h_adj = geo_adj.cell_m[a];
         const int nodes = settings.shape[a];
         if (settings.mode == ExtentMode::minmax) {
-            // origin = (lo+hi)/2 - (hi-lo)(1+pad)/2, cell = (hi-lo)(1+pad)/(n-1)
+            // origin = lo - (hi-lo) pad/2, cell = (hi-lo)(1+pad)/(n-1)
             const double w = 1.0 + settings.padding;
             std::int64_t lo = 0, hi = 0;
             for (std::int64_t p = 1; p < n; ++p) {

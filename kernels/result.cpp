@@ -33,33 +33,46 @@ std::string particles_csv(const Beam<T>& beam) {
     return out.str();
 }
 
-void write_file_atomically(const std::string& path, const std::string& content) {
-    const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-    {
+void write_files_atomically(const std::vector<std::pair<std::string, std::string>>& files) {
+    std::vector<std::string> temporaries;
+    auto discard = [&] {
+        for (const auto& t : temporaries) std::remove(t.c_str());
+    };
+    for (const auto& [path, content] : files) {
+        const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
         std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) throw std::runtime_error("cannot write '" + path + "' (cannot create '" + tmp + "')");
+        if (!out) {
+            discard();
+            throw std::runtime_error("cannot write '" + path + "' (cannot create '" + tmp + "')");
+        }
+        temporaries.push_back(tmp);
         out << content;
         out.flush();
         if (!out) {
             out.close();
-            std::remove(tmp.c_str());
+            discard();
             throw std::runtime_error("writing '" + path + "' failed (disk full?)");
         }
     }
-    if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        std::remove(tmp.c_str());
-        throw std::runtime_error("cannot move the output into place at '" + path + "'");
-    }
+    for (std::size_t i = 0; i < files.size(); ++i)
+        if (std::rename(temporaries[i].c_str(), files[i].first.c_str()) != 0) {
+            discard();
+            throw std::runtime_error("cannot move the output into place at '" + files[i].first + "'");
+        }
 }
 
-std::int64_t estimate_tracking_bytes(const RunConfig& c) {
-    const std::int64_t word = c.dtype == Dtype::float32 ? 4 : 8;
-    const std::int64_t n = c.beam.n_particles;
+void write_file_atomically(const std::string& path, const std::string& content) {
+    write_files_atomically({{path, content}});
+}
+
+double estimate_tracking_bytes(const RunConfig& c) {
+    const double word = c.dtype == Dtype::float32 ? 4 : 8;
+    const double n = static_cast<double>(c.beam.n_particles);
     // 6 coordinates + 6 reference-sample columns (float64) + kick work arrays
-    std::int64_t bytes = 6 * n * word + 6 * n * 8;
+    double bytes = 6 * n * word + 6 * n * 8;
     if (c.tracking.space_charge) {
         const auto& s = c.tracking.grid.shape;
-        const std::int64_t cells = std::int64_t(s[0]) * s[1] * s[2];
+        const double cells = double(s[0]) * s[1] * s[2];
         bytes += 8 * n * word;                                        // z, pz, E and dP at particles
         bytes += (5 + c.tracking.threads) * cells * word + cells * 8;  // rho, phi, E, deposit scratch, IGF
         bytes += 2 * 8 * cells * word + 2 * 8 * cells * 2 * word;     // doubled grids and spectra
@@ -67,14 +80,14 @@ std::int64_t estimate_tracking_bytes(const RunConfig& c) {
     return bytes;
 }
 
-std::int64_t available_memory_bytes() {
+double available_memory_bytes() {
     std::ifstream meminfo("/proc/meminfo");
     std::string key;
     std::int64_t value;
     std::string unit;
     while (meminfo >> key >> value >> unit)
-        if (key == "MemAvailable:") return value * 1024;
-    return static_cast<std::int64_t>(::sysconf(_SC_AVPHYS_PAGES)) * ::sysconf(_SC_PAGE_SIZE);
+        if (key == "MemAvailable:") return double(value) * 1024;
+    return double(::sysconf(_SC_AVPHYS_PAGES)) * double(::sysconf(_SC_PAGE_SIZE));
 }
 
 template std::string particles_csv<float>(const Beam<float>&);

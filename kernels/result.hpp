@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "beam.hpp"
 #include "config.hpp"
@@ -24,10 +26,14 @@ std::string particles_csv(const Beam<T>& beam);
 
 // Writes to PATH.tmp-<pid> and renames over PATH; throws std::runtime_error.
 void write_file_atomically(const std::string& path, const std::string& content);
+// Several files: every temporary is written before any is renamed, so a
+// failure leaves none of them behind.
+void write_files_atomically(const std::vector<std::pair<std::string, std::string>>& files);
 
 // Bytes a tracking run allocates (particles, kick work arrays, grids, FFTs),
 // and the memory the machine has available; used to refuse impossible runs.
-std::int64_t estimate_tracking_bytes(const RunConfig& config);
-std::int64_t available_memory_bytes();
+// (double: a huge n_particles must not overflow the estimate)
+double estimate_tracking_bytes(const RunConfig& config);
+double available_memory_bytes();
 
 }  // namespace sctape

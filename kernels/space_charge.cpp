@@ -39,22 +39,26 @@ GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], 
             sum2 += u * u;
         }
         if (!finite) throw std::runtime_error(std::string("non-finite particle coordinate along ") + kAxisName[a]);
-        double center, half;
+        // Edges as lo - margin and hi + margin, so with padding 0 the extreme
+        // particles sit exactly on the first and last nodes.
+        double first, last;
         if (settings.mode == ExtentMode::minmax) {
-            center = 0.5 * (lo + hi);
-            half = 0.5 * (hi - lo) * (1.0 + settings.padding);
+            const double margin = 0.5 * (hi - lo) * settings.padding;
+            first = lo - margin;
+            last = hi + margin;
         } else {
-            center = sum / n;
-            half = settings.sigma_factor[a] * std::sqrt(std::max(sum2 / n - center * center, 0.0));
+            const double mean = sum / n;
+            const double half = settings.sigma_factor[a] * std::sqrt(std::max(sum2 / n - mean * mean, 0.0));
+            first = mean - half;
+            last = mean + half;
         }
-        if (!(half > 0)) throw std::runtime_error(std::string("beam has zero extent along ") + kAxisName[a]);
-        g.origin_m[a] = center - half;
-        g.cell_m[a] = 2.0 * half / (g.n[a] - 1);
-        if (lo < center - half || hi > center + half) {
+        if (!(last > first)) throw std::runtime_error(std::string("beam has zero extent along ") + kAxisName[a]);
+        g.origin_m[a] = first;
+        g.cell_m[a] = (last - first) / (g.n[a] - 1);
+        if (lo < first || hi > last) {
             std::ostringstream msg;
             msg << "particles outside the grid along " << kAxisName[a] << ": beam spans [" << lo << ", " << hi
-                << "] m, grid spans [" << center - half << ", " << center + half
-                << "] m (increase space_charge.extent.factor)";
+                << "] m, grid spans [" << first << ", " << last << "] m (increase space_charge.extent.factor)";
             throw std::runtime_error(msg.str());
         }
     }
@@ -112,9 +116,15 @@ void SpaceChargeKick<T>::s_to_t(const Beam<T>& beam) {
     prepare(n);
     const auto& ref = beam.reference;
     const T beta0 = T(ref.beta), inv_beta0 = T(1.0 / ref.beta), inv_bg2 = T(1.0 / (ref.beta_gamma() * ref.beta_gamma()));
-#pragma omp parallel for num_threads(threads_) schedule(static)
-    for (std::int64_t p = 0; p < n; ++p)
+    bool finite = true;
+#pragma omp parallel for num_threads(threads_) schedule(static) reduction(&& : finite)
+    for (std::int64_t p = 0; p < n; ++p) {
         s_to_t_particle(beam.px[p], beam.py[p], beam.tau[p], beam.delta[p], beta0, inv_beta0, inv_bg2, z_[p], pz_[p]);
+        finite = finite && std::isfinite(pz_[p]);
+    }
+    if (!finite)
+        throw std::runtime_error("non-finite longitudinal momentum: a particle has non-finite px, py or delta, "
+                                 "or a transverse momentum above its total momentum");
 }
 
 template <class T>

@@ -4,9 +4,8 @@
 // input exits with code 2 and leaves the output directory untouched.
 //
 // Every run is small (2000 particles, 8^3 grid, 2 slices, 1 thread) so the
-// whole file takes a few seconds. Tests tagged [!shouldfail] document known
-// bugs (see the comment above each); they pass while the bug is present and
-// will start failing (asking for the tag to be removed) once it is fixed.
+// whole file takes a few seconds. The "fixed bug" cases at the end pin bugs
+// found while writing these tests.
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
@@ -821,13 +820,13 @@ TEST_CASE("bad output path: --out in a nonexistent directory writes nothing", "[
     CHECK_FALSE(any_tmp_file(dir));
 }
 
-// ============================================================ known bugs
+// ============================================================ fixed bugs
 
-// BUG (cli/track_command.cpp, run<T>() then track_command): the CSVs of
+// Regression test for a fixed bug (cli/track_command.cpp, run<T>() then track_command): the CSVs of
 // --dump-particles are written inside run<T>() before the RESULT is written to
 // --out, so when --out cannot be written the command exits 2 ("bad input,
 // nothing written") but leaves PREFIX_initial.csv and PREFIX_final.csv behind.
-TEST_CASE("known bug: a failing --out leaves the --dump-particles CSVs behind", "[cli][!shouldfail]") {
+TEST_CASE("fixed bug: a failing --out leaves the --dump-particles CSVs behind", "[cli]") {
     const fs::path dir = scratch_dir("bug_out_after_dump");
     const fs::path cfg = write_config(dir / "config.json", good_config());
     const std::set<std::string> before = listing(dir);
@@ -838,24 +837,24 @@ TEST_CASE("known bug: a failing --out leaves the --dump-particles CSVs behind", 
     CHECK(listing(dir) == before);
 }
 
-// BUG (kernels/result.cpp, estimate_tracking_bytes): 6*n*word + 6*n*8 + 8*n*word
+// Regression test for a fixed bug (kernels/result.cpp, estimate_tracking_bytes): 6*n*word + 6*n*8 + 8*n*word
 // overflows std::int64_t for n_particles around 1e17 and above (signed
 // overflow, undefined behaviour); for n = 2^62 it wraps to a tiny estimate,
 // the memory check passes, and the run dies in std::vector with
 // "vector::_M_default_append" instead of the memory message naming n_particles.
-TEST_CASE("known bug: the memory estimate overflows for huge n_particles", "[cli][!shouldfail]") {
+TEST_CASE("fixed bug: the memory estimate overflows for huge n_particles", "[cli]") {
     const fs::path dir = scratch_dir("bug_memory_overflow");
     expect_rejected(dir, {"n_particles 2^62",
                           [](json& c) { c["n_particles"] = std::int64_t(4611686018427387904); },
                           {"memory", "n_particles"}});
 }
 
-// BUG (cli/track_command.cpp run<T>, kernels/result.cpp moments_json): nothing
+// Regression test for a fixed bug (cli/track_command.cpp run<T>, kernels/result.cpp moments_json): nothing
 // checks that the final beam is finite when space charge is off (the kick's
 // grid_covering does check it). A config that overflows tau in the drift
 // (kinetic_energy_eV 1e-300, so 1/(beta0 gamma0)^2 ~ 1e305) exits 0 and
 // writes RESULT moments as JSON null.
-TEST_CASE("known bug: non-finite final moments are written as null with exit 0", "[cli][!shouldfail]") {
+TEST_CASE("fixed bug: non-finite final moments are written as null with exit 0", "[cli]") {
     const fs::path dir = scratch_dir("bug_non_finite_moments");
     json config = good_config();
     config["kinetic_energy_eV"] = 1e-300;

@@ -563,7 +563,7 @@ TEST_CASE("charge is conserved for an off-centre beam with particles at the maxi
     beam.tau[0] = tmin;  // z = -beta tau is largest here
     GridSettings grid;
     grid.shape = {16, 16, 16};
-    grid.padding = 0.01;  // see the [!shouldfail] case below for padding 0
+    grid.padding = 0.01;  // padding 0 has its own regression case below
     SpaceChargeKick<double> kick(grid, kThreads);
     kick.apply(beam, 0.1);
     double deposited = 0;
@@ -681,13 +681,12 @@ TEST_CASE("non-finite coordinates and particles outside a sigma grid throw", "[p
     }
 }
 
-// KNOWN BUG (kernels/space_charge.cpp, grid_covering, minmax branch): with
+// Regression test for a fixed bug (kernels/space_charge.cpp, grid_covering, minmax branch): with
 // padding 0 the edges center -/+ half are recomputed from lo and hi with two
 // roundings, can land one ulp inside the beam, and the range check then throws
 // "particles outside the grid" for a beam whose extreme particle defines the
-// grid (about 1 in 9 random asymmetric beams). Tagged [!shouldfail] so the run
-// stays green and the tag must be removed once grid_covering is fixed.
-TEST_CASE("known bug: a minmax grid with padding 0 rejects an off-centre beam that defines it", "[physics][!shouldfail]") {
+// grid (about 1 in 9 random asymmetric beams); the edges are now lo/hi exactly.
+TEST_CASE("fixed bug: a minmax grid with padding 0 rejects an off-centre beam that defines it", "[physics]") {
     Beam<double> beam;
     beam.species = Species::electron();
     beam.reference = Reference::from_kinetic(beam.species.mass_eV, 250e6);
