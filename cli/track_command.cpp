@@ -26,11 +26,13 @@ const char* kTrackUsage =
     "  --out RESULT.json        result file: schema_version, the config, initial and\n"
     "                           final moments, wall time per substep, backend used\n"
     "  --dump-particles PREFIX  also write PREFIX_initial.csv and PREFIX_final.csv\n"
-    "                           (header x,px,y,py,tau,delta)\n"
+    "                           (header x,px,y,py,tau,delta), and with reverse mode\n"
+    "                           PREFIX_gradient.csv (d objective / d initial coordinates)\n"
     "  --quiet                  no progress on standard error\n"
     "\n"
     "CONFIG keys: species, kinetic_energy_eV, bunch_charge_C, n_particles, seed,\n"
-    "distribution, lattice, space_charge, dtype, backend, threads (see README.md).\n"
+    "distribution, lattice, space_charge, dtype, backend, threads (see README.md);\n"
+    "reverse mode: strategy (fused|autograd), objective, gradients (list of names).\n"
     "Bad input exits with code 2 and writes nothing.\n";
 
 struct TrackArgs {
@@ -115,6 +117,14 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, const std::st
     if (!args.dump_prefix.empty()) {
         files.emplace_back(args.dump_prefix + "_initial.csv", initial_csv);
         files.emplace_back(args.dump_prefix + "_final.csv", particles_csv(beam));
+    }
+    if (config.differentiate) {
+        if (!args.quiet)
+            std::cerr << "[sctape] reverse mode: strategy " << strategy_name(config.gradient.strategy) << ", objective "
+                      << objective_name(config.gradient.objective) << "\n";
+        GradientResult g = compute_gradient<T>(config.beam, config.tracking, config.gradient);
+        result["reverse_mode"] = gradient_json(g, config.gradient);
+        if (!args.dump_prefix.empty()) files.emplace_back(args.dump_prefix + "_gradient.csv", particle_gradient_csv(g));
     }
     return result;
 }

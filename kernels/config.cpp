@@ -2,6 +2,7 @@
 
 #include <omp.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <filesystem>
@@ -179,6 +180,30 @@ void parse_space_charge(const json& v, TrackSettings& t) {
     r.finish();
 }
 
+void parse_gradient_request(ObjectReader& r, RunConfig& c) {
+    c.differentiate = r.has("strategy") || r.has("gradients") || r.has("objective");
+    if (r.has("strategy"))
+        c.gradient.strategy = parse_strategy(r.choice("strategy", {"autograd", "fused"}));
+    if (r.has("objective"))
+        c.gradient.objective = parse_objective(r.choice(
+            "objective", {"sigma_x", "sigma_y", "sigma_tau", "emittance_x", "emittance_y", "emittance_tau"}));
+    if (r.has("gradients")) {
+        const json& g = r.at("gradients");
+        if (!g.is_array()) fail("gradients", "must be an array of names");
+        const auto known = gradient_names(c.beam, c.tracking.lattice);
+        for (const json& name : g) {
+            if (!name.is_string()) fail("gradients", "entries must be strings");
+            const std::string s = name.get<std::string>();
+            if (std::find(known.begin(), known.end(), s) == known.end()) {
+                std::string list;
+                for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+                fail("gradients", "unknown gradient name '" + s + "' (known: " + list + ")");
+            }
+            c.gradient.gradients.push_back(s);
+        }
+    }
+}
+
 }  // namespace
 
 RunConfig parse_config(const json& j) {
@@ -209,6 +234,7 @@ RunConfig parse_config(const json& j) {
         if (t > 1024) fail("threads", "must be at most 1024");
         c.tracking.threads = static_cast<int>(t);
     }
+    parse_gradient_request(r, c);
     r.finish();
     return c;
 }

@@ -12,6 +12,7 @@
 
 #include "backend.hpp"
 #include "beam.hpp"
+#include "gradient.hpp"
 #include "tracking.hpp"
 
 namespace sctape {
@@ -30,6 +31,9 @@ struct RunConfig {
     TrackSettings tracking;
     Dtype dtype = Dtype::float64;
     Backend backend = Backend::automatic;
+    // Reverse mode: on when the config has `strategy` or `gradients`.
+    bool differentiate = false;
+    GradientRequest gradient;
 };
 
 RunConfig parse_config(const nlohmann::json& j);

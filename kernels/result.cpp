@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iomanip>
@@ -20,6 +21,58 @@ nlohmann::json moments_json(const Moments& m) {
         {"normalized_emittance_m",
          {{"x", m.normalized_emittance_m[0]}, {"y", m.normalized_emittance_m[1]}, {"tau", m.normalized_emittance_m[2]}}},
     };
+}
+
+nlohmann::json memory_json(const MemoryReport& m) {
+    nlohmann::json per_kick = nlohmann::json::object();
+    std::int64_t kick_bytes = 0;
+    for (Substep s : kAllSubsteps) {
+        auto it = m.tape_bytes_by_scope.find(substep_name(s));
+        const std::int64_t bytes = it == m.tape_bytes_by_scope.end() ? 0 : it->second;
+        kick_bytes += bytes;
+        if (m.kicks > 0) per_kick[substep_name(s)] = double(bytes) / m.kicks;
+    }
+    auto drift = m.tape_bytes_by_scope.find("drift");
+    if (drift != m.tape_bytes_by_scope.end()) kick_bytes += drift->second;
+    return {
+        {"kicks", m.kicks},
+        {"tape_bytes", m.tape_bytes},
+        {"tape_entries", m.tape_entries},
+        {"tape_bytes_by_scope", m.tape_bytes_by_scope},
+        {"tape_bytes_per_kick_by_substep", per_kick},
+        // the eight substeps plus the drifts (which share the kick's saved momenta)
+        {"tape_bytes_per_kick", m.kicks > 0 ? double(kick_bytes) / m.kicks : 0.0},
+        {"allocator_delta_bytes_by_scope", m.allocator_delta_by_scope},
+        {"peak_bytes", m.peak_bytes},
+        {"bytes_after_backward", m.bytes_after_backward},
+    };
+}
+
+nlohmann::json gradient_json(const GradientResult& r, const GradientRequest& request) {
+    nlohmann::json rms = nlohmann::json::object();
+    static const char* names[6] = {"x_m", "px", "y_m", "py", "tau_m", "delta"};
+    for (int c = 0; c < 6; ++c) {
+        double sum2 = 0;
+        for (double g : r.particle_gradient[c]) sum2 += g * g;
+        const auto n = r.particle_gradient[c].size();
+        rms[names[c]] = n ? std::sqrt(sum2 / double(n)) : 0.0;
+    }
+    return {
+        {"strategy", strategy_name(request.strategy)},
+        {"objective", {{"name", objective_name(request.objective)}, {"value", r.objective}}},
+        {"gradients", r.gradients},
+        {"particle_gradient_rms", rms},
+        {"timing", {{"forward_s", r.forward_seconds}, {"backward_s", r.backward_seconds}}},
+        {"memory", memory_json(r.memory)},
+    };
+}
+
+std::string particle_gradient_csv(const GradientResult& r) {
+    std::ostringstream out;
+    out << std::setprecision(17) << "x,px,y,py,tau,delta\n";
+    for (std::size_t i = 0; i < r.particle_gradient[0].size(); ++i)
+        for (int c = 0; c < 6; ++c) out << r.particle_gradient[c][i] << (c < 5 ? ',' : '\n');
+    return out.str();
 }
 
 template <class T>

@@ -21,8 +21,14 @@ constexpr int kResultSchemaVersion = 1;
 
 nlohmann::json moments_json(const Moments& m);
 
+// RESULT sections of a reverse-mode run: "objective", "gradients", "memory".
+nlohmann::json gradient_json(const GradientResult& r, const GradientRequest& request);
+nlohmann::json memory_json(const MemoryReport& m);
+
 template <class T>
 std::string particles_csv(const Beam<T>& beam);
+// d objective / d initial coordinates, same columns as particles_csv.
+std::string particle_gradient_csv(const GradientResult& r);
 
 // Writes to PATH.tmp-<pid> and renames over PATH; throws std::runtime_error.
 void write_file_atomically(const std::string& path, const std::string& content);
