@@ -143,6 +143,8 @@ GradientResult compute_gradient(const BeamParameters& beam, const TrackSettings&
     report_gradients(beam, tracking.lattice, ParameterAdjoints{}, request.gradients, names_check);
 #ifdef SCTAPE_HAVE_AUTOGRAD
     if (request.strategy == Strategy::autograd) return autograd_gradient<T>(beam, tracking, request);
+#else
+    if (request.strategy == Strategy::autograd) throw std::invalid_argument("strategy 'autograd' is not built");
 #endif
     return fused_gradient<T>(beam, tracking, request);
 }

@@ -33,10 +33,17 @@ class MemoryTracker {
 public:
     MemoryTracker() : start_(std::chrono::steady_clock::now()) {}
 
-    void on_alloc(std::size_t bytes) { update(static_cast<std::int64_t>(bytes)); }
+    void on_alloc(std::size_t bytes) {
+        allocations_.fetch_add(1);
+        allocated_bytes_.fetch_add(static_cast<std::int64_t>(bytes));
+        update(static_cast<std::int64_t>(bytes));
+    }
     void on_free(std::size_t bytes) { update(-static_cast<std::int64_t>(bytes)); }
 
     std::int64_t current_bytes() const { return current_.load(); }
+    // Cumulative since creation: number of allocations and bytes allocated.
+    std::int64_t allocations() const { return allocations_.load(); }
+    std::int64_t allocated_bytes() const { return allocated_bytes_.load(); }
     std::int64_t peak_bytes() const { return peak_.load(); }
     // Restart peak tracking from the current level (e.g. before one kick).
     void reset_peak() { peak_.store(current_.load()); }
@@ -56,6 +63,8 @@ private:
 
     std::atomic<std::int64_t> current_{0};
     std::atomic<std::int64_t> peak_{0};
+    std::atomic<std::int64_t> allocations_{0};
+    std::atomic<std::int64_t> allocated_bytes_{0};
     std::atomic<bool> timeline_enabled_{false};
     mutable std::mutex timeline_mutex_;
     std::vector<MemoryEvent> timeline_;

@@ -1,0 +1,126 @@
+// kick_memory — what reverse mode keeps per space-charge kick, per strategy
+// and dtype: tape bytes per substep, allocator growth, peak, and the forward
+// and backward times, for a sweep over N_part, the grid and N_kicks.
+//
+//   sctape-bench --benchmark_filter=kick_memory/fused/float32 --benchmark_out=sweep.json
+//
+// Names: kick_memory/<strategy>/<dtype>/N_part:<n>/grid:<nx>x<ny>x<nz>/N_kicks:<k>.
+// Counters (per kick unless named *_total): tape_bytes, tape_<substep>_bytes,
+// alloc_delta_bytes, peak_bytes_total, forward_ms, backward_ms, N_part,
+// N_cells, N_kicks. The benchmark MemoryManager reports the tracking allocator.
+#include <benchmark/benchmark.h>
+
+#include <array>
+#include <string>
+
+#include "gradient.hpp"
+
+namespace {
+
+using sctape::Strategy;
+
+struct Case {
+    std::int64_t n_part;
+    std::array<int, 3> grid;
+    int kicks;
+};
+
+template <class T>
+void kick_memory(benchmark::State& state, Strategy strategy, Case c) {
+    sctape::BeamParameters beam;
+    beam.n_particles = c.n_part;
+    const double bg = sctape::Reference::from_kinetic(beam.species.mass_eV, beam.kinetic_energy_eV).beta_gamma();
+    beam.distribution.size_m = {1e-3, 1e-3, 1e-3 / bg};
+    sctape::TrackSettings tracking;
+    tracking.lattice = {{0.01 * c.kicks, c.kicks}};
+    tracking.grid.shape = c.grid;
+    tracking.threads = 1;
+    sctape::GradientRequest request;
+    request.strategy = strategy;
+    sctape::GradientResult r;
+    for (auto _ : state) r = sctape::compute_gradient<T>(beam, tracking, request);
+    const auto& m = r.memory;
+    const double kicks = m.kicks;
+    std::int64_t kick_bytes = 0, kick_delta = 0;
+    for (sctape::Substep s : sctape::kAllSubsteps) {
+        const std::string name = sctape::substep_name(s);
+        const auto it = m.tape_bytes_by_scope.find(name);
+        const double bytes = it == m.tape_bytes_by_scope.end() ? 0.0 : double(it->second);
+        state.counters["tape_" + name + "_bytes"] = bytes / kicks;
+        kick_bytes += static_cast<std::int64_t>(bytes);
+        const auto d = m.allocator_delta_by_scope.find(name);
+        if (d != m.allocator_delta_by_scope.end()) kick_delta += d->second;
+    }
+    // the drifts hold the momenta that the kick's adjoint also reads: part of a kick's cost
+    const double drift = m.tape_bytes_by_scope.count("drift") ? double(m.tape_bytes_by_scope.at("drift")) : 0.0;
+    state.counters["tape_drift_bytes"] = drift / kicks;
+    state.counters["tape_bytes"] = (double(kick_bytes) + drift) / kicks;
+    state.counters["tape_bytes_total"] = double(m.tape_bytes);
+    state.counters["alloc_delta_bytes"] = double(kick_delta) / kicks;
+    state.counters["peak_bytes_total"] = double(m.peak_bytes);
+    state.counters["forward_ms"] = 1e3 * r.forward_seconds;
+    state.counters["backward_ms"] = 1e3 * r.backward_seconds;
+    state.counters["N_part"] = double(c.n_part);
+    state.counters["N_cells"] = double(c.grid[0]) * c.grid[1] * c.grid[2];
+    state.counters["N_kicks"] = kicks;
+}
+
+// Reports the tracking allocator to Google Benchmark's memory columns.
+class TrackingMemoryManager : public benchmark::MemoryManager {
+public:
+    void Start() override {
+        auto& mem = sctape::host_memory();
+        start_current_ = mem.current_bytes();
+        start_allocs_ = mem.allocations();
+        start_allocated_ = mem.allocated_bytes();
+        mem.reset_peak();
+    }
+    void Stop(Result* result) override {
+        auto& mem = sctape::host_memory();
+        result->num_allocs = mem.allocations() - start_allocs_;
+        result->max_bytes_used = mem.peak_bytes() - start_current_;
+        result->total_allocated_bytes = mem.allocated_bytes() - start_allocated_;
+        result->net_heap_growth = mem.current_bytes() - start_current_;
+    }
+
+private:
+    std::int64_t start_current_ = 0, start_allocs_ = 0, start_allocated_ = 0;
+};
+
+std::string case_name(const char* strategy, const char* dtype, const Case& c) {
+    return std::string("kick_memory/") + strategy + "/" + dtype + "/N_part:" + std::to_string(c.n_part) +
+           "/grid:" + std::to_string(c.grid[0]) + "x" + std::to_string(c.grid[1]) + "x" + std::to_string(c.grid[2]) +
+           "/N_kicks:" + std::to_string(c.kicks);
+}
+
+// The default sweep (DESIGN.md, scaling-suite issue); SCTAPE_BENCH_QUICK=1 a CI subset.
+std::vector<Case> sweep(bool quick) {
+    std::vector<Case> cases;
+    const std::vector<std::int64_t> parts = quick ? std::vector<std::int64_t>{1000, 10000}
+                                                  : std::vector<std::int64_t>{1000, 10000, 100000, 1000000};
+    const std::vector<int> grids = quick ? std::vector<int>{8, 16} : std::vector<int>{8, 16, 32, 64};
+    for (auto n : parts)
+        for (int g : grids) cases.push_back({n, {g, g, g}, 1});
+    cases.push_back({quick ? 10000 : 100000, {16, 16, 64}, 1});
+    cases.push_back({quick ? 10000 : 100000, {32, 16, 8}, 1});
+    for (int k : quick ? std::vector<int>{1, 2, 4} : std::vector<int>{1, 2, 4, 8, 16})
+        cases.push_back({quick ? 10000 : 100000, {16, 16, 16}, k});
+    return cases;
+}
+
+const bool registered = [] {
+    const char* quick = std::getenv("SCTAPE_BENCH_QUICK");
+    for (const Case& c : sweep(quick && std::string(quick) == "1"))
+        for (Strategy s : {Strategy::fused, Strategy::autograd}) {
+            const char* name = sctape::strategy_name(s);
+            benchmark::RegisterBenchmark(case_name(name, "float32", c).c_str(), kick_memory<float>, s, c)
+                ->Iterations(1)->Unit(benchmark::kMillisecond);
+            benchmark::RegisterBenchmark(case_name(name, "float64", c).c_str(), kick_memory<double>, s, c)
+                ->Iterations(1)->Unit(benchmark::kMillisecond);
+        }
+    static TrackingMemoryManager manager;
+    benchmark::RegisterMemoryManager(&manager);
+    return true;
+}();
+
+}  // namespace
