@@ -13,6 +13,12 @@
 #include <array>
 #include <string>
 
+#include <fftw3.h>
+#include <omp.h>
+
+#include <cstdlib>
+
+#include "backend.hpp"
 #include "gradient.hpp"
 
 namespace {
@@ -49,14 +55,19 @@ void kick_memory(benchmark::State& state, Strategy strategy, Case c) {
         state.counters["tape_" + name + "_bytes"] = bytes / kicks;
         kick_bytes += static_cast<std::int64_t>(bytes);
         const auto d = m.allocator_delta_by_scope.find(name);
-        if (d != m.allocator_delta_by_scope.end()) kick_delta += d->second;
+        const double delta = d == m.allocator_delta_by_scope.end() ? 0.0 : double(d->second);
+        state.counters["alloc_" + name + "_bytes"] = delta / kicks;
+        kick_delta += static_cast<std::int64_t>(delta);
     }
     // the drifts hold the momenta that the kick's adjoint also reads: part of a kick's cost
     const double drift = m.tape_bytes_by_scope.count("drift") ? double(m.tape_bytes_by_scope.at("drift")) : 0.0;
     state.counters["tape_drift_bytes"] = drift / kicks;
     state.counters["tape_bytes"] = (double(kick_bytes) + drift) / kicks;
     state.counters["tape_bytes_total"] = double(m.tape_bytes);
-    state.counters["alloc_delta_bytes"] = double(kick_delta) / kicks;
+    const double drift_delta =
+        m.allocator_delta_by_scope.count("drift") ? double(m.allocator_delta_by_scope.at("drift")) : 0.0;
+    state.counters["alloc_drift_bytes"] = drift_delta / kicks;
+    state.counters["alloc_delta_bytes"] = (double(kick_delta) + drift_delta) / kicks;
     state.counters["peak_bytes_total"] = double(m.peak_bytes);
     state.counters["forward_ms"] = 1e3 * r.forward_seconds;
     state.counters["backward_ms"] = 1e3 * r.backward_seconds;
@@ -120,6 +131,14 @@ const bool registered = [] {
         }
     static TrackingMemoryManager manager;
     benchmark::RegisterMemoryManager(&manager);
+    std::string why;
+    benchmark::AddCustomContext("sctape_version", SCTAPE_VERSION);
+    benchmark::AddCustomContext("backend", sctape::backend_name(sctape::resolve_backend(sctape::Backend::automatic, why)));
+    benchmark::AddCustomContext("device", "cpu: " + std::to_string(omp_get_num_procs()) + " cores");
+    benchmark::AddCustomContext("gpu_probe", sctape::probe_gpu().description);
+    benchmark::AddCustomContext("threads", "1");
+    benchmark::AddCustomContext("fftw_version", fftw_version);
+    benchmark::AddCustomContext("units", "bytes for *_bytes*, milliseconds for *_ms, per kick unless *_total");
     return true;
 }();
 

@@ -1,62 +1,16 @@
 #include "fused.hpp"
 
-#include <chrono>
 #include <cmath>
 #include <memory>
 
+#include "fused_internal.hpp"
 #include "grid_ops.hpp"
 #include "kick_math.hpp"
 #include "space_charge.hpp"
 
 namespace sctape {
+namespace fused {
 namespace {
-
-template <class T>
-using Column = std::shared_ptr<const HostArray<T>>;
-
-enum Col { kX = 0, kPx = 1, kY = 2, kPy = 3, kTau = 4, kDelta = 5 };
-
-// State every backward closure of one run shares: the beam adjoint, the
-// parameter adjoints, and work objects for recomputation.
-template <class T>
-struct Context {
-    TrackSettings tracking;
-    BeamParameters beam_parameters;
-    Reference ref;
-    double charge_e = 0;
-    std::int64_t n = 0;
-    int threads = 1;
-    std::array<HostArray<T>, 6> adj;  // d objective / d coordinates
-    ParameterAdjoints params;
-    std::array<std::vector<double>, 6>* particle_gradient = nullptr;
-    std::unique_ptr<HockneyConvolver<T>> convolver;
-    HostArray<T> scratch;
-
-    void add_inv_beta_adjoint(double v) { params.reference.beta -= v / (ref.beta * ref.beta); }
-    void add_inv_bg_sq_adjoint(double v) {
-        const double bg = ref.beta_gamma();
-        params.beta_gamma -= 2.0 * v / (bg * bg * bg);
-    }
-};
-
-// Copies of beam columns, shared by every entry that saves the column until
-// the forward pass changes it: one buffer, counted once on the tape.
-template <class T>
-class Snapshots {
-public:
-    explicit Snapshots(Beam<T>& beam) : beam_(beam) {}
-    Column<T> get(int c) {
-        if (!snap_[c]) snap_[c] = std::make_shared<const HostArray<T>>(*beam_.columns()[c]);
-        return snap_[c];
-    }
-    void changed(std::initializer_list<int> cols) {
-        for (int c : cols) snap_[c].reset();
-    }
-
-private:
-    Beam<T>& beam_;
-    std::array<Column<T>, 6> snap_;
-};
 
 // One kick's saved data, and what its backward recomputes and passes on.
 template <class T>
@@ -223,17 +177,8 @@ void s_to_t_backward(Context<T>& ctx, KickState<T>& s) {
     s.z = s.pz = s.z_adj = s.pz_adj = HostArray<T>();
 }
 
-// Runs `work` inside a tape scope and adds the allocator growth to the report.
-template <class F>
-void measured(Tape& tape, MemoryReport& report, const char* scope, F&& work) {
-    TapeScope s(tape, scope);
-    const std::int64_t before = host_memory().current_bytes();
-    work();
-    report.allocator_delta_by_scope[scope] += host_memory().current_bytes() - before;
-}
-
 template <class T>
-void record_drift(Tape& tape, MemoryReport& report, std::shared_ptr<Context<T>> ctx, Beam<T>& beam,
+void record_drift(Tape& tape, MemoryReport& report, const std::shared_ptr<Context<T>>& ctx, Beam<T>& beam,
                   Snapshots<T>& snaps, std::size_t element, double fraction) {
     measured(tape, report, "drift", [&] {
         const double length = fraction * ctx->tracking.lattice[element].length_m;
@@ -260,7 +205,7 @@ void record_drift(Tape& tape, MemoryReport& report, std::shared_ptr<Context<T>> 
 }
 
 template <class T>
-void record_kick(Tape& tape, MemoryReport& report, std::shared_ptr<Context<T>> ctx, Beam<T>& beam,
+void record_kick(Tape& tape, MemoryReport& report, const std::shared_ptr<Context<T>>& ctx, Beam<T>& beam,
                  Snapshots<T>& snaps, SpaceChargeKick<T>& kick, std::size_t element, double ds) {
     auto s = std::make_shared<KickState<T>>();
     s->ds = ds;
@@ -320,93 +265,117 @@ void record_kick(Tape& tape, MemoryReport& report, std::shared_ptr<Context<T>> c
 }  // namespace
 
 template <class T>
-GradientResult fused_gradient(const BeamParameters& bp, const TrackSettings& tracking, const GradientRequest& request) {
-    using clock = std::chrono::steady_clock;
-    GradientResult result;
-    MemoryReport& report = result.memory;
-    const std::int64_t start = host_memory().current_bytes();
-    host_memory().reset_peak();
-    const auto t0 = clock::now();
-    {
-        Tape tape;
-        auto ctx = std::make_shared<Context<T>>();
-        ctx->tracking = tracking;
-        ctx->beam_parameters = bp;
-        ctx->ref = Reference::from_kinetic(bp.species.mass_eV, bp.kinetic_energy_eV);
-        ctx->charge_e = bp.species.charge_e;
-        ctx->n = bp.n_particles;
-        ctx->threads = std::max(tracking.threads, 1);
-        ctx->params.drift_length_m.assign(tracking.lattice.size(), 0.0);
-        ctx->particle_gradient = &result.particle_gradient;
-
-        Beam<T> beam;
-        measured(tape, report, "beam", [&] {
-            beam = make_beam<T>(bp);
-            // backward regenerates the reference sample from the seed: nothing saved
-            tape.record({}, [ctx] {
-                const auto& d = ctx->beam_parameters.distribution;
-                ReferenceSample sample = make_reference_sample(d.type, ctx->n, ctx->beam_parameters.seed);
-                for (int c = 0; c < 6; ++c) {
-                    double sum = 0;
-                    auto& out = (*ctx->particle_gradient)[c];
-                    out.resize(ctx->n);
-                    for (std::int64_t p = 0; p < ctx->n; ++p) {
-                        out[p] = ctx->adj[c][p];
-                        sum += out[p] * sample.column[c][p];
-                    }
-                    (c % 2 == 0 ? ctx->params.size_m : ctx->params.momentum_rms)[c / 2] += sum;
-                }
-            });
-        });
-
-        Snapshots<T> snaps(beam);
-        std::unique_ptr<SpaceChargeKick<T>> kick;
-        if (tracking.space_charge) {
-            kick = std::make_unique<SpaceChargeKick<T>>(tracking.grid, ctx->threads);
-            ctx->convolver = std::make_unique<HockneyConvolver<T>>(tracking.grid.shape, ctx->threads);
-        }
-        for (std::size_t e = 0; e < tracking.lattice.size(); ++e) {
-            const Drift& d = tracking.lattice[e];
-            const double ds = d.length_m / d.slices;
-            for (int slice = 0; slice < d.slices; ++slice) {
-                if (!kick) {
-                    record_drift(tape, report, ctx, beam, snaps, e, 1.0 / d.slices);
-                    continue;
-                }
-                record_drift(tape, report, ctx, beam, snaps, e, 0.5 / d.slices);
-                record_kick(tape, report, ctx, beam, snaps, *kick, e, ds);
-                record_drift(tape, report, ctx, beam, snaps, e, 0.5 / d.slices);
-                ++report.kicks;
-            }
-        }
-
-        measured(tape, report, "objective", [&] {
-            result.objective = objective_value(beam, request.objective);
-            const auto cols = objective_columns(request.objective);
-            Column<T> u = snaps.get(cols[0]), p = snaps.get(cols[1]);
-            const Objective objective = request.objective;
-            tape.record({Tape::save(u), Tape::save(p)}, [ctx, u, p, objective, cols] {
-                for (auto& a : ctx->adj) a.assign(ctx->n, T(0));
-                ctx->params.beta_gamma += objective_adjoint(objective, *u, *p, ctx->ref.beta_gamma(),
-                                                            ctx->adj[cols[0]], ctx->adj[cols[1]]);
-            });
-        });
-        for (const auto& [scope, row] : tape.by_scope()) report.tape_bytes_by_scope[scope] = row.bytes;
-        report.tape_bytes = tape.tape_bytes();
-        report.tape_entries = tape.entries();
-        beam = Beam<T>();
-        kick.reset();
-        snaps.changed({kX, kPx, kY, kPy, kTau, kDelta});
-        const auto t1 = clock::now();
-        result.forward_seconds = std::chrono::duration<double>(t1 - t0).count();
-
-        tape.backward();
-        result.backward_seconds = std::chrono::duration<double>(clock::now() - t1).count();
-        report_gradients(bp, tracking.lattice, ctx->params, request.gradients, result);
+void record_slice(Tape& tape, MemoryReport& report, const std::shared_ptr<Context<T>>& ctx, Beam<T>& beam,
+                  Snapshots<T>& snaps, std::size_t element) {
+    const Drift& d = ctx->tracking.lattice[element];
+    if (!ctx->kick) {
+        record_drift(tape, report, ctx, beam, snaps, element, 1.0 / d.slices);
+        return;
     }
-    report.peak_bytes = host_memory().peak_bytes() - start;
-    report.bytes_after_backward = host_memory().current_bytes() - start;
-    return result;
+    record_drift(tape, report, ctx, beam, snaps, element, 0.5 / d.slices);
+    record_kick(tape, report, ctx, beam, snaps, *ctx->kick, element, d.length_m / d.slices);
+    record_drift(tape, report, ctx, beam, snaps, element, 0.5 / d.slices);
+    ++report.kicks;
+}
+
+template <class T>
+void advance_slice(Context<T>& ctx, Beam<T>& beam, std::size_t element) {
+    const Drift& d = ctx.tracking.lattice[element];
+    const double ds = d.length_m / d.slices;
+    if (!ctx.kick) {
+        drift(beam, ds, ctx.threads);
+        return;
+    }
+    drift(beam, 0.5 * ds, ctx.threads);
+    ctx.kick->apply(beam, ds);
+    drift(beam, 0.5 * ds, ctx.threads);
+}
+
+std::vector<std::size_t> slice_elements(const Lattice& lattice) {
+    std::vector<std::size_t> out;
+    for (std::size_t e = 0; e < lattice.size(); ++e) out.insert(out.end(), lattice[e].slices, e);
+    return out;
+}
+
+template <class T>
+std::shared_ptr<Context<T>> make_context(const BeamParameters& bp, const TrackSettings& tracking,
+                                         GradientResult& result) {
+    auto ctx = std::make_shared<Context<T>>();
+    ctx->tracking = tracking;
+    ctx->beam_parameters = bp;
+    ctx->ref = Reference::from_kinetic(bp.species.mass_eV, bp.kinetic_energy_eV);
+    ctx->charge_e = bp.species.charge_e;
+    ctx->n = bp.n_particles;
+    ctx->threads = std::max(tracking.threads, 1);
+    ctx->params.drift_length_m.assign(tracking.lattice.size(), 0.0);
+    ctx->particle_gradient = &result.particle_gradient;
+    if (tracking.space_charge) {
+        ctx->kick = std::make_unique<SpaceChargeKick<T>>(tracking.grid, ctx->threads);
+        ctx->convolver = std::make_unique<HockneyConvolver<T>>(tracking.grid.shape, ctx->threads);
+    }
+    return ctx;
+}
+
+template <class T>
+void record_beam(Tape& tape, MemoryReport& report, const std::shared_ptr<Context<T>>& ctx, Beam<T>& beam) {
+    measured(tape, report, "beam", [&] {
+        beam = make_beam<T>(ctx->beam_parameters);
+        tape.record({}, [ctx] {
+            const auto& d = ctx->beam_parameters.distribution;
+            ReferenceSample sample = make_reference_sample(d.type, ctx->n, ctx->beam_parameters.seed);
+            for (int c = 0; c < 6; ++c) {
+                double sum = 0;
+                auto& out = (*ctx->particle_gradient)[c];
+                out.resize(ctx->n);
+                for (std::int64_t p = 0; p < ctx->n; ++p) {
+                    out[p] = ctx->adj[c][p];
+                    sum += out[p] * sample.column[c][p];
+                }
+                (c % 2 == 0 ? ctx->params.size_m : ctx->params.momentum_rms)[c / 2] += sum;
+            }
+        });
+    });
+}
+
+template <class T>
+void record_objective(Tape& tape, MemoryReport& report, const std::shared_ptr<Context<T>>& ctx, const Beam<T>& beam,
+                      Snapshots<T>& snaps, Objective objective, GradientResult& result) {
+    measured(tape, report, "objective", [&] {
+        result.objective = objective_value(beam, objective);
+        const auto cols = objective_columns(objective);
+        Column<T> u = snaps.get(cols[0]), p = snaps.get(cols[1]);
+        tape.record({Tape::save(u), Tape::save(p)}, [ctx, u, p, objective, cols] {
+            for (auto& a : ctx->adj) a.assign(ctx->n, T(0));
+            ctx->params.beta_gamma += objective_adjoint(objective, *u, *p, ctx->ref.beta_gamma(),
+                                                        ctx->adj[cols[0]], ctx->adj[cols[1]]);
+        });
+    });
+}
+
+#define SCTAPE_INSTANTIATE(T)                                                                                     \
+    template void record_slice<T>(Tape&, MemoryReport&, const std::shared_ptr<Context<T>>&, Beam<T>&,              \
+                                  Snapshots<T>&, std::size_t);                                                     \
+    template void advance_slice<T>(Context<T>&, Beam<T>&, std::size_t);                                            \
+    template std::shared_ptr<Context<T>> make_context<T>(const BeamParameters&, const TrackSettings&,              \
+                                                         GradientResult&);                                         \
+    template void record_beam<T>(Tape&, MemoryReport&, const std::shared_ptr<Context<T>>&, Beam<T>&);              \
+    template void record_objective<T>(Tape&, MemoryReport&, const std::shared_ptr<Context<T>>&, const Beam<T>&,    \
+                                      Snapshots<T>&, Objective, GradientResult&);
+SCTAPE_INSTANTIATE(float)
+SCTAPE_INSTANTIATE(double)
+#undef SCTAPE_INSTANTIATE
+
+}  // namespace fused
+
+template <class T>
+GradientResult fused_gradient(const BeamParameters& bp, const TrackSettings& tracking, const GradientRequest& request) {
+    using namespace fused;
+    return run_hand_written<T>(bp, tracking, request,
+                               [&](Tape& tape, MemoryReport& report, const std::shared_ptr<Context<T>>& ctx,
+                                   Beam<T>& beam, Snapshots<T>& snaps) {
+                                   for (std::size_t element : slice_elements(tracking.lattice))
+                                       record_slice(tape, report, ctx, beam, snaps, element);
+                               });
 }
 
 template GradientResult fused_gradient<float>(const BeamParameters&, const TrackSettings&, const GradientRequest&);

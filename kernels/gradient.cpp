@@ -3,9 +3,7 @@
 #include <cmath>
 #include <stdexcept>
 
-#ifdef SCTAPE_HAVE_AUTOGRAD
 #include "autograd/autograd.hpp"
-#endif
 #include "fused.hpp"
 
 namespace sctape {
@@ -141,11 +139,7 @@ GradientResult compute_gradient(const BeamParameters& beam, const TrackSettings&
     // Unknown names fail before any work is done.
     GradientResult names_check;
     report_gradients(beam, tracking.lattice, ParameterAdjoints{}, request.gradients, names_check);
-#ifdef SCTAPE_HAVE_AUTOGRAD
     if (request.strategy == Strategy::autograd) return autograd_gradient<T>(beam, tracking, request);
-#else
-    if (request.strategy == Strategy::autograd) throw std::invalid_argument("strategy 'autograd' is not built");
-#endif
     return fused_gradient<T>(beam, tracking, request);
 }
 

@@ -8,9 +8,11 @@
 // cell arrays; FFTs save nothing.
 #include "autograd/autograd.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <stdexcept>
 #include <string>
 
@@ -95,23 +97,28 @@ void drift(Particles<T>& p, const Scalar& length, const RefTensors& ref, Tape& t
     p.tau = add(p.tau, mul(l_tau, p.delta));
 }
 
-// Grid geometry along one axis (grid_covering), differentiable in the positions.
+// Grid geometry along one axis (grid_covering), differentiable in the positions:
+// edges lo - margin, hi + margin (minmax) or mean -+ k rms (sigma),
+// origin = first edge, cell = (last - first) / (n - 1).
 template <class T>
 void axis_geometry(const GridSettings& gs, int a, const Tensor<T>& u, Scalar& origin, Scalar& cell) {
     using namespace ag;
-    Scalar center, half;
+    Scalar first, last;
     if (gs.mode == ExtentMode::minmax) {
         Scalar lo = cast<double>(min(u)), hi = cast<double>(max(u));
-        center = scale(add(lo, hi), 0.5);
-        half = scale(scale(sub(hi, lo), 0.5), 1.0 + gs.padding);
+        Scalar margin = scale(scale(sub(hi, lo), 0.5), gs.padding);
+        first = sub(lo, margin);
+        last = add(hi, margin);
     } else {
         Tensor<double> ud = cast<double>(u);
-        center = mean(ud);
+        Scalar center = mean(ud);
         Scalar var = sub(mean(mul(ud, ud)), mul(center, center));
-        half = scale(sqrt(clamp(var, 0.0, std::numeric_limits<double>::infinity())), gs.sigma_factor[a]);
+        Scalar half = scale(sqrt(clamp(var, 0.0, std::numeric_limits<double>::infinity())), gs.sigma_factor[a]);
+        first = sub(center, half);
+        last = add(center, half);
     }
-    origin = sub(center, half);
-    cell = div_scalar(scale(half, 2.0), gs.shape[a] - 1);
+    origin = first;
+    cell = div_scalar(sub(last, first), gs.shape[a] - 1);
 }
 
 // Which of the two CIC weights of axis a each of the 8 corners takes

@@ -1,0 +1,137 @@
+// fused_internal.hpp — pieces shared by the hand-written strategies
+// (fused, checkpoint, reversible): the backward context, column snapshots,
+// recording one lattice slice with fused adjoints, and the driver that sets
+// up the tape, the beam and the objective around a strategy's forward pass.
+// Internal: include only from kernels/*.cpp.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <vector>
+
+#include "gradient.hpp"
+#include "space_charge.hpp"
+
+namespace sctape::fused {
+
+template <class T>
+using Column = std::shared_ptr<const HostArray<T>>;
+
+enum Col { kX = 0, kPx = 1, kY = 2, kPy = 3, kTau = 4, kDelta = 5 };
+
+// State every backward closure of one run shares: the beam adjoint, the
+// parameter adjoints, and work objects for recomputation.
+template <class T>
+struct Context {
+    TrackSettings tracking;
+    BeamParameters beam_parameters;
+    Reference ref;
+    double charge_e = 0;
+    std::int64_t n = 0;
+    int threads = 1;
+    std::array<HostArray<T>, 6> adj;  // d objective / d coordinates
+    ParameterAdjoints params;
+    std::array<std::vector<double>, 6>* particle_gradient = nullptr;
+    std::unique_ptr<HockneyConvolver<T>> convolver;
+    std::unique_ptr<SpaceChargeKick<T>> kick;  // null without space charge
+    HostArray<T> scratch;
+
+    void add_inv_beta_adjoint(double v) { params.reference.beta -= v / (ref.beta * ref.beta); }
+    void add_inv_bg_sq_adjoint(double v) {
+        const double bg = ref.beta_gamma();
+        params.beta_gamma -= 2.0 * v / (bg * bg * bg);
+    }
+};
+
+// Copies of beam columns, shared by every entry that saves the column until
+// the forward pass changes it: one buffer, counted once on the tape.
+template <class T>
+class Snapshots {
+public:
+    explicit Snapshots(Beam<T>& beam) : beam_(beam) {}
+    Column<T> get(int c) {
+        if (!snap_[c]) snap_[c] = std::make_shared<const HostArray<T>>(*beam_.columns()[c]);
+        return snap_[c];
+    }
+    void changed(std::initializer_list<int> cols) {
+        for (int c : cols) snap_[c].reset();
+    }
+    void clear() {
+        for (auto& s : snap_) s.reset();
+    }
+
+private:
+    Beam<T>& beam_;
+    std::array<Column<T>, 6> snap_;
+};
+
+// Runs `work` inside a tape scope and adds the allocator growth to the report.
+template <class F>
+void measured(Tape& tape, MemoryReport& report, const char* scope, F&& work) {
+    TapeScope s(tape, scope);
+    const std::int64_t before = host_memory().current_bytes();
+    work();
+    report.allocator_delta_by_scope[scope] += host_memory().current_bytes() - before;
+}
+
+// Records one slice of lattice element `element` with fused adjoints: drift
+// ds/2, kick ds, drift ds/2 (or a drift ds without space charge).
+template <class T>
+void record_slice(Tape& tape, MemoryReport& report, const std::shared_ptr<Context<T>>& ctx, Beam<T>& beam,
+                  Snapshots<T>& snaps, std::size_t element);
+
+// The same slice without a tape.
+template <class T>
+void advance_slice(Context<T>& ctx, Beam<T>& beam, std::size_t element);
+
+// The lattice element of every slice, in tracking order.
+std::vector<std::size_t> slice_elements(const Lattice& lattice);
+
+template <class T>
+std::shared_ptr<Context<T>> make_context(const BeamParameters& bp, const TrackSettings& tracking,
+                                         GradientResult& result);
+// Scope "beam": generates the beam; its backward regenerates the reference
+// sample from the seed (nothing saved) and forms the distribution gradients.
+template <class T>
+void record_beam(Tape& tape, MemoryReport& report, const std::shared_ptr<Context<T>>& ctx, Beam<T>& beam);
+template <class T>
+void record_objective(Tape& tape, MemoryReport& report, const std::shared_ptr<Context<T>>& ctx, const Beam<T>& beam,
+                      Snapshots<T>& snaps, Objective objective, GradientResult& result);
+
+// Sets up a run, calls forward(tape, report, ctx, beam, snaps) to track
+// through the lattice recording what the strategy keeps, then records the
+// objective, runs backward and fills the result.
+template <class T, class Forward>
+GradientResult run_hand_written(const BeamParameters& bp, const TrackSettings& tracking,
+                                const GradientRequest& request, Forward&& forward) {
+    using clock = std::chrono::steady_clock;
+    GradientResult result;
+    MemoryReport& report = result.memory;
+    const std::int64_t start = host_memory().current_bytes();
+    host_memory().reset_peak();
+    const auto t0 = clock::now();
+    {
+        Tape tape;
+        auto ctx = make_context<T>(bp, tracking, result);
+        Beam<T> beam;
+        record_beam(tape, report, ctx, beam);
+        Snapshots<T> snaps(beam);
+        forward(tape, report, ctx, beam, snaps);
+        record_objective(tape, report, ctx, beam, snaps, request.objective, result);
+        for (const auto& [scope, row] : tape.by_scope()) report.tape_bytes_by_scope[scope] = row.bytes;
+        report.tape_bytes = tape.tape_bytes();
+        report.tape_entries = tape.entries();
+        snaps.clear();
+        beam = Beam<T>();
+        const auto t1 = clock::now();
+        result.forward_seconds = std::chrono::duration<double>(t1 - t0).count();
+        tape.backward();
+        result.backward_seconds = std::chrono::duration<double>(clock::now() - t1).count();
+        report_gradients(bp, tracking.lattice, ctx->params, request.gradients, result);
+    }
+    report.peak_bytes = host_memory().peak_bytes() - start;
+    report.bytes_after_backward = host_memory().current_bytes() - start;
+    return result;
+}
+
+}  // namespace sctape::fused
