@@ -106,11 +106,11 @@ LawFit fit_memory_law(const std::vector<LawPoint>& points, bool with_constant) {
         require_finite_nonnegative(points[i].n_cells, "N_cells", i);
         y[i] = points[i].bytes;
     }
-    require_two_values(points);
     const int unknowns = with_constant ? 3 : 2;
     if (int(points.size()) < unknowns)
-        throw FitError(std::to_string(points.size()) + " points for " + std::to_string(unknowns) +
+        throw FitError(std::to_string(points.size()) + " point(s) for " + std::to_string(unknowns) +
                        " unknowns: need at least " + std::to_string(unknowns));
+    require_two_values(points);
 
     LawFit fit;
     fit.n_points = static_cast<int>(points.size());
