@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "fit_commands.hpp"
 
 namespace {
 
@@ -16,9 +17,14 @@ const char* kUsage =
     "commands:\n"
     "  track CONFIG.json [--out RESULT.json] [--dump-particles PREFIX]\n"
     "        track a beam through drifts with space-charge kicks\n"
+    "  fit SWEEP.json [-o COEFFS.json] [--constant]\n"
+    "        fit the memory law (alpha_part, alpha_cells per kick) to a sweep\n"
+    "  check BASELINE.json COEFFS.json\n"
+    "        fail when a fitted tape coefficient rose or the law stopped being linear\n"
+    "        (`check --write-baseline COEFFS.json BASELINE.json` makes a baseline)\n"
     "\n"
     "Run `sctape <command> --help` for the options of a command.\n"
-    "Exit codes: 0 success, 2 bad input (nothing written).\n";
+    "Exit codes: 0 success, 1 regression (check), 2 bad input (nothing written).\n";
 
 }  // namespace
 
@@ -35,6 +41,8 @@ int main(int argc, char** argv) {
     const std::string command = args[0];
     args.erase(args.begin());
     if (command == "track") return sctape::cli::track_command(args);
+    if (command == "fit") return sctape::cli::fit_command(args);
+    if (command == "check") return sctape::cli::check_command(args);
     std::cerr << "sctape: unknown command '" << command << "'\n\n" << kUsage;
     return sctape::cli::kExitBadInput;
 }

@@ -183,7 +183,13 @@ void parse_space_charge(const json& v, TrackSettings& t) {
 void parse_gradient_request(ObjectReader& r, RunConfig& c) {
     c.differentiate = r.has("strategy") || r.has("gradients") || r.has("objective");
     if (r.has("strategy"))
-        c.gradient.strategy = parse_strategy(r.choice("strategy", {"autograd", "fused"}));
+        c.gradient.strategy = parse_strategy(r.choice("strategy", {"autograd", "fused", "checkpoint", "reversible"}));
+    if (r.has("snapshots")) {
+        if (c.gradient.strategy != Strategy::checkpoint) fail("snapshots", "is only used with strategy \"checkpoint\"");
+        const std::int64_t s = r.positive_integer("snapshots");
+        if (s > 100000) fail("snapshots", "must be at most 100000");
+        c.gradient.snapshots = static_cast<int>(s);
+    }
     if (r.has("objective"))
         c.gradient.objective = parse_objective(r.choice(
             "objective", {"sigma_x", "sigma_y", "sigma_tau", "emittance_x", "emittance_y", "emittance_tau"}));

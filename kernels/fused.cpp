@@ -279,6 +279,17 @@ void record_slice(Tape& tape, MemoryReport& report, const std::shared_ptr<Contex
 }
 
 template <class T>
+void backward_through_slice(const std::shared_ptr<Context<T>>& ctx, Beam<T> beam, std::size_t element) {
+    Tape tape;
+    MemoryReport unused;
+    Snapshots<T> snaps(beam);
+    record_slice(tape, unused, ctx, beam, snaps, element);
+    snaps.clear();
+    beam = Beam<T>();
+    tape.backward();
+}
+
+template <class T>
 void advance_slice(Context<T>& ctx, Beam<T>& beam, std::size_t element) {
     const Drift& d = ctx.tracking.lattice[element];
     const double ds = d.length_m / d.slices;
@@ -356,6 +367,7 @@ void record_objective(Tape& tape, MemoryReport& report, const std::shared_ptr<Co
     template void record_slice<T>(Tape&, MemoryReport&, const std::shared_ptr<Context<T>>&, Beam<T>&,              \
                                   Snapshots<T>&, std::size_t);                                                     \
     template void advance_slice<T>(Context<T>&, Beam<T>&, std::size_t);                                            \
+    template void backward_through_slice<T>(const std::shared_ptr<Context<T>>&, Beam<T>, std::size_t);             \
     template std::shared_ptr<Context<T>> make_context<T>(const BeamParameters&, const TrackSettings&,              \
                                                          GradientResult&);                                         \
     template void record_beam<T>(Tape&, MemoryReport&, const std::shared_ptr<Context<T>>&, Beam<T>&);              \

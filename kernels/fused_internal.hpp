@@ -80,6 +80,11 @@ template <class T>
 void record_slice(Tape& tape, MemoryReport& report, const std::shared_ptr<Context<T>>& ctx, Beam<T>& beam,
                   Snapshots<T>& snaps, std::size_t element);
 
+// Tapes one slice from `beam` (its input state) and runs that short tape at
+// once: the slice's adjoint, for strategies that rebuild states in backward.
+template <class T>
+void backward_through_slice(const std::shared_ptr<Context<T>>& ctx, Beam<T> beam, std::size_t element);
+
 // The same slice without a tape.
 template <class T>
 void advance_slice(Context<T>& ctx, Beam<T>& beam, std::size_t element);

@@ -4,11 +4,16 @@
 #include <stdexcept>
 
 #include "autograd/autograd.hpp"
+#include "checkpoint.hpp"
 #include "fused.hpp"
+#include "reversible.hpp"
 
 namespace sctape {
 
-const char* strategy_name(Strategy s) { return s == Strategy::autograd ? "autograd" : "fused"; }
+const char* strategy_name(Strategy s) {
+    static const char* names[] = {"autograd", "fused", "checkpoint", "reversible"};
+    return names[static_cast<int>(s)];
+}
 
 const char* objective_name(Objective o) {
     static const char* names[] = {"sigma_x", "sigma_y", "sigma_tau", "emittance_x", "emittance_y", "emittance_tau"};
@@ -16,8 +21,8 @@ const char* objective_name(Objective o) {
 }
 
 Strategy parse_strategy(const std::string& name) {
-    if (name == "autograd") return Strategy::autograd;
-    if (name == "fused") return Strategy::fused;
+    for (int i = 0; i < 4; ++i)
+        if (name == strategy_name(static_cast<Strategy>(i))) return static_cast<Strategy>(i);
     throw std::invalid_argument("unknown strategy '" + name + "'");
 }
 
@@ -140,6 +145,8 @@ GradientResult compute_gradient(const BeamParameters& beam, const TrackSettings&
     GradientResult names_check;
     report_gradients(beam, tracking.lattice, ParameterAdjoints{}, request.gradients, names_check);
     if (request.strategy == Strategy::autograd) return autograd_gradient<T>(beam, tracking, request);
+    if (request.strategy == Strategy::checkpoint) return checkpoint_gradient<T>(beam, tracking, request);
+    if (request.strategy == Strategy::reversible) return reversible_gradient<T>(beam, tracking, request);
     return fused_gradient<T>(beam, tracking, request);
 }
 

@@ -24,7 +24,7 @@
 
 namespace sctape {
 
-enum class Strategy { autograd, fused };
+enum class Strategy { autograd, fused, checkpoint, reversible };
 enum class Objective { sigma_x, sigma_y, sigma_tau, emittance_x, emittance_y, emittance_tau };
 
 const char* strategy_name(Strategy s);
@@ -36,6 +36,9 @@ struct GradientRequest {
     Strategy strategy = Strategy::fused;
     Objective objective = Objective::sigma_x;
     std::vector<std::string> gradients;  // names; empty: none reported
+    // checkpoint only: 0 keeps every kick's input state; s > 0 keeps at most
+    // s states (binomial checkpointing across the kicks).
+    int snapshots = 0;
 };
 
 // The names that may be asked for, for this beam and lattice.
@@ -50,6 +53,10 @@ struct MemoryReport {
     std::int64_t peak_bytes = 0;         // allocator peak during forward + backward, above the start
     std::int64_t bytes_after_backward = 0;  // allocator current minus start, after backward (0 expected)
     int kicks = 0;
+    // checkpoint and reversible: most beam states held at once, and most
+    // untaped re-evaluations of one step during backward
+    int max_states_held = 0;
+    int max_recomputations = 0;
 };
 
 struct GradientResult {

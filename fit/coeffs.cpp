@@ -1,0 +1,316 @@
+#include "coeffs.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace sctape::fit {
+namespace {
+
+using nlohmann::json;
+
+const std::vector<std::string> kSubsteps = {"s_to_t", "deposit", "green", "convolve", "field",
+                                            "gather", "push",    "t_to_s", "drift"};
+
+struct Measure {
+    std::string name, prefix, total_counter;  // per-scope counter: <prefix><scope>_bytes
+};
+const std::vector<Measure> kMeasures = {{"tape_bytes", "tape_", "tape_bytes"},
+                                        {"alloc_delta_bytes", "alloc_", "alloc_delta_bytes"}};
+// Totals over the whole run, fitted against N_kicks.
+const std::vector<std::string> kKickMeasures = {"tape_bytes_total", "peak_bytes_total"};
+
+const char* kLaw =
+    "bytes per kick = alpha_part_bytes*N_part + alpha_cells_bytes*N_cells [+ alpha_0_bytes]; "
+    "totals = slope_bytes_per_kick*N_kicks + intercept_bytes";
+const char* kWeighting = "relative: minimize sum(((A*x - y)/y)^2) (memory-scaling paper, App. D)";
+
+json optional_json(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
+
+json law_fit_json(const LawFit& f) {
+    return {{"alpha_part_bytes", f.alpha_part.value},
+            {"alpha_part_stderr_bytes", optional_json(f.alpha_part.stderr_)},
+            {"alpha_cells_bytes", f.alpha_cells.value},
+            {"alpha_cells_stderr_bytes", optional_json(f.alpha_cells.stderr_)},
+            {"alpha_0_bytes", f.alpha_0 ? json(f.alpha_0->value) : json(nullptr)},
+            {"alpha_0_stderr_bytes", f.alpha_0 ? optional_json(f.alpha_0->stderr_) : json(nullptr)},
+            {"max_relative_residual", f.max_relative_residual},
+            {"linearity_p_value", optional_json(f.linearity_p_value)},
+            {"n_points", f.n_points},
+            {"note", f.note.empty() ? json(nullptr) : json(f.note)}};
+}
+
+// A series reported but not fitted (a substep with some zero bytes, ...).
+json unfitted_json(int n_points, const std::string& why) {
+    return {{"alpha_part_bytes", nullptr},  {"alpha_part_stderr_bytes", nullptr},
+            {"alpha_cells_bytes", nullptr}, {"alpha_cells_stderr_bytes", nullptr},
+            {"alpha_0_bytes", nullptr},     {"alpha_0_stderr_bytes", nullptr},
+            {"max_relative_residual", nullptr}, {"linearity_p_value", nullptr},
+            {"n_points", n_points},         {"note", why}};
+}
+
+json labels(const std::string& strategy, const json& dtype, const json& backend, const std::string& measure,
+            const std::string& scope) {
+    return {{"strategy", strategy}, {"dtype", dtype}, {"backend", backend}, {"measure", measure}, {"scope", scope}};
+}
+
+json document(const json& context, const FitOptions& options, json fits, json kick_fits, json notes) {
+    return {{"schema_version", kCoeffsSchemaVersion},
+            {"kind", "sctape-coeffs"},
+            {"sctape_version", SCTAPE_VERSION},
+            {"law", kLaw},
+            {"weighting", kWeighting},
+            {"with_constant", options.with_constant},
+            {"context", context},
+            {"fits", std::move(fits)},
+            {"kick_fits", std::move(kick_fits)},
+            {"notes", std::move(notes)}};
+}
+
+// Strategies and dtypes in order of first appearance.
+std::vector<std::pair<std::string, std::string>> groups(const Sweep& sweep) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& e : sweep.entries)
+        if (std::find(out.begin(), out.end(), std::make_pair(e.strategy, e.dtype)) == out.end())
+            out.emplace_back(e.strategy, e.dtype);
+    return out;
+}
+
+std::vector<const SweepEntry*> select(const Sweep& sweep, const std::string& strategy, const std::string& dtype) {
+    std::vector<const SweepEntry*> out;
+    for (const auto& e : sweep.entries)
+        if (e.strategy == strategy && e.dtype == dtype) out.push_back(&e);
+    return out;
+}
+
+// The substeps and drift first, then other scopes the counters name, then "total".
+std::vector<std::string> scopes(const std::vector<const SweepEntry*>& entries, const Measure& m) {
+    std::set<std::string> found;
+    const std::string suffix = "_bytes";
+    for (const auto* e : entries)
+        for (const auto& [key, value] : e->counters)
+            if (key.rfind(m.prefix, 0) == 0 && key.size() > m.prefix.size() + suffix.size() &&
+                key.compare(key.size() - suffix.size(), suffix.size(), suffix) == 0 && key != m.total_counter)
+                found.insert(key.substr(m.prefix.size(), key.size() - m.prefix.size() - suffix.size()));
+    std::vector<std::string> out;
+    for (const auto& s : kSubsteps)
+        if (found.erase(s)) out.push_back(s);
+    out.insert(out.end(), found.begin(), found.end());
+    out.push_back("total");
+    return out;
+}
+
+std::string counter_name(const Measure& m, const std::string& scope) {
+    return scope == "total" ? m.total_counter : m.prefix + scope + "_bytes";
+}
+
+// One scope's fit; nullopt-like null json when the counter is absent from every entry.
+json fit_scope(const std::vector<const SweepEntry*>& entries, const Measure& m, const std::string& scope,
+               const FitOptions& options) {
+    const std::string counter = counter_name(m, scope);
+    std::vector<LawPoint> points;
+    for (const auto* e : entries) {
+        const auto it = e->counters.find(counter);
+        if (it == e->counters.end()) continue;
+        points.push_back({e->n_part, e->n_cells, it->second});
+    }
+    if (points.empty()) {
+        if (scope == "total") throw FitError("no entry has the counter '" + counter + "'");
+        return nullptr;
+    }
+    const int n = static_cast<int>(points.size());
+    if (points.size() < entries.size()) {
+        if (scope == "total") throw FitError("'" + counter + "' is missing from some entries");
+        return unfitted_json(n, "'" + counter + "' is missing from some entries: not fitted");
+    }
+    const bool all_zero = std::all_of(points.begin(), points.end(), [](const LawPoint& p) { return p.bytes == 0; });
+    const bool any_nonpositive =
+        std::any_of(points.begin(), points.end(), [](const LawPoint& p) { return !(p.bytes > 0); });
+    if (scope != "total" && any_nonpositive && !all_zero)
+        return unfitted_json(n, "some bytes are <= 0 and others not: not fitted (relative weights need bytes > 0)");
+    return law_fit_json(fit_memory_law(points, options.with_constant));
+}
+
+json kick_fit_json(const KickFit& f) {
+    return {{"slope_bytes_per_kick", f.slope.value},
+            {"slope_stderr_bytes_per_kick", optional_json(f.slope.stderr_)},
+            {"intercept_bytes", f.intercept.value},
+            {"intercept_stderr_bytes", optional_json(f.intercept.stderr_)},
+            {"max_relative_residual", f.max_relative_residual},
+            {"linearity_p_value", optional_json(f.linearity_p_value)},
+            {"n_points", f.n_points},
+            {"note", f.note.empty() ? json(nullptr) : json(f.note)}};
+}
+
+// Entries with the same N_part and grid and at least two N_kicks form a kick series.
+std::map<std::pair<double, std::string>, std::vector<const SweepEntry*>> kick_series(
+    const std::vector<const SweepEntry*>& entries) {
+    std::map<std::pair<double, std::string>, std::vector<const SweepEntry*>> series;
+    for (const auto* e : entries) series[{e->n_part, e->grid}].push_back(e);
+    for (auto it = series.begin(); it != series.end();) {
+        std::set<double> kicks;
+        for (const auto* e : it->second) kicks.insert(e->n_kicks);
+        it = kicks.size() < 2 ? series.erase(it) : std::next(it);
+    }
+    return series;
+}
+
+void add_kick_fits(const std::vector<const SweepEntry*>& entries, const json& base, json& out) {
+    for (const auto& [key, series] : kick_series(entries))
+        for (const auto& measure : kKickMeasures) {
+            std::vector<KickPoint> points;
+            for (const auto* e : series)
+                if (e->counters.count(measure)) points.push_back({e->n_kicks, e->counters.at(measure)});
+            if (points.size() < series.size()) continue;  // counter not measured
+            json fit = base;
+            fit["measure"] = measure;
+            fit["N_part"] = key.first;
+            fit["N_cells"] = series.front()->n_cells;
+            fit["grid"] = key.second;
+            try {
+                fit.update(kick_fit_json(fit_kick_scaling(points)));
+            } catch (const FitError& e) {
+                throw FitError("kick scaling of " + measure + " (N_part " + std::to_string(std::int64_t(key.first)) +
+                               ", grid " + key.second + "): " + e.what());
+            }
+            out.push_back(fit);
+        }
+}
+
+std::string series_label(const std::string& strategy, const std::string& dtype, const std::string& measure,
+                         const std::string& scope) {
+    return "strategy " + strategy + ", dtype " + dtype + ", measure " + measure + ", scope " + scope;
+}
+
+void add_law_fits(const Sweep& sweep, const std::string& strategy, const std::string& dtype,
+                  const std::vector<const SweepEntry*>& law_entries, const FitOptions& options, json& fits) {
+    for (const Measure& m : kMeasures)
+        for (const std::string& scope : scopes(law_entries, m)) {
+            json fit;
+            try {
+                fit = fit_scope(law_entries, m, scope, options);
+            } catch (const FitError& e) {
+                throw FitError(series_label(strategy, dtype, m.name, scope) + ": " + e.what());
+            }
+            if (fit.is_null()) continue;
+            json row = labels(strategy, dtype, sweep.backend, m.name, scope);
+            row.update(fit);
+            fits.push_back(row);
+        }
+}
+
+std::string format_number(const json& v, const char* fmt = "%.4g") {
+    if (!v.is_number()) return "-";
+    char buf[64];
+    std::snprintf(buf, sizeof buf, fmt, v.get<double>());
+    return buf;
+}
+
+std::string text(const json& v) { return v.is_string() ? v.get<std::string>() : "-"; }
+
+// Coefficients of a few 1e-16 bytes are the rounding of an exact zero: the
+// table shows 0 (COEFFS keeps the fitted value).
+constexpr double kPrintedZeroBytes = 1e-9;
+
+std::string with_stderr(const json& value, const json& err) {
+    if (!value.is_number()) return "-";
+    const json shown = std::fabs(value.get<double>()) < kPrintedZeroBytes ? json(0) : value;
+    return format_number(shown) + (err.is_number() ? " +- " + format_number(err, "%.2g") : "");
+}
+
+// Each distinct note once, with the series it applies to.
+std::string grouped_notes(const json& rows, bool kick) {
+    std::vector<std::pair<std::string, std::vector<std::string>>> groups;
+    for (const json& r : rows) {
+        if (!r.value("note", json()).is_string()) continue;
+        const std::string note = r["note"].get<std::string>();
+        std::string label = text(r["strategy"]) + "/" + text(r["dtype"]) + "/" + text(r["measure"]);
+        if (!kick) label += "/" + text(r["scope"]);
+        auto it = std::find_if(groups.begin(), groups.end(), [&](const auto& g) { return g.first == note; });
+        if (it == groups.end()) groups.push_back({note, {label}});
+        else it->second.push_back(label);
+    }
+    std::string out;
+    for (const auto& [note, labels] : groups) {
+        out += "note: " + note + ":";
+        for (const auto& l : labels) out += " " + l;
+        out += "\n";
+    }
+    return out;
+}
+
+
+}  // namespace
+
+json fit_sweep(const Sweep& sweep, const FitOptions& options) {
+    json fits = json::array(), kick_fits = json::array(), notes = json(sweep.notes);
+    for (const auto& [strategy, dtype] : groups(sweep)) {
+        const auto entries = select(sweep, strategy, dtype);
+        std::vector<const SweepEntry*> law_entries;
+        for (const auto* e : entries)
+            if (e->n_kicks == 1) law_entries.push_back(e);
+        if (law_entries.empty())
+            notes.push_back("strategy " + strategy + ", dtype " + dtype + ": no N_kicks = 1 runs, no per-kick law fitted");
+        else
+            add_law_fits(sweep, strategy, dtype, law_entries, options, fits);
+        add_kick_fits(entries, labels(strategy, dtype, sweep.backend, "", ""), kick_fits);
+    }
+    for (auto& k : kick_fits) k.erase("scope");
+    return document(sweep.context, options, std::move(fits), std::move(kick_fits), std::move(notes));
+}
+
+json fit_point_list(const std::vector<LawPoint>& points, const FitOptions& options) {
+    json row = labels("input", nullptr, nullptr, "bytes", "total");
+    row.update(law_fit_json(fit_memory_law(points, options.with_constant)));
+    return document(json::object(), options, json::array({row}), json::array(), json::array());
+}
+
+json fit_document(const json& doc, const FitOptions& options) {
+    if (doc.is_array()) return fit_point_list(parse_point_list(doc), options);
+    return fit_sweep(parse_sweep(doc), options);
+}
+
+std::string coefficient_table(const json& coeffs) {
+    std::ostringstream out;
+    char line[512];
+    const char* row_format = "%-10s %-8s %-18s %-9s %24s %24s %18s %9s %9s %4s\n";
+    std::snprintf(line, sizeof line, row_format, "strategy", "dtype", "measure", "scope", "alpha_part [B]",
+                  "alpha_cells [B]", "alpha_0 [B]", "max|res|", "p(linear)", "n");
+    out << line;
+    for (const json& f : coeffs.at("fits")) {
+        std::snprintf(line, sizeof line, row_format, text(f["strategy"]).c_str(), text(f["dtype"]).c_str(),
+                      text(f["measure"]).c_str(), text(f["scope"]).c_str(),
+                      with_stderr(f["alpha_part_bytes"], f["alpha_part_stderr_bytes"]).c_str(),
+                      with_stderr(f["alpha_cells_bytes"], f["alpha_cells_stderr_bytes"]).c_str(),
+                      with_stderr(f["alpha_0_bytes"], f["alpha_0_stderr_bytes"]).c_str(),
+                      format_number(f["max_relative_residual"], "%.2e").c_str(),
+                      format_number(f["linearity_p_value"], "%.3g").c_str(), std::to_string(f.value("n_points", 0)).c_str());
+        out << line;
+    }
+    out << grouped_notes(coeffs.at("fits"), false);
+    const json& kicks = coeffs.at("kick_fits");
+    if (!kicks.empty()) {
+        const char* kick_format = "%-10s %-8s %-18s %10s %-10s %24s %24s %9s %9s %4s\n";
+        std::snprintf(line, sizeof line, kick_format, "strategy", "dtype", "measure vs N_kicks", "N_part", "grid",
+                      "slope [B/kick]", "intercept [B]", "max|res|", "p(linear)", "n");
+        out << "\n" << line;
+        for (const json& k : kicks) {
+            std::snprintf(line, sizeof line, kick_format, text(k["strategy"]).c_str(), text(k["dtype"]).c_str(),
+                          text(k["measure"]).c_str(), format_number(k["N_part"], "%.0f").c_str(),
+                          text(k["grid"]).c_str(),
+                          with_stderr(k["slope_bytes_per_kick"], k["slope_stderr_bytes_per_kick"]).c_str(),
+                          with_stderr(k["intercept_bytes"], k["intercept_stderr_bytes"]).c_str(),
+                          format_number(k["max_relative_residual"], "%.2e").c_str(),
+                          format_number(k["linearity_p_value"], "%.3g").c_str(),
+                          std::to_string(k.value("n_points", 0)).c_str());
+            out << line;
+        }
+        out << grouped_notes(kicks, true);
+    }
+    return out.str();
+}
+
+}  // namespace sctape::fit

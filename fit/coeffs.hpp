@@ -1,0 +1,47 @@
+// coeffs.hpp — COEFFS.json, what `sctape fit` writes: the memory law fitted
+// for every strategy × dtype × backend × measure × scope of a sweep, and the
+// totals vs N_kicks. Keys (pinned by tests/test_fit.cpp):
+//
+//   fits[]:      strategy, dtype, backend, measure, scope, alpha_part_bytes,
+//                alpha_part_stderr_bytes, alpha_cells_bytes, alpha_cells_stderr_bytes,
+//                alpha_0_bytes, alpha_0_stderr_bytes, max_relative_residual,
+//                linearity_p_value, n_points, note
+//   kick_fits[]: strategy, dtype, backend, measure, N_part, N_cells, grid,
+//                slope_bytes_per_kick, slope_stderr_bytes_per_kick, intercept_bytes,
+//                intercept_stderr_bytes, max_relative_residual, linearity_p_value,
+//                n_points, note
+//
+// measure: "tape_bytes" (logical) or "alloc_delta_bytes" (allocator growth);
+// scope: a substep, "drift", or "total". null = not fitted / not defined.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "memory_law.hpp"
+#include "sweep.hpp"
+
+namespace sctape::fit {
+
+constexpr int kCoeffsSchemaVersion = 1;
+
+struct FitOptions {
+    bool with_constant = false;  // fit α_0 too (the paper's Eq. 1 has none)
+};
+
+// COEFFS for a sweep; throws FitError (naming strategy/dtype/measure/scope)
+// when a series cannot be fitted. Substep series that mix zero and positive
+// bytes are kept with null coefficients and a note; a total cannot.
+nlohmann::json fit_sweep(const Sweep& sweep, const FitOptions& options);
+
+// COEFFS for a plain point list: one fit, strategy "input", measure "bytes".
+nlohmann::json fit_point_list(const std::vector<LawPoint>& points, const FitOptions& options);
+
+// Dispatches on the document's shape (object with "benchmarks", or a list).
+nlohmann::json fit_document(const nlohmann::json& doc, const FitOptions& options);
+
+// The coefficient table `sctape fit` prints.
+std::string coefficient_table(const nlohmann::json& coeffs);
+
+}  // namespace sctape::fit

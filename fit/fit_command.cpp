@@ -1,0 +1,89 @@
+// `sctape fit`: the memory law fitted to a sweep, written as COEFFS.json.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "coeffs.hpp"
+#include "fit_commands.hpp"
+#include "result.hpp"
+
+namespace sctape::cli {
+namespace {
+
+constexpr int kExitBadInput = 2;
+
+const char* kFitUsage =
+    "usage: sctape fit SWEEP.json [-o COEFFS.json] [--constant]\n"
+    "\n"
+    "Fits the memory law per space-charge kick,\n"
+    "    bytes = alpha_part*N_part + alpha_cells*N_cells [+ alpha_0]\n"
+    "by relative-weighted least squares (minimize sum(((A*x - y)/y)^2), the\n"
+    "memory-scaling paper's App. D) to every strategy x dtype x measure x scope\n"
+    "of a kick_memory sweep (Google Benchmark JSON from sctape-bench), and the\n"
+    "totals vs N_kicks. Prints a coefficient table.\n"
+    "\n"
+    "  -o, --out COEFFS.json  also write the coefficients as JSON (atomically)\n"
+    "  --constant             fit a constant alpha_0 as well\n"
+    "\n"
+    "Each coefficient comes with its standard error; max|res| is the largest\n"
+    "relative residual; p(linear) is the F-test p-value for adding\n"
+    "N_part*N_cells, N_part^2 and N_cells^2 (large: the law is linear).\n"
+    "Measures: tape_bytes (what the tape keeps) and alloc_delta_bytes (what the\n"
+    "allocator grew by); scopes: the eight substeps, drift, total. A substep\n"
+    "whose bytes are all 0 is reported with coefficients 0 and a note.\n"
+    "\n"
+    "SWEEP.json may instead be a list of points measured elsewhere:\n"
+    "    [{\"N_part\": 1000, \"N_cells\": 32768, \"N_kicks\": 1, \"bytes\": 4.2e7}, ...]\n"
+    "(bytes over N_kicks kicks; N_kicks defaults to 1), giving one fit.\n"
+    "\n"
+    "Bad input (unreadable or malformed file, empty sweep, fewer points than\n"
+    "unknowns, a singular design, bytes <= 0) exits with code 2 and writes nothing.\n";
+
+struct FitArgs {
+    std::string sweep, out;
+    fit::FitOptions options;
+};
+
+FitArgs parse_args(const std::vector<std::string>& args) {
+    FitArgs f;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        if (a == "-o" || a == "--out") {
+            if (i + 1 >= args.size()) throw fit::FitError(a + " needs a value");
+            f.out = args[++i];
+        } else if (a == "--constant") {
+            f.options.with_constant = true;
+        } else if (!a.empty() && a[0] == '-') {
+            throw fit::FitError("unknown option '" + a + "'");
+        } else if (f.sweep.empty()) {
+            f.sweep = a;
+        } else {
+            throw fit::FitError("unexpected argument '" + a + "'");
+        }
+    }
+    if (f.sweep.empty()) throw fit::FitError("missing SWEEP.json");
+    return f;
+}
+
+}  // namespace
+
+int fit_command(const std::vector<std::string>& argv) {
+    for (const auto& a : argv)
+        if (a == "--help" || a == "-h") {
+            std::cout << kFitUsage;
+            return 0;
+        }
+    try {
+        const FitArgs args = parse_args(argv);
+        const nlohmann::json coeffs = fit::fit_document(fit::read_json_file(args.sweep), args.options);
+        if (!args.out.empty()) write_file_atomically(args.out, coeffs.dump(2) + "\n");
+        std::cout << fit::coefficient_table(coeffs);
+        for (const auto& note : coeffs["notes"]) std::cerr << "sctape fit: note: " << note.get<std::string>() << "\n";
+        return 0;
+    } catch (const std::exception& e) {
+        std::cerr << "sctape fit: error: " << e.what() << "\n";
+    }
+    return kExitBadInput;
+}
+
+}  // namespace sctape::cli

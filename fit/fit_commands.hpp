@@ -1,0 +1,15 @@
+// fit_commands.hpp — the `sctape fit` and `sctape check` subcommands (the
+// scaling suite). Each takes the arguments after its name and returns the
+// exit code: 0 success, 1 a regression (check only), 2 bad input (message on
+// stderr, nothing written).
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace sctape::cli {
+
+int fit_command(const std::vector<std::string>& args);
+int check_command(const std::vector<std::string>& args);
+
+}  // namespace sctape::cli

@@ -1,0 +1,44 @@
+// sweep.hpp — reading what `sctape fit` fits: a Google Benchmark JSON from the
+// kick_memory sweep (bench/kick_memory.cpp), or a plain JSON list of
+// {"N_part", "N_cells", "N_kicks", "bytes"} points measured elsewhere.
+//
+//   nlohmann::json doc = sctape::fit::read_json_file("sweep.json");
+//   sctape::fit::Sweep s = sctape::fit::parse_sweep(doc);
+#pragma once
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "memory_law.hpp"
+
+namespace sctape::fit {
+
+// One kick_memory/<strategy>/<dtype>/N_part:<n>/grid:<g>/N_kicks:<k> run.
+struct SweepEntry {
+    std::string name, strategy, dtype, grid;  // grid as in the name, e.g. "16x16x16"
+    double n_part = 0, n_cells = 0, n_kicks = 0;
+    std::map<std::string, double> counters;  // every numeric field of the entry
+};
+
+struct Sweep {
+    nlohmann::json context = nlohmann::json::object();  // the benchmark context, scalar values only
+    std::string backend = "unknown";                    // context.backend
+    std::vector<SweepEntry> entries;                    // unique names, first occurrence
+    std::vector<std::string> notes;                     // entries skipped and why
+};
+
+// Reads and parses a JSON file; FitError names the file and the problem.
+nlohmann::json read_json_file(const std::string& path);
+
+// A Google Benchmark document (object with "benchmarks"). Skips aggregates,
+// errored runs, other benchmarks and repeated names (noted); throws FitError
+// when no kick_memory run remains or an entry lacks N_part/N_cells/N_kicks.
+Sweep parse_sweep(const nlohmann::json& doc);
+
+// A plain list of points; "N_kicks" defaults to 1 and "bytes" is the growth
+// over all N_kicks kicks, so each point becomes bytes/N_kicks per kick.
+std::vector<LawPoint> parse_point_list(const nlohmann::json& doc);
+
+}  // namespace sctape::fit
