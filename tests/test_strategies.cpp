@@ -1,0 +1,135 @@
+// checkpoint and reversible: the same gradients as fused with far less kept,
+// bit-exact reverse stepping, and the binomial schedule's guarantees.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+
+#include "checkpoint.hpp"
+#include "gradient.hpp"
+#include "reversible.hpp"
+
+using namespace sctape;
+
+namespace {
+
+BeamParameters small_beam(std::int64_t n) {
+    BeamParameters b;
+    b.n_particles = n;
+    b.bunch_charge_C = 1e-9;
+    b.kinetic_energy_eV = 10e6;
+    b.distribution.type = DistributionType::gaussian;
+    b.distribution.size_m = {1e-3, 1.2e-3, 0.8e-3};
+    b.distribution.momentum_rms = {1e-4, 2e-4, 1e-4};
+    return b;
+}
+
+TrackSettings small_tracking(int kicks, int grid) {
+    TrackSettings t;
+    t.lattice = {{0.01 * kicks, kicks}};
+    t.grid.shape = {grid, grid, grid};
+    t.threads = 2;
+    return t;
+}
+
+}  // namespace
+
+TEST_CASE("binomial schedule: beta(s, r) and the recomputations it needs", "[checkpoint]") {
+    CHECK(binomial_steps(10, 4) == 1001);  // C(14, 4)
+    CHECK(binomial_steps(1, 5) == 6);      // one state: r + 1 steps
+    CHECK(binomial_steps(3, 0) == 1);
+    CHECK(binomial_recomputations(1000, 10) == 4);
+    CHECK(binomial_recomputations(1001, 10) == 4);
+    CHECK(binomial_recomputations(1002, 10) == 5);
+    const auto spine = checkpoint_spine(1000, 10);
+    CHECK(spine.front() == 0);
+    CHECK(spine.size() <= 10);
+    CHECK(checkpoint_spine(5, 0).size() == 5);  // every kick's input
+}
+
+TEST_CASE("reversible tracking rebuilds every state bit for bit over 1000 kicks", "[reversible]") {
+    const BeamParameters beam = small_beam(300);
+    const TrackSettings tracking = small_tracking(1000, 8);
+    ReversibleTracker<double> tracker(make_beam<double>(beam), tracking);
+    std::vector<std::array<HostArray<std::int64_t>, 6>> forward;
+    for (std::size_t i = 0; i < tracker.slices(); ++i) {
+        forward.push_back(tracker.state());
+        tracker.step(i);
+    }
+    std::size_t mismatches = 0;
+    for (std::size_t i = tracker.slices(); i-- > 0;) {
+        tracker.unstep(i);
+        for (int c = 0; c < 6; ++c) mismatches += tracker.state()[c] != forward[i][c];
+    }
+    CHECK(tracker.slices() == 1000);
+    CHECK(mismatches == 0);
+}
+
+// checkpoint recomputes exactly what fused records, so its gradients are
+// bitwise fused's; reversible differentiates at states quantized to 2^-50 of
+// their range (2^-60 for momenta), so it agrees to 1e-12 (measured: <1e-13).
+TEST_CASE("all strategies give the same gradients (float64)", "[checkpoint][reversible]") {
+    const BeamParameters beam = small_beam(2000);
+    TrackSettings tracking = small_tracking(5, 16);
+    tracking.lattice = {{0.5, 4}, {0.3, 3}};
+    GradientRequest request;
+    request.gradients = gradient_names(beam, tracking.lattice);
+    const GradientResult fused = compute_gradient<double>(beam, tracking, request);
+    struct Variant {
+        Strategy strategy;
+        int snapshots;
+        double tolerance;  // 0: bitwise
+    };
+    for (Variant v : {Variant{Strategy::checkpoint, 0, 0.0}, Variant{Strategy::checkpoint, 3, 0.0},
+                      Variant{Strategy::reversible, 0, 1e-12}, Variant{Strategy::autograd, 0, 1e-10}}) {
+        request.strategy = v.strategy;
+        request.snapshots = v.snapshots;
+        const GradientResult r = compute_gradient<double>(beam, tracking, request);
+        for (const auto& [name, value] : fused.gradients) {
+            INFO(strategy_name(v.strategy) << " snapshots " << v.snapshots << " / " << name);
+            if (v.tolerance == 0) CHECK(r.gradients.at(name) == value);
+            else CHECK(r.gradients.at(name) == Approx(value).epsilon(v.tolerance));
+        }
+        CHECK(r.memory.bytes_after_backward == 0);
+    }
+}
+
+// Exact tape bytes (w = 8, objective sigma_x keeps x and px: 2 N w):
+//   checkpoint, every kick:  K * 6 N w + 2 N w
+//   reversible:              6 N * 8 (the final int64 state) + 2 N w, for any K
+TEST_CASE("checkpoint and reversible tape bytes, exactly", "[checkpoint][reversible][tape]") {
+    const std::int64_t n = 500;
+    const BeamParameters beam = small_beam(n);
+    GradientRequest request;
+    for (int kicks : {2, 5, 10}) {
+        const TrackSettings tracking = small_tracking(kicks, 8);
+        request.strategy = Strategy::checkpoint;
+        request.snapshots = 0;
+        const auto cp = compute_gradient<double>(beam, tracking, request);
+        CHECK(cp.memory.tape_bytes == kicks * 6 * n * 8 + 2 * n * 8);
+        CHECK(cp.memory.max_states_held == kicks);
+        request.strategy = Strategy::reversible;
+        const auto rev = compute_gradient<double>(beam, tracking, request);
+        CHECK(rev.memory.tape_bytes == 6 * n * 8 + 2 * n * 8);
+        CHECK(rev.memory.tape_bytes_by_scope.at("reversible") == 6 * n * 8);
+        CHECK(rev.memory.kicks == kicks);
+    }
+}
+
+// Binomial checkpointing over 1000 kicks with 10 states: never more than 10
+// held, at most r = 4 untaped re-evaluations of any step (beta(10, 4) = 1001),
+// and the tape at the end of forward holds exactly the spine's states.
+TEST_CASE("binomial checkpointing over 1000 kicks holds at most s states", "[checkpoint]") {
+    const std::int64_t n = 100;
+    const BeamParameters beam = small_beam(n);
+    const TrackSettings tracking = small_tracking(1000, 4);
+    GradientRequest request;
+    request.strategy = Strategy::checkpoint;
+    request.snapshots = 10;
+    const auto r = compute_gradient<double>(beam, tracking, request);
+    CHECK(r.memory.kicks == 1000);
+    CHECK(r.memory.max_states_held <= 10);
+    CHECK(r.memory.max_recomputations <= 4);
+    const auto spine = static_cast<std::int64_t>(checkpoint_spine(1000, 10).size());
+    CHECK(r.memory.tape_bytes == spine * 6 * n * 8 + 2 * n * 8);
+    CHECK(r.memory.bytes_after_backward == 0);
+}
