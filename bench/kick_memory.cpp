@@ -4,7 +4,9 @@
 //
 //   sctape-bench --benchmark_filter=kick_memory/fused/float32 --benchmark_out=sweep.json
 //
-// Names: kick_memory/<strategy>/<dtype>/N_part:<n>/grid:<nx>x<ny>x<nz>/N_kicks:<k>.
+// Names: kick_memory/<strategy>/<dtype>/N_part:<n>/grid:<nx>x<ny>x<nz>/N_kicks:<k>,
+// strategies fused, autograd, checkpoint, reversible and binomial (checkpoint
+// with 4 snapshots; N_kicks sweep only).
 // Counters (per kick unless named *_total): tape_bytes, tape_<substep>_bytes,
 // alloc_delta_bytes, peak_bytes_total, forward_ms, backward_ms, N_part,
 // N_cells, N_kicks. The benchmark MemoryManager reports the tracking allocator.
@@ -31,8 +33,30 @@ struct Case {
     int kicks;
 };
 
+// A strategy as swept: "binomial" is checkpoint with a snapshot budget.
+struct Variant {
+    const char* label;
+    Strategy strategy;
+    int snapshots;
+};
+
+// Peak bytes of a plain forward pass over one slice: the working set that the
+// reverse-mode strategies are compared with.
 template <class T>
-void kick_memory(benchmark::State& state, Strategy strategy, Case c) {
+std::int64_t forward_working_set(const sctape::BeamParameters& beam, sctape::TrackSettings tracking) {
+    tracking.lattice = {{tracking.lattice[0].length_m / tracking.lattice[0].slices, 1}};
+    auto& mem = sctape::host_memory();
+    const std::int64_t start = mem.current_bytes();
+    mem.reset_peak();
+    {
+        sctape::Beam<T> b = sctape::make_beam<T>(beam);
+        sctape::track(b, tracking);
+    }
+    return mem.peak_bytes() - start;
+}
+
+template <class T>
+void kick_memory(benchmark::State& state, Variant variant, Case c) {
     sctape::BeamParameters beam;
     beam.n_particles = c.n_part;
     const double bg = sctape::Reference::from_kinetic(beam.species.mass_eV, beam.kinetic_energy_eV).beta_gamma();
@@ -42,7 +66,8 @@ void kick_memory(benchmark::State& state, Strategy strategy, Case c) {
     tracking.grid.shape = c.grid;
     tracking.threads = 1;
     sctape::GradientRequest request;
-    request.strategy = strategy;
+    request.strategy = variant.strategy;
+    request.snapshots = variant.snapshots;
     sctape::GradientResult r;
     for (auto _ : state) r = sctape::compute_gradient<T>(beam, tracking, request);
     const auto& m = r.memory;
@@ -74,6 +99,9 @@ void kick_memory(benchmark::State& state, Strategy strategy, Case c) {
     state.counters["N_part"] = double(c.n_part);
     state.counters["N_cells"] = double(c.grid[0]) * c.grid[1] * c.grid[2];
     state.counters["N_kicks"] = kicks;
+    state.counters["max_states_held"] = m.max_states_held;
+    state.counters["max_recomputations"] = m.max_recomputations;
+    state.counters["forward_working_set_bytes"] = double(forward_working_set<T>(beam, tracking));
 }
 
 // Reports the tracking allocator to Google Benchmark's memory columns.
@@ -104,7 +132,8 @@ std::string case_name(const char* strategy, const char* dtype, const Case& c) {
            "/N_kicks:" + std::to_string(c.kicks);
 }
 
-// The default sweep (DESIGN.md, scaling-suite issue); SCTAPE_BENCH_QUICK=1 a CI subset.
+// The default sweep (DESIGN.md, scaling-suite issue); SCTAPE_BENCH_QUICK=1 a
+// CI subset; SCTAPE_BENCH_LONG=1 replaces it by 10, 100 and 1000-kick lattices.
 std::vector<Case> sweep(bool quick) {
     std::vector<Case> cases;
     const std::vector<std::int64_t> parts = quick ? std::vector<std::int64_t>{1000, 10000}
@@ -114,21 +143,46 @@ std::vector<Case> sweep(bool quick) {
         for (int g : grids) cases.push_back({n, {g, g, g}, 1});
     cases.push_back({quick ? 10000 : 100000, {16, 16, 64}, 1});
     cases.push_back({quick ? 10000 : 100000, {32, 16, 8}, 1});
-    for (int k : quick ? std::vector<int>{1, 2, 4} : std::vector<int>{1, 2, 4, 8, 16})
+    // N_kicks = 1 of this case is already in the grid sweep above
+    for (int k : quick ? std::vector<int>{2, 4} : std::vector<int>{2, 4, 8, 16})
         cases.push_back({quick ? 10000 : 100000, {16, 16, 16}, k});
     return cases;
 }
 
+void register_case(const Variant& v, const Case& c, bool float32, bool float64) {
+    if (float32)
+        benchmark::RegisterBenchmark(case_name(v.label, "float32", c).c_str(), kick_memory<float>, v, c)
+            ->Iterations(1)->Unit(benchmark::kMillisecond);
+    if (float64)
+        benchmark::RegisterBenchmark(case_name(v.label, "float64", c).c_str(), kick_memory<double>, v, c)
+            ->Iterations(1)->Unit(benchmark::kMillisecond);
+}
+
+bool env_is(const char* name, const char* value) {
+    const char* v = std::getenv(name);
+    return v && std::string(v) == value;
+}
+
+const Variant kFused{"fused", Strategy::fused, 0}, kAutograd{"autograd", Strategy::autograd, 0},
+    kCheckpoint{"checkpoint", Strategy::checkpoint, 0}, kReversible{"reversible", Strategy::reversible, 0};
+
 const bool registered = [] {
-    const char* quick = std::getenv("SCTAPE_BENCH_QUICK");
-    for (const Case& c : sweep(quick && std::string(quick) == "1"))
-        for (Strategy s : {Strategy::fused, Strategy::autograd}) {
-            const char* name = sctape::strategy_name(s);
-            benchmark::RegisterBenchmark(case_name(name, "float32", c).c_str(), kick_memory<float>, s, c)
-                ->Iterations(1)->Unit(benchmark::kMillisecond);
-            benchmark::RegisterBenchmark(case_name(name, "float64", c).c_str(), kick_memory<double>, s, c)
-                ->Iterations(1)->Unit(benchmark::kMillisecond);
+    if (env_is("SCTAPE_BENCH_LONG", "1")) {
+        // long lattices (1e5 particles, 32^3, float64): memory and time vs N_kicks
+        for (int kicks : {10, 100, 1000}) {
+            const Case c{100000, {32, 32, 32}, kicks};
+            for (const Variant& v : {kFused, kCheckpoint, Variant{"binomial", Strategy::checkpoint, 10}, kReversible})
+                register_case(v, c, false, true);
+            if (kicks == 10) register_case(kAutograd, c, false, true);  // 100 kicks would need ~11 GB
         }
+    } else {
+        const bool quick = env_is("SCTAPE_BENCH_QUICK", "1");
+        for (const Case& c : sweep(quick)) {
+            for (const Variant& v : {kFused, kAutograd, kCheckpoint, kReversible}) register_case(v, c, true, true);
+            if (c.grid == std::array<int, 3>{16, 16, 16} && c.n_part == (quick ? 10000 : 100000))
+                register_case(Variant{"binomial", Strategy::checkpoint, 4}, c, true, true);
+        }
+    }
     static TrackingMemoryManager manager;
     benchmark::RegisterMemoryManager(&manager);
     std::string why;

@@ -1,0 +1,768 @@
+// gpu_tracking.cu — the space-charge kick and the tracking on a CUDA device.
+// Kernels are thin grid-stride loops around the SCTAPE_HD bodies of
+// kick_math.hpp and kick_kernels.hpp; this file holds only launch glue, the
+// cuFFT plan cache and the host orchestration (gpu_tracking.hpp).
+#include <cuda_runtime.h>
+#include <cufft.h>
+#include <math_constants.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+
+#include "constants.hpp"
+#include "device_alloc.cuh"
+#include "gpu_tracking.hpp"
+#include "kick_kernels.hpp"
+#include "kick_math.hpp"
+#include "nvtx.hpp"
+
+namespace sctape {
+namespace cuda {
+namespace {
+
+constexpr int kThreads = 256;          // threads per block of every kernel
+constexpr int kMaxBlocks = 1 << 16;    // grid-stride loops beyond that
+constexpr int kExtentBlocks = 1024;    // partial sums per axis (fixed: reproducible reductions)
+
+unsigned blocks_for(std::int64_t n) {
+    return unsigned(std::max<std::int64_t>(1, std::min<std::int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks)));
+}
+
+// Runs kernel(args...) over n elements on `stream` (nothing when n == 0).
+template <class... Params, class... Args>
+void launch(cudaStream_t stream, std::int64_t n, const char* name, void (*kernel)(Params...), Args... args) {
+    if (n <= 0) return;
+    kernel<<<blocks_for(n), kThreads, 0, stream>>>(args...);
+    check_launch(name);
+}
+
+#define SCTAPE_GRID_LOOP(i, n)                                                                  \
+    for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
+         i += std::int64_t(gridDim.x) * blockDim.x)
+
+// ---------------------------------------------------------------- kernels
+
+template <class T>
+__global__ void drift_kernel(T* x, T* y, T* tau, const T* px, const T* py, const T* delta, std::int64_t n, T l,
+                             T l_tau) {
+    SCTAPE_GRID_LOOP(p, n) {
+        x[p] += l * px[p];
+        y[p] += l * py[p];
+        tau[p] += l_tau * delta[p];
+    }
+}
+
+template <class T>
+__global__ void s_to_t_kernel(const T* px, const T* py, const T* tau, const T* delta, std::int64_t n, T beta0,
+                              T inv_beta0, T inv_bg2, T* z, T* pz, int* non_finite) {
+    SCTAPE_GRID_LOOP(p, n) {
+        T zp, pzp;
+        s_to_t_particle(px[p], py[p], tau[p], delta[p], beta0, inv_beta0, inv_bg2, zp, pzp);
+        z[p] = zp;
+        pz[p] = pzp;
+        if (!isfinite(pzp)) atomicAdd(non_finite, 1);
+    }
+}
+
+// Per-axis reduction for the grid geometry: min, max, sum, sum of squares of
+// the finite coordinates and the count of non-finite ones. Fixed launch shape
+// and tree order, so the sums are reproducible run to run.
+struct ExtentAcc {
+    double lo, hi, sum, sum2;
+    unsigned long long non_finite;
+};
+
+__device__ inline void combine(ExtentAcc& a, const ExtentAcc& b) {
+    a.lo = fmin(a.lo, b.lo);
+    a.hi = fmax(a.hi, b.hi);
+    a.sum += b.sum;
+    a.sum2 += b.sum2;
+    a.non_finite += b.non_finite;
+}
+
+__device__ inline void block_reduce(ExtentAcc* s) {
+    __syncthreads();
+    for (int w = kThreads / 2; w > 0; w >>= 1) {
+        if (int(threadIdx.x) < w) combine(s[threadIdx.x], s[threadIdx.x + w]);
+        __syncthreads();
+    }
+}
+
+template <class T>
+__global__ void extent_partials(const T* x, const T* y, const T* z, std::int64_t n, ExtentAcc* partials) {
+    __shared__ ExtentAcc s[kThreads];
+    const T* u = blockIdx.y == 0 ? x : (blockIdx.y == 1 ? y : z);
+    ExtentAcc acc{CUDART_INF, -CUDART_INF, 0.0, 0.0, 0ull};
+    SCTAPE_GRID_LOOP(p, n) {
+        const double v = u[p];
+        if (isfinite(v)) {
+            acc.lo = fmin(acc.lo, v);
+            acc.hi = fmax(acc.hi, v);
+            acc.sum += v;
+            acc.sum2 += v * v;
+        } else {
+            ++acc.non_finite;
+        }
+    }
+    s[threadIdx.x] = acc;
+    block_reduce(s);
+    if (threadIdx.x == 0) partials[std::int64_t(blockIdx.y) * gridDim.x + blockIdx.x] = s[0];
+}
+
+__global__ void extent_final(const ExtentAcc* partials, int blocks, ExtentAcc* out) {
+    __shared__ ExtentAcc s[kThreads];
+    ExtentAcc acc{CUDART_INF, -CUDART_INF, 0.0, 0.0, 0ull};
+    for (int b = threadIdx.x; b < blocks; b += blockDim.x) combine(acc, partials[std::int64_t(blockIdx.x) * blocks + b]);
+    s[threadIdx.x] = acc;
+    block_reduce(s);
+    if (threadIdx.x == 0) out[blockIdx.x] = s[0];
+}
+
+template <class T>
+__global__ void deposit_atomic_kernel(CicGrid<T> g, const T* x, const T* y, const T* z, std::int64_t n, T* acc) {
+    SCTAPE_GRID_LOOP(p, n) {
+        const CicPoint<T> c = cic_point(g, x[p], y[p], z[p]);
+        for (int m = 0; m < 8; ++m) atomicAdd(acc + c.base + cic_offset(g, m), c.w[m]);
+    }
+}
+
+template <class T>
+__global__ void deposit_fixed_kernel(CicGrid<T> g, const T* x, const T* y, const T* z, std::int64_t n, double one,
+                                     unsigned long long* acc) {
+    SCTAPE_GRID_LOOP(p, n) {
+        const CicPoint<T> c = cic_point(g, x[p], y[p], z[p]);
+        for (int m = 0; m < 8; ++m)
+            atomicAdd(acc + c.base + cic_offset(g, m), static_cast<unsigned long long>(to_fixed_point(c.w[m], one)));
+    }
+}
+
+template <class T>
+__global__ void scale_kernel(const T* sum, std::int64_t cells, T scale, T* rho) {
+    SCTAPE_GRID_LOOP(c, cells) rho[c] = sum[c] * scale;
+}
+
+template <class T>
+__global__ void scale_fixed_kernel(const unsigned long long* sum, std::int64_t cells, double inv_one, T scale, T* rho) {
+    SCTAPE_GRID_LOOP(c, cells) rho[c] = T(double(static_cast<long long>(sum[c])) * inv_one) * scale;
+}
+
+__global__ void green_corner_kernel(std::int64_t cells, int ny, int nz, double hx, double hy, double hz,
+                                    double* corner) {
+    SCTAPE_GRID_LOOP(c, cells) corner[c] = green_corner(c, ny, nz, hx, hy, hz);
+}
+
+__global__ void corner_difference_kernel(const double* in, std::int64_t cells, std::int64_t stride, int len,
+                                         double* out) {
+    SCTAPE_GRID_LOOP(c, cells) out[c] = corner_difference(in, c, stride, len);
+}
+
+template <class T>
+__global__ void green_mirror_kernel(const double* corner, std::int64_t doubled, int nx, int ny, int nz, double coulomb,
+                                    T* green) {
+    SCTAPE_GRID_LOOP(d, doubled) green[d] = T(green_mirror(corner, d, nx, ny, nz, coulomb));
+}
+
+template <class T>
+__global__ void pad_kernel(const T* cells, std::int64_t doubled, int nx, int ny, int nz, T* out) {
+    SCTAPE_GRID_LOOP(d, doubled) out[d] = pad_value(cells, d, nx, ny, nz);
+}
+
+// spectra as interleaved (re, im) pairs, the layout of cufftComplex / cufftDoubleComplex
+template <class T>
+__global__ void spectrum_product_kernel(T* a, const T* b, std::int64_t modes, T norm) {
+    SCTAPE_GRID_LOOP(c, modes) {
+        T re = a[2 * c], im = a[2 * c + 1];
+        spectrum_product(re, im, b[2 * c], b[2 * c + 1], norm);
+        a[2 * c] = re;
+        a[2 * c + 1] = im;
+    }
+}
+
+template <class T>
+__global__ void crop_kernel(const T* doubled, std::int64_t cells, int ny, int nz, T* out) {
+    SCTAPE_GRID_LOOP(c, cells) out[c] = doubled[crop_index(c, ny, nz)];
+}
+
+template <class T>
+__global__ void field_kernel(const T* phi, std::int64_t cells, std::int64_t stride, int len, T inv_h, T inv_2h, T* e) {
+    SCTAPE_GRID_LOOP(c, cells) e[c] = field_component(phi, c, stride, len, inv_h, inv_2h);
+}
+
+template <class T>
+__global__ void gather_kernel(CicGrid<T> g, const T* x, const T* y, const T* z, std::int64_t n, const T* ex,
+                              const T* ey, const T* ez, T* out_x, T* out_y, T* out_z) {
+    SCTAPE_GRID_LOOP(p, n) {
+        const CicPoint<T> c = cic_point(g, x[p], y[p], z[p]);
+        out_x[p] = cic_gather(g, c, ex);
+        out_y[p] = cic_gather(g, c, ey);
+        out_z[p] = cic_gather(g, c, ez);
+    }
+}
+
+template <class T>
+__global__ void push_kernel(const T* ex, const T* ey, const T* ez, std::int64_t n, T scale, T* dx, T* dy, T* dz) {
+    SCTAPE_GRID_LOOP(p, n) {
+        dx[p] = scale * ex[p];
+        dy[p] = scale * ey[p];
+        dz[p] = scale * ez[p];
+    }
+}
+
+template <class T>
+__global__ void t_to_s_kernel(T* px, T* py, T* delta, const T* pz, const T* dpx, const T* dpy, const T* dpz,
+                              std::int64_t n, T inv_beta0, T inv_bg2) {
+    SCTAPE_GRID_LOOP(p, n) {
+        const T px_old = px[p], py_old = py[p], pz_old = pz[p];
+        const T px_new = px_old + dpx[p], py_new = py_old + dpy[p], pz_new = pz_old + dpz[p];
+        delta[p] = t_to_s_delta(delta[p], px_old, py_old, pz_old, px_new, py_new, pz_new, inv_beta0, inv_bg2);
+        px[p] = px_new;
+        py[p] = py_new;
+    }
+}
+
+#undef SCTAPE_GRID_LOOP
+
+// ---------------------------------------------------------------- cuFFT
+
+const char* cufft_error(cufftResult r) {
+    switch (r) {
+        case CUFFT_SUCCESS: return "success";
+        case CUFFT_INVALID_PLAN: return "invalid plan";
+        case CUFFT_ALLOC_FAILED: return "allocation failed (out of GPU memory)";
+        case CUFFT_INVALID_VALUE: return "invalid value";
+        case CUFFT_INTERNAL_ERROR: return "internal error";
+        case CUFFT_EXEC_FAILED: return "execution failed";
+        case CUFFT_SETUP_FAILED: return "setup failed";
+        case CUFFT_INVALID_SIZE: return "invalid size";
+        default: return "error";
+    }
+}
+
+void check_fft(cufftResult r, const char* what) {
+    if (r == CUFFT_SUCCESS) return;
+    cudaGetLastError();
+    throw std::runtime_error(std::string("cuFFT error in ") + what + ": " + cufft_error(r) + " (code " +
+                             std::to_string(int(r)) + ")");
+}
+
+// r2c and c2r plans for one doubled-grid shape and precision, made without
+// work areas (each tracker supplies its own, from the tracked allocator).
+struct PlanPair {
+    cufftHandle r2c = 0, c2r = 0;
+    std::size_t work_bytes = 0;
+};
+
+std::mutex& fft_mutex() {
+    static std::mutex m;
+    return m;
+}
+
+using PlanKey = std::tuple<int, int, int, int, bool>;  // device, doubled shape, double precision
+
+std::map<PlanKey, PlanPair>& plan_cache() {
+    static auto* cache = new std::map<PlanKey, PlanPair>();  // never destroyed: see release_plans
+    return *cache;
+}
+
+// Registered with atexit after the CUDA runtime is up, so it runs before the
+// runtime's own teardown: destroys the cached plans (their internal buffers
+// would otherwise show as leaks under compute-sanitizer).
+void release_plans() {
+    std::lock_guard<std::mutex> lock(fft_mutex());
+    for (auto& [key, plans] : plan_cache()) {
+        cufftDestroy(plans.r2c);
+        cufftDestroy(plans.c2r);
+    }
+    plan_cache().clear();
+}
+
+// Plans cached per shape and precision for the life of the process.
+PlanPair cached_plans(const std::array<int, 3>& shape, bool double_precision) {
+    int device = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    const PlanKey key{device, shape[0], shape[1], shape[2], double_precision};
+    std::lock_guard<std::mutex> lock(fft_mutex());
+    auto& cache = plan_cache();
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+    static std::once_flag registered;
+    std::call_once(registered, [] { std::atexit(release_plans); });
+    PlanPair p;
+    std::size_t work[2] = {0, 0};
+    const cufftType types[2] = {double_precision ? CUFFT_D2Z : CUFFT_R2C, double_precision ? CUFFT_Z2D : CUFFT_C2R};
+    cufftHandle* handles[2] = {&p.r2c, &p.c2r};
+    for (int t = 0; t < 2; ++t) {
+        check_fft(cufftCreate(handles[t]), "cufftCreate");
+        cufftResult r = cufftSetAutoAllocation(*handles[t], 0);
+        if (r == CUFFT_SUCCESS) r = cufftMakePlan3d(*handles[t], shape[0], shape[1], shape[2], types[t], &work[t]);
+        if (r != CUFFT_SUCCESS) {
+            cufftDestroy(*handles[t]);
+            if (t == 1) cufftDestroy(p.r2c);
+            check_fft(r, "cufftMakePlan3d");
+        }
+    }
+    p.work_bytes = std::max(work[0], work[1]);
+    cache.emplace(key, p);
+    return p;
+}
+
+template <class T>
+struct FftExec;
+
+template <>
+struct FftExec<float> {
+    static cufftResult forward(cufftHandle p, float* in, float* out) {
+        return cufftExecR2C(p, reinterpret_cast<cufftReal*>(in), reinterpret_cast<cufftComplex*>(out));
+    }
+    static cufftResult inverse(cufftHandle p, float* in, float* out) {
+        return cufftExecC2R(p, reinterpret_cast<cufftComplex*>(in), reinterpret_cast<cufftReal*>(out));
+    }
+};
+
+template <>
+struct FftExec<double> {
+    static cufftResult forward(cufftHandle p, double* in, double* out) {
+        return cufftExecD2Z(p, reinterpret_cast<cufftDoubleReal*>(in), reinterpret_cast<cufftDoubleComplex*>(out));
+    }
+    static cufftResult inverse(cufftHandle p, double* in, double* out) {
+        return cufftExecZ2D(p, reinterpret_cast<cufftDoubleComplex*>(in), reinterpret_cast<cufftDoubleReal*>(out));
+    }
+};
+
+// ---------------------------------------------------------------- host glue
+
+// Owns a non-blocking stream; declared first in Impl so that it outlives the
+// device arrays whose stream-ordered frees it carries.
+struct StreamHolder {
+    cudaStream_t stream = nullptr;
+    StreamHolder() { check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate"); }
+    ~StreamHolder() {
+        if (!stream) return;
+        cudaStreamSynchronize(stream);
+        cudaStreamDestroy(stream);
+        cudaGetLastError();
+    }
+    StreamHolder(const StreamHolder&) = delete;
+    StreamHolder& operator=(const StreamHolder&) = delete;
+};
+
+// Start/stop events for the eight substeps and the drift.
+struct EventSet {
+    static constexpr int kSlots = kSubstepCount + 1;
+    cudaEvent_t start[kSlots] = {}, stop[kSlots] = {};
+    EventSet() {
+        for (int i = 0; i < kSlots; ++i) {
+            check(cudaEventCreate(&start[i]), "cudaEventCreate");
+            check(cudaEventCreate(&stop[i]), "cudaEventCreate");
+        }
+    }
+    ~EventSet() {
+        for (int i = 0; i < kSlots; ++i) {
+            if (start[i]) cudaEventDestroy(start[i]);
+            if (stop[i]) cudaEventDestroy(stop[i]);
+        }
+    }
+    EventSet(const EventSet&) = delete;
+    EventSet& operator=(const EventSet&) = delete;
+    double elapsed_s(int slot) const {
+        float ms = 0;
+        check(cudaEventSynchronize(stop[slot]), "cudaEventSynchronize");
+        check(cudaEventElapsedTime(&ms, start[slot], stop[slot]), "cudaEventElapsedTime");
+        return 1e-3 * ms;
+    }
+};
+
+constexpr double kCoulomb = 1.0 / (4.0 * kPi * kVacuumPermittivity_F_per_m);
+
+}  // namespace
+}  // namespace cuda
+
+GpuOptions GpuOptions::from_environment() {
+    GpuOptions o;
+    const char* v = std::getenv("SCTAPE_DETERMINISTIC_DEPOSIT");
+    o.deterministic_deposit = v && *v && std::strcmp(v, "0") != 0;
+    return o;
+}
+
+template <class T>
+struct GpuTracker<T>::Impl {
+    cuda::StreamHolder holder;  // first: destroyed last
+    cuda::EventSet events;
+    cudaStream_t stream;
+
+    GpuOptions options;
+    bool space_charge;
+    GridSettings settings;
+    std::int64_t n;
+    Species species;
+    Reference reference;
+    double bunch_charge_C;
+
+    std::array<cuda::DeviceArray<T>, 6> coord;  // x, px, y, py, tau, delta
+    // kick buffers
+    cuda::DeviceArray<T> z, pz;
+    std::array<cuda::DeviceArray<T>, 3> e_part, dp, e_grid;
+    cuda::DeviceArray<T> rho, phi, sum;
+    cuda::DeviceArray<unsigned long long> sum_fixed;
+    cuda::DeviceArray<T> green_doubled, work, spec_a, spec_b;
+    cuda::DeviceArray<unsigned char> fft_work;
+    cuda::DeviceArray<cuda::ExtentAcc> partials, extents;
+    cuda::DeviceArray<int> non_finite;
+    cuda::PlanPair plans;
+    std::array<int, 3> doubled{};
+    std::int64_t cells = 0, doubled_size = 0, modes = 0;
+
+    GridGeometry geometry;
+    cuda::CicGrid<T> cic{};
+    bool has_grid = false;
+    std::array<double, kSubstepCount> seconds{};
+    double drift_seconds = 0;
+    bool drift_pending = false;
+
+    Impl(const Beam<T>& beam, bool sc, const GridSettings& grid, const GpuOptions& opt)
+        : stream(holder.stream), options(opt), space_charge(sc), settings(grid), n(beam.size()),
+          species(beam.species), reference(beam.reference), bunch_charge_C(beam.bunch_charge_C) {
+        {
+            MemoryScope scope("beam", cuda::device_memory());
+            const std::array<const HostArray<T>*, 6> host = beam.columns();
+            for (int c = 0; c < 6; ++c) {
+                coord[c].allocate(std::size_t(n), stream);
+                if (n > 0)
+                    cuda::check(cudaMemcpyAsync(coord[c].data(), host[c]->data(), std::size_t(n) * sizeof(T),
+                                                cudaMemcpyHostToDevice, stream),
+                                "copy the beam to the device");
+            }
+        }
+        if (!space_charge) return;
+        static const char* axis_name[3] = {"x", "y", "z"};
+        for (int a = 0; a < 3; ++a)
+            if (settings.shape[a] < 2)
+                throw std::runtime_error(std::string("grid needs at least 2 nodes along ") + axis_name[a]);
+        const auto& s = settings.shape;
+        cells = std::int64_t(s[0]) * s[1] * s[2];
+        doubled = {2 * s[0], 2 * s[1], 2 * s[2]};
+        doubled_size = std::int64_t(doubled[0]) * doubled[1] * doubled[2];
+        modes = std::int64_t(doubled[0]) * doubled[1] * (doubled[2] / 2 + 1);
+        MemoryScope scope("kick", cuda::device_memory());
+        const std::size_t np = std::size_t(n);
+        z.allocate(np, stream);
+        pz.allocate(np, stream);
+        for (int a = 0; a < 3; ++a) {
+            e_part[a].allocate(np, stream);
+            dp[a].allocate(np, stream);
+            e_grid[a].allocate(std::size_t(cells), stream);
+        }
+        rho.allocate(std::size_t(cells), stream);
+        phi.allocate(std::size_t(cells), stream);
+        if (options.deterministic_deposit) sum_fixed.allocate(std::size_t(cells), stream);
+        else sum.allocate(std::size_t(cells), stream);
+        green_doubled.allocate(std::size_t(doubled_size), stream);
+        work.allocate(std::size_t(doubled_size), stream);
+        spec_a.allocate(std::size_t(2 * modes), stream);
+        spec_b.allocate(std::size_t(2 * modes), stream);
+        partials.allocate(std::size_t(3 * cuda::kExtentBlocks), stream);
+        extents.allocate(3, stream);
+        non_finite.allocate(1, stream);
+        plans = cuda::cached_plans(doubled, sizeof(T) == sizeof(double));
+        fft_work.allocate(plans.work_bytes, stream);
+    }
+
+    // Runs one substep between its events, inside its NVTX range and memory scope.
+    template <class Work>
+    void substep(Substep s, Work&& work_fn) {
+        const int slot = static_cast<int>(s);
+        cuda::NvtxRange range(substep_name(s));
+        MemoryScope scope(substep_name(s), cuda::device_memory());
+        cuda::check(cudaEventRecord(events.start[slot], stream), "cudaEventRecord");
+        work_fn();
+        cuda::check(cudaEventRecord(events.stop[slot], stream), "cudaEventRecord");
+    }
+
+    void flush_drift_timing() {
+        if (!drift_pending) return;
+        drift_pending = false;
+        drift_seconds += events.elapsed_s(kSubstepCount);
+    }
+
+    void drift(double length_m) {
+        cuda::NvtxRange range("drift");
+        MemoryScope scope("drift", cuda::device_memory());
+        flush_drift_timing();
+        const double bg = reference.beta_gamma();
+        const T l = T(length_m), l_tau = T(-length_m / (bg * bg));
+        cuda::check(cudaEventRecord(events.start[kSubstepCount], stream), "cudaEventRecord");
+        cuda::launch(stream, n, "drift", cuda::drift_kernel<T>, coord[0].data(), coord[2].data(), coord[4].data(),
+                     (const T*)coord[1].data(), (const T*)coord[3].data(), (const T*)coord[5].data(), n, l, l_tau);
+        cuda::check(cudaEventRecord(events.stop[kSubstepCount], stream), "cudaEventRecord");
+        drift_pending = true;
+    }
+
+    void fft(bool forward, cufftHandle plan, T* in, T* out) {
+        std::lock_guard<std::mutex> lock(cuda::fft_mutex());
+        cuda::check_fft(cufftSetStream(plan, stream), "cufftSetStream");
+        cuda::check_fft(cufftSetWorkArea(plan, fft_work.data()), "cufftSetWorkArea");
+        cuda::check_fft(forward ? cuda::FftExec<T>::forward(plan, in, out) : cuda::FftExec<T>::inverse(plan, in, out),
+                        forward ? "forward FFT" : "inverse FFT");
+    }
+
+    void kick(double ds_m) {
+        if (!space_charge) throw std::logic_error("GpuTracker::kick: tracker built without space charge");
+        const Reference& ref = reference;
+        const double bg = ref.beta_gamma();
+        const T beta0 = T(ref.beta), inv_beta0 = T(1.0 / ref.beta), inv_bg2 = T(1.0 / (bg * bg));
+        T* x = coord[0].data();
+        T* px = coord[1].data();
+        T* y = coord[2].data();
+        T* py = coord[3].data();
+        T* tau = coord[4].data();
+        T* delta = coord[5].data();
+        const int nx = settings.shape[0], ny = settings.shape[1], nz = settings.shape[2];
+
+        substep(Substep::s_to_t, [&] {
+            cuda::check(cudaMemsetAsync(non_finite.data(), 0, sizeof(int), stream), "cudaMemsetAsync");
+            cuda::launch(stream, n, "s_to_t", cuda::s_to_t_kernel<T>, (const T*)px, (const T*)py, (const T*)tau,
+                         (const T*)delta, n, beta0, inv_beta0, inv_bg2, z.data(), pz.data(), non_finite.data());
+        });
+
+        substep(Substep::deposit, [&] {
+            // grid geometry: per-axis reductions on the device, formulas and checks on the host
+            const int blocks = int(std::min<std::int64_t>(std::max<std::int64_t>((n + cuda::kThreads - 1) / cuda::kThreads, 1),
+                                                          cuda::kExtentBlocks));
+            cuda::extent_partials<T><<<dim3(unsigned(blocks), 3), cuda::kThreads, 0, stream>>>(x, y, z.data(), n,
+                                                                                               partials.data());
+            cuda::check_launch("deposit (extents)");
+            cuda::extent_final<<<3, cuda::kThreads, 0, stream>>>(partials.data(), blocks, extents.data());
+            cuda::check_launch("deposit (extents)");
+            cuda::ExtentAcc host_ext[3];
+            int host_bad = 0;
+            cuda::check(cudaMemcpyAsync(host_ext, extents.data(), sizeof(host_ext), cudaMemcpyDeviceToHost, stream),
+                        "copy the extents");
+            cuda::check(cudaMemcpyAsync(&host_bad, non_finite.data(), sizeof(int), cudaMemcpyDeviceToHost, stream),
+                        "copy the s_to_t flag");
+            cuda::check(cudaStreamSynchronize(stream), "s_to_t / extents");
+            if (host_bad > 0) throw std::runtime_error(cuda::non_finite_pz_message());
+            cuda::AxisExtent ext[3];
+            for (int a = 0; a < 3; ++a) {
+                ext[a].lo = host_ext[a].lo;
+                ext[a].hi = host_ext[a].hi;
+                ext[a].sum = host_ext[a].sum;
+                ext[a].sum2 = host_ext[a].sum2;
+                ext[a].non_finite = std::int64_t(host_ext[a].non_finite);
+            }
+            geometry = cuda::geometry_from_extents(settings, ext, n);
+            cic = cuda::cic_grid<T>(geometry);
+            has_grid = true;
+            const T scale = T(macro_charge_C() / geometry.cell_volume_m3());
+            if (options.deterministic_deposit) {
+                const int bits = cuda::fixed_point_bits(n);
+                cuda::check(cudaMemsetAsync(sum_fixed.data(), 0, sum_fixed.bytes(), stream), "cudaMemsetAsync");
+                cuda::launch(stream, n, "deposit", cuda::deposit_fixed_kernel<T>, cic, (const T*)x, (const T*)y,
+                             (const T*)z.data(), n, std::ldexp(1.0, bits), sum_fixed.data());
+                cuda::launch(stream, cells, "deposit (scale)", cuda::scale_fixed_kernel<T>,
+                             (const unsigned long long*)sum_fixed.data(), cells, std::ldexp(1.0, -bits), scale,
+                             rho.data());
+            } else {
+                cuda::check(cudaMemsetAsync(sum.data(), 0, sum.bytes(), stream), "cudaMemsetAsync");
+                cuda::launch(stream, n, "deposit", cuda::deposit_atomic_kernel<T>, cic, (const T*)x, (const T*)y,
+                             (const T*)z.data(), n, sum.data());
+                cuda::launch(stream, cells, "deposit (scale)", cuda::scale_kernel<T>, (const T*)sum.data(), cells,
+                             scale, rho.data());
+            }
+        });
+
+        substep(Substep::green, [&] {
+            // float64 corner lattice, differenced along x, y, z, mirrored, cast (build_green)
+            cuda::DeviceArray<double> a(std::size_t(cells), stream), b(std::size_t(cells), stream);
+            const double hx = geometry.cell_m[0], hy = geometry.cell_m[1], hz = ref.gamma * geometry.cell_m[2];
+            cuda::launch(stream, cells, "green (corners)", cuda::green_corner_kernel, cells, ny, nz, hx, hy, hz,
+                         a.data());
+            const std::int64_t stride[3] = {std::int64_t(ny) * nz, nz, 1};
+            cuda::DeviceArray<double>* src = &a;
+            cuda::DeviceArray<double>* dst = &b;
+            for (int ax = 0; ax < 3; ++ax) {
+                cuda::launch(stream, cells, "green (differences)", cuda::corner_difference_kernel,
+                             (const double*)src->data(), cells, stride[ax], settings.shape[ax], dst->data());
+                std::swap(src, dst);
+            }
+            cuda::launch(stream, doubled_size, "green (mirror)", cuda::green_mirror_kernel<T>,
+                         (const double*)src->data(), doubled_size, nx, ny, nz, cuda::kCoulomb, green_doubled.data());
+        });
+
+        substep(Substep::convolve, [&] {
+            cuda::launch(stream, doubled_size, "convolve (pad)", cuda::pad_kernel<T>, (const T*)rho.data(),
+                         doubled_size, nx, ny, nz, work.data());
+            fft(true, plans.r2c, work.data(), spec_a.data());
+            fft(true, plans.r2c, green_doubled.data(), spec_b.data());
+            const T norm = T(1.0 / double(doubled_size));
+            cuda::launch(stream, modes, "convolve (product)", cuda::spectrum_product_kernel<T>, spec_a.data(),
+                         (const T*)spec_b.data(), modes, norm);
+            fft(false, plans.c2r, spec_a.data(), work.data());
+            cuda::launch(stream, cells, "convolve (crop)", cuda::crop_kernel<T>, (const T*)work.data(), cells, ny, nz,
+                         phi.data());
+        });
+
+        substep(Substep::field, [&] {
+            const std::int64_t stride[3] = {std::int64_t(ny) * nz, nz, 1};
+            for (int a = 0; a < 3; ++a) {
+                const T inv_2h = T(0.5 / geometry.cell_m[a]), inv_h = T(1.0 / geometry.cell_m[a]);
+                cuda::launch(stream, cells, "field", cuda::field_kernel<T>, (const T*)phi.data(), cells, stride[a],
+                             settings.shape[a], inv_h, inv_2h, e_grid[a].data());
+            }
+        });
+
+        substep(Substep::gather, [&] {
+            cuda::launch(stream, n, "gather", cuda::gather_kernel<T>, cic, (const T*)x, (const T*)y,
+                         (const T*)z.data(), n, (const T*)e_grid[0].data(), (const T*)e_grid[1].data(),
+                         (const T*)e_grid[2].data(), e_part[0].data(), e_part[1].data(), e_part[2].data());
+        });
+
+        substep(Substep::push, [&] {
+            // dP/p0 = charge_e * E * ds / (beta0 gamma0^2 p0c[eV]) (SpaceChargeKick::push)
+            const T scale = T(species.charge_e * ds_m / (ref.beta * ref.gamma * ref.gamma * ref.p0c_eV));
+            cuda::launch(stream, n, "push", cuda::push_kernel<T>, (const T*)e_part[0].data(),
+                         (const T*)e_part[1].data(), (const T*)e_part[2].data(), n, scale, dp[0].data(),
+                         dp[1].data(), dp[2].data());
+        });
+
+        substep(Substep::t_to_s, [&] {
+            cuda::launch(stream, n, "t_to_s", cuda::t_to_s_kernel<T>, px, py, delta, (const T*)pz.data(),
+                         (const T*)dp[0].data(), (const T*)dp[1].data(), (const T*)dp[2].data(), n, inv_beta0,
+                         inv_bg2);
+        });
+
+        for (int s = 0; s < kSubstepCount; ++s) seconds[s] += events.elapsed_s(s);
+    }
+
+    double macro_charge_C() const {
+        return bunch_charge_C * (species.charge_e < 0 ? -1.0 : 1.0) / static_cast<double>(n);
+    }
+
+    std::vector<T> to_host(const cuda::DeviceArray<T>& a) const {
+        std::vector<T> out(a.size());
+        if (!out.empty())
+            cuda::check(cudaMemcpyAsync(out.data(), a.data(), a.bytes(), cudaMemcpyDeviceToHost, stream),
+                        "copy to the host");
+        cuda::check(cudaStreamSynchronize(stream), "copy to the host");
+        return out;
+    }
+};
+
+template <class T>
+GpuTracker<T>::GpuTracker(const Beam<T>& beam, bool space_charge, const GridSettings& grid, const GpuOptions& options)
+    : impl_(std::make_unique<Impl>(beam, space_charge, grid, options)) {}
+
+template <class T>
+GpuTracker<T>::~GpuTracker() = default;
+
+template <class T>
+void GpuTracker<T>::drift(double length_m) {
+    impl_->drift(length_m);
+}
+
+template <class T>
+void GpuTracker<T>::kick(double ds_m) {
+    impl_->kick(ds_m);
+}
+
+template <class T>
+void GpuTracker<T>::download(Beam<T>& beam) const {
+    if (beam.size() != impl_->n) throw std::invalid_argument("GpuTracker::download: beam size differs");
+    const std::array<HostArray<T>*, 6> host = beam.columns();
+    for (int c = 0; c < 6; ++c)
+        if (impl_->n > 0)
+            cuda::check(cudaMemcpyAsync(host[c]->data(), impl_->coord[c].data(), impl_->coord[c].bytes(),
+                                        cudaMemcpyDeviceToHost, impl_->stream),
+                        "copy the beam to the host");
+    cuda::check(cudaStreamSynchronize(impl_->stream), "copy the beam to the host");
+    impl_->flush_drift_timing();
+}
+
+template <class T>
+const GridGeometry& GpuTracker<T>::geometry() const {
+    return impl_->geometry;
+}
+
+template <class T>
+std::vector<T> GpuTracker<T>::charge_density() const {
+    return impl_->to_host(impl_->rho);
+}
+
+template <class T>
+std::vector<T> GpuTracker<T>::potential() const {
+    return impl_->to_host(impl_->phi);
+}
+
+template <class T>
+std::array<std::vector<T>, 3> GpuTracker<T>::field_on_grid() const {
+    return {impl_->to_host(impl_->e_grid[0]), impl_->to_host(impl_->e_grid[1]), impl_->to_host(impl_->e_grid[2])};
+}
+
+template <class T>
+std::array<std::vector<T>, 3> GpuTracker<T>::momentum_kick() const {
+    return {impl_->to_host(impl_->dp[0]), impl_->to_host(impl_->dp[1]), impl_->to_host(impl_->dp[2])};
+}
+
+template <class T>
+const std::array<double, kSubstepCount>& GpuTracker<T>::seconds() const {
+    return impl_->seconds;
+}
+
+template <class T>
+double GpuTracker<T>::drift_seconds() const {
+    impl_->flush_drift_timing();
+    return impl_->drift_seconds;
+}
+
+template <class T>
+TrackReport track_on_gpu(Beam<T>& beam, const TrackSettings& settings, const Progress& progress,
+                         const GpuOptions& options) {
+    using clock = std::chrono::steady_clock;
+    const auto start = clock::now();
+    cuda::NvtxRange range("forward");
+    TrackReport report;
+    GpuTracker<T> gpu(beam, settings.space_charge, settings.grid, options);
+    int total_slices = 0, done = 0;
+    for (const Drift& d : settings.lattice) total_slices += d.slices;
+    for (const Drift& d : settings.lattice) {
+        const double ds = d.length_m / d.slices;
+        for (int s = 0; s < d.slices; ++s) {
+            if (settings.space_charge) {
+                gpu.drift(0.5 * ds);
+                gpu.kick(ds);
+                gpu.drift(0.5 * ds);
+                ++report.kicks;
+            } else {
+                gpu.drift(ds);
+            }
+            if (progress) progress(++done, total_slices);
+        }
+    }
+    gpu.download(beam);
+    if (settings.space_charge) report.substep_seconds = gpu.seconds();
+    report.drift_seconds = gpu.drift_seconds();
+    report.total_seconds = std::chrono::duration<double>(clock::now() - start).count();
+    return report;
+}
+
+template <class T>
+TrackReport track_on_gpu(Beam<T>& beam, const TrackSettings& settings, const Progress& progress) {
+    return track_on_gpu(beam, settings, progress, GpuOptions::from_environment());
+}
+
+template class GpuTracker<float>;
+template class GpuTracker<double>;
+template TrackReport track_on_gpu<float>(Beam<float>&, const TrackSettings&, const Progress&);
+template TrackReport track_on_gpu<double>(Beam<double>&, const TrackSettings&, const Progress&);
+template TrackReport track_on_gpu<float>(Beam<float>&, const TrackSettings&, const Progress&, const GpuOptions&);
+template TrackReport track_on_gpu<double>(Beam<double>&, const TrackSettings&, const Progress&, const GpuOptions&);
+
+}  // namespace sctape
