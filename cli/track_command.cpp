@@ -13,12 +13,16 @@
 #include "config.hpp"
 #include "result.hpp"
 #include "tracking.hpp"
+#ifdef SCTAPE_HAVE_CUDA
+#include "cuda/gpu_tracking.hpp"
+#endif
 
 namespace sctape::cli {
 namespace {
 
 const char* kTrackUsage =
-    "usage: sctape track CONFIG.json [--out RESULT.json] [--dump-particles PREFIX] [--quiet]\n"
+    "usage: sctape track CONFIG.json [--out RESULT.json] [--dump-particles PREFIX]\n"
+    "                    [--timeline TIMELINE.json] [--quiet]\n"
     "\n"
     "Tracks the beam described by CONFIG.json and writes the result as JSON\n"
     "(to RESULT.json, or to standard output without --out).\n"
@@ -28,6 +32,8 @@ const char* kTrackUsage =
     "  --dump-particles PREFIX  also write PREFIX_initial.csv and PREFIX_final.csv\n"
     "                           (header x,px,y,py,tau,delta), and with reverse mode\n"
     "                           PREFIX_gradient.csv (d objective / d initial coordinates)\n"
+    "  --timeline TIMELINE.json with reverse mode: the allocator's events (time, bytes,\n"
+    "                           substep, forward/backward) over the gradient run\n"
     "  --quiet                  no progress on standard error\n"
     "\n"
     "CONFIG keys: species, kinetic_energy_eV, bunch_charge_C, n_particles, seed,\n"
@@ -36,7 +42,7 @@ const char* kTrackUsage =
     "Bad input exits with code 2 and writes nothing.\n";
 
 struct TrackArgs {
-    std::string config, out, dump_prefix;
+    std::string config, out, dump_prefix, timeline;
     bool quiet = false;
 };
 
@@ -50,6 +56,7 @@ TrackArgs parse_args(const std::vector<std::string>& args) {
         };
         if (a == "--out" || a == "-o") t.out = value("--out");
         else if (a == "--dump-particles") t.dump_prefix = value("--dump-particles");
+        else if (a == "--timeline") t.timeline = value("--timeline");
         else if (a == "--quiet") t.quiet = true;
         else if (!a.empty() && a[0] == '-') throw ConfigError("unknown option '" + a + "'");
         else if (t.config.empty()) t.config = a;
@@ -80,13 +87,20 @@ bool all_finite(const Moments& m) {
 
 // Runs the tracking; returns the RESULT and adds the particle CSVs to `files`.
 template <class T>
-nlohmann::json run(const RunConfig& config, const TrackArgs& args, const std::string& backend_reason,
+nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backend, const std::string& backend_reason,
                    std::vector<std::pair<std::string, std::string>>& files) {
     Beam<T> beam = make_beam<T>(config.beam);
     const Moments initial = compute_moments(beam);
     std::string initial_csv;
     if (!args.dump_prefix.empty()) initial_csv = particles_csv(beam);
-    TrackReport report = track(beam, config.tracking, progress_printer(args.quiet));
+    if (!args.timeline.empty() && !config.differentiate)
+        throw ConfigError("--timeline records a reverse-mode run: add \"strategy\" or \"gradients\" to the config");
+    TrackReport report;
+#ifdef SCTAPE_HAVE_CUDA
+    if (backend == Backend::cuda) report = track_on_gpu(beam, config.tracking, progress_printer(args.quiet));
+    else
+#endif
+        report = track(beam, config.tracking, progress_printer(args.quiet));
     const Moments final_moments = compute_moments(beam);
     if (!all_finite(final_moments))
         throw std::runtime_error("the tracked beam has non-finite coordinates (check kinetic_energy_eV, "
@@ -102,7 +116,7 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, const std::st
         {"schema_version", kResultSchemaVersion},
         {"sctape_version", SCTAPE_VERSION},
         {"config", config.source},
-        {"backend", {{"requested", backend_name(config.backend)}, {"used", "cpu"}, {"reason", backend_reason}}},
+        {"backend", {{"requested", backend_name(config.backend)}, {"used", backend_name(backend)}, {"reason", backend_reason}}},
         {"dtype", dtype_name(config.dtype)},
         {"threads", config.tracking.threads},
         {"n_particles", beam.size()},
@@ -122,7 +136,13 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, const std::st
         if (!args.quiet)
             std::cerr << "[sctape] reverse mode: strategy " << strategy_name(config.gradient.strategy) << ", objective "
                       << objective_name(config.gradient.objective) << "\n";
+        host_memory().clear_timeline();
+        const std::int64_t start_bytes = host_memory().current_bytes();
+        host_memory().set_timeline(!args.timeline.empty());
         GradientResult g = compute_gradient<T>(config.beam, config.tracking, config.gradient);
+        host_memory().set_timeline(false);
+        if (!args.timeline.empty())
+            files.emplace_back(args.timeline, timeline_json(host_memory().timeline(), config.gradient, config.dtype, start_bytes).dump() + "\n");
         result["reverse_mode"] = gradient_json(g, config.gradient);
         if (!args.dump_prefix.empty()) files.emplace_back(args.dump_prefix + "_gradient.csv", particle_gradient_csv(g));
     }
@@ -145,11 +165,15 @@ int track_command(const std::vector<std::string>& argv) {
             throw ConfigError("the run needs about " + std::to_string(need / (1 << 20)) + " MiB but only " +
                               std::to_string(have / (1 << 20)) + " MiB of memory are available (n_particles, space_charge.grid)");
         std::string reason;
-        resolve_backend(config.backend, reason);
-        if (!args.quiet) std::cerr << "[sctape] backend: cpu (" << reason << ")\n";
+        const Backend backend = resolve_backend(config.backend, reason);
+        // Reverse mode has no CUDA adjoint yet: the tracking runs on the GPU,
+        // the gradient (its own forward and backward passes) on the CPU.
+        if (backend == Backend::cuda && config.differentiate)
+            reason += "; reverse mode (gradient) runs on the CPU: no CUDA adjoint yet";
+        if (!args.quiet) std::cerr << "[sctape] backend: " << backend_name(backend) << " (" << reason << ")\n";
         std::vector<std::pair<std::string, std::string>> files;
-        nlohmann::json result = config.dtype == Dtype::float32 ? run<float>(config, args, reason, files)
-                                                               : run<double>(config, args, reason, files);
+        nlohmann::json result = config.dtype == Dtype::float32 ? run<float>(config, args, backend, reason, files)
+                                                               : run<double>(config, args, backend, reason, files);
         if (!args.out.empty()) files.emplace_back(args.out, result.dump(2) + "\n");
         write_files_atomically(files);
         if (args.out.empty()) std::cout << result.dump(2) << "\n";

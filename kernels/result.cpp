@@ -67,6 +67,22 @@ nlohmann::json gradient_json(const GradientResult& r, const GradientRequest& req
     };
 }
 
+nlohmann::json timeline_json(const std::vector<MemoryEvent>& events, const GradientRequest& request, Dtype dtype,
+                             std::int64_t start_bytes) {
+    nlohmann::json list = nlohmann::json::array();
+    const std::int64_t base = start_bytes;
+    for (const MemoryEvent& e : events)
+        list.push_back({{"time_s", e.time_s - events.front().time_s},
+                        {"current_bytes", e.current_bytes - base},
+                        {"scope", e.scope},
+                        {"backward", e.backward}});
+    return {{"schema_version", kResultSchemaVersion},
+            {"strategy", strategy_name(request.strategy)},
+            {"dtype", dtype_name(dtype)},
+            {"note", "current_bytes above the level before the run; time_s from the first event"},
+            {"events", list}};
+}
+
 std::string particle_gradient_csv(const GradientResult& r) {
     std::ostringstream out;
     out << std::setprecision(17) << "x,px,y,py,tau,delta\n";

@@ -24,6 +24,10 @@ nlohmann::json moments_json(const Moments& m);
 // RESULT sections of a reverse-mode run: "objective", "gradients", "memory".
 nlohmann::json gradient_json(const GradientResult& r, const GradientRequest& request);
 nlohmann::json memory_json(const MemoryReport& m);
+// The allocator's timeline: {"schema_version", "strategy", "dtype", "events": [{time_s, current_bytes, scope, backward}]}.
+// current_bytes are relative to `start_bytes` (the level before the run).
+nlohmann::json timeline_json(const std::vector<MemoryEvent>& events, const GradientRequest& request, Dtype dtype,
+                             std::int64_t start_bytes);
 
 template <class T>
 std::string particles_csv(const Beam<T>& beam);

@@ -870,3 +870,51 @@ TEST_CASE("fixed bug: non-finite final moments are written as null with exit 0",
         CHECK(r.exit_code == kExitBadInput);
     }
 }
+
+// ============================================================ reverse mode
+
+TEST_CASE("reverse mode writes gradients, memory and a timeline", "[cli][gradient]") {
+    const fs::path dir = scratch_dir("reverse_mode");
+    json config = good_config();
+    config["strategy"] = "fused";
+    config["objective"] = "emittance_x";
+    config["gradients"] = {"bunch_charge_C", "lattice.0.length_m"};
+    const fs::path cfg = write_config(dir / "config.json", config);
+    CliRun r = run_cli({"track", cfg.string(), "--out", (dir / "result.json").string(), "--timeline",
+                        (dir / "timeline.json").string(), "--dump-particles", (dir / "beam").string(), "--quiet"},
+                       dir.string() + ".io");
+    REQUIRE(r.exit_code == kExitOk);
+    const json result = json::parse(std::ifstream(dir / "result.json"));
+    const json& rm = result.at("reverse_mode");
+    CHECK(rm.at("strategy") == "fused");
+    CHECK(rm.at("objective").at("name") == "emittance_x");
+    CHECK(rm.at("gradients").size() == 2);
+    CHECK(std::isfinite(rm.at("gradients").at("bunch_charge_C").get<double>()));
+    CHECK(rm.at("memory").at("tape_bytes").get<std::int64_t>() > 0);
+    CHECK(rm.at("memory").at("bytes_after_backward") == 0);
+    const json timeline = json::parse(std::ifstream(dir / "timeline.json"));
+    CHECK(timeline.at("schema_version") == 1);
+    REQUIRE(!timeline.at("events").empty());
+    bool saw_backward = false;
+    for (const json& e : timeline.at("events")) saw_backward = saw_backward || e.at("backward").get<bool>();
+    CHECK(saw_backward);
+    CHECK(fs::exists(dir / "beam_gradient.csv"));
+}
+
+TEST_CASE("reverse-mode bad input: unknown gradient, strategy, snapshots without checkpoint", "[cli][gradient]") {
+    const fs::path dir = scratch_dir("reverse_mode_bad");
+    for (auto [key, value, expected] :
+         {std::tuple<const char*, json, const char*>{"gradients", json::array({"lattice.9.length_m"}), "unknown gradient name"},
+          {"strategy", "adjoint", "strategy"},
+          {"snapshots", 4, "snapshots"}}) {
+        json config = good_config();
+        config[key] = value;
+        const fs::path cfg = write_config(dir / "config.json", config);
+        CliRun r = run_cli({"track", cfg.string(), "--out", (dir / "result.json").string(), "--quiet"},
+                           dir.string() + ".io");
+        INFO(key);
+        CHECK(r.exit_code == kExitBadInput);
+        CHECK(r.err.find(expected) != std::string::npos);
+        CHECK_FALSE(fs::exists(dir / "result.json"));
+    }
+}
