@@ -50,16 +50,13 @@ void require_two_values(const std::vector<LawPoint>& points) {
                        " (need at least two distinct N_cells to separate alpha_cells)");
 }
 
-// Columns N_part, N_cells [, 1] then the extension N_part·N_cells, N_part², N_cells².
-Eigen::MatrixXd law_design(const std::vector<LawPoint>& points, bool with_constant, bool extended) {
-    const int base = with_constant ? 3 : 2;
-    Eigen::MatrixXd a(points.size(), base + (extended ? 3 : 0));
+// Columns N_part, N_cells, 1 (the affine law), then the nonlinear terms
+// N_part·N_cells, N_part², N_cells².
+Eigen::MatrixXd law_design(const std::vector<LawPoint>& points) {
+    Eigen::MatrixXd a(points.size(), 6);
     for (std::size_t i = 0; i < points.size(); ++i) {
         const double np = points[i].n_part, nc = points[i].n_cells;
-        a(i, 0) = np;
-        a(i, 1) = nc;
-        if (with_constant) a(i, 2) = 1;
-        if (extended) a.row(i).tail(3) << np * nc, np * np, nc * nc;
+        a.row(i) << np, nc, 1, np * nc, np * np, nc * nc;
     }
     return a;
 }
@@ -69,21 +66,30 @@ struct Linearity {
     std::string note;
 };
 
-// F test of `base` against `extended` (whose first base.cols() columns are
-// base), keeping only extra columns the points can separate.
-Linearity linearity_test(const Eigen::MatrixXd& extended, const Eigen::VectorXd& y, const LeastSquares& base) {
-    const std::vector<int> kept = independent_columns(extended, y);
-    const int p_small = static_cast<int>(base.coefficients.size());
-    const int p_big = static_cast<int>(kept.size());
-    if (p_big <= p_small) return {std::nullopt, "linearity untestable: the points cannot separate nonlinear terms"};
-    const int n = base.n_points;
+Eigen::MatrixXd columns(const Eigen::MatrixXd& a, const std::vector<int>& which) {
+    Eigen::MatrixXd out(a.rows(), static_cast<Eigen::Index>(which.size()));
+    for (std::size_t k = 0; k < which.size(); ++k) out.col(k) = a.col(which[k]);
+    return out;
+}
+
+// F test of the affine law (the first `affine` columns of `design`, the
+// constant among them) against it plus the nonlinear columns the points can
+// separate. The constant is in both models on purpose: a small fixed offset
+// (a few scalars per kick) is not a nonlinearity; whether the law without a
+// constant fits is what max_relative_residual says.
+Linearity linearity_test(const Eigen::MatrixXd& design, int affine, const Eigen::VectorXd& y) {
+    const std::vector<int> big = independent_columns(design, y);
+    std::vector<int> small;
+    for (int c : big)
+        if (c < affine) small.push_back(c);
+    const int n = static_cast<int>(design.rows()), p_small = int(small.size()), p_big = int(big.size());
+    if (p_big == p_small) return {std::nullopt, "linearity untestable: the points cannot separate nonlinear terms"};
     if (n <= p_big)
-        return {std::nullopt, "linearity untestable: " + std::to_string(n) + " points for " +
-                                  std::to_string(p_big) + " coefficients of the extended model"};
-    Eigen::MatrixXd a(extended.rows(), p_big);
-    for (int k = 0; k < p_big; ++k) a.col(k) = extended.col(kept[k]);
-    const LeastSquares big = relative_least_squares(a, y);
-    return {nested_f_test(base.rss, p_small, big.rss, p_big, n), ""};
+        return {std::nullopt, "linearity untestable: " + std::to_string(n) + " points for " + std::to_string(p_big) +
+                                  " coefficients of the extended model"};
+    const double rss_small = relative_least_squares(columns(design, small), y).rss;
+    const double rss_big = relative_least_squares(columns(design, big), y).rss;
+    return {nested_f_test(rss_small, p_small, rss_big, p_big, n), ""};
 }
 
 std::string join_notes(const std::string& a, const std::string& b) {
@@ -121,9 +127,10 @@ LawFit fit_memory_law(const std::vector<LawPoint>& points, bool with_constant) {
         return fit;
     }
     require_positive(y, points);
+    const Eigen::MatrixXd design = law_design(points);
     LeastSquares r;
     try {
-        r = relative_least_squares(law_design(points, with_constant, false), y);
+        r = relative_least_squares(design.leftCols(unknowns), y);
     } catch (const FitError&) {
         throw FitError(std::string("singular design: N_part and N_cells") + (with_constant ? " and the constant" : "") +
                        " are linearly dependent across the points (vary them independently)");
@@ -132,7 +139,7 @@ LawFit fit_memory_law(const std::vector<LawPoint>& points, bool with_constant) {
     fit.alpha_cells = coefficient(r, 1);
     if (with_constant) fit.alpha_0 = coefficient(r, 2);
     fit.max_relative_residual = r.max_relative_residual;
-    const Linearity lin = linearity_test(law_design(points, with_constant, true), y, r);
+    const Linearity lin = linearity_test(design, 3, y);
     fit.linearity_p_value = lin.p_value;
     fit.note = join_notes(stderr_note(r), lin.note);
     return fit;
@@ -160,7 +167,7 @@ KickFit fit_kick_scaling(const std::vector<KickPoint>& points) {
     fit.intercept = coefficient(r, 1);
     fit.max_relative_residual = r.max_relative_residual;
     fit.n_points = r.n_points;
-    const Linearity lin = linearity_test(a, y, r);
+    const Linearity lin = linearity_test(a, 2, y);
     fit.linearity_p_value = lin.p_value;
     fit.note = join_notes(stderr_note(r), lin.note);
     return fit;

@@ -5,8 +5,10 @@
 //
 // fitted by relative-weighted least squares, each coefficient with its
 // standard error, the largest relative residual, and an F-test p-value for
-// "adding N_part·N_cells, N_part², N_cells² (resp. N_kicks²) does not help":
-// large p = the law is linear; small p = a nonlinear term is needed.
+// "adding N_part·N_cells, N_part², N_cells² (resp. N_kicks²) to the affine
+// law does not help": large p = the law is linear; small p = a nonlinear term
+// is needed. (Deterministic byte counts have no noise: with few spare points
+// even a tiny systematic misfit gives a small p; read it with max|res|.)
 //
 //   auto fit = sctape::fit::fit_memory_law(points, /*with_constant=*/false);
 #pragma once

@@ -121,6 +121,9 @@ std::vector<LawPoint> parse_point_list(const json& doc) {
         const double kicks = p.contains("N_kicks") ? p["N_kicks"].get<double>() : 1.0;
         if (!(std::isfinite(kicks) && kicks >= 1))
             throw FitError(where + " has N_kicks = " + p["N_kicks"].dump() + ": must be >= 1");
+        // no zero-series leniency here: a measured list with bytes <= 0 is an input error
+        if (!(p["bytes"].get<double>() > 0))
+            throw FitError(where + " has bytes = " + p["bytes"].dump() + ": relative weights need bytes > 0");
         points.push_back({p["N_part"].get<double>(), p["N_cells"].get<double>(), p["bytes"].get<double>() / kicks});
     }
     return points;

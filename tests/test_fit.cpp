@@ -497,3 +497,42 @@ TEST_CASE("sctape check: identical passes, a rise or a broken law fails, bad inp
     CHECK_FALSE(fs::exists(never));
     CHECK(run_cli({"check", "--help"}, dir).exit_code == 0);
 }
+
+TEST_CASE("plot.py draws every figure from a sweep, COEFFS and a timeline", "[fit]") {
+    // matplotlib comes from Debian's python3-matplotlib (/usr/bin/python3);
+    // where it is absent the script cannot run, which is not this test's concern.
+    if (std::system("/usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1") != 0) {
+        WARN("no /usr/bin/python3 with matplotlib: plot.py not exercised");
+        return;
+    }
+    const fs::path dir = scratch_dir("plot");
+    const fs::path script = fs::path(__FILE__).parent_path().parent_path() / "fit" / "plot.py";
+    const auto sweep = write_json(dir / "sweep.json", synthetic_sweep());
+    const fs::path coeffs = dir / "coeffs.json";
+    REQUIRE(run_cli({"fit", sweep.string(), "-o", coeffs.string()}, dir).exit_code == 0);
+    json events = json::array();
+    double bytes = 1e6;
+    for (int i = 0; i < 40; ++i) {
+        bytes += i < 30 ? 1e4 : -3e4;
+        events.push_back({{"time_s", 1e-3 * i}, {"current_bytes", bytes}, {"scope", i % 3 ? "deposit" : "drift"},
+                          {"backward", i >= 30}});
+    }
+    const auto timeline = write_json(dir / "timeline.json", {{"schema_version", 1}, {"events", events},
+                                                             {"strategy", "fused"}, {"dtype", "float32"}});
+    const fs::path out = dir / "plots";
+    const std::string command = "/usr/bin/python3 " + quote(script.string()) + " " + quote(sweep.string()) + " " +
+                                quote(coeffs.string()) + " --timeline " + quote(timeline.string()) + " -o " +
+                                quote(out.string()) + " >" + quote((dir / "plot.log").string()) + " 2>&1";
+    REQUIRE(std::system(command.c_str()) == 0);
+    for (const char* stem : {"law_fused_float32_tape_bytes", "law_fused_float32_alloc_delta_bytes",
+                             "coefficients_float32_tape_bytes", "kicks_float32", "timing_float32",
+                             "timeline_fused_float32"})
+        for (const char* ext : {".png", ".svg"}) CHECK(fs::file_size(out / (std::string(stem) + ext)) > 1000);
+    // bad input: exit code 2, nothing drawn
+    const fs::path none = dir / "none";
+    const std::string bad = "/usr/bin/python3 " + quote(script.string()) + " " + quote(sweep.string()) + " " +
+                            quote(sweep.string()) + " -o " + quote(none.string()) + " >/dev/null 2>&1";
+    const int status = std::system(bad.c_str());
+    CHECK(WEXITSTATUS(status) == 2);
+    CHECK_FALSE(fs::exists(none));
+}

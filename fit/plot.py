@@ -1,0 +1,380 @@
+#!/usr/bin/python3
+"""Plots of the scaling suite, drawn from JSON only (SWEEP.json from
+sctape-bench, COEFFS.json from `sctape fit`, optional TIMELINE.json files).
+
+    /usr/bin/python3 fit/plot.py SWEEP.json COEFFS.json [--timeline T.json ...] [-o results/plots]
+
+Writes PNG and SVG per figure:
+  law_<strategy>_<dtype>_<measure>    ΔM per kick vs N_part at fixed N_cells and vs N_cells at
+                                      fixed N_part, with the fitted law (paper Fig. 2)
+  coefficients_<dtype>_<measure>      α_part and α_cells per substep and strategy (paper Fig. 3)
+  timeline_<strategy>_<dtype>         memory vs time, forward/backward, substep bands (paper Fig. 1)
+  kicks_<dtype>                       tape and peak bytes vs N_kicks with the fitted lines
+  timing_<dtype>                      forward and backward time per strategy
+
+Strategies missing from one of the inputs are drawn from what there is (data
+without a fit line, or skipped with a message); nothing here recomputes a fit.
+Run it with Debian's /usr/bin/python3 (python3-matplotlib).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+from collections import OrderedDict
+
+SUBSTEPS = ["s_to_t", "deposit", "green", "convolve", "field", "gather", "push", "t_to_s", "drift"]
+MEASURES = {"tape_bytes": ("tape_bytes", "tape bytes per kick"),
+            "alloc_delta_bytes": ("alloc_delta_bytes", "allocator ΔM per kick")}
+SUBSTEP_COLORS = {name: f"C{i}" for i, name in enumerate(SUBSTEPS)}
+BAR_FLOOR = 0.1  # bytes: bottom of the log axes of the coefficient bars
+
+
+class InputError(Exception):
+    """Bad input: reported as `plot.py: error: ...`, exit code 2."""
+
+
+# ---------------------------------------------------------------- input
+
+def load_json(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except OSError as e:
+        raise InputError(f"cannot read '{path}': {e.strerror}")
+    except json.JSONDecodeError as e:
+        raise InputError(f"'{path}' is not valid JSON: {e}")
+
+
+def sweep_entries(sweep):
+    """kick_memory runs (iterations, no errors), first of each name, with strategy and dtype from the name."""
+    if not isinstance(sweep, dict) or not isinstance(sweep.get("benchmarks"), list):
+        raise InputError("SWEEP is not a Google Benchmark JSON (no \"benchmarks\" list)")
+    entries, seen = [], set()
+    for b in sweep["benchmarks"]:
+        name = b.get("name", "")
+        parts = name.split("/")
+        if not name.startswith("kick_memory/") or len(parts) < 3 or name in seen:
+            continue
+        if b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
+            continue
+        if not all(isinstance(b.get(k), (int, float)) for k in ("N_part", "N_cells", "N_kicks")):
+            raise InputError(f"sweep entry '{name}' lacks N_part/N_cells/N_kicks")
+        seen.add(name)
+        entries.append(dict(b, strategy=parts[1], dtype=parts[2]))
+    if not entries:
+        raise InputError("SWEEP has no kick_memory measurements")
+    return entries
+
+
+def coeff_fits(coeffs):
+    if not isinstance(coeffs, dict) or not isinstance(coeffs.get("fits"), list):
+        raise InputError("COEFFS has no \"fits\" list (write it with `sctape fit SWEEP.json -o COEFFS.json`)")
+    return coeffs["fits"], coeffs.get("kick_fits", [])
+
+
+def unique(values):
+    return list(OrderedDict.fromkeys(values))
+
+
+def find_fit(fits, strategy, dtype, measure, scope):
+    for f in fits:
+        if (f.get("strategy"), f.get("dtype"), f.get("measure"), f.get("scope")) == (strategy, dtype, measure, scope):
+            return f
+    return None
+
+
+def law_value(fit, n_part, n_cells):
+    """The fitted law at (N_part, N_cells); None when the fit has no coefficients."""
+    if fit is None or fit.get("alpha_part_bytes") is None or fit.get("alpha_cells_bytes") is None:
+        return None
+    return fit["alpha_part_bytes"] * n_part + fit["alpha_cells_bytes"] * n_cells + (fit.get("alpha_0_bytes") or 0)
+
+
+# ---------------------------------------------------------------- output
+
+def save(fig, out_dir, stem, written):
+    for ext in ("png", "svg"):
+        path = os.path.join(out_dir, f"{stem}.{ext}")
+        # no dates in the files: regenerating identical plots gives identical files
+        metadata = {"Date": None} if ext == "svg" else {"Software": None}
+        fig.savefig(path, dpi=130, bbox_inches="tight", metadata=metadata)
+        written.append(path)
+    plt.close(fig)
+
+
+def bytes_label(v):
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(v) >= scale:
+            return f"{v / scale:.3g} {unit}"
+    return f"{v:.3g} B"
+
+
+# ---------------------------------------------------------------- Fig. 2: the law
+
+def law_panel(ax, points, fit, x_key, group_key, x_label, group_label):
+    """Data vs x_key, one colour per value of group_key, with the fitted law as lines."""
+    groups = sorted(unique(p[group_key] for p in points))
+    for i, g in enumerate(groups):
+        pts = sorted((p for p in points if p[group_key] == g), key=lambda p: p[x_key])
+        color = f"C{i % 10}"
+        ax.plot([p[x_key] for p in pts], [p["y"] for p in pts], "o", color=color,
+                label=f"{group_label} = {g:.0f}")
+        xs = sorted(unique(p[x_key] for p in pts))
+        if fit is not None and len(xs) >= 1:
+            lo, hi = min(xs), max(xs)
+            grid = [lo * (hi / lo) ** (k / 40) for k in range(41)] if hi > lo > 0 else [lo, hi]
+            ys = [law_value(fit, x, g) if x_key == "N_part" else law_value(fit, g, x) for x in grid]
+            if ys[0] is not None:
+                ax.plot(grid, ys, "-", color=color, alpha=0.7)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(x_label)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def plot_law(entries, fits, strategy, dtype, measure, out_dir, written):
+    counter, label = MEASURES[measure]
+    points = [dict(N_part=e["N_part"], N_cells=e["N_cells"], y=e[counter]) for e in entries
+              if e["strategy"] == strategy and e["dtype"] == dtype and e["N_kicks"] == 1
+              and isinstance(e.get(counter), (int, float)) and e[counter] > 0]
+    if not points:
+        print(f"plot.py: no N_kicks = 1 data for {strategy}/{dtype}/{measure}: law plot skipped", file=sys.stderr)
+        return
+    fit = find_fit(fits, strategy, dtype, measure, "total")
+    if law_value(fit, 1, 1) is None:
+        print(f"plot.py: no fit for {strategy}/{dtype}/{measure} in COEFFS: data only", file=sys.stderr)
+        fit = None
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 8))
+    law_panel(top, points, fit, "N_part", "N_cells", "N_part (macro-particles)", "N_cells")
+    law_panel(bottom, points, fit, "N_cells", "N_part", "N_cells (physical grid)", "N_part")
+    for ax in (top, bottom):
+        ax.set_ylabel(f"{label} [B]")
+    title = f"{strategy}, {dtype}: {label}"
+    if fit is not None:
+        title += (f"\nα_part = {fit['alpha_part_bytes']:.4g} B, α_cells = {fit['alpha_cells_bytes']:.4g} B"
+                  f", max |rel. res.| = {fit['max_relative_residual']:.2g}")
+    top.set_title(title, fontsize=10)
+    save(fig, out_dir, f"law_{strategy}_{dtype}_{measure}", written)
+
+
+# ---------------------------------------------------------------- Fig. 3: coefficients
+
+def plot_coefficients(fits, strategies, dtype, measure, out_dir, written):
+    scopes = SUBSTEPS + ["total"]
+    rows = {s: {f["scope"]: f for f in fits if (f.get("strategy"), f.get("dtype"), f.get("measure")) == (s, dtype, measure)}
+            for s in strategies}
+    strategies = [s for s in strategies if rows[s]]
+    if not strategies:
+        return
+    fig, axes = plt.subplots(2, 1, figsize=(9, 7.5), sharex=True)
+    width = 0.8 / len(strategies)
+    for ax, key, unit in ((axes[0], "alpha_part", "per particle"), (axes[1], "alpha_cells", "per cell")):
+        for i, strategy in enumerate(strategies):
+            xs, heights, errors, edges = [], [], [], []
+            for j, scope in enumerate(scopes):
+                f = rows[strategy].get(scope)
+                if f is None or f.get(f"{key}_bytes") is None:
+                    continue
+                xs.append(j + (i - (len(strategies) - 1) / 2) * width)
+                heights.append(max(f[f"{key}_bytes"], 0.0))
+                errors.append(f.get(f"{key}_stderr_bytes") or 0.0)
+                edges.append("red" if scope == "total" else "none")  # the whole kick, as the paper's red bars
+            ax.bar(xs, heights, width, yerr=errors, color=f"C{i}", edgecolor=edges, linewidth=1.5, label=strategy)
+            for x, h in zip(xs, heights):
+                if h < BAR_FLOOR:  # invisible on the log axis: write the value instead
+                    ax.text(x, BAR_FLOOR * 1.2, "0" if h < 1e-9 else f"{h:.1g}", ha="center", va="bottom",
+                            fontsize=6, rotation=90)
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=BAR_FLOOR)
+        ax.set_ylabel(f"{key} [B {unit}]")
+        ax.axvline(len(scopes) - 1.5, color="grey", lw=0.8, ls=":")
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[1].set_xticks(range(len(scopes)))
+    axes[1].set_xticklabels(scopes, rotation=30)
+    axes[0].set_title(f"Coefficients per substep, {dtype}, {MEASURES[measure][1]} (total: whole kick)", fontsize=10)
+    save(fig, out_dir, f"coefficients_{dtype}_{measure}", written)
+
+
+# ---------------------------------------------------------------- Fig. 1: timeline
+
+def contiguous_runs(events, key):
+    """[(start_index, end_index, value)] for runs of equal event[key]."""
+    runs, start = [], 0
+    for i in range(1, len(events) + 1):
+        if i == len(events) or events[i][key] != events[start][key]:
+            runs.append((start, i - 1, events[start][key]))
+            start = i
+    return runs
+
+
+def load_timeline(path):
+    doc = load_json(path)
+    events = doc.get("events") if isinstance(doc, dict) else None
+    if not isinstance(events, list) or not events:
+        raise InputError(f"'{path}' has no \"events\" list")
+    for e in events:
+        if not isinstance(e, dict) or not all(k in e for k in ("time_s", "current_bytes", "scope", "backward")):
+            raise InputError(f"'{path}': every event needs time_s, current_bytes, scope, backward")
+    return doc
+
+
+def plot_timeline(doc, out_dir, written):
+    events = sorted(doc["events"], key=lambda e: e["time_s"])
+    strategy, dtype = doc.get("strategy", "unknown"), doc.get("dtype", "unknown")
+    t = [1e3 * e["time_s"] for e in events]
+    mb = [e["current_bytes"] / 1e6 for e in events]
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    seen = set()
+    for start, end, scope in contiguous_runs(events, "scope"):
+        if scope not in SUBSTEP_COLORS:  # "none", "beam", "objective": no band
+            continue
+        ax.axvspan(t[start], t[min(end + 1, len(t) - 1)], color=SUBSTEP_COLORS[scope], alpha=0.15, lw=0,
+                   label=None if scope in seen else scope)
+        seen.add(scope)
+    for start, end, backward in contiguous_runs(events, "backward"):
+        if backward:
+            ax.axvspan(t[start], t[end], ymin=0.97, ymax=1.0, color="black", alpha=0.6, lw=0,
+                       label=None if "backward" in seen else "backward pass")
+            seen.add("backward")
+    ax.step(t, mb, where="post", color="black", lw=1.2, label="allocated")
+    ax.set_xlabel("time [ms]")
+    ax.set_ylabel("allocated [MB]")
+    ax.set_title(f"Memory timeline, {strategy}, {dtype} (bands: substep active; bar on top: backward)", fontsize=10)
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    ax.grid(True, alpha=0.3)
+    save(fig, out_dir, f"timeline_{strategy}_{dtype}", written)
+
+
+# ---------------------------------------------------------------- totals vs N_kicks
+
+def plot_kicks(entries, kick_fits, strategies, dtype, out_dir, written):
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    drawn = False
+    for i, strategy in enumerate(strategies):
+        for fit in (k for k in kick_fits if (k.get("strategy"), k.get("dtype")) == (strategy, dtype)):
+            style = "-" if fit["measure"] == "tape_bytes_total" else "--"
+            pts = sorted((e["N_kicks"], e[fit["measure"]]) for e in entries
+                         if (e["strategy"], e["dtype"], e["N_part"], e["N_cells"]) ==
+                         (strategy, dtype, fit["N_part"], fit["N_cells"]) and fit["measure"] in e)
+            if not pts:
+                continue
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], "o" if style == "-" else "s", color=f"C{i}",
+                    fillstyle="full" if style == "-" else "none")
+            lo, hi = pts[0][0], pts[-1][0]
+            ks = [lo + (hi - lo) * j / 50 for j in range(51)]  # dense: a straight line is curved on log axes
+            ax.plot(ks, [fit["slope_bytes_per_kick"] * k + fit["intercept_bytes"] for k in ks], style, color=f"C{i}",
+                    label=f"{strategy} {fit['measure'].replace('_bytes_total', '')}: "
+                          f"{bytes_label(fit['slope_bytes_per_kick'])}/kick")
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return
+    ax.set_xlabel("N_kicks")
+    ax.set_ylabel("bytes over the run")
+    ax.set_yscale("log")
+    ax.set_title(f"Totals vs N_kicks, {dtype} (solid: tape, dashed: peak)", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    save(fig, out_dir, f"kicks_{dtype}", written)
+
+
+# ---------------------------------------------------------------- timing
+
+def plot_timing(entries, strategies, dtype, out_dir, written):
+    runs = [e for e in entries if e["dtype"] == dtype and e["N_kicks"] == 1
+            and isinstance(e.get("forward_ms"), (int, float)) and isinstance(e.get("backward_ms"), (int, float))]
+    present = [s for s in strategies if any(e["strategy"] == s for e in runs)]
+    if not present:
+        return
+    # The reference case: the largest N_part·N_cells that every strategy ran.
+    cases = set.intersection(*({(e["N_part"], e["N_cells"]) for e in runs if e["strategy"] == s} for s in present))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    if cases:
+        ref = max(cases, key=lambda c: (c[0] * c[1], c))
+        for i, s in enumerate(present):
+            e = next(e for e in runs if e["strategy"] == s and (e["N_part"], e["N_cells"]) == ref)
+            left.bar([i - 0.2], [e["forward_ms"]], 0.4, color="C0", label="forward" if i == 0 else None)
+            left.bar([i + 0.2], [e["backward_ms"]], 0.4, color="C3", label="backward" if i == 0 else None)
+        left.set_xticks(range(len(present)))
+        left.set_xticklabels(present)
+        left.set_ylabel("time per kick [ms]")
+        left.set_title(f"N_part = {ref[0]:.0f}, N_cells = {ref[1]:.0f}", fontsize=10)
+        left.legend(fontsize=8)
+    for i, s in enumerate(present):
+        pts = sorted((e["N_part"], e["N_cells"], e["forward_ms"], e["backward_ms"]) for e in runs if e["strategy"] == s)
+        right.plot([p[0] for p in pts], [p[2] for p in pts], "o", color=f"C{i}", label=f"{s} forward")
+        right.plot([p[0] for p in pts], [p[3] for p in pts], "x", color=f"C{i}", label=f"{s} backward")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("N_part (all grids)")
+    right.set_ylabel("time [ms]")
+    right.grid(True, which="both", alpha=0.3)
+    right.legend(fontsize=7)
+    fig.suptitle(f"Forward and backward time per strategy, {dtype}", fontsize=11)
+    save(fig, out_dir, f"timing_{dtype}", written)
+
+
+# ---------------------------------------------------------------- main
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="plot.py",
+        description="Plots of the memory scaling suite from SWEEP.json (sctape-bench kick_memory) and "
+                    "COEFFS.json (sctape fit), optionally TIMELINE.json files. Writes PNG and SVG.",
+        epilog="Exit codes: 0 plots written, 2 bad input. Run with /usr/bin/python3 (Debian python3-matplotlib).")
+    p.add_argument("sweep", metavar="SWEEP.json", help="Google Benchmark JSON from sctape-bench --benchmark_filter=kick_memory")
+    p.add_argument("coeffs", metavar="COEFFS.json", help="coefficients from `sctape fit SWEEP.json -o COEFFS.json`")
+    p.add_argument("--timeline", metavar="TIMELINE.json", action="append", default=[],
+                   help="memory timeline {schema_version, events: [{time_s, current_bytes, scope, backward}], "
+                        "strategy, dtype}; repeat for one file per strategy")
+    p.add_argument("-o", "--out-dir", default=os.path.join("results", "plots"), help="output folder (default results/plots)")
+    p.add_argument("--measure", choices=["tape_bytes", "alloc_delta_bytes", "all"], default="all",
+                   help="which per-kick measure to draw in the law and coefficient plots (default all)")
+    return p.parse_args(argv)
+
+
+def main(argv):
+    args = parse_args(argv)
+    global plt
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("plot.py: error: matplotlib is missing (apt-get install python3-matplotlib; run with /usr/bin/python3)",
+              file=sys.stderr)
+        return 2
+    plt.rcParams["svg.hashsalt"] = "sctape"  # stable SVG ids
+    try:
+        entries = sweep_entries(load_json(args.sweep))
+        fits, kick_fits = coeff_fits(load_json(args.coeffs))
+        timelines = [load_timeline(path) for path in args.timeline]  # all input checked before any output
+        os.makedirs(args.out_dir, exist_ok=True)
+        written = []
+        strategies = unique([e["strategy"] for e in entries] + [f.get("strategy") for f in fits if f.get("dtype")])
+        dtypes = unique(e["dtype"] for e in entries)
+        measures = list(MEASURES) if args.measure == "all" else [args.measure]
+        for s in {f.get("strategy") for f in fits} - {e["strategy"] for e in entries} - {"input", None}:
+            print(f"plot.py: strategy '{s}' is in COEFFS but not in SWEEP: coefficients only", file=sys.stderr)
+        for dtype in dtypes:
+            for measure in measures:
+                for strategy in strategies:
+                    plot_law(entries, fits, strategy, dtype, measure, args.out_dir, written)
+                plot_coefficients(fits, strategies, dtype, measure, args.out_dir, written)
+            plot_kicks(entries, kick_fits, strategies, dtype, args.out_dir, written)
+            plot_timing(entries, strategies, dtype, args.out_dir, written)
+        for timeline in timelines:
+            plot_timeline(timeline, args.out_dir, written)
+    except InputError as e:
+        print(f"plot.py: error: {e}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
