@@ -185,9 +185,9 @@ const bool registered = [] {
     }
     static TrackingMemoryManager manager;
     benchmark::RegisterMemoryManager(&manager);
-    std::string why;
     benchmark::AddCustomContext("sctape_version", SCTAPE_VERSION);
-    benchmark::AddCustomContext("backend", sctape::backend_name(sctape::resolve_backend(sctape::Backend::automatic, why)));
+    // reverse mode runs on the CPU in this version, whatever GPU is present
+    benchmark::AddCustomContext("backend", "cpu");
     benchmark::AddCustomContext("device", "cpu: " + std::to_string(omp_get_num_procs()) + " cores");
     benchmark::AddCustomContext("gpu_probe", sctape::probe_gpu().description);
     benchmark::AddCustomContext("threads", "1");

@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 
 #include <catch2/catch.hpp>
+
+#include "backend.hpp"
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -107,6 +109,9 @@ bool any_tmp_file(const fs::path& dir) {
 }
 
 // The small, valid configuration every test starts from.
+// What "auto" resolves to here: the CUDA kick when built and a GPU answers.
+const char* expected_auto_backend() { return sctape::probe_gpu().usable ? "cuda" : "cpu"; }
+
 json good_config() {
     return {
         {"species", "electron"},
@@ -307,7 +312,7 @@ TEST_CASE("track: a good config exits 0 and writes a complete RESULT", "[cli]") 
     SECTION("backend") {
         const json& b = j.at("backend");
         CHECK(b.at("requested") == "auto");
-        CHECK(b.at("used") == "cpu");
+        CHECK(b.at("used") == expected_auto_backend());
         CHECK(b.at("reason").is_string());
         CHECK_FALSE(b.at("reason").get<std::string>().empty());
     }
@@ -415,7 +420,7 @@ TEST_CASE("track: species object and grid extent modes", "[cli]") {
     const json j = run_ok(dir, config);
     CHECK(j.at("schema_version") == 1);
     CHECK(j.at("config") == config);
-    CHECK(j.at("backend").at("used") == "cpu");
+    CHECK(j.at("backend").at("used") == (config.value("backend", "auto") == "cpu" ? "cpu" : expected_auto_backend()));
     check_moments_shape(j.at("moments").at("initial"));
     check_moments_shape(j.at("moments").at("final"));
     if (config["space_charge"]["enabled"] == true) {
@@ -762,9 +767,14 @@ TEST_CASE("bad run: particles outside a sigma-mode grid fail at run time", "[cli
     CHECK_THAT(r.err, Contains("particles outside the grid"));
 }
 
-TEST_CASE("bad run: backend cuda without a CUDA kick", "[cli]") {
-    // No build of sctape has CUDA kick kernels yet (kernels/backend.cpp), so an
-    // explicit "cuda" request is always refused, with or without a GPU.
+TEST_CASE("backend cuda: refused without a usable GPU, used with one", "[cli]") {
+    if (expected_auto_backend() == std::string("cuda")) {
+        json config = good_config();
+        config["backend"] = "cuda";
+        const json j = run_ok(scratch_dir("cuda_used"), config);
+        CHECK(j.at("backend").at("used") == "cuda");
+        return;
+    }
     expect_all_rejected("bad_cuda", {{"backend cuda", [](json& c) { c["backend"] = "cuda"; },
                                       {"backend \"cuda\" is not available"}}});
 }
