@@ -94,6 +94,7 @@ void push_backward(Context<T>& ctx, KickState<T>& s) {
             scale_adj += double(s.e_part[a][p]) * s.dp_adj[a][p];
         }
         s.dp_adj[a] = HostArray<T>();
+        s.e_part[a] = HostArray<T>();  // the gather adjoint needs the grid field only
     }
     // scale = charge_e ds / (beta gamma^2 p0c)
     const double v = scale_adj * double(scale);
@@ -114,7 +115,7 @@ void gather_backward(Context<T>& ctx, KickState<T>& s) {
     T* ega[3] = {s.e_grid_adj[0].data(), s.e_grid_adj[1].data(), s.e_grid_adj[2].data()};
     T* pa[3] = {ctx.adj[kX].data(), ctx.adj[kY].data(), s.z_adj.data()};
     gather_cic_adjoint(s.geometry, pos, ctx.n, eg, ea, ctx.threads, ctx.scratch, ega, pa, s.geo_adj);
-    for (int a = 0; a < 3; ++a) s.e_part_adj[a] = s.e_part[a] = HostArray<T>();
+    for (int a = 0; a < 3; ++a) s.e_part_adj[a] = HostArray<T>();
 }
 
 template <class T>
@@ -128,11 +129,11 @@ void field_backward(Context<T>& ctx, KickState<T>& s) {
 
 template <class T>
 void convolve_backward(Context<T>& ctx, KickState<T>& s) {
-    s.green.resize(ctx.convolver->doubled_size());
+    s.green.resize(ctx.kick->convolver().doubled_size());
     build_green(s.geometry, ctx.ref.gamma, ctx.threads, s.green.data());
     s.rho_adj.assign(s.geometry.cells(), T(0));
-    s.green_adj.resize(ctx.convolver->doubled_size());
-    ctx.convolver->convolve_adjoint(s.rho->data(), s.green.data(), s.phi_adj.data(), s.rho_adj.data(),
+    s.green_adj.resize(ctx.kick->convolver().doubled_size());
+    ctx.kick->convolver().convolve_adjoint(s.rho->data(), s.green.data(), s.phi_adj.data(), s.rho_adj.data(),
                                     s.green_adj.data());
     s.phi_adj = s.green = HostArray<T>();
 }
@@ -322,7 +323,6 @@ std::shared_ptr<Context<T>> make_context(const BeamParameters& bp, const TrackSe
     ctx->particle_gradient = &result.particle_gradient;
     if (tracking.space_charge) {
         ctx->kick = std::make_unique<SpaceChargeKick<T>>(tracking.grid, ctx->threads);
-        ctx->convolver = std::make_unique<HockneyConvolver<T>>(tracking.grid.shape, ctx->threads);
     }
     return ctx;
 }

@@ -32,7 +32,6 @@ struct Context {
     std::array<HostArray<T>, 6> adj;  // d objective / d coordinates
     ParameterAdjoints params;
     std::array<std::vector<double>, 6>* particle_gradient = nullptr;
-    std::unique_ptr<HockneyConvolver<T>> convolver;
     std::unique_ptr<SpaceChargeKick<T>> kick;  // null without space charge
     HostArray<T> scratch;
 

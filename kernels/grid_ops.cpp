@@ -354,18 +354,6 @@ void HockneyConvolver<T>::pad(const T* cells, T* doubled) const {
             std::copy_n(cells + (std::int64_t(i) * n_[1] + j) * n_[2], n_[2], doubled + (std::int64_t(i) * my + j) * mz);
 }
 
-// out = c2r(FFT(a) * conj(b_spectrum)) / M: the circular correlation of a with b.
-template <class T>
-void HockneyConvolver<T>::correlate(const T* a_doubled, const std::complex<T>* b_spectrum, T* out_doubled) {
-    std::copy_n(a_doubled, fft_.real_size(), work_a_.data());
-    fft_.forward(work_a_.data(), spec_a_.data());
-    const T norm = T(1.0 / double(fft_.real_size()));
-    const std::int64_t ns = fft_.spectrum_size();
-#pragma omp parallel for num_threads(threads_) schedule(static)
-    for (std::int64_t c = 0; c < ns; ++c) spec_a_[c] *= std::conj(b_spectrum[c]) * norm;
-    fft_.inverse(spec_a_.data(), out_doubled);
-}
-
 template <class T>
 void HockneyConvolver<T>::convolve(const T* rho, const T* green_doubled, T* phi) {
     pad(rho, work_a_.data());
@@ -383,25 +371,32 @@ void HockneyConvolver<T>::convolve(const T* rho, const T* green_doubled, T* phi)
             std::copy_n(work_a_.data() + (std::int64_t(i) * my + j) * mz, n_[2], phi + (std::int64_t(i) * n_[1] + j) * n_[2]);
 }
 
+// Both adjoints are circular correlations with pad(phi_adj): with
+// A = FFT(pad(phi_adj)), d/d(rho) = crop(c2r(A conj(FFT(green)))) / M and
+// d/d(green) = c2r(A conj(FFT(pad(rho)))) / M. Only the work arrays are used.
 template <class T>
 void HockneyConvolver<T>::convolve_adjoint(const T* rho, const T* green_doubled, const T* phi_adj, T* rho_adj,
                                            T* green_doubled_adj) {
-    const std::int64_t m = fft_.real_size();
-    HostArray<T> phi_adj_pad(m), other(m);
-    pad(phi_adj, phi_adj_pad.data());
-    // d/d(green): correlation of pad(phi_adj) with pad(rho)
-    pad(rho, other.data());
-    fft_.forward(other.data(), spec_b_.data());
-    correlate(phi_adj_pad.data(), spec_b_.data(), green_doubled_adj);
-    // d/d(rho): correlation of pad(phi_adj) with green, cropped
-    std::copy_n(green_doubled, m, other.data());
-    fft_.forward(other.data(), spec_b_.data());
-    correlate(phi_adj_pad.data(), spec_b_.data(), other.data());
+    const std::int64_t m = fft_.real_size(), ns = fft_.spectrum_size();
+    const T norm = T(1.0 / double(m));
+    auto correlate_into = [&](T* out) {  // out = c2r(spec_a * conj(spec_b)) / M; spec_b is overwritten
+#pragma omp parallel for num_threads(threads_) schedule(static)
+        for (std::int64_t c = 0; c < ns; ++c) spec_b_[c] = spec_a_[c] * std::conj(spec_b_[c]) * norm;
+        fft_.inverse(spec_b_.data(), out);
+    };
+    pad(phi_adj, work_a_.data());
+    fft_.forward(work_a_.data(), spec_a_.data());
+    std::copy_n(green_doubled, m, work_a_.data());
+    fft_.forward(work_a_.data(), spec_b_.data());
+    correlate_into(work_a_.data());
     const int my = 2 * n_[1], mz = 2 * n_[2];
     for (int i = 0; i < n_[0]; ++i)
         for (int j = 0; j < n_[1]; ++j)
             for (int k = 0; k < n_[2]; ++k)
-                rho_adj[(std::int64_t(i) * n_[1] + j) * n_[2] + k] += other[(std::int64_t(i) * my + j) * mz + k];
+                rho_adj[(std::int64_t(i) * n_[1] + j) * n_[2] + k] += work_a_[(std::int64_t(i) * my + j) * mz + k];
+    pad(rho, work_a_.data());
+    fft_.forward(work_a_.data(), spec_b_.data());
+    correlate_into(green_doubled_adj);
 }
 
 template <class T>

@@ -77,7 +77,6 @@ public:
 
 private:
     void pad(const T* cells, T* doubled) const;
-    void correlate(const T* a_doubled, const std::complex<T>* b_spectrum, T* out_doubled);
 
     std::array<int, 3> n_;
     int threads_;

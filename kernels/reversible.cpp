@@ -31,7 +31,7 @@ double delta_from_momentum(double px, double py, double pz, double inv_beta0, do
 }  // namespace
 
 template <class T>
-ReversibleTracker<T>::ReversibleTracker(const Beam<T>& beam, const TrackSettings& tracking)
+ReversibleTracker<T>::ReversibleTracker(const Beam<T>& beam, const TrackSettings& tracking, SpaceChargeKick<T>* kick)
     : tracking_(tracking), elements_(fused::slice_elements(tracking.lattice)) {
     prototype_.species = beam.species;
     prototype_.reference = beam.reference;
@@ -69,11 +69,11 @@ ReversibleTracker<T>::ReversibleTracker(const Beam<T>& beam, const TrackSettings
         }
     }
     if (tracking.space_charge) {
-        convolver_ = std::make_unique<HockneyConvolver<T>>(tracking.grid.shape, std::max(tracking.threads, 1));
-        const std::int64_t cells = std::int64_t(tracking.grid.shape[0]) * tracking.grid.shape[1] * tracking.grid.shape[2];
-        green_.resize(convolver_->doubled_size());
-        rho_.resize(cells);
-        phi_.resize(cells);
+        kick_ = kick;
+        if (!kick_) {
+            own_kick_ = std::make_unique<SpaceChargeKick<T>>(tracking.grid, std::max(tracking.threads, 1));
+            kick_ = own_kick_.get();
+        }
     }
 }
 
@@ -120,36 +120,26 @@ void ReversibleTracker<T>::drift(double length, int sign) {
 template <class T>
 void ReversibleTracker<T>::kick(double ds, int sign) {
     const Reference& ref = prototype_.reference;
-    const int threads = std::max(tracking_.threads, 1);
     const std::int64_t n = static_cast<std::int64_t>(state_[0].size());
-    std::array<HostArray<T>, 3> pos;
-    for (auto& v : pos) v.resize(n);
+    // the kick's input, built per call so it is not held during the adjoints
+    Beam<T> positions = prototype_;
+    for (auto* c : positions.columns()) c->assign(n, T(0));
     for (std::int64_t p = 0; p < n; ++p) {
-        pos[0][p] = T(state_[kX][p] * scale_[kX]);
-        pos[1][p] = T(state_[kY][p] * scale_[kY]);
-        const T tau = T(state_[kTau][p] * scale_[kTau]);
-        pos[2][p] = -T(ref.beta) * tau;  // z, as s_to_t computes it
+        positions.x[p] = T(state_[kX][p] * scale_[kX]);
+        positions.y[p] = T(state_[kY][p] * scale_[kY]);
+        positions.tau[p] = T(state_[kTau][p] * scale_[kTau]);
     }
-    const T* positions[3] = {pos[0].data(), pos[1].data(), pos[2].data()};
-    const GridGeometry g = grid_covering(tracking_.grid, positions, n);
-    const double macro_charge = (prototype_.species.charge_e < 0 ? -1.0 : 1.0) * prototype_.bunch_charge_C / double(n);
-    deposit_cic(g, positions, n, T(macro_charge / g.cell_volume_m3()), threads, scratch_, rho_.data());
-    build_green(g, ref.gamma, threads, green_.data());
-    convolver_->convolve(rho_.data(), green_.data(), phi_.data());
-    std::array<HostArray<T>, 3> e_grid, e_part;
-    for (int a = 0; a < 3; ++a) {
-        e_grid[a].resize(g.cells());
-        e_part[a].resize(n);
-    }
-    T* eg[3] = {e_grid[0].data(), e_grid[1].data(), e_grid[2].data()};
-    field_from_potential(g, phi_.data(), eg, threads);
-    const T* egc[3] = {eg[0], eg[1], eg[2]};
-    T* ep[3] = {e_part[0].data(), e_part[1].data(), e_part[2].data()};
-    gather_cic(g, positions, n, egc, ep, threads);
+    kick_->s_to_t(positions);
+    kick_->deposit(positions);
+    kick_->green(positions);
+    kick_->convolve();
+    kick_->field();
+    kick_->gather(positions);
     const double s = prototype_.species.charge_e * ds / (ref.beta * ref.gamma * ref.gamma * ref.p0c_eV);
     HostArray<double> inc(n);
     for (int a = 0; a < 3; ++a) {
-        for (std::int64_t p = 0; p < n; ++p) inc[p] = s * double(e_part[a][p]);
+        const HostArray<T>& e = kick_->field_at_particles()[a];
+        for (std::int64_t p = 0; p < n; ++p) inc[p] = s * double(e[p]);
         add_quantized(kPx + a, inc, sign);
     }
 }
@@ -158,7 +148,7 @@ template <class T>
 void ReversibleTracker<T>::step(std::size_t slice) {
     const Drift& d = tracking_.lattice[elements_[slice]];
     const double ds = d.length_m / d.slices;
-    if (!convolver_) return drift(ds, +1);
+    if (!kick_) return drift(ds, +1);
     drift(0.5 * ds, +1);
     kick(ds, +1);
     drift(0.5 * ds, +1);
@@ -168,7 +158,7 @@ template <class T>
 void ReversibleTracker<T>::unstep(std::size_t slice) {
     const Drift& d = tracking_.lattice[elements_[slice]];
     const double ds = d.length_m / d.slices;
-    if (!convolver_) return drift(ds, -1);
+    if (!kick_) return drift(ds, -1);
     drift(0.5 * ds, -1);
     kick(ds, -1);
     drift(0.5 * ds, -1);
@@ -204,7 +194,7 @@ GradientResult reversible_gradient(const BeamParameters& bp, const TrackSettings
             Snapshots<T>& snaps) {
             std::shared_ptr<ReversibleTracker<T>> tracker;
             measured(tape, report, "reversible", [&] {
-                tracker = std::make_shared<ReversibleTracker<T>>(beam, tracking);
+                tracker = std::make_shared<ReversibleTracker<T>>(beam, tracking, ctx->kick.get());
                 for (std::size_t i = 0; i < tracker->slices(); ++i) {
                     tracker->step(i);
                     if (tracking.space_charge) ++report.kicks;

@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "gradient.hpp"
-#include "grid_ops.hpp"
+#include "space_charge.hpp"
 
 namespace sctape {
 
@@ -25,8 +25,9 @@ template <class T>
 class ReversibleTracker {
 public:
     // Quantizes the beam: positions on a grid 2^-50 of their initial range
-    // (room to grow 2^12-fold), momenta (over p0) on 2^-60.
-    ReversibleTracker(const Beam<T>& beam, const TrackSettings& tracking);
+    // (room to grow 2^12-fold), momenta (over p0) on 2^-60. The field comes
+    // from `kick` when given (shared work arrays), else from a kick of its own.
+    ReversibleTracker(const Beam<T>& beam, const TrackSettings& tracking, SpaceChargeKick<T>* kick = nullptr);
     ~ReversibleTracker();
 
     void step(std::size_t slice);    // drift ds/2, kick ds, drift ds/2 of that slice's element
@@ -48,8 +49,8 @@ private:
     std::vector<std::size_t> elements_;
     std::array<HostArray<std::int64_t>, 6> state_;
     std::array<double, 6> scale_{};
-    std::unique_ptr<HockneyConvolver<T>> convolver_;
-    HostArray<T> green_, rho_, phi_, scratch_;
+    std::unique_ptr<SpaceChargeKick<T>> own_kick_;
+    SpaceChargeKick<T>* kick_ = nullptr;  // null without space charge
 };
 
 template <class T>

@@ -76,6 +76,10 @@ public:
     const std::array<HostArray<T>, 3>& field_on_grid() const { return e_grid_; }  // -grad phi, V/m
     const HostArray<T>& z() const { return z_; }                  // -beta0*tau, m
     const std::array<HostArray<T>, 3>& momentum_kick() const { return dp_; }  // over p0
+    const std::array<HostArray<T>, 3>& field_at_particles() const { return e_part_; }  // V/m, after gather
+
+    // The FFT convolution work space, for adjoints that run between kicks.
+    HockneyConvolver<T>& convolver() { return *convolver_; }
 
     // Wall seconds accumulated per substep since construction.
     const std::array<double, kSubstepCount>& seconds() const { return seconds_; }
