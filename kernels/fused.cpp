@@ -25,6 +25,7 @@ struct KickState {
     std::array<HostArray<T>, 3> e_grid, e_part;
     // adjoints passed between the kick's backward entries
     HostArray<T> z_adj, pz_adj, phi_adj, rho_adj, green_adj, green;
+    Column<T> green_given;  // the IGF when the caller still has it (else rebuilt)
     std::array<HostArray<T>, 3> dp_adj, e_part_adj, e_grid_adj;
     GeometryAdjoint geo_adj;
 
@@ -129,12 +130,14 @@ void field_backward(Context<T>& ctx, KickState<T>& s) {
 
 template <class T>
 void convolve_backward(Context<T>& ctx, KickState<T>& s) {
-    s.green.resize(ctx.kick->convolver().doubled_size());
-    build_green(s.geometry, ctx.ref.gamma, ctx.threads, s.green.data());
+    if (!s.green_given) {
+        s.green.resize(ctx.kick->convolver().doubled_size());
+        build_green(s.geometry, ctx.ref.gamma, ctx.threads, s.green.data());
+    }
+    const T* green = s.green_given ? s.green_given->data() : s.green.data();
     s.rho_adj.assign(s.geometry.cells(), T(0));
     s.green_adj.resize(ctx.kick->convolver().doubled_size());
-    ctx.kick->convolver().convolve_adjoint(s.rho->data(), s.green.data(), s.phi_adj.data(), s.rho_adj.data(),
-                                    s.green_adj.data());
+    ctx.kick->convolver().convolve_adjoint(s.rho->data(), green, s.phi_adj.data(), s.rho_adj.data(), s.green_adj.data());
     s.phi_adj = s.green = HostArray<T>();
 }
 
@@ -186,22 +189,8 @@ void record_drift(Tape& tape, MemoryReport& report, const std::shared_ptr<Contex
         Column<T> px = snaps.get(kPx), py = snaps.get(kPy), delta = snaps.get(kDelta);
         drift(beam, length, ctx->threads);
         snaps.changed({kX, kY, kTau});
-        tape.record({Tape::save(px), Tape::save(py), Tape::save(delta)}, [ctx, px, py, delta, element, fraction, length] {
-            auto& A = ctx->adj;
-            const double bg = ctx->ref.beta_gamma();
-            const T l = T(length), l_tau = T(-length / (bg * bg));
-            double length_adj = 0, bg_adj = 0;
-            for (std::int64_t p = 0; p < ctx->n; ++p) {
-                length_adj += double((*px)[p]) * A[kX][p] + double((*py)[p]) * A[kY][p] -
-                              double((*delta)[p]) * A[kTau][p] / (bg * bg);
-                bg_adj += double((*delta)[p]) * A[kTau][p];
-                A[kPx][p] += l * A[kX][p];
-                A[kPy][p] += l * A[kY][p];
-                A[kDelta][p] += l_tau * A[kTau][p];
-            }
-            ctx->params.drift_length_m[element] += fraction * length_adj;
-            ctx->params.beta_gamma += bg_adj * 2.0 * length / (bg * bg * bg);
-        });
+        tape.record({Tape::save(px), Tape::save(py), Tape::save(delta)},
+                    [ctx, px, py, delta, element, fraction] { drift_adjoint(*ctx, *px, *py, *delta, element, fraction); });
     });
 }
 
@@ -277,6 +266,53 @@ void record_slice(Tape& tape, MemoryReport& report, const std::shared_ptr<Contex
     record_kick(tape, report, ctx, beam, snaps, *ctx->kick, element, d.length_m / d.slices);
     record_drift(tape, report, ctx, beam, snaps, element, 0.5 / d.slices);
     ++report.kicks;
+}
+
+template <class T>
+void drift_adjoint(Context<T>& ctx, const HostArray<T>& px, const HostArray<T>& py, const HostArray<T>& delta,
+                   std::size_t element, double fraction) {
+    auto& A = ctx.adj;
+    const double length = fraction * ctx.tracking.lattice[element].length_m;
+    const double bg = ctx.ref.beta_gamma();
+    const T l = T(length), l_tau = T(-length / (bg * bg));
+    double length_adj = 0, bg_adj = 0;
+    for (std::int64_t p = 0; p < ctx.n; ++p) {
+        length_adj += double(px[p]) * A[kX][p] + double(py[p]) * A[kY][p] - double(delta[p]) * A[kTau][p] / (bg * bg);
+        bg_adj += double(delta[p]) * A[kTau][p];
+        A[kPx][p] += l * A[kX][p];
+        A[kPy][p] += l * A[kY][p];
+        A[kDelta][p] += l_tau * A[kTau][p];
+    }
+    ctx.params.drift_length_m[element] += fraction * length_adj;
+    ctx.params.beta_gamma += bg_adj * 2.0 * length / (bg * bg * bg);
+}
+
+template <class T>
+void kick_adjoint(Context<T>& ctx, const std::array<Column<T>, 6>& input, Column<T> rho, Column<T> phi,
+                  Column<T> green, const GridGeometry& geometry, std::size_t element) {
+    KickState<T> s;
+    const Drift& d = ctx.tracking.lattice[element];
+    s.ds = d.length_m / d.slices;
+    s.element = element;
+    s.slices = d.slices;
+    s.geometry = geometry;
+    s.x = input[kX];
+    s.px = input[kPx];
+    s.y = input[kY];
+    s.py = input[kPy];
+    s.tau = input[kTau];
+    s.delta = input[kDelta];
+    s.rho = std::move(rho);
+    s.phi = std::move(phi);
+    s.green_given = std::move(green);
+    t_to_s_backward(ctx, s);
+    push_backward(ctx, s);
+    gather_backward(ctx, s);
+    field_backward(ctx, s);
+    convolve_backward(ctx, s);
+    green_backward(ctx, s);
+    deposit_backward(ctx, s);
+    s_to_t_backward(ctx, s);
 }
 
 template <class T>
@@ -368,6 +404,10 @@ void record_objective(Tape& tape, MemoryReport& report, const std::shared_ptr<Co
                                   Snapshots<T>&, std::size_t);                                                     \
     template void advance_slice<T>(Context<T>&, Beam<T>&, std::size_t);                                            \
     template void backward_through_slice<T>(const std::shared_ptr<Context<T>>&, Beam<T>, std::size_t);             \
+    template void drift_adjoint<T>(Context<T>&, const HostArray<T>&, const HostArray<T>&, const HostArray<T>&,      \
+                                   std::size_t, double);                                                           \
+    template void kick_adjoint<T>(Context<T>&, const std::array<Column<T>, 6>&, Column<T>, Column<T>, Column<T>,   \
+                                  const GridGeometry&, std::size_t);                                               \
     template std::shared_ptr<Context<T>> make_context<T>(const BeamParameters&, const TrackSettings&,              \
                                                          GradientResult&);                                         \
     template void record_beam<T>(Tape&, MemoryReport&, const std::shared_ptr<Context<T>>&, Beam<T>&);              \

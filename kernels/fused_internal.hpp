@@ -84,6 +84,18 @@ void record_slice(Tape& tape, MemoryReport& report, const std::shared_ptr<Contex
 template <class T>
 void backward_through_slice(const std::shared_ptr<Context<T>>& ctx, Beam<T> beam, std::size_t element);
 
+// Adjoint of a drift of `fraction` of element `element`, given the momenta it read.
+template <class T>
+void drift_adjoint(Context<T>& ctx, const HostArray<T>& px, const HostArray<T>& py, const HostArray<T>& delta,
+                   std::size_t element, double fraction);
+
+// Adjoint of one kick of element `element`, given its input coordinates
+// (x, px, y, py, tau, delta order), its rho, phi, IGF (null: rebuilt) and grid
+// geometry: the eight substep adjoints, last first, as the fused tape runs them.
+template <class T>
+void kick_adjoint(Context<T>& ctx, const std::array<Column<T>, 6>& input, Column<T> rho, Column<T> phi,
+                  Column<T> green, const GridGeometry& geometry, std::size_t element);
+
 // The same slice without a tape.
 template <class T>
 void advance_slice(Context<T>& ctx, Beam<T>& beam, std::size_t element);

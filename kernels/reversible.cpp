@@ -156,12 +156,22 @@ void ReversibleTracker<T>::step(std::size_t slice) {
 
 template <class T>
 void ReversibleTracker<T>::unstep(std::size_t slice) {
+    undo_half_drift(slice);
+    if (!kick_) return;
+    undo_kick(slice);
+    undo_half_drift(slice);
+}
+
+template <class T>
+void ReversibleTracker<T>::undo_half_drift(std::size_t slice) {
     const Drift& d = tracking_.lattice[elements_[slice]];
-    const double ds = d.length_m / d.slices;
-    if (!kick_) return drift(ds, -1);
-    drift(0.5 * ds, -1);
-    kick(ds, -1);
-    drift(0.5 * ds, -1);
+    drift((kick_ ? 0.5 : 1.0) * d.length_m / d.slices, -1);
+}
+
+template <class T>
+void ReversibleTracker<T>::undo_kick(std::size_t slice) {
+    const Drift& d = tracking_.lattice[elements_[slice]];
+    kick(d.length_m / d.slices, -1);
 }
 
 template <class T>
@@ -184,6 +194,46 @@ Beam<T> ReversibleTracker<T>::beam() const {
     return b;
 }
 
+namespace {
+
+template <class T>
+fused::Column<T> column(HostArray<T>& values) {
+    return std::make_shared<const HostArray<T>>(std::move(values));
+}
+
+// Walks the slices backwards: each inverse step rebuilds the states the
+// slice's adjoint needs (the momenta after the kick for the second drift, the
+// kick's input coordinates, rho and phi for the kick, the momenta before it
+// for the first drift), so nothing is recomputed beyond the inverse itself.
+template <class T>
+void reverse_and_adjoin(fused::Context<T>& ctx, ReversibleTracker<T>& tracker) {
+    const std::vector<std::size_t> elements = fused::slice_elements(ctx.tracking.lattice);
+    for (std::size_t i = tracker.slices(); i-- > 0;) {
+        const std::size_t e = elements[i];
+        const double half = (tracker.kick() ? 0.5 : 1.0) / ctx.tracking.lattice[e].slices;
+        {
+            const Beam<T> after = tracker.beam();
+            fused::drift_adjoint(ctx, after.px, after.py, after.delta, e, half);
+        }
+        tracker.undo_half_drift(i);
+        if (!tracker.kick()) continue;
+        tracker.undo_kick(i);
+        Beam<T> input = tracker.beam();
+        const std::array<fused::Column<T>, 6> in = {column(input.x),   column(input.px),  column(input.y),
+                                                    column(input.py),  column(input.tau), column(input.delta)};
+        const SpaceChargeKick<T>& kick = *tracker.kick();
+        // rho, phi and the IGF are read in place: nothing runs the kick again before the adjoint is done
+        const fused::Column<T> rho(std::shared_ptr<const HostArray<T>>(), &kick.charge_density());
+        const fused::Column<T> phi(std::shared_ptr<const HostArray<T>>(), &kick.potential());
+        const fused::Column<T> green(std::shared_ptr<const HostArray<T>>(), &kick.green_function());
+        fused::kick_adjoint(ctx, in, rho, phi, green, kick.geometry(), e);
+        fused::drift_adjoint(ctx, *in[1], *in[3], *in[5], e, half);
+        tracker.undo_half_drift(i);
+    }
+}
+
+}  // namespace
+
 template <class T>
 GradientResult reversible_gradient(const BeamParameters& bp, const TrackSettings& tracking,
                                    const GradientRequest& request) {
@@ -203,13 +253,7 @@ GradientResult reversible_gradient(const BeamParameters& bp, const TrackSettings
                 snaps.clear();
                 // the final fixed-point state is all the tape keeps
                 const std::int64_t bytes = 6 * ctx->n * std::int64_t(sizeof(std::int64_t));
-                tape.record({SavedBuffer{tracker, bytes}}, [ctx, tracker] {
-                    const std::vector<std::size_t> elements = slice_elements(ctx->tracking.lattice);
-                    for (std::size_t i = tracker->slices(); i-- > 0;) {
-                        tracker->unstep(i);
-                        backward_through_slice(ctx, tracker->beam(), elements[i]);
-                    }
-                });
+                tape.record({SavedBuffer{tracker, bytes}}, [ctx, tracker] { reverse_and_adjoin(*ctx, *tracker); });
             });
             report.max_states_held = 1;
         });

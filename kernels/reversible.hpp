@@ -32,6 +32,13 @@ public:
 
     void step(std::size_t slice);    // drift ds/2, kick ds, drift ds/2 of that slice's element
     void unstep(std::size_t slice);  // its exact inverse
+    // The inverse in parts, for adjoints that need the states in between:
+    // undo_half_drift, then undo_kick (which leaves that kick's rho, phi and
+    // geometry in kick()), then undo_half_drift. Without space charge
+    // undo_half_drift undoes the whole drift.
+    void undo_half_drift(std::size_t slice);
+    void undo_kick(std::size_t slice);
+    SpaceChargeKick<T>* kick() const { return kick_; }
     std::size_t slices() const { return elements_.size(); }
 
     // (x, y, tau, px, py, pz) as integers, and their scales in SI / over p0.

@@ -73,6 +73,7 @@ public:
     const GridGeometry& geometry() const { return geometry_; }
     const HostArray<T>& charge_density() const { return rho_; }   // C/m^3
     const HostArray<T>& potential() const { return phi_; }        // V
+    const HostArray<T>& green_function() const { return green_doubled_; }  // IGF / (4 pi eps0), doubled grid
     const std::array<HostArray<T>, 3>& field_on_grid() const { return e_grid_; }  // -grad phi, V/m
     const HostArray<T>& z() const { return z_; }                  // -beta0*tau, m
     const std::array<HostArray<T>, 3>& momentum_kick() const { return dp_; }  // over p0
