@@ -172,9 +172,13 @@ void add_kick_fits(const std::vector<const SweepEntry*>& entries, const json& ba
             fit["grid"] = key.second;
             try {
                 fit.update(kick_fit_json(fit_kick_scaling(points)));
-            } catch (const FitError& e) {
-                throw FitError("kick scaling of " + measure + " (N_part " + std::to_string(std::int64_t(key.first)) +
-                               ", grid " + key.second + "): " + e.what());
+            } catch (const FitError& e) {  // some totals <= 0: reported, not fitted
+                fit.update(kick_fit_json(KickFit{}));
+                for (const char* k : {"slope_bytes_per_kick", "slope_stderr_bytes_per_kick", "intercept_bytes",
+                                      "intercept_stderr_bytes", "max_relative_residual"})
+                    fit[k] = nullptr;
+                fit["n_points"] = points.size();
+                fit["note"] = std::string("not fitted: ") + e.what();
             }
             out.push_back(fit);
         }
@@ -243,20 +247,44 @@ std::string grouped_notes(const json& rows, bool kick) {
 }
 
 
+// Why the N_kicks = 1 runs of a group cannot give the per-kick law, or "".
+// (A strategy run only in the N_kicks sweep, like binomial, has one such run.)
+std::string law_design_problem(const std::vector<const SweepEntry*>& law_entries, const FitOptions& options) {
+    if (law_entries.empty()) return "no N_kicks = 1 runs";
+    std::vector<LawPoint> design;
+    for (const auto* e : law_entries) design.push_back({e->n_part, e->n_cells, 0});
+    try {
+        check_law_design(design, options.with_constant);
+    } catch (const FitError& e) {
+        return e.what();
+    }
+    return "";
+}
+
 }  // namespace
 
 json fit_sweep(const Sweep& sweep, const FitOptions& options) {
     json fits = json::array(), kick_fits = json::array(), notes = json(sweep.notes);
+    std::vector<std::string> unfitted;
     for (const auto& [strategy, dtype] : groups(sweep)) {
         const auto entries = select(sweep, strategy, dtype);
         std::vector<const SweepEntry*> law_entries;
         for (const auto* e : entries)
             if (e->n_kicks == 1) law_entries.push_back(e);
-        if (law_entries.empty())
-            notes.push_back("strategy " + strategy + ", dtype " + dtype + ": no N_kicks = 1 runs, no per-kick law fitted");
-        else
+        const std::string group = "strategy " + strategy + ", dtype " + dtype;
+        if (const std::string problem = law_design_problem(law_entries, options); problem.empty()) {
             add_law_fits(sweep, strategy, dtype, law_entries, options, fits);
+        } else {
+            notes.push_back(group + ": no per-kick law fitted (" + problem + ")");
+            unfitted.push_back(group + ": " + problem);
+        }
         add_kick_fits(entries, labels(strategy, dtype, sweep.backend, "", ""), kick_fits);
+    }
+    // A sweep that gives no fit at all is bad input, not an empty result.
+    if (fits.empty() && kick_fits.empty()) {
+        std::string why;
+        for (const auto& u : unfitted) why += (why.empty() ? "" : "; ") + u;
+        throw FitError("nothing to fit: " + why);
     }
     for (auto& k : kick_fits) k.erase("scope");
     return document(sweep.context, options, std::move(fits), std::move(kick_fits), std::move(notes));

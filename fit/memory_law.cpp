@@ -104,19 +104,28 @@ std::string stderr_note(const LeastSquares& r) {
 
 }  // namespace
 
-LawFit fit_memory_law(const std::vector<LawPoint>& points, bool with_constant) {
+void check_law_design(const std::vector<LawPoint>& points, bool with_constant) {
     if (points.empty()) throw FitError("no points to fit");
-    Eigen::VectorXd y(points.size());
     for (std::size_t i = 0; i < points.size(); ++i) {
         require_finite_nonnegative(points[i].n_part, "N_part", i);
         require_finite_nonnegative(points[i].n_cells, "N_cells", i);
-        y[i] = points[i].bytes;
     }
     const int unknowns = with_constant ? 3 : 2;
     if (int(points.size()) < unknowns)
         throw FitError(std::to_string(points.size()) + " point(s) for " + std::to_string(unknowns) +
                        " unknowns: need at least " + std::to_string(unknowns));
     require_two_values(points);
+    // diagonal positive weights do not change the rank: unit weights will do
+    if (weighted_rank(law_design(points).leftCols(unknowns), Eigen::VectorXd::Ones(points.size())) < unknowns)
+        throw FitError(std::string("singular design: N_part and N_cells") + (with_constant ? " and the constant" : "") +
+                       " are linearly dependent across the points (vary them independently)");
+}
+
+LawFit fit_memory_law(const std::vector<LawPoint>& points, bool with_constant) {
+    check_law_design(points, with_constant);
+    const int unknowns = with_constant ? 3 : 2;
+    Eigen::VectorXd y(points.size());
+    for (std::size_t i = 0; i < points.size(); ++i) y[i] = points[i].bytes;
 
     LawFit fit;
     fit.n_points = static_cast<int>(points.size());
@@ -128,13 +137,7 @@ LawFit fit_memory_law(const std::vector<LawPoint>& points, bool with_constant) {
     }
     require_positive(y, points);
     const Eigen::MatrixXd design = law_design(points);
-    LeastSquares r;
-    try {
-        r = relative_least_squares(design.leftCols(unknowns), y);
-    } catch (const FitError&) {
-        throw FitError(std::string("singular design: N_part and N_cells") + (with_constant ? " and the constant" : "") +
-                       " are linearly dependent across the points (vary them independently)");
-    }
+    const LeastSquares r = relative_least_squares(design.leftCols(unknowns), y);
     fit.alpha_part = coefficient(r, 0);
     fit.alpha_cells = coefficient(r, 1);
     if (with_constant) fit.alpha_0 = coefficient(r, 2);
@@ -153,16 +156,23 @@ KickFit fit_kick_scaling(const std::vector<KickPoint>& points) {
         const double k = points[i].n_kicks;
         if (!(std::isfinite(k) && k >= 0))
             throw FitError("point " + std::to_string(i) + " has N_kicks = " + number(k) + ": must be finite and >= 0");
-        if (!(std::isfinite(points[i].bytes) && points[i].bytes > 0))
-            throw FitError("point " + std::to_string(i) + " (N_kicks " + number(k) + ") has bytes = " +
-                           number(points[i].bytes) + ": relative weights need bytes > 0");
         kicks.insert(k);
         a.row(i) << k, 1, k * k;
         y[i] = points[i].bytes;
     }
     if (kicks.size() < 2) throw FitError("kick scaling needs at least two distinct N_kicks");
-    const LeastSquares r = relative_least_squares(a.leftCols(2), y);
     KickFit fit;
+    fit.n_points = static_cast<int>(points.size());
+    if (all_zero(y)) {
+        fit.slope.stderr_ = fit.intercept.stderr_ = 0.0;
+        fit.note = "all bytes are 0: slope and intercept reported as 0, not fitted (relative weights need bytes > 0)";
+        return fit;
+    }
+    for (std::size_t i = 0; i < points.size(); ++i)
+        if (!(std::isfinite(y[i]) && y[i] > 0))
+            throw FitError("point " + std::to_string(i) + " (N_kicks " + number(points[i].n_kicks) + ") has bytes = " +
+                           number(y[i]) + ": relative weights need bytes > 0");
+    const LeastSquares r = relative_least_squares(a.leftCols(2), y);
     fit.slope = coefficient(r, 0);
     fit.intercept = coefficient(r, 1);
     fit.max_relative_residual = r.max_relative_residual;

@@ -45,6 +45,10 @@ struct LawFit {
 // singular design (N_part proportional to N_cells, ...).
 LawFit fit_memory_law(const std::vector<LawPoint>& points, bool with_constant);
 
+// The design checks of fit_memory_law alone (whatever the bytes): throws
+// FitError when these points cannot determine the law's coefficients.
+void check_law_design(const std::vector<LawPoint>& points, bool with_constant);
+
 struct KickPoint {
     double n_kicks = 0, bytes = 0;  // bytes over the whole run
 };
@@ -57,7 +61,8 @@ struct KickFit {
     std::string note;
 };
 
-// Throws FitError on fewer than two distinct N_kicks, bytes <= 0, non-finite input.
+// Throws FitError on fewer than two distinct N_kicks, non-finite input, or
+// bytes <= 0 (unless every bytes is 0: slope and intercept 0 with a note).
 KickFit fit_kick_scaling(const std::vector<KickPoint>& points);
 
 }  // namespace sctape::fit

@@ -140,7 +140,7 @@ def plot_law(entries, fits, strategy, dtype, measure, out_dir, written):
               if e["strategy"] == strategy and e["dtype"] == dtype and e["N_kicks"] == 1
               and isinstance(e.get(counter), (int, float)) and e[counter] > 0]
     if not points:
-        print(f"plot.py: no N_kicks = 1 data for {strategy}/{dtype}/{measure}: law plot skipped", file=sys.stderr)
+        print(f"plot.py: {strategy}/{dtype}: no N_kicks = 1 run with {counter} > 0: law plot skipped", file=sys.stderr)
         return
     fit = find_fit(fits, strategy, dtype, measure, "total")
     if law_value(fit, 1, 1) is None:
@@ -242,7 +242,8 @@ def plot_timeline(doc, out_dir, written):
     ax.step(t, mb, where="post", color="black", lw=1.2, label="allocated")
     ax.set_xlabel("time [ms]")
     ax.set_ylabel("allocated [MB]")
-    ax.set_title(f"Memory timeline, {strategy}, {dtype} (bands: substep active; bar on top: backward)", fontsize=10)
+    ax.set_title(f"Memory timeline, {strategy}, {dtype}\n(bands: substep of the allocation events; "
+                 "bar on top: backward pass)", fontsize=10)
     ax.legend(fontsize=7, ncol=2, loc="upper left")
     ax.grid(True, alpha=0.3)
     save(fig, out_dir, f"timeline_{strategy}_{dtype}", written)

@@ -22,47 +22,57 @@ namespace {
 const char* kAxisName[3] = {"x", "y", "z"};
 }  // namespace
 
-template <class T>
-GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], std::int64_t n) {
+GridGeometry geometry_from_extents(const GridSettings& settings, const AxisExtent extent[3], std::int64_t n) {
     GridGeometry g;
     g.n = settings.shape;
     for (int a = 0; a < 3; ++a) {
         if (g.n[a] < 2) throw std::runtime_error(std::string("grid needs at least 2 nodes along ") + kAxisName[a]);
-        double lo = std::numeric_limits<double>::infinity(), hi = -lo, sum = 0, sum2 = 0;
-        bool finite = true;
-        for (std::int64_t p = 0; p < n; ++p) {
-            double u = pos[a][p];
-            finite = finite && std::isfinite(u);
-            lo = std::min(lo, u);
-            hi = std::max(hi, u);
-            sum += u;
-            sum2 += u * u;
-        }
-        if (!finite) throw std::runtime_error(std::string("non-finite particle coordinate along ") + kAxisName[a]);
+        const AxisExtent& e = extent[a];
+        if (e.non_finite > 0) throw std::runtime_error(std::string("non-finite particle coordinate along ") + kAxisName[a]);
         // Edges as lo - margin and hi + margin, so with padding 0 the extreme
         // particles sit exactly on the first and last nodes.
         double first, last;
         if (settings.mode == ExtentMode::minmax) {
-            const double margin = 0.5 * (hi - lo) * settings.padding;
-            first = lo - margin;
-            last = hi + margin;
+            const double margin = 0.5 * (e.hi - e.lo) * settings.padding;
+            first = e.lo - margin;
+            last = e.hi + margin;
         } else {
-            const double mean = sum / n;
-            const double half = settings.sigma_factor[a] * std::sqrt(std::max(sum2 / n - mean * mean, 0.0));
+            const double mean = e.sum / n;
+            const double half = settings.sigma_factor[a] * std::sqrt(std::max(e.sum2 / n - mean * mean, 0.0));
             first = mean - half;
             last = mean + half;
         }
         if (!(last > first)) throw std::runtime_error(std::string("beam has zero extent along ") + kAxisName[a]);
         g.origin_m[a] = first;
         g.cell_m[a] = (last - first) / (g.n[a] - 1);
-        if (lo < first || hi > last) {
+        if (e.lo < first || e.hi > last) {
             std::ostringstream msg;
-            msg << "particles outside the grid along " << kAxisName[a] << ": beam spans [" << lo << ", " << hi
+            msg << "particles outside the grid along " << kAxisName[a] << ": beam spans [" << e.lo << ", " << e.hi
                 << "] m, grid spans [" << first << ", " << last << "] m (increase space_charge.extent.factor)";
             throw std::runtime_error(msg.str());
         }
     }
     return g;
+}
+
+template <class T>
+GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], std::int64_t n) {
+    AxisExtent extent[3];
+    for (int a = 0; a < 3; ++a) {
+        AxisExtent& e = extent[a];
+        for (std::int64_t p = 0; p < n; ++p) {
+            const double u = pos[a][p];
+            if (!std::isfinite(u)) {
+                ++e.non_finite;
+                continue;
+            }
+            e.lo = std::min(e.lo, u);
+            e.hi = std::max(e.hi, u);
+            e.sum += u;
+            e.sum2 += u * u;
+        }
+    }
+    return geometry_from_extents(settings, extent, n);
 }
 
 template <class T>
@@ -123,8 +133,7 @@ void SpaceChargeKick<T>::s_to_t(const Beam<T>& beam) {
         finite = finite && std::isfinite(pz_[p]);
     }
     if (!finite)
-        throw std::runtime_error("non-finite longitudinal momentum: a particle has non-finite px, py or delta, "
-                                 "or a transverse momentum above its total momentum");
+        throw std::runtime_error(kNonFinitePzMessage);
 }
 
 template <class T>

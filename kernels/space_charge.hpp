@@ -12,6 +12,7 @@
 #include <array>
 #include <complex>
 #include <cstdint>
+#include <limits>
 #include <memory>
 
 #include "beam.hpp"
@@ -51,6 +52,23 @@ struct GridGeometry {
 // non-finite coordinates, a zero extent, or particles outside a sigma grid.
 template <class T>
 GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], std::int64_t n);
+
+// Reductions of one axis over the particles (min, max, sums over the finite
+// ones), wherever they were computed (the CUDA backend reduces on the device).
+struct AxisExtent {
+    double lo = std::numeric_limits<double>::infinity();
+    double hi = -std::numeric_limits<double>::infinity();
+    double sum = 0;
+    double sum2 = 0;
+    std::int64_t non_finite = 0;
+};
+// The grid of grid_covering from its per-axis reductions (same checks, same messages).
+GridGeometry geometry_from_extents(const GridSettings& settings, const AxisExtent extent[3], std::int64_t n);
+
+// The error of s_to_t for a particle without a real longitudinal momentum.
+constexpr const char* kNonFinitePzMessage =
+    "non-finite longitudinal momentum: a particle has non-finite px, py or delta, "
+    "or a transverse momentum above its total momentum";
 
 template <class T>
 class SpaceChargeKick {

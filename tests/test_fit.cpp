@@ -341,6 +341,33 @@ TEST_CASE("fit of a sweep: per substep, zero series reported as 0 with a note, k
     const json m = sctape::fit::fit_sweep(sctape::fit::parse_sweep(mixed), {});
     CHECK(find_fit(m, "tape_bytes", "deposit")->at("alpha_part_bytes").is_null());
     CHECK_THAT(find_fit(m, "tape_bytes", "deposit")->at("note").get<std::string>(), Contains("<= 0"));
+    // A strategy run only in the N_kicks sweep (binomial): kick fits, a note, no law.
+    json kicks_only = synthetic_sweep();
+    const json binomial = synthetic_sweep("binomial");
+    for (json b : binomial["benchmarks"])
+        if (b["N_part"] == 10000 && b["N_cells"] == 4096) {
+            b["tape_bytes_total"] = 0.0;  // and a kick series of zeros
+            kicks_only["benchmarks"].push_back(b);
+        }
+    const json k = sctape::fit::fit_sweep(sctape::fit::parse_sweep(kicks_only), {});
+    int binomial_kick_fits = 0;
+    for (const json& f : k["kick_fits"])
+        if (f["strategy"] == "binomial") {
+            ++binomial_kick_fits;
+            if (f["measure"] == "tape_bytes_total") {  // all zero: 0 with a note
+                CHECK(f["slope_bytes_per_kick"] == 0.0);
+                CHECK_THAT(f["note"].get<std::string>(), Contains("all bytes are 0"));
+            }
+        }
+    CHECK(binomial_kick_fits == 2);
+    for (const json& f : k["fits"]) CHECK(f["strategy"] != "binomial");
+    CHECK_THAT(k["notes"].dump(), Contains("strategy binomial, dtype float32: no per-kick law fitted"));
+    // ... but a sweep that gives no fit at all is bad input.
+    json single = synthetic_sweep();
+    json only_one = json::array({single["benchmarks"][0]});
+    single["benchmarks"] = only_one;
+    CHECK_THROWS_WITH(sctape::fit::fit_sweep(sctape::fit::parse_sweep(single), {}), Contains("nothing to fit"));
+
     // ... but a total cannot be.
     json bad_total = synthetic_sweep();
     bad_total["benchmarks"][0]["tape_bytes"] = 0.0;
@@ -423,6 +450,10 @@ TEST_CASE("sctape fit: bad input exits 2, names the problem, writes nothing", "[
     json same_part = json::array();
     for (double nc : {512.0, 4096.0, 32768.0}) same_part.push_back({{"N_part", 1000}, {"N_cells", nc}, {"bytes", 1e5 + nc}});
     expect_bad(write_json(dir / "singular.json", same_part).string(), "singular design");
+    json zero = same_part;
+    zero[1]["N_part"] = 2000;
+    zero[0]["bytes"] = 0;
+    expect_bad(write_json(dir / "zero.json", zero).string(), "bytes > 0");
     json negative = same_part;
     negative[1]["N_part"] = 2000;
     negative[2]["bytes"] = -5;

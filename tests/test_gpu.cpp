@@ -159,7 +159,7 @@ Emulated<T> emulate_kick(Beam<T>& beam, const GridSettings& settings, double ds,
     std::vector<T> z(n), pz(n);
     for (std::int64_t p = 0; p < n; ++p) {
         s_to_t_particle(beam.px[p], beam.py[p], beam.tau[p], beam.delta[p], beta0, inv_beta0, inv_bg2, z[p], pz[p]);
-        if (!std::isfinite(pz[p])) throw std::runtime_error(non_finite_pz_message());
+        if (!std::isfinite(pz[p])) throw std::runtime_error(kNonFinitePzMessage);
     }
     AxisExtent ext[3];
     const T* u[3] = {beam.x.data(), beam.y.data(), z.data()};
@@ -349,7 +349,7 @@ TEST_CASE("geometry from device extents raises the CPU's errors with the same me
         return "";
     };
     auto gpu_error = [](const GridSettings& s, std::array<std::vector<double>, 3> pos) -> std::string {
-        cuda::AxisExtent ext[3];
+        AxisExtent ext[3];
         for (int a = 0; a < 3; ++a)
             for (double v : pos[a]) {
                 if (!std::isfinite(v)) {
@@ -362,7 +362,7 @@ TEST_CASE("geometry from device extents raises the CPU's errors with the same me
                 ext[a].sum2 += v * v;
             }
         try {
-            cuda::geometry_from_extents(s, ext, std::int64_t(pos[0].size()));
+            geometry_from_extents(s, ext, std::int64_t(pos[0].size()));
         } catch (const std::runtime_error& e) {
             return e.what();
         }

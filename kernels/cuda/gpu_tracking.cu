@@ -549,8 +549,8 @@ struct GpuTracker<T>::Impl {
             cuda::check(cudaMemcpyAsync(&host_bad, non_finite.data(), sizeof(int), cudaMemcpyDeviceToHost, stream),
                         "copy the s_to_t flag");
             cuda::check(cudaStreamSynchronize(stream), "s_to_t / extents");
-            if (host_bad > 0) throw std::runtime_error(cuda::non_finite_pz_message());
-            cuda::AxisExtent ext[3];
+            if (host_bad > 0) throw std::runtime_error(kNonFinitePzMessage);
+            AxisExtent ext[3];
             for (int a = 0; a < 3; ++a) {
                 ext[a].lo = host_ext[a].lo;
                 ext[a].hi = host_ext[a].hi;
@@ -558,7 +558,7 @@ struct GpuTracker<T>::Impl {
                 ext[a].sum2 = host_ext[a].sum2;
                 ext[a].non_finite = std::int64_t(host_ext[a].non_finite);
             }
-            geometry = cuda::geometry_from_extents(settings, ext, n);
+            geometry = geometry_from_extents(settings, ext, n);
             cic = cuda::cic_grid<T>(geometry);
             has_grid = true;
             const T scale = T(macro_charge_C() / geometry.cell_volume_m3());

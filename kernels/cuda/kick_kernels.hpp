@@ -177,57 +177,8 @@ SCTAPE_HD T field_component(const T* phi, std::int64_t c, std::int64_t stride, i
     return -(phi[c + stride] - phi[c - stride]) * inv_2h;
 }
 
-// ---- host-only: grid geometry from per-axis extents (grid_covering) ----
-
-// Reductions of one axis over all particles (lo/hi/sum/sum2 over the finite ones).
-struct AxisExtent {
-    double lo = std::numeric_limits<double>::infinity();
-    double hi = -std::numeric_limits<double>::infinity();
-    double sum = 0;
-    double sum2 = 0;
-    std::int64_t non_finite = 0;
-};
-
-// The grid of grid_covering (space_charge.cpp) from reductions computed on
-// the device: same formulas, same checks in the same order, same messages.
-inline GridGeometry geometry_from_extents(const GridSettings& settings, const AxisExtent extent[3], std::int64_t n) {
-    static const char* axis_name[3] = {"x", "y", "z"};
-    GridGeometry g;
-    g.n = settings.shape;
-    for (int a = 0; a < 3; ++a) {
-        if (g.n[a] < 2) throw std::runtime_error(std::string("grid needs at least 2 nodes along ") + axis_name[a]);
-        const AxisExtent& e = extent[a];
-        if (e.non_finite > 0)
-            throw std::runtime_error(std::string("non-finite particle coordinate along ") + axis_name[a]);
-        const double lo = e.lo, hi = e.hi;
-        double first, last;
-        if (settings.mode == ExtentMode::minmax) {
-            const double margin = 0.5 * (hi - lo) * settings.padding;
-            first = lo - margin;
-            last = hi + margin;
-        } else {
-            const double mean = e.sum / n;
-            const double half = settings.sigma_factor[a] * std::sqrt(std::max(e.sum2 / n - mean * mean, 0.0));
-            first = mean - half;
-            last = mean + half;
-        }
-        if (!(last > first)) throw std::runtime_error(std::string("beam has zero extent along ") + axis_name[a]);
-        g.origin_m[a] = first;
-        g.cell_m[a] = (last - first) / (g.n[a] - 1);
-        if (lo < first || hi > last) {
-            std::ostringstream msg;
-            msg << "particles outside the grid along " << axis_name[a] << ": beam spans [" << lo << ", " << hi
-                << "] m, grid spans [" << first << ", " << last << "] m (increase space_charge.extent.factor)";
-            throw std::runtime_error(msg.str());
-        }
-    }
-    return g;
-}
-
-// s_to_t's error, as in SpaceChargeKick::s_to_t.
-inline const char* non_finite_pz_message() {
-    return "non-finite longitudinal momentum: a particle has non-finite px, py or delta, "
-           "or a transverse momentum above its total momentum";
-}
+// The host side (grid geometry from the device's per-axis reductions, and the
+// error messages) is shared with the CPU: geometry_from_extents and
+// kNonFinitePzMessage in space_charge.hpp.
 
 }  // namespace sctape::cuda
