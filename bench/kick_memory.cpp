@@ -7,9 +7,12 @@
 // Names: kick_memory/<strategy>/<dtype>/N_part:<n>/grid:<nx>x<ny>x<nz>/N_kicks:<k>,
 // strategies fused, autograd, checkpoint, reversible and binomial (checkpoint
 // with 4 snapshots; N_kicks sweep only).
-// Counters (per kick unless named *_total): tape_bytes, tape_<substep>_bytes,
-// alloc_delta_bytes, peak_bytes_total, forward_ms, backward_ms, N_part,
-// N_cells, N_kicks. The benchmark MemoryManager reports the tracking allocator.
+// Counters, per kick (the growth of the lattice's last slice, so the steady
+// cost of one more kick) unless named *_total: tape_bytes, tape_<scope>_bytes,
+// alloc_delta_bytes, alloc_<scope>_bytes (scopes: the eight substeps, drift,
+// checkpoint, reversible), tape_bytes_total, peak_bytes_total, forward_ms,
+// backward_ms, max_states_held, max_recomputations, forward_working_set_bytes,
+// N_part, N_cells, N_kicks. The benchmark MemoryManager reports the tracking allocator.
 #include <benchmark/benchmark.h>
 
 #include <array>
@@ -71,34 +74,26 @@ void kick_memory(benchmark::State& state, Variant variant, Case c) {
     sctape::GradientResult r;
     for (auto _ : state) r = sctape::compute_gradient<T>(beam, tracking, request);
     const auto& m = r.memory;
-    const double kicks = m.kicks;
-    std::int64_t kick_bytes = 0, kick_delta = 0;
-    for (sctape::Substep s : sctape::kAllSubsteps) {
-        const std::string name = sctape::substep_name(s);
-        const auto it = m.tape_bytes_by_scope.find(name);
-        const double bytes = it == m.tape_bytes_by_scope.end() ? 0.0 : double(it->second);
-        state.counters["tape_" + name + "_bytes"] = bytes / kicks;
-        kick_bytes += static_cast<std::int64_t>(bytes);
-        const auto d = m.allocator_delta_by_scope.find(name);
-        const double delta = d == m.allocator_delta_by_scope.end() ? 0.0 : double(d->second);
-        state.counters["alloc_" + name + "_bytes"] = delta / kicks;
-        kick_delta += static_cast<std::int64_t>(delta);
+    // per kick: what the last slice added, the steady cost of one more kick
+    auto value = [](const std::map<std::string, std::int64_t>& by_scope, const std::string& scope) {
+        const auto it = by_scope.find(scope);
+        return it == by_scope.end() ? 0.0 : double(it->second);
+    };
+    std::vector<std::string> scopes = {"drift", "checkpoint", "reversible"};
+    for (sctape::Substep s : sctape::kAllSubsteps) scopes.push_back(sctape::substep_name(s));
+    for (const std::string& scope : scopes) {
+        state.counters["tape_" + scope + "_bytes"] = value(m.last_slice_tape_bytes_by_scope, scope);
+        state.counters["alloc_" + scope + "_bytes"] = value(m.last_slice_allocator_delta_by_scope, scope);
     }
-    // the drifts hold the momenta that the kick's adjoint also reads: part of a kick's cost
-    const double drift = m.tape_bytes_by_scope.count("drift") ? double(m.tape_bytes_by_scope.at("drift")) : 0.0;
-    state.counters["tape_drift_bytes"] = drift / kicks;
-    state.counters["tape_bytes"] = (double(kick_bytes) + drift) / kicks;
+    state.counters["tape_bytes"] = double(m.last_slice_tape_bytes);
+    state.counters["alloc_delta_bytes"] = double(m.last_slice_allocator_delta);
     state.counters["tape_bytes_total"] = double(m.tape_bytes);
-    const double drift_delta =
-        m.allocator_delta_by_scope.count("drift") ? double(m.allocator_delta_by_scope.at("drift")) : 0.0;
-    state.counters["alloc_drift_bytes"] = drift_delta / kicks;
-    state.counters["alloc_delta_bytes"] = (double(kick_delta) + drift_delta) / kicks;
     state.counters["peak_bytes_total"] = double(m.peak_bytes);
     state.counters["forward_ms"] = 1e3 * r.forward_seconds;
     state.counters["backward_ms"] = 1e3 * r.backward_seconds;
     state.counters["N_part"] = double(c.n_part);
     state.counters["N_cells"] = double(c.grid[0]) * c.grid[1] * c.grid[2];
-    state.counters["N_kicks"] = kicks;
+    state.counters["N_kicks"] = m.kicks;
     state.counters["max_states_held"] = m.max_states_held;
     state.counters["max_recomputations"] = m.max_recomputations;
     state.counters["forward_working_set_bytes"] = double(forward_working_set<T>(beam, tracking));
@@ -139,12 +134,13 @@ std::vector<Case> sweep(bool quick) {
     const std::vector<std::int64_t> parts = quick ? std::vector<std::int64_t>{1000, 10000}
                                                   : std::vector<std::int64_t>{1000, 10000, 100000, 1000000};
     const std::vector<int> grids = quick ? std::vector<int>{8, 16} : std::vector<int>{8, 16, 32, 64};
+    // two kicks: the second one's growth is the steady per-kick cost
     for (auto n : parts)
-        for (int g : grids) cases.push_back({n, {g, g, g}, 1});
-    cases.push_back({quick ? 10000 : 100000, {16, 16, 64}, 1});
-    cases.push_back({quick ? 10000 : 100000, {32, 16, 8}, 1});
-    // N_kicks = 1 of this case is already in the grid sweep above
-    for (int k : quick ? std::vector<int>{2, 4} : std::vector<int>{2, 4, 8, 16})
+        for (int g : grids) cases.push_back({n, {g, g, g}, 2});
+    cases.push_back({quick ? 10000 : 100000, {16, 16, 64}, 2});
+    cases.push_back({quick ? 10000 : 100000, {32, 16, 8}, 2});
+    // N_kicks = 2 of this case is already in the grid sweep above
+    for (int k : quick ? std::vector<int>{1, 4} : std::vector<int>{1, 4, 8, 16})
         cases.push_back({quick ? 10000 : 100000, {16, 16, 16}, k});
     return cases;
 }

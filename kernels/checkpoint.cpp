@@ -134,6 +134,8 @@ GradientResult checkpoint_gradient(const BeamParameters& bp, const TrackSettings
         [&](Tape& tape, MemoryReport& report, const std::shared_ptr<Context<T>>& ctx, Beam<T>& beam,
             Snapshots<T>& snaps) {
             std::size_t k = 0;
+            SliceMarks marks;
+            marks.mark(tape, report);
             for (std::int64_t i = 0; i < steps; ++i) {
                 if (k < spine.size() && spine[k] == i) {
                     // keep this state; its entry reverses the segment up to the next kept state
@@ -153,7 +155,9 @@ GradientResult checkpoint_gradient(const BeamParameters& bp, const TrackSettings
                 measured(tape, report, "checkpoint", [&] { advance_slice(*ctx, beam, elements[i]); });
                 snaps.clear();
                 if (ctx->kick) ++report.kicks;
+                marks.mark(tape, report);
             }
+            marks.finish(report);
         });
     result.memory.max_states_held = counters->max_held;
     result.memory.max_recomputations = *std::max_element(counters->advances.begin(), counters->advances.end());

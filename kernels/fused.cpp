@@ -425,8 +425,13 @@ GradientResult fused_gradient(const BeamParameters& bp, const TrackSettings& tra
     return run_hand_written<T>(bp, tracking, request,
                                [&](Tape& tape, MemoryReport& report, const std::shared_ptr<Context<T>>& ctx,
                                    Beam<T>& beam, Snapshots<T>& snaps) {
-                                   for (std::size_t element : slice_elements(tracking.lattice))
+                                   SliceMarks marks;
+                                   marks.mark(tape, report);
+                                   for (std::size_t element : slice_elements(tracking.lattice)) {
                                        record_slice(tape, report, ctx, beam, snaps, element);
+                                       marks.mark(tape, report);
+                                   }
+                                   marks.finish(report);
                                });
 }
 

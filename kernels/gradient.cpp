@@ -138,6 +138,30 @@ void report_gradients(const BeamParameters& beam, const Lattice& lattice, const 
     }
 }
 
+void SliceMarks::mark(const Tape& tape, const MemoryReport& report) {
+    previous_ = std::move(last_);
+    last_ = Mark{};
+    for (const auto& [scope, row] : tape.by_scope()) last_.tape_by_scope[scope] = row.bytes;
+    last_.delta_by_scope = report.allocator_delta_by_scope;
+    last_.tape = tape.tape_bytes();
+    last_.current = host_memory().current_bytes();
+}
+
+void SliceMarks::finish(MemoryReport& report) const {
+    auto difference = [](const std::map<std::string, std::int64_t>& after, const std::map<std::string, std::int64_t>& before) {
+        std::map<std::string, std::int64_t> d;
+        for (const auto& [scope, value] : after) {
+            const auto it = before.find(scope);
+            d[scope] = value - (it == before.end() ? 0 : it->second);
+        }
+        return d;
+    };
+    report.last_slice_tape_bytes_by_scope = difference(last_.tape_by_scope, previous_.tape_by_scope);
+    report.last_slice_allocator_delta_by_scope = difference(last_.delta_by_scope, previous_.delta_by_scope);
+    report.last_slice_tape_bytes = last_.tape - previous_.tape;
+    report.last_slice_allocator_delta = last_.current - previous_.current;
+}
+
 template <class T>
 GradientResult compute_gradient(const BeamParameters& beam, const TrackSettings& tracking,
                                 const GradientRequest& request) {

@@ -57,6 +57,27 @@ struct MemoryReport {
     // untaped re-evaluations of one step during backward
     int max_states_held = 0;
     int max_recomputations = 0;
+    // What the last slice of the lattice added: the steady cost of one more
+    // kick (the first slice also pays for state the next one shares).
+    std::map<std::string, std::int64_t> last_slice_tape_bytes_by_scope;
+    std::map<std::string, std::int64_t> last_slice_allocator_delta_by_scope;
+    std::int64_t last_slice_tape_bytes = 0;
+    std::int64_t last_slice_allocator_delta = 0;
+};
+
+// Snapshots of the tape and the allocator between slices of the forward
+// pass: mark() before the first slice and after each, finish() at the end.
+class SliceMarks {
+public:
+    void mark(const Tape& tape, const MemoryReport& report);
+    void finish(MemoryReport& report) const;
+
+private:
+    struct Mark {
+        std::map<std::string, std::int64_t> tape_by_scope, delta_by_scope;
+        std::int64_t tape = 0, current = 0;
+    };
+    Mark previous_, last_;
 };
 
 struct GradientResult {

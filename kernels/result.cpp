@@ -24,27 +24,20 @@ nlohmann::json moments_json(const Moments& m) {
 }
 
 nlohmann::json memory_json(const MemoryReport& m) {
-    nlohmann::json per_kick = nlohmann::json::object();
-    std::int64_t kick_bytes = 0;
-    for (Substep s : kAllSubsteps) {
-        auto it = m.tape_bytes_by_scope.find(substep_name(s));
-        const std::int64_t bytes = it == m.tape_bytes_by_scope.end() ? 0 : it->second;
-        kick_bytes += bytes;
-        if (m.kicks > 0) per_kick[substep_name(s)] = double(bytes) / m.kicks;
-    }
-    auto drift = m.tape_bytes_by_scope.find("drift");
-    if (drift != m.tape_bytes_by_scope.end()) kick_bytes += drift->second;
     return {
         {"kicks", m.kicks},
         {"tape_bytes", m.tape_bytes},
         {"tape_entries", m.tape_entries},
         {"tape_bytes_by_scope", m.tape_bytes_by_scope},
-        {"tape_bytes_per_kick_by_substep", per_kick},
-        // the eight substeps plus the drifts (which share the kick's saved momenta)
-        {"tape_bytes_per_kick", m.kicks > 0 ? double(kick_bytes) / m.kicks : 0.0},
         {"allocator_delta_bytes_by_scope", m.allocator_delta_by_scope},
+        // the growth of the last slice: the steady cost of one more kick
+        {"tape_bytes_per_kick", m.last_slice_tape_bytes},
+        {"tape_bytes_per_kick_by_scope", m.last_slice_tape_bytes_by_scope},
+        {"allocator_delta_bytes_per_kick", m.last_slice_allocator_delta},
         {"peak_bytes", m.peak_bytes},
         {"bytes_after_backward", m.bytes_after_backward},
+        {"max_states_held", m.max_states_held},
+        {"max_recomputations", m.max_recomputations},
     };
 }
 

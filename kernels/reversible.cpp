@@ -243,12 +243,16 @@ GradientResult reversible_gradient(const BeamParameters& bp, const TrackSettings
         [&](Tape& tape, MemoryReport& report, const std::shared_ptr<Context<T>>& ctx, Beam<T>& beam,
             Snapshots<T>& snaps) {
             std::shared_ptr<ReversibleTracker<T>> tracker;
+            SliceMarks marks;
             measured(tape, report, "reversible", [&] {
                 tracker = std::make_shared<ReversibleTracker<T>>(beam, tracking, ctx->kick.get());
+                marks.mark(tape, report);
                 for (std::size_t i = 0; i < tracker->slices(); ++i) {
                     tracker->step(i);
                     if (tracking.space_charge) ++report.kicks;
+                    marks.mark(tape, report);
                 }
+                marks.finish(report);
                 beam = tracker->beam();
                 snaps.clear();
                 // the final fixed-point state is all the tape keeps

@@ -394,6 +394,8 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
         KickContext<T> ctx{&tracking.grid, fft, &ref, bunch_charge, beam.species.charge_e < 0 ? -1.0 : 1.0,
                            beam.species.charge_e, &tape, &deltas};
         int kicks = 0;
+        SliceMarks marks;
+        marks.mark(tape, report);
         for (std::size_t e = 0; e < tracking.lattice.size(); ++e) {
             const int slices = tracking.lattice[e].slices;
             if (slices <= 0) continue;
@@ -412,8 +414,10 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
                 } else {
                     drift(p, ds, ref, tape, deltas);
                 }
+                marks.mark(tape, report);
             }
         }
+        marks.finish(report);
 
         Scalar value;
         {
