@@ -237,20 +237,41 @@ std::string grouped_notes(const json& rows, bool kick) {
         if (it == groups.end()) groups.push_back({note, {label}});
         else it->second.push_back(label);
     }
+    // the table is for people: a few series per note, all of them are in COEFFS.json
+    constexpr std::size_t kShown = 6;
     std::string out;
     for (const auto& [note, labels] : groups) {
         out += "note: " + note + ":";
-        for (const auto& l : labels) out += " " + l;
+        for (std::size_t i = 0; i < std::min(labels.size(), kShown); ++i) out += " " + labels[i];
+        if (labels.size() > kShown) out += " and " + std::to_string(labels.size() - kShown) + " more (see COEFFS.json)";
         out += "\n";
     }
     return out;
 }
 
 
-// Why the N_kicks = 1 runs of a group cannot give the per-kick law, or "".
-// (A strategy run only in the N_kicks sweep, like binomial, has one such run.)
+// The runs that give the per-kick law: those with the N_kicks most runs share
+// (the N_part x grid sweep; its per-kick counters are the last kick's growth).
+std::vector<const SweepEntry*> law_runs(const std::vector<const SweepEntry*>& entries) {
+    std::map<double, int> count;
+    for (const auto* e : entries) ++count[e->n_kicks];
+    double kicks = 0;
+    int best = 0;
+    for (const auto& [k, c] : count)
+        if (c > best) {
+            best = c;
+            kicks = k;
+        }
+    std::vector<const SweepEntry*> out;
+    for (const auto* e : entries)
+        if (e->n_kicks == kicks) out.push_back(e);
+    return out;
+}
+
+// Why the law runs of a group cannot give the per-kick law, or "".
+// (A strategy run only in the N_kicks sweep, like binomial, has one run per N_kicks.)
 std::string law_design_problem(const std::vector<const SweepEntry*>& law_entries, const FitOptions& options) {
-    if (law_entries.empty()) return "no N_kicks = 1 runs";
+    if (law_entries.empty()) return "no runs";
     std::vector<LawPoint> design;
     for (const auto* e : law_entries) design.push_back({e->n_part, e->n_cells, 0});
     try {
@@ -268,9 +289,7 @@ json fit_sweep(const Sweep& sweep, const FitOptions& options) {
     std::vector<std::string> unfitted;
     for (const auto& [strategy, dtype] : groups(sweep)) {
         const auto entries = select(sweep, strategy, dtype);
-        std::vector<const SweepEntry*> law_entries;
-        for (const auto* e : entries)
-            if (e->n_kicks == 1) law_entries.push_back(e);
+        const std::vector<const SweepEntry*> law_entries = law_runs(entries);
         const std::string group = "strategy " + strategy + ", dtype " + dtype;
         if (const std::string problem = law_design_problem(law_entries, options); problem.empty()) {
             add_law_fits(sweep, strategy, dtype, law_entries, options, fits);
