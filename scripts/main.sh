@@ -1,21 +1,57 @@
 #!/usr/bin/env bash
-# The README's main command: installs dependencies, builds, then runs the
-# suite's main job on the CPU (the CUDA kick is not implemented yet):
-#  1. the free-expansion validation case through `sctape track`,
-#  2. the forward-kick timing benchmark (results/kick_time_cpu.json).
+# The README's main command: installs dependencies, builds, and runs the
+# suite's main job on this machine's CPU (reverse mode runs on the CPU):
+#   1. the default sweep over N_part x grid x N_kicks x strategy x dtype,
+#   2. the fit of alpha_part and alpha_cells (coefficient table printed),
+#   3. memory timelines of a 4-kick gradient run per strategy,
+#   4. the plots (results/plots/*.png, *.svg), from the JSON only,
+#   5. the free-expansion validation and the forward-kick timing.
+# Everything lands in results/. SCTAPE_BENCH_QUICK=1 runs the CI subset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=$(bash scripts/build.sh)
-mkdir -p results
-echo "[sctape] free expansion of a cold uniform sphere (examples/free_expansion.json)" >&2
-"$build/cli/sctape" track examples/free_expansion.json --out results/free_expansion.json
-python3 - <<'PY'
+sctape="$build/cli/sctape"
+bench="$build/bench/sctape-bench"
+mkdir -p results/plots
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+step() { echo "[sctape] $*" >&2; }
+
+step "1/5 sweep: one line per run as it finishes -> results/sweep_cpu.json"
+"$bench" --benchmark_filter=kick_memory --benchmark_counters_tabular=false \
+  --benchmark_out="$tmp/sweep.json" --benchmark_out_format=json >&2
+mv "$tmp/sweep.json" results/sweep_cpu.json
+
+step "2/5 fit -> results/coeffs_cpu.json"
+"$sctape" fit results/sweep_cpu.json -o results/coeffs_cpu.json
+
+step "3/5 memory timelines (examples/reverse_mode.json, one run per strategy)"
+timelines=()
+for strategy in autograd fused checkpoint reversible; do
+  /usr/bin/python3 - "$strategy" "$tmp/$strategy.json" <<'PY'
+import json, sys
+config = json.load(open("examples/reverse_mode.json"))
+config["strategy"] = sys.argv[1]
+json.dump(config, open(sys.argv[2], "w"))
+PY
+  "$sctape" track "$tmp/$strategy.json" --quiet --out "$tmp/result_$strategy.json" \
+    --timeline "results/timeline_$strategy.json"
+  timelines+=(--timeline "results/timeline_$strategy.json")
+done
+
+step "4/5 plots -> results/plots/"
+/usr/bin/python3 fit/plot.py results/sweep_cpu.json results/coeffs_cpu.json "${timelines[@]}" -o results/plots
+
+step "5/5 free expansion (examples/free_expansion.json) and forward-kick timing"
+"$sctape" track examples/free_expansion.json --quiet --out results/free_expansion.json
+/usr/bin/python3 - <<'PY'
 import json
 r = json.load(open("results/free_expansion.json"))
 i, f = r["moments"]["initial"]["rms"], r["moments"]["final"]["rms"]
-print("size ratio after the doubling length (expected 2):",
+print("free expansion, size ratio after the doubling length (expected 2):",
       ", ".join(f"{k}={f[k] / i[k]:.4f}" for k in ("sigma_x_m", "sigma_y_m", "sigma_tau_m")))
 PY
-echo "[sctape] forward kick timing (results/kick_time_cpu.json)" >&2
-"$build/bench/sctape-bench" --benchmark_filter='kick_time' \
-  --benchmark_out=results/kick_time_cpu.json --benchmark_out_format=json
+"$bench" --benchmark_filter=kick_time --benchmark_out="$tmp/kick_time.json" --benchmark_out_format=json >&2
+mv "$tmp/kick_time.json" results/kick_time_cpu.json
+step "done: results/ holds the sweep, the coefficients, timelines and plots"
