@@ -22,9 +22,12 @@ const char* kUsage =
     "  check BASELINE.json COEFFS.json\n"
     "        fail when a fitted tape coefficient rose or the law stopped being linear\n"
     "        (`check --write-baseline COEFFS.json BASELINE.json` makes a baseline)\n"
+    "  plan COEFFS.json --n-part N --grid NX NY NZ --kicks K [--memory-GiB M]\n"
+    "        predict the tape of a gradient run per strategy, and whether it fits\n"
     "\n"
     "Run `sctape <command> --help` for the options of a command.\n"
-    "Exit codes: 0 success, 1 regression (check), 2 bad input (nothing written).\n";
+    "Exit codes: 0 success, 1 regression (check) or nothing fits (plan), 2 bad input\n"
+    "(nothing written).\n";
 
 }  // namespace
 
@@ -43,6 +46,7 @@ int main(int argc, char** argv) {
     if (command == "track") return sctape::cli::track_command(args);
     if (command == "fit") return sctape::cli::fit_command(args);
     if (command == "check") return sctape::cli::check_command(args);
+    if (command == "plan") return sctape::cli::plan_command(args);
     std::cerr << "sctape: unknown command '" << command << "'\n\n" << kUsage;
     return sctape::cli::kExitBadInput;
 }

@@ -1,4 +1,4 @@
-// fit_commands.hpp — the `sctape fit` and `sctape check` subcommands (the
+// fit_commands.hpp — the `sctape fit`, `check` and `plan` subcommands (the
 // scaling suite). Each takes the arguments after its name and returns the
 // exit code: 0 success, 1 a regression (check only), 2 bad input (message on
 // stderr, nothing written).
@@ -11,5 +11,6 @@ namespace sctape::cli {
 
 int fit_command(const std::vector<std::string>& args);
 int check_command(const std::vector<std::string>& args);
+int plan_command(const std::vector<std::string>& args);
 
 }  // namespace sctape::cli

@@ -567,3 +567,31 @@ TEST_CASE("plot.py draws every figure from a sweep, COEFFS and a timeline", "[fi
     CHECK(WEXITSTATUS(status) == 2);
     CHECK_FALSE(fs::exists(none));
 }
+
+TEST_CASE("sctape plan predicts tape bytes from the fitted law and checks a budget", "[fit][plan]") {
+    const fs::path dir = fs::path(SCTAPE_TEST_TMPDIR) / "plan";
+    fs::create_directories(dir);
+    // fused float32: 24 B per particle and 8 B per cell per kick (the README's closed form)
+    const json coeffs = {{"schema_version", 1},
+                         {"fits", json::array({{{"strategy", "fused"}, {"dtype", "float32"}, {"measure", "tape_bytes"},
+                                                {"scope", "total"}, {"alpha_part_bytes", 24.0}, {"alpha_cells_bytes", 8.0},
+                                                {"alpha_0_bytes", nullptr}}})}};
+    std::ofstream(dir / "coeffs.json") << coeffs.dump();
+    const std::string cli = SCTAPE_CLI_PATH;
+    const std::string base = cli + " plan " + (dir / "coeffs.json").string() + " --n-part 1000000 --grid 64 64 64 --kicks 100";
+    const std::string out = (dir / "out.txt").string();
+    // 100 * (24e6 + 8 * 262144) bytes = 2.6097e9 B = 2.430 GiB
+    int rc = std::system((base + " --memory-GiB 3 > " + out).c_str());
+    CHECK(WEXITSTATUS(rc) == 0);
+    std::ifstream in(out);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    CHECK_THAT(text, Catch::Contains("2.430"));
+    CHECK_THAT(text, Catch::Contains("yes"));
+    rc = std::system((base + " --memory-GiB 2 > " + out + " 2>&1").c_str());
+    CHECK(WEXITSTATUS(rc) == 1);  // does not fit
+    rc = std::system((base + " --dtype float16 > " + out + " 2>&1").c_str());
+    CHECK(WEXITSTATUS(rc) == 2);
+    rc = std::system((cli + " plan " + (dir / "missing.json").string() + " --n-part 1 --grid 2 2 2 --kicks 1 > " + out +
+                      " 2>&1").c_str());
+    CHECK(WEXITSTATUS(rc) == 2);
+}
