@@ -58,20 +58,8 @@ GridGeometry geometry_from_extents(const GridSettings& settings, const AxisExten
 template <class T>
 GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], std::int64_t n) {
     AxisExtent extent[3];
-    for (int a = 0; a < 3; ++a) {
-        AxisExtent& e = extent[a];
-        for (std::int64_t p = 0; p < n; ++p) {
-            const double u = pos[a][p];
-            if (!std::isfinite(u)) {
-                ++e.non_finite;
-                continue;
-            }
-            e.lo = std::min(e.lo, u);
-            e.hi = std::max(e.hi, u);
-            e.sum += u;
-            e.sum2 += u * u;
-        }
-    }
+    for (int a = 0; a < 3; ++a)
+        for (std::int64_t p = 0; p < n; ++p) extent[a].add(pos[a][p]);
     return geometry_from_extents(settings, extent, n);
 }
 

@@ -11,6 +11,8 @@
 
 #include <array>
 #include <complex>
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -61,6 +63,17 @@ struct AxisExtent {
     double sum = 0;
     double sum2 = 0;
     std::int64_t non_finite = 0;
+
+    void add(double u) {
+        if (!std::isfinite(u)) {
+            ++non_finite;
+            return;
+        }
+        lo = std::min(lo, u);
+        hi = std::max(hi, u);
+        sum += u;
+        sum2 += u * u;
+    }
 };
 // The grid of grid_covering from its per-axis reductions (same checks, same messages).
 GridGeometry geometry_from_extents(const GridSettings& settings, const AxisExtent extent[3], std::int64_t n);

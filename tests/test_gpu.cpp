@@ -164,17 +164,7 @@ Emulated<T> emulate_kick(Beam<T>& beam, const GridSettings& settings, double ds,
     AxisExtent ext[3];
     const T* u[3] = {beam.x.data(), beam.y.data(), z.data()};
     for (int a = 0; a < 3; ++a)
-        for (std::int64_t p = 0; p < n; ++p) {
-            const double v = u[a][p];
-            if (!std::isfinite(v)) {
-                ++ext[a].non_finite;
-                continue;
-            }
-            ext[a].lo = std::min(ext[a].lo, v);
-            ext[a].hi = std::max(ext[a].hi, v);
-            ext[a].sum += v;
-            ext[a].sum2 += v * v;
-        }
+        for (std::int64_t p = 0; p < n; ++p) ext[a].add(u[a][p]);
     const GridGeometry g = geometry_from_extents(settings, ext, n);
     out.geometry = g;
     const CicGrid<T> cg = cic_grid<T>(g);
@@ -351,16 +341,7 @@ TEST_CASE("geometry from device extents raises the CPU's errors with the same me
     auto gpu_error = [](const GridSettings& s, std::array<std::vector<double>, 3> pos) -> std::string {
         AxisExtent ext[3];
         for (int a = 0; a < 3; ++a)
-            for (double v : pos[a]) {
-                if (!std::isfinite(v)) {
-                    ++ext[a].non_finite;
-                    continue;
-                }
-                ext[a].lo = std::min(ext[a].lo, v);
-                ext[a].hi = std::max(ext[a].hi, v);
-                ext[a].sum += v;
-                ext[a].sum2 += v * v;
-            }
+            for (double v : pos[a]) ext[a].add(v);
         try {
             geometry_from_extents(s, ext, std::int64_t(pos[0].size()));
         } catch (const std::runtime_error& e) {

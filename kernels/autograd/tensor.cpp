@@ -142,40 +142,35 @@ void seed(const Tensor<T>& out) {
 
 // --- binary elementwise ---------------------------------------------------------------
 
+namespace {
+// a + sign * b (sign +-1: exact in floating point): add and sub, saving nothing.
 template <class T>
-Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
-    const std::int64_t n = broadcast_size(a, b, "add");
+Tensor<T> add_signed(const Tensor<T>& a, const Tensor<T>& b, T sign, const char* name) {
+    const std::int64_t n = broadcast_size(a, b, name);
     const std::int64_t sa = a.size() == 1 ? 0 : 1, sb = b.size() == 1 ? 0 : 1;
     auto out = allocate<T>(n);
     const T *pa = a.data(), *pb = b.data();
-    for (std::int64_t i = 0; i < n; ++i) (*out)[i] = pa[i * sa] + pb[i * sb];
+    for (std::int64_t i = 0; i < n; ++i) (*out)[i] = pa[i * sa] + sign * pb[i * sb];
     Tensor<T> r = wrap(std::move(out), a.requires_grad() || b.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node(), bn = b.node();
-        record(r, {}, [an, bn, n](const HostArray<T>& g) {
+        record(r, {}, [an, bn, n, sign](const HostArray<T>& g) {
             if (an) accumulate(*an, n, [&](std::int64_t i) { return g[i]; });
-            if (bn) accumulate(*bn, n, [&](std::int64_t i) { return g[i]; });
+            if (bn) accumulate(*bn, n, [&](std::int64_t i) { return sign * g[i]; });
         });
     }
     return r;
 }
+}  // namespace
+
+template <class T>
+Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
+    return add_signed(a, b, T(1), "add");
+}
 
 template <class T>
 Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
-    const std::int64_t n = broadcast_size(a, b, "sub");
-    const std::int64_t sa = a.size() == 1 ? 0 : 1, sb = b.size() == 1 ? 0 : 1;
-    auto out = allocate<T>(n);
-    const T *pa = a.data(), *pb = b.data();
-    for (std::int64_t i = 0; i < n; ++i) (*out)[i] = pa[i * sa] - pb[i * sb];
-    Tensor<T> r = wrap(std::move(out), a.requires_grad() || b.requires_grad());
-    if (r.requires_grad()) {
-        auto an = a.node(), bn = b.node();
-        record(r, {}, [an, bn, n](const HostArray<T>& g) {
-            if (an) accumulate(*an, n, [&](std::int64_t i) { return g[i]; });
-            if (bn) accumulate(*bn, n, [&](std::int64_t i) { return -g[i]; });
-        });
-    }
-    return r;
+    return add_signed(a, b, T(-1), "sub");
 }
 
 template <class T>
@@ -339,41 +334,36 @@ Tensor<To> cast(const Tensor<From>& a) {
 
 // --- reductions ----------------------------------------------------------------------
 
+namespace {
+// sum(a) / divisor: one op for sum (divisor 1) and mean (divisor n), as PyTorch's.
 template <class T>
-Tensor<T> sum(const Tensor<T>& a) {
+Tensor<T> divided_sum(const Tensor<T>& a, T divisor) {
     const std::int64_t n = a.size();
     T acc = 0;
     for (std::int64_t i = 0; i < n; ++i) acc += a.data()[i];
     auto out = allocate<T>(1);
-    (*out)[0] = acc;
+    (*out)[0] = acc / divisor;
     Tensor<T> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node();
-        record(r, {}, [an, n](const HostArray<T>& g) {
+        record(r, {}, [an, n, divisor](const HostArray<T>& g) {
             T* ga = an->grad_data();
-            for (std::int64_t i = 0; i < n; ++i) ga[i] += g[0];
-        });
-    }
-    return r;
-}
-
-template <class T>
-Tensor<T> mean(const Tensor<T>& a) {
-    const std::int64_t n = a.size();
-    T acc = 0;
-    for (std::int64_t i = 0; i < n; ++i) acc += a.data()[i];
-    auto out = allocate<T>(1);
-    (*out)[0] = acc / static_cast<T>(n);
-    Tensor<T> r = wrap(std::move(out), a.requires_grad());
-    if (r.requires_grad()) {
-        auto an = a.node();
-        record(r, {}, [an, n](const HostArray<T>& g) {
-            T* ga = an->grad_data();
-            const T share = g[0] / static_cast<T>(n);
+            const T share = g[0] / divisor;
             for (std::int64_t i = 0; i < n; ++i) ga[i] += share;
         });
     }
     return r;
+}
+}  // namespace
+
+template <class T>
+Tensor<T> sum(const Tensor<T>& a) {
+    return divided_sum(a, T(1));
+}
+
+template <class T>
+Tensor<T> mean(const Tensor<T>& a) {
+    return divided_sum(a, static_cast<T>(a.size()));
 }
 
 namespace {
@@ -529,21 +519,28 @@ Index to_index(const Tensor<T>& a) {
 
 // --- grid ------------------------------------------------------------------------------------
 
+namespace {
+// The box at the origin of `src` into the box at the origin of `dst` (shapes
+// differ): pad and crop forward, and each one's backward as the other's.
+template <class T>
+void copy_box(const T* src, const Shape3& src_shape, T* dst, const Shape3& dst_shape, const Shape3& box, bool add) {
+    for (int i = 0; i < box[0]; ++i)
+        for (int j = 0; j < box[1]; ++j) {
+            const T* from = src + at(src_shape, i, j, 0);
+            T* to = dst + at(dst_shape, i, j, 0);
+            for (int k = 0; k < box[2]; ++k) to[k] = add ? to[k] + from[k] : from[k];
+        }
+}
+}  // namespace
+
 template <class T>
 Tensor<T> pad3(const Tensor<T>& a, const Shape3& n, const Shape3& m) {
     auto out = std::make_shared<HostArray<T>>(static_cast<std::size_t>(cells(m)), T(0));
-    const T* pa = a.data();
-    for (int i = 0; i < n[0]; ++i)
-        for (int j = 0; j < n[1]; ++j) std::copy_n(pa + at(n, i, j, 0), n[2], out->data() + at(m, i, j, 0));
+    copy_box(a.data(), n, out->data(), m, n, false);
     Tensor<T> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node();
-        record(r, {}, [an, n, m](const HostArray<T>& g) {
-            T* ga = an->grad_data();
-            for (int i = 0; i < n[0]; ++i)
-                for (int j = 0; j < n[1]; ++j)
-                    for (int k = 0; k < n[2]; ++k) ga[at(n, i, j, k)] += g[at(m, i, j, k)];
-        });
+        record(r, {}, [an, n, m](const HostArray<T>& g) { copy_box(g.data(), m, an->grad_data(), n, n, true); });
     }
     return r;
 }
@@ -551,18 +548,11 @@ Tensor<T> pad3(const Tensor<T>& a, const Shape3& n, const Shape3& m) {
 template <class T>
 Tensor<T> crop3(const Tensor<T>& a, const Shape3& m, const Shape3& n) {
     auto out = allocate<T>(cells(n));
-    const T* pa = a.data();
-    for (int i = 0; i < n[0]; ++i)
-        for (int j = 0; j < n[1]; ++j) std::copy_n(pa + at(m, i, j, 0), n[2], out->data() + at(n, i, j, 0));
+    copy_box(a.data(), m, out->data(), n, n, false);
     Tensor<T> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node();
-        record(r, {}, [an, n, m](const HostArray<T>& g) {
-            T* ga = an->grad_data();
-            for (int i = 0; i < n[0]; ++i)
-                for (int j = 0; j < n[1]; ++j)
-                    for (int k = 0; k < n[2]; ++k) ga[at(m, i, j, k)] += g[at(n, i, j, k)];
-        });
+        record(r, {}, [an, n, m](const HostArray<T>& g) { copy_box(g.data(), n, an->grad_data(), m, n, true); });
     }
     return r;
 }
