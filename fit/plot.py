@@ -134,13 +134,24 @@ def law_panel(ax, points, fit, x_key, group_key, x_label, group_label):
     ax.legend(fontsize=7)
 
 
+def law_kicks(entries, strategy, dtype):
+    """The N_kicks most runs of a strategy share: the N_part x grid sweep (as `sctape fit`)."""
+    counts = {}
+    for e in entries:
+        if e["strategy"] == strategy and e["dtype"] == dtype:
+            counts[e["N_kicks"]] = counts.get(e["N_kicks"], 0) + 1
+    return max(sorted(counts), key=lambda k: counts[k]) if counts else None
+
+
 def plot_law(entries, fits, strategy, dtype, measure, out_dir, written):
     counter, label = MEASURES[measure]
+    kicks = law_kicks(entries, strategy, dtype)
     points = [dict(N_part=e["N_part"], N_cells=e["N_cells"], y=e[counter]) for e in entries
-              if e["strategy"] == strategy and e["dtype"] == dtype and e["N_kicks"] == 1
+              if e["strategy"] == strategy and e["dtype"] == dtype and e["N_kicks"] == kicks
               and isinstance(e.get(counter), (int, float)) and e[counter] > 0]
-    if not points:
-        print(f"plot.py: {strategy}/{dtype}: no N_kicks = 1 run with {counter} > 0: law plot skipped", file=sys.stderr)
+    if len({(p["N_part"], p["N_cells"]) for p in points}) < 2:
+        print(f"plot.py: {strategy}/{dtype}: fewer than 2 sweep points with {counter} > 0: law plot skipped",
+              file=sys.stderr)
         return
     fit = find_fit(fits, strategy, dtype, measure, "total")
     if law_value(fit, 1, 1) is None:
@@ -285,7 +296,7 @@ def plot_kicks(entries, kick_fits, strategies, dtype, out_dir, written):
 # ---------------------------------------------------------------- timing
 
 def plot_timing(entries, strategies, dtype, out_dir, written):
-    runs = [e for e in entries if e["dtype"] == dtype and e["N_kicks"] == 1
+    runs = [e for e in entries if e["dtype"] == dtype and e["N_kicks"] == law_kicks(entries, e["strategy"], dtype)
             and isinstance(e.get("forward_ms"), (int, float)) and isinstance(e.get("backward_ms"), (int, float))]
     present = [s for s in strategies if any(e["strategy"] == s for e in runs)]
     if not present:
@@ -301,8 +312,9 @@ def plot_timing(entries, strategies, dtype, out_dir, written):
             left.bar([i + 0.2], [e["backward_ms"]], 0.4, color="C3", label="backward" if i == 0 else None)
         left.set_xticks(range(len(present)))
         left.set_xticklabels(present)
-        left.set_ylabel("time per kick [ms]")
-        left.set_title(f"N_part = {ref[0]:.0f}, N_cells = {ref[1]:.0f}", fontsize=10)
+        left.set_ylabel("time of the whole run [ms]")
+        kicks = sorted({e["N_kicks"] for e in runs if (e["N_part"], e["N_cells"]) == ref})
+        left.set_title(f"N_part = {ref[0]:.0f}, N_cells = {ref[1]:.0f}, N_kicks = {kicks[0]:.0f}", fontsize=10)
         left.legend(fontsize=8)
     for i, s in enumerate(present):
         pts = sorted((e["N_part"], e["N_cells"], e["forward_ms"], e["backward_ms"]) for e in runs if e["strategy"] == s)
