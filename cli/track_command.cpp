@@ -93,8 +93,6 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backe
     const Moments initial = compute_moments(beam);
     std::string initial_csv;
     if (!args.dump_prefix.empty()) initial_csv = particles_csv(beam);
-    if (!args.timeline.empty() && !config.differentiate)
-        throw ConfigError("--timeline records a reverse-mode run: add \"strategy\" or \"gradients\" to the config");
     TrackReport report;
 #ifdef SCTAPE_HAVE_CUDA
     if (backend == Backend::cuda) report = track_on_gpu(beam, config.tracking, progress_printer(args.quiet));
@@ -160,6 +158,8 @@ int track_command(const std::vector<std::string>& argv) {
     try {
         TrackArgs args = parse_args(argv);
         RunConfig config = load_config(args.config);
+        if (!args.timeline.empty() && !config.differentiate)
+            throw ConfigError("--timeline records a reverse-mode run: add \"strategy\" or \"gradients\" to the config");
         const double need = estimate_tracking_bytes(config), have = available_memory_bytes();
         if (need > have)
             throw ConfigError("the run needs about " + std::to_string(need / (1 << 20)) + " MiB but only " +
