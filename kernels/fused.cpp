@@ -26,6 +26,7 @@ struct KickState {
     // adjoints passed between the kick's backward entries
     HostArray<T> z_adj, pz_adj, phi_adj, rho_adj, green_adj, green;
     Column<T> green_given;  // the IGF when the caller still has it (else rebuilt)
+    const SpaceChargeKick<T>* fields_from = nullptr;  // a kick holding this kick's fields (else recomputed)
     std::array<HostArray<T>, 3> dp_adj, e_part_adj, e_grid_adj;
     GeometryAdjoint geo_adj;
 
@@ -41,6 +42,11 @@ struct KickState {
         const T beta0 = T(ctx.ref.beta), ib = T(1.0 / ctx.ref.beta), ibg2 = T(1.0 / std::pow(ctx.ref.beta_gamma(), 2));
         for (std::int64_t p = 0; p < n; ++p)
             s_to_t_particle((*px)[p], (*py)[p], (*tau)[p], (*delta)[p], beta0, ib, ibg2, z[p], pz[p]);
+        if (fields_from) {  // the kick that just ran at these positions has them
+            e_grid = fields_from->field_on_grid();
+            e_part = fields_from->field_at_particles();
+            return;
+        }
         for (int a = 0; a < 3; ++a) {
             e_grid[a].resize(geometry.cells());
             e_part[a].resize(n);
@@ -288,23 +294,25 @@ void drift_adjoint(Context<T>& ctx, const HostArray<T>& px, const HostArray<T>& 
 }
 
 template <class T>
-void kick_adjoint(Context<T>& ctx, const std::array<Column<T>, 6>& input, Column<T> rho, Column<T> phi,
-                  Column<T> green, const GridGeometry& geometry, std::size_t element) {
+void kick_adjoint(Context<T>& ctx, const std::array<Column<T>, 6>& input, const SpaceChargeKick<T>& kick,
+                  std::size_t element) {
     KickState<T> s;
     const Drift& d = ctx.tracking.lattice[element];
     s.ds = d.length_m / d.slices;
     s.element = element;
     s.slices = d.slices;
-    s.geometry = geometry;
+    s.geometry = kick.geometry();
     s.x = input[kX];
     s.px = input[kPx];
     s.y = input[kY];
     s.py = input[kPy];
     s.tau = input[kTau];
     s.delta = input[kDelta];
-    s.rho = std::move(rho);
-    s.phi = std::move(phi);
-    s.green_given = std::move(green);
+    // read in place: nothing runs `kick` again before this adjoint is done
+    s.rho = Column<T>(Column<T>(), &kick.charge_density());
+    s.phi = Column<T>(Column<T>(), &kick.potential());
+    s.green_given = Column<T>(Column<T>(), &kick.green_function());
+    s.fields_from = &kick;
     t_to_s_backward(ctx, s);
     push_backward(ctx, s);
     gather_backward(ctx, s);
@@ -406,8 +414,8 @@ void record_objective(Tape& tape, MemoryReport& report, const std::shared_ptr<Co
     template void backward_through_slice<T>(const std::shared_ptr<Context<T>>&, Beam<T>, std::size_t);             \
     template void drift_adjoint<T>(Context<T>&, const HostArray<T>&, const HostArray<T>&, const HostArray<T>&,      \
                                    std::size_t, double);                                                           \
-    template void kick_adjoint<T>(Context<T>&, const std::array<Column<T>, 6>&, Column<T>, Column<T>, Column<T>,   \
-                                  const GridGeometry&, std::size_t);                                               \
+    template void kick_adjoint<T>(Context<T>&, const std::array<Column<T>, 6>&, const SpaceChargeKick<T>&,         \
+                                  std::size_t);                                                                    \
     template std::shared_ptr<Context<T>> make_context<T>(const BeamParameters&, const TrackSettings&,              \
                                                          GradientResult&);                                         \
     template void record_beam<T>(Tape&, MemoryReport&, const std::shared_ptr<Context<T>>&, Beam<T>&);              \

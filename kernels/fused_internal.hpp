@@ -90,11 +90,12 @@ void drift_adjoint(Context<T>& ctx, const HostArray<T>& px, const HostArray<T>& 
                    std::size_t element, double fraction);
 
 // Adjoint of one kick of element `element`, given its input coordinates
-// (x, px, y, py, tau, delta order), its rho, phi, IGF (null: rebuilt) and grid
-// geometry: the eight substep adjoints, last first, as the fused tape runs them.
+// (x, px, y, py, tau, delta order) and the kick object that has just run at
+// these positions (its rho, phi, IGF, fields and geometry are reused): the
+// eight substep adjoints, last first, as the fused tape runs them.
 template <class T>
-void kick_adjoint(Context<T>& ctx, const std::array<Column<T>, 6>& input, Column<T> rho, Column<T> phi,
-                  Column<T> green, const GridGeometry& geometry, std::size_t element);
+void kick_adjoint(Context<T>& ctx, const std::array<Column<T>, 6>& input, const SpaceChargeKick<T>& kick,
+                  std::size_t element);
 
 // The same slice without a tape.
 template <class T>

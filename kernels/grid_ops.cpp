@@ -37,7 +37,8 @@ struct CicFrame {
     }
 };
 
-template <class T>
+// Derivatives cost 24 products per particle that the forward ops do not need.
+template <class T, bool kDerivatives>
 inline CicStencil<T> cic_stencil(const GridGeometry& g, const CicFrame<T>& f, const T* const pos[3], std::int64_t p) {
     CicStencil<T> st;
     CicLocation<T> loc[3];
@@ -53,12 +54,14 @@ inline CicStencil<T> cic_stencil(const GridGeometry& g, const CicFrame<T>& f, co
                 const T wx = a ? loc[0].upper_weight : 1 - loc[0].upper_weight;
                 const T wy = b ? loc[1].upper_weight : 1 - loc[1].upper_weight;
                 const T wz = c ? loc[2].upper_weight : 1 - loc[2].upper_weight;
-                const T sx = a ? T(1) : T(-1), sy = b ? T(1) : T(-1), sz = c ? T(1) : T(-1);
                 st.offset[m] = (std::int64_t(a) * g.n[1] + b) * g.n[2] + c;
                 st.w[m] = wx * wy * wz;
-                st.dw[0][m] = sx * wy * wz;
-                st.dw[1][m] = wx * sy * wz;
-                st.dw[2][m] = wx * wy * sz;
+                if (kDerivatives) {
+                    const T sx = a ? T(1) : T(-1), sy = b ? T(1) : T(-1), sz = c ? T(1) : T(-1);
+                    st.dw[0][m] = sx * wy * wz;
+                    st.dw[1][m] = wx * sy * wz;
+                    st.dw[2][m] = wx * wy * sz;
+                }
             }
     return st;
 }
@@ -103,7 +106,7 @@ void deposit_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, T
         T* grid = scratch.data() + cells * omp_get_thread_num();
 #pragma omp for schedule(static)
         for (std::int64_t p = 0; p < n; ++p) {
-            const CicStencil<T> st = cic_stencil(g, f, pos, p);
+            const CicStencil<T> st = cic_stencil<T, false>(g, f, pos, p);
             for (int m = 0; m < 8; ++m) grid[st.base + st.offset[m]] += st.w[m];
         }
     }
@@ -117,7 +120,7 @@ double deposit_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::in
     double scale_adj = 0, o_adj[3] = {0, 0, 0}, h_adj[3] = {0, 0, 0};
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : scale_adj, o_adj[:3], h_adj[:3])
     for (std::int64_t p = 0; p < n; ++p) {
-        const CicStencil<T> st = cic_stencil(g, f, pos, p);
+        const CicStencil<T> st = cic_stencil<T, true>(g, f, pos, p);
         double s_adj[3] = {0, 0, 0};
         for (int m = 0; m < 8; ++m) {
             const double r = rho_adj[st.base + st.offset[m]];
@@ -139,7 +142,7 @@ void gather_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, co
     const CicFrame<T> f(g);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (std::int64_t p = 0; p < n; ++p) {
-        const CicStencil<T> st = cic_stencil(g, f, pos, p);
+        const CicStencil<T> st = cic_stencil<T, false>(g, f, pos, p);
         for (int a = 0; a < 3; ++a) {
             T sum = 0;
             for (int m = 0; m < 8; ++m) sum += st.w[m] * e_grid[a][st.base + st.offset[m]];
@@ -161,7 +164,7 @@ void gather_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64
         T* grid = scratch.data() + 3 * cells * omp_get_thread_num();
 #pragma omp for schedule(static)
         for (std::int64_t p = 0; p < n; ++p) {
-            const CicStencil<T> st = cic_stencil(g, f, pos, p);
+            const CicStencil<T> st = cic_stencil<T, true>(g, f, pos, p);
             double s_adj[3] = {0, 0, 0};
             for (int a = 0; a < 3; ++a) {
                 const T e_adj = e_part_adj[a][p];
@@ -191,26 +194,27 @@ namespace {
 // Applies the corner difference D f(i) = f(i) - f(i-1), f(-1) = -f(0), or its
 // transpose, along axis a of an n0 x n1 x n2 array, in place.
 void difference_along(double* v, const std::array<int, 3>& n, int a, bool transpose, int threads) {
-    const std::int64_t stride[3] = {std::int64_t(n[1]) * n[2], n[2], 1};
-    const std::int64_t cells = std::int64_t(n[0]) * n[1] * n[2];
-    const std::int64_t s = stride[a];
+    // planes along axis a are contiguous blocks of `inner` values; differences
+    // of whole planes vectorize and walk memory in order
+    const std::int64_t inner = a == 0 ? std::int64_t(n[1]) * n[2] : (a == 1 ? n[2] : 1);
+    const std::int64_t outer = std::int64_t(n[0]) * n[1] * n[2] / (inner * n[a]);
     const int len = n[a];
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (std::int64_t c = 0; c < cells; ++c) {
-        if ((c / s) % len != 0) continue;  // one line starts at each node with index 0 along a
-        double* line = v + c;
-        if (!transpose) {
-            double previous = line[0];
-            line[0] = 2.0 * previous;
-            for (int i = 1; i < len; ++i) {
-                const double current = line[i * s];
-                line[i * s] = current - previous;
-                previous = current;
+    for (std::int64_t o = 0; o < outer; ++o) {
+        double* base = v + o * len * inner;
+        if (!transpose) {  // from the last plane down, so plane i-1 still holds f(i-1)
+            for (int i = len - 1; i >= 1; --i) {
+                double* plane = base + i * inner;
+                const double* below = plane - inner;
+                for (std::int64_t k = 0; k < inner; ++k) plane[k] -= below[k];
             }
-        } else {  // (D^T y)(i) = y(i) - y(i+1), with y(0) counted twice
-            for (int i = 0; i < len; ++i) {
-                const double next = i + 1 < len ? line[(i + 1) * s] : 0.0;
-                line[i * s] = (i == 0 ? 2.0 : 1.0) * line[i * s] - next;
+            for (std::int64_t k = 0; k < inner; ++k) base[k] *= 2.0;
+        } else {  // (D^T y)(i) = y(i) - y(i+1), y(0) counted twice; upwards, so y(i+1) is intact
+            for (int i = 0; i + 1 < len; ++i) {
+                double* plane = base + i * inner;
+                const double* above = plane + inner;
+                const double weight = i == 0 ? 2.0 : 1.0;
+                for (std::int64_t k = 0; k < inner; ++k) plane[k] = weight * plane[k] - above[k];
             }
         }
     }

@@ -65,7 +65,7 @@ ReversibleTracker<T>::ReversibleTracker(const Beam<T>& beam, const TrackSettings
             const double q = value[c][p] / scale_[c];
             if (!(std::fabs(q) < kLimit))
                 throw std::overflow_error(std::string("reversible tracking: ") + kStateName[c] + " does not fit in fixed point");
-            state_[c][p] = std::llround(q);
+            state_[c][p] = std::llrint(q);
         }
     }
     if (tracking.space_charge) {
@@ -80,15 +80,16 @@ ReversibleTracker<T>::ReversibleTracker(const Beam<T>& beam, const TrackSettings
 template <class T>
 ReversibleTracker<T>::~ReversibleTracker() = default;
 
-// column += sign * Q(increment / scale): the same integers are added and
-// subtracted, so a step and its inverse cancel exactly.
+// column += sign * Q(increment / scale), Q rounding to nearest (ties to even,
+// so Q(-x) = -Q(x)): the same integers are added and subtracted, so a step and
+// its inverse cancel exactly.
 template <class T>
 void ReversibleTracker<T>::add_quantized(int column, const HostArray<double>& increment, int sign) {
     HostArray<std::int64_t>& col = state_[column];
     const double inv = 1.0 / scale_[column];
     bool fits = true;
     for (std::size_t p = 0; p < col.size(); ++p) {
-        const std::int64_t q = std::llround(increment[p] * inv);
+        const std::int64_t q = std::llrint(increment[p] * inv);  // round half to even: symmetric
         col[p] += sign * q;
         fits = fits && std::llabs(col[p]) < (std::int64_t(1) << 62);
     }
@@ -221,12 +222,7 @@ void reverse_and_adjoin(fused::Context<T>& ctx, ReversibleTracker<T>& tracker) {
         Beam<T> input = tracker.beam();
         const std::array<fused::Column<T>, 6> in = {column(input.x),   column(input.px),  column(input.y),
                                                     column(input.py),  column(input.tau), column(input.delta)};
-        const SpaceChargeKick<T>& kick = *tracker.kick();
-        // rho, phi and the IGF are read in place: nothing runs the kick again before the adjoint is done
-        const fused::Column<T> rho(std::shared_ptr<const HostArray<T>>(), &kick.charge_density());
-        const fused::Column<T> phi(std::shared_ptr<const HostArray<T>>(), &kick.potential());
-        const fused::Column<T> green(std::shared_ptr<const HostArray<T>>(), &kick.green_function());
-        fused::kick_adjoint(ctx, in, rho, phi, green, kick.geometry(), e);
+        fused::kick_adjoint(ctx, in, *tracker.kick(), e);
         fused::drift_adjoint(ctx, *in[1], *in[3], *in[5], e, half);
         tracker.undo_half_drift(i);
     }

@@ -58,8 +58,21 @@ GridGeometry geometry_from_extents(const GridSettings& settings, const AxisExten
 template <class T>
 GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], std::int64_t n) {
     AxisExtent extent[3];
-    for (int a = 0; a < 3; ++a)
-        for (std::int64_t p = 0; p < n; ++p) extent[a].add(pos[a][p]);
+    for (int a = 0; a < 3; ++a) {
+        // branch-free min/max/sums (they vectorize); a NaN or inf makes the
+        // sum non-finite, and only then are the particles counted one by one
+        double lo = std::numeric_limits<double>::infinity(), hi = -lo, sum = 0, sum2 = 0;
+        for (std::int64_t p = 0; p < n; ++p) {
+            const double u = pos[a][p];
+            lo = std::min(lo, u);
+            hi = std::max(hi, u);
+            sum += u;
+            sum2 += u * u;
+        }
+        if (std::isfinite(sum) && std::isfinite(sum2)) extent[a] = AxisExtent{lo, hi, sum, sum2, 0};
+        else
+            for (std::int64_t p = 0; p < n; ++p) extent[a].add(pos[a][p]);
+    }
     return geometry_from_extents(settings, extent, n);
 }
 
