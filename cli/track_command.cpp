@@ -160,10 +160,18 @@ int track_command(const std::vector<std::string>& argv) {
         RunConfig config = load_config(args.config);
         if (!args.timeline.empty() && !config.differentiate)
             throw ConfigError("--timeline records a reverse-mode run: add \"strategy\" or \"gradients\" to the config");
-        const double need = estimate_tracking_bytes(config), have = available_memory_bytes();
-        if (need > have)
-            throw ConfigError("the run needs about " + std::to_string(need / (1 << 20)) + " MiB but only " +
-                              std::to_string(have / (1 << 20)) + " MiB of memory are available (n_particles, space_charge.grid)");
+        const double tracking = estimate_tracking_bytes(config), tape = estimate_tape_bytes(config);
+        const double have = available_memory_bytes();
+        auto mib = [](double bytes) { return std::to_string(static_cast<long long>(bytes / (1 << 20))); };
+        if (tracking > have)
+            throw ConfigError("the run needs about " + mib(tracking) + " MiB but only " + mib(have) +
+                              " MiB of memory are available (n_particles, space_charge.grid)");
+        if (tracking + tape > have)
+            throw ConfigError("reverse mode with strategy \"" + std::string(strategy_name(config.gradient.strategy)) +
+                              "\" would keep about " + mib(tape) + " MiB on its tape (tracking needs " + mib(tracking) +
+                              " MiB), but only " + mib(have) +
+                              " MiB are available: use strategy \"fused\", \"checkpoint\" (with snapshots) or "
+                              "\"reversible\", or fewer kicks (lattice slices)");
         std::string reason;
         const Backend backend = resolve_backend(config.backend, reason);
         // Reverse mode has no CUDA adjoint yet: the tracking runs on the GPU,

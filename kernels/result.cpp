@@ -142,6 +142,31 @@ double estimate_tracking_bytes(const RunConfig& c) {
     return bytes;
 }
 
+double estimate_tape_bytes(const RunConfig& c) {
+    if (!c.differentiate) return 0;
+    const double word = c.dtype == Dtype::float32 ? 4 : 8;
+    const double n = static_cast<double>(c.beam.n_particles);
+    const auto& s = c.tracking.grid.shape;
+    const double cells = c.tracking.space_charge ? double(s[0]) * s[1] * s[2] : 0.0;
+    double kicks = 0;
+    for (const Drift& d : c.tracking.lattice) kicks += d.slices;
+    // per-kick laws measured by the default sweep (results/coeffs_cpu.json), rounded up
+    double per_kick = 0;
+    switch (c.gradient.strategy) {
+        case Strategy::autograd:
+            per_kick = word == 4 ? 620 * n + 360 * cells : 1100 * n + 440 * cells;
+            break;
+        case Strategy::fused: per_kick = (6 * n + 2 * cells) * word; break;
+        case Strategy::checkpoint:
+            per_kick = 6 * n * word;
+            if (c.gradient.snapshots > 0) kicks = std::min(kicks, double(c.gradient.snapshots));
+            break;
+        case Strategy::reversible: per_kick = 0; break;
+    }
+    // plus the adjoint arrays and one fixed-point or snapshot state
+    return kicks * per_kick + 12 * n * word + 6 * n * 8;
+}
+
 double available_memory_bytes() {
     std::ifstream meminfo("/proc/meminfo");
     std::string key;

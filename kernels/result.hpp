@@ -44,6 +44,8 @@ void write_files_atomically(const std::vector<std::pair<std::string, std::string
 // and the memory the machine has available; used to refuse impossible runs.
 // (double: a huge n_particles must not overflow the estimate)
 double estimate_tracking_bytes(const RunConfig& config);
+// What reverse mode adds (the tape and the adjoints), from the strategy's law; 0 without reverse mode.
+double estimate_tape_bytes(const RunConfig& config);
 double available_memory_bytes();
 
 }  // namespace sctape

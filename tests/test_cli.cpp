@@ -793,6 +793,13 @@ TEST_CASE("bad run: a request larger than memory is refused up front", "[cli]") 
              {"memory"}},
             {"4096^3 grid", [](json& c) { c["space_charge"]["grid"] = {4096, 4096, 4096}; },
              {"memory", "space_charge.grid"}},
+            // autograd keeps ~1 kB per particle per kick: 1e6 particles over 1e5 kicks is ~60 TB
+            {"autograd tape", [](json& c) {
+                 c["n_particles"] = 1000000;
+                 c["lattice"][0]["slices"] = 100000;
+                 c["strategy"] = "autograd";
+             },
+             {"strategy \"autograd\"", "tape", "reversible"}},
         });
 }
 
