@@ -188,6 +188,8 @@ const bool registered = [] {
     benchmark::AddCustomContext("gpu_probe", sctape::probe_gpu().description);
     benchmark::AddCustomContext("threads", "1");
     benchmark::AddCustomContext("fftw_version", fftw_version);
+    benchmark::AddCustomContext("compiler", __VERSION__);
+    benchmark::AddCustomContext("dtypes", "float32 and float64 (in each run's name)");
     benchmark::AddCustomContext("units", "bytes for *_bytes*, milliseconds for *_ms, per kick unless *_total");
     return true;
 }();
