@@ -6,9 +6,10 @@
 #include <string>
 #include <vector>
 
+#include "subcommand.hpp"
+
 namespace sctape::cli {
 
-constexpr int kExitBadInput = 2;
 
 int track_command(const std::vector<std::string>& args);
 

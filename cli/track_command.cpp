@@ -150,12 +150,7 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backe
 }  // namespace
 
 int track_command(const std::vector<std::string>& argv) {
-    for (const auto& a : argv)
-        if (a == "--help" || a == "-h") {
-            std::cout << kTrackUsage;
-            return 0;
-        }
-    try {
+    return run_subcommand("track", kTrackUsage, argv, [&] {
         TrackArgs args = parse_args(argv);
         RunConfig config = load_config(args.config);
         if (!args.timeline.empty() && !config.differentiate)
@@ -186,12 +181,7 @@ int track_command(const std::vector<std::string>& argv) {
         write_files_atomically(files);
         if (args.out.empty()) std::cout << result.dump(2) << "\n";
         return 0;
-    } catch (const std::bad_alloc&) {
-        std::cerr << "sctape track: error: out of memory\n";
-    } catch (const std::exception& e) {
-        std::cerr << "sctape track: error: " << e.what() << "\n";
-    }
-    return kExitBadInput;
+    });
 }
 
 }  // namespace sctape::cli

@@ -5,6 +5,7 @@
 
 #include "check.hpp"
 #include "fit_commands.hpp"
+#include "subcommand.hpp"
 #include "result.hpp"
 #include "sweep.hpp"
 
@@ -12,7 +13,6 @@ namespace sctape::cli {
 namespace {
 
 constexpr int kExitRegression = 1;
-constexpr int kExitBadInput = 2;
 
 const char* kCheckUsage =
     "usage: sctape check BASELINE.json COEFFS.json [--allow-missing]\n"
@@ -61,18 +61,10 @@ int check(const std::vector<std::string>& args) {
 }  // namespace
 
 int check_command(const std::vector<std::string>& argv) {
-    for (const auto& a : argv)
-        if (a == "--help" || a == "-h") {
-            std::cout << kCheckUsage;
-            return 0;
-        }
-    try {
+    return run_subcommand("check", kCheckUsage, argv, [&] {
         if (!argv.empty() && argv[0] == "--write-baseline") return write_baseline(argv);
         return check(argv);
-    } catch (const std::exception& e) {
-        std::cerr << "sctape check: error: " << e.what() << "\n";
-    }
-    return kExitBadInput;
+    });
 }
 
 }  // namespace sctape::cli

@@ -5,12 +5,12 @@
 
 #include "coeffs.hpp"
 #include "fit_commands.hpp"
+#include "subcommand.hpp"
 #include "result.hpp"
 
 namespace sctape::cli {
 namespace {
 
-constexpr int kExitBadInput = 2;
 
 const char* kFitUsage =
     "usage: sctape fit SWEEP.json [-o COEFFS.json] [--constant]\n"
@@ -69,22 +69,14 @@ FitArgs parse_args(const std::vector<std::string>& args) {
 }  // namespace
 
 int fit_command(const std::vector<std::string>& argv) {
-    for (const auto& a : argv)
-        if (a == "--help" || a == "-h") {
-            std::cout << kFitUsage;
-            return 0;
-        }
-    try {
+    return run_subcommand("fit", kFitUsage, argv, [&] {
         const FitArgs args = parse_args(argv);
         const nlohmann::json coeffs = fit::fit_document(fit::read_json_file(args.sweep), args.options);
         if (!args.out.empty()) write_file_atomically(args.out, coeffs.dump(2) + "\n");
         std::cout << fit::coefficient_table(coeffs);
         for (const auto& note : coeffs["notes"]) std::cerr << "sctape fit: note: " << note.get<std::string>() << "\n";
         return 0;
-    } catch (const std::exception& e) {
-        std::cerr << "sctape fit: error: " << e.what() << "\n";
-    }
-    return kExitBadInput;
+    });
 }
 
 }  // namespace sctape::cli

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "fit_commands.hpp"
+#include "subcommand.hpp"
 
 namespace sctape::cli {
 namespace {
@@ -89,12 +90,7 @@ double number_or_zero(const nlohmann::json& v) { return v.is_number() ? v.get<do
 }  // namespace
 
 int plan_command(const std::vector<std::string>& argv) {
-    for (const auto& a : argv)
-        if (a == "--help" || a == "-h") {
-            std::cout << kPlanUsage;
-            return 0;
-        }
-    try {
+    return run_subcommand("plan", kPlanUsage, argv, [&] {
         const PlanArgs p = parse(argv);
         const nlohmann::json coeffs = read_coeffs(p.coeffs);
         const double cells = p.grid[0] * p.grid[1] * p.grid[2];
@@ -121,10 +117,7 @@ int plan_command(const std::vector<std::string>& argv) {
                                                     (p.strategy.empty() ? "" : " and strategy " + p.strategy) +
                                                     " in '" + p.coeffs + "'");
         return p.budget_gib > 0 && fitting == 0 ? 1 : 0;
-    } catch (const std::exception& e) {
-        std::cerr << "sctape plan: error: " << e.what() << "\n";
-        return 2;
-    }
+    });
 }
 
 }  // namespace sctape::cli
