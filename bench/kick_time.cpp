@@ -1,10 +1,16 @@
 // kick_time — wall time of one forward space-charge kick and of each of its
-// substeps, float32 and float64, one thread and all threads.
+// substeps, float32 and float64: on the CPU with one thread and all threads
+// (N_part = 1e5, 32^3), or on the GPU with `--backend cuda` (1e5 with 32^3,
+// 1e6 with 64^3 and 128^3).
 //
 //   sctape-bench --benchmark_filter=kick_time --benchmark_out=kick_time.json
+//   sctape-bench --backend cuda --benchmark_filter=kick_time
 //
-// Benchmarks are named kick_time/<dtype>/N_part:<n>/grid:<n>/threads:<t>;
-// user counters <substep>_ms hold the mean time per kick of each substep.
+// Names: kick_time/<dtype>/N_part:<n>/grid:<n>/threads:<t> (CPU) or
+// kick_time_gpu/<dtype>/N_part:<n>/grid:<n>; user counters <substep>_ms hold
+// the mean time per kick of each substep (CUDA events on the GPU).
+#include "kick_time.hpp"
+
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -12,46 +18,83 @@
 
 #include "beam.hpp"
 #include "space_charge.hpp"
+#ifdef SCTAPE_HAVE_CUDA
+#include "cuda/gpu_tracking.hpp"
+#endif
 
 namespace {
 
-template <class T>
-void kick_time(benchmark::State& state) {
+sctape::BeamParameters kick_beam(std::int64_t n_particles) {
     sctape::BeamParameters p;
-    p.n_particles = state.range(0);
+    p.n_particles = n_particles;
     p.bunch_charge_C = 1e-9;
     const double bg = sctape::Reference::from_kinetic(p.species.mass_eV, p.kinetic_energy_eV).beta_gamma();
     p.distribution.size_m = {1e-3, 1e-3, 1e-3 / bg};
-    sctape::GridSettings grid;
-    const int n = static_cast<int>(state.range(1));
-    grid.shape = {n, n, n};
-    const int threads = static_cast<int>(state.range(2));
-    sctape::Beam<T> beam = sctape::make_beam<T>(p);
-    sctape::SpaceChargeKick<T> kick(grid, threads);
-    kick.apply(beam, 1e-3);  // warm-up: first-touch of every buffer
-    const auto warm = kick.seconds();
-    for (auto _ : state) kick.apply(beam, 1e-3);
+    return p;
+}
+
+// Per-substep counters from seconds accumulated before and after the timed loop.
+void substep_counters(benchmark::State& state, const std::array<double, sctape::kSubstepCount>& before,
+                      const std::array<double, sctape::kSubstepCount>& after, std::int64_t n_part, int n) {
     for (sctape::Substep s : sctape::kAllSubsteps) {
         const int i = static_cast<int>(s);
         state.counters[std::string(sctape::substep_name(s)) + "_ms"] =
-            1e3 * (kick.seconds()[i] - warm[i]) / static_cast<double>(state.iterations());
+            1e3 * (after[i] - before[i]) / static_cast<double>(state.iterations());
     }
-    state.counters["N_part"] = static_cast<double>(p.n_particles);
+    state.counters["N_part"] = static_cast<double>(n_part);
     state.counters["N_cells"] = static_cast<double>(n) * n * n;
 }
 
-void kick_args(benchmark::internal::Benchmark* b) {
-    const int all = omp_get_max_threads();
-    for (int threads : {1, all}) {
-        b->Args({100000, 32, threads});
-        if (all == 1) break;
-    }
-    b->ArgNames({"N_part", "grid", "threads"})->Unit(benchmark::kMillisecond)->UseRealTime();
+template <class T>
+void kick_time(benchmark::State& state) {
+    const sctape::BeamParameters p = kick_beam(state.range(0));
+    sctape::GridSettings grid;
+    const int n = static_cast<int>(state.range(1));
+    grid.shape = {n, n, n};
+    sctape::Beam<T> beam = sctape::make_beam<T>(p);
+    sctape::SpaceChargeKick<T> kick(grid, static_cast<int>(state.range(2)));
+    kick.apply(beam, 1e-3);  // warm-up: first touch of every buffer
+    const auto warm = kick.seconds();
+    for (auto _ : state) kick.apply(beam, 1e-3);
+    substep_counters(state, warm, kick.seconds(), p.n_particles, n);
 }
 
-BENCHMARK_TEMPLATE(kick_time, float)->Name("kick_time/float32")->Apply(kick_args);
-BENCHMARK_TEMPLATE(kick_time, double)->Name("kick_time/float64")->Apply(kick_args);
+#ifdef SCTAPE_HAVE_CUDA
+// GpuTracker::kick returns once the device is done (it waits on the substep events).
+template <class T>
+void kick_time_gpu(benchmark::State& state) {
+    const sctape::BeamParameters p = kick_beam(state.range(0));
+    sctape::GridSettings grid;
+    const int n = static_cast<int>(state.range(1));
+    grid.shape = {n, n, n};
+    const sctape::Beam<T> beam = sctape::make_beam<T>(p);
+    sctape::GpuTracker<T> gpu(beam, true, grid);
+    gpu.kick(1e-3);  // warm-up: cuFFT plans, pool
+    const auto warm = gpu.seconds();
+    for (auto _ : state) gpu.kick(1e-3);
+    substep_counters(state, warm, gpu.seconds(), p.n_particles, n);
+}
+#endif
 
 }  // namespace
 
-BENCHMARK_MAIN();
+void register_kick_time(sctape::Backend backend) {
+#ifdef SCTAPE_HAVE_CUDA
+    if (backend == sctape::Backend::cuda) {
+        for (auto [name, fn] : {std::pair{"kick_time_gpu/float32", kick_time_gpu<float>},
+                                std::pair{"kick_time_gpu/float64", kick_time_gpu<double>}})
+            benchmark::RegisterBenchmark(name, fn)
+                ->Args({100000, 32})->Args({1000000, 64})->Args({1000000, 128})
+                ->ArgNames({"N_part", "grid"})->Unit(benchmark::kMillisecond)->UseRealTime();
+        return;
+    }
+#endif
+    (void)backend;
+    const int all = omp_get_max_threads();
+    for (auto [name, fn] : {std::pair{"kick_time/float32", kick_time<float>}, std::pair{"kick_time/float64", kick_time<double>}}) {
+        auto* b = benchmark::RegisterBenchmark(name, fn);
+        b->Args({100000, 32, 1});
+        if (all > 1) b->Args({100000, 32, all});
+        b->ArgNames({"N_part", "grid", "threads"})->Unit(benchmark::kMillisecond)->UseRealTime();
+    }
+}

@@ -5,7 +5,8 @@
 #   2. the fit of alpha_part and alpha_cells (coefficient table printed),
 #   3. memory timelines of a 4-kick gradient run per strategy,
 #   4. the plots (results/plots/*.png, *.svg), from the JSON only,
-#   5. the free-expansion validation and the forward-kick timing.
+#   5. the free-expansion validation and the forward-kick timing (also on the
+#      GPU when one answers: results/kick_time_gpu.json).
 # Everything lands in results/. SCTAPE_BENCH_QUICK=1 runs the CI subset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +53,11 @@ i, f = r["moments"]["initial"]["rms"], r["moments"]["final"]["rms"]
 print("free expansion, size ratio after the doubling length (expected 2):",
       ", ".join(f"{k}={f[k] / i[k]:.4f}" for k in ("sigma_x_m", "sigma_y_m", "sigma_tau_m")))
 PY
-"$bench" --benchmark_filter=kick_time --benchmark_out="$tmp/kick_time.json" --benchmark_out_format=json >&2
+"$bench" --backend cpu --benchmark_filter=kick_time --benchmark_out="$tmp/kick_time.json" --benchmark_out_format=json >&2
 mv "$tmp/kick_time.json" results/kick_time_cpu.json
+if "$bench" --backend cuda --benchmark_list_tests > /dev/null 2>&1; then
+  step "a GPU answers: forward kick timing on it -> results/kick_time_gpu.json"
+  "$bench" --backend cuda --benchmark_filter=kick_time --benchmark_out="$tmp/kick_time_gpu.json" --benchmark_out_format=json >&2
+  mv "$tmp/kick_time_gpu.json" results/kick_time_gpu.json
+fi
 step "done: results/ holds the sweep, the coefficients, timelines and plots"

@@ -1,0 +1,67 @@
+// sctape-bench — Google Benchmark's flags plus `--backend cpu|cuda|auto`
+// (default auto), which picks where `kick_time` runs. `kick_memory`, the
+// reverse-mode sweep, runs on the CPU whatever the backend (no CUDA adjoint
+// yet). Exit 2 when the requested backend is not available.
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "backend.hpp"
+#include "kick_time.hpp"
+
+namespace {
+
+const char* kUsage =
+    "usage: sctape-bench [--backend cpu|cuda|auto] [Google Benchmark flags]\n"
+    "\n"
+    "  kick_memory/...   reverse-mode memory sweep (CPU); SCTAPE_BENCH_QUICK=1 for the CI\n"
+    "                    subset, SCTAPE_BENCH_LONG=1 for 10/100/1000-kick lattices\n"
+    "  kick_time/...     forward kick time per substep on the chosen backend\n"
+    "\n"
+    "Typical: --benchmark_filter=kick_memory --benchmark_out=SWEEP.json --benchmark_out_format=json\n"
+    "\n";
+
+// Removes `--backend X` / `--backend=X` from argv and returns X ("auto" if absent).
+std::string take_backend(int& argc, char** argv) {
+    std::string value = "auto";
+    int out = 1;
+    for (int i = 1; i < argc; ++i) {
+        if (std::strcmp(argv[i], "--backend") == 0 && i + 1 < argc) value = argv[++i];
+        else if (std::strncmp(argv[i], "--backend=", 10) == 0) value = argv[i] + 10;
+        else argv[out++] = argv[i];
+    }
+    argc = out;
+    return value;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    for (int i = 1; i < argc; ++i)
+        if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) std::cout << kUsage;
+    const std::string requested = take_backend(argc, argv);
+    sctape::Backend backend;
+    std::string why;
+    try {
+        if (requested != "cpu" && requested != "cuda" && requested != "auto")
+            throw std::invalid_argument("--backend must be cpu, cuda or auto, not '" + requested + "'");
+        backend = sctape::resolve_backend(requested == "cpu"    ? sctape::Backend::cpu
+                                          : requested == "cuda" ? sctape::Backend::cuda
+                                                                : sctape::Backend::automatic,
+                                          why);
+    } catch (const std::exception& e) {
+        std::cerr << "sctape-bench: error: " << e.what() << "\n";
+        return 2;
+    }
+    register_kick_time(backend);
+    benchmark::AddCustomContext("kick_time_backend", sctape::backend_name(backend));
+    benchmark::AddCustomContext("kick_time_backend_reason", why);
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
