@@ -25,6 +25,7 @@
 
 #include "backend.hpp"
 #include "gradient.hpp"
+#include "kick_time.hpp"
 
 namespace {
 
@@ -60,10 +61,7 @@ std::int64_t forward_working_set(const sctape::BeamParameters& beam, sctape::Tra
 
 template <class T>
 void kick_memory(benchmark::State& state, Variant variant, Case c) {
-    sctape::BeamParameters beam;
-    beam.n_particles = c.n_part;
-    const double bg = sctape::Reference::from_kinetic(beam.species.mass_eV, beam.kinetic_energy_eV).beta_gamma();
-    beam.distribution.size_m = {1e-3, 1e-3, 1e-3 / bg};
+    const sctape::BeamParameters beam = kick_beam(c.n_part);
     sctape::TrackSettings tracking;
     tracking.lattice = {{0.01 * c.kicks, c.kicks}};
     tracking.grid.shape = c.grid;

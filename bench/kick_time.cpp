@@ -22,8 +22,6 @@
 #include "cuda/gpu_tracking.hpp"
 #endif
 
-namespace {
-
 sctape::BeamParameters kick_beam(std::int64_t n_particles) {
     sctape::BeamParameters p;
     p.n_particles = n_particles;
@@ -31,6 +29,14 @@ sctape::BeamParameters kick_beam(std::int64_t n_particles) {
     const double bg = sctape::Reference::from_kinetic(p.species.mass_eV, p.kinetic_energy_eV).beta_gamma();
     p.distribution.size_m = {1e-3, 1e-3, 1e-3 / bg};
     return p;
+}
+
+namespace {
+
+sctape::GridSettings cubic_grid(int n) {
+    sctape::GridSettings grid;
+    grid.shape = {n, n, n};
+    return grid;
 }
 
 // Per-substep counters from seconds accumulated before and after the timed loop.
@@ -48,11 +54,9 @@ void substep_counters(benchmark::State& state, const std::array<double, sctape::
 template <class T>
 void kick_time(benchmark::State& state) {
     const sctape::BeamParameters p = kick_beam(state.range(0));
-    sctape::GridSettings grid;
     const int n = static_cast<int>(state.range(1));
-    grid.shape = {n, n, n};
     sctape::Beam<T> beam = sctape::make_beam<T>(p);
-    sctape::SpaceChargeKick<T> kick(grid, static_cast<int>(state.range(2)));
+    sctape::SpaceChargeKick<T> kick(cubic_grid(n), static_cast<int>(state.range(2)));
     kick.apply(beam, 1e-3);  // warm-up: first touch of every buffer
     const auto warm = kick.seconds();
     for (auto _ : state) kick.apply(beam, 1e-3);
@@ -64,11 +68,9 @@ void kick_time(benchmark::State& state) {
 template <class T>
 void kick_time_gpu(benchmark::State& state) {
     const sctape::BeamParameters p = kick_beam(state.range(0));
-    sctape::GridSettings grid;
     const int n = static_cast<int>(state.range(1));
-    grid.shape = {n, n, n};
     const sctape::Beam<T> beam = sctape::make_beam<T>(p);
-    sctape::GpuTracker<T> gpu(beam, true, grid);
+    sctape::GpuTracker<T> gpu(beam, true, cubic_grid(n));
     gpu.kick(1e-3);  // warm-up: cuFFT plans, pool
     const auto warm = gpu.seconds();
     for (auto _ : state) gpu.kick(1e-3);
