@@ -4,6 +4,7 @@
 #include <limits>
 #include <memory>
 
+#include "checkpoint_reverser.hpp"
 #include "fused_internal.hpp"
 
 namespace sctape {
@@ -48,76 +49,18 @@ namespace {
 
 using namespace fused;
 
+// Binomial reversal on the CPU: the current position is a host Beam.
 template <class T>
-using State = std::array<Column<T>, 6>;
-
-template <class T>
-State<T> capture(Beam<T>& beam) {
-    State<T> s;
-    for (int c = 0; c < 6; ++c) s[c] = std::make_shared<const HostArray<T>>(*beam.columns()[c]);
-    return s;
-}
-
-template <class T>
-Beam<T> restore(const Context<T>& ctx, const State<T>& s) {
+struct CpuEngine {
+    using State = fused::State<T>;
+    std::shared_ptr<Context<T>> ctx;
     Beam<T> beam;
-    beam.species = ctx.beam_parameters.species;
-    beam.reference = ctx.ref;
-    beam.bunch_charge_C = ctx.beam_parameters.bunch_charge_C;
-    for (int c = 0; c < 6; ++c) *beam.columns()[c] = *s[c];
-    return beam;
-}
 
-// How many states are held, and how often each step is re-evaluated untaped.
-struct Counters {
-    explicit Counters(std::int64_t steps) : advances(steps, 0) {}
-    int held = 0, max_held = 0;
-    std::vector<int> advances;
-    void hold() { max_held = std::max(max_held, ++held); }
-    void release() { --held; }
-};
-
-// Reverses steps [a, b) from the state at a with `slots` states (the one at
-// a included): the recursion of binomial checkpointing.
-template <class T>
-class Reverser {
-public:
-    Reverser(std::shared_ptr<Context<T>> ctx, std::shared_ptr<Counters> counters, const std::vector<std::size_t>& elements)
-        : ctx_(std::move(ctx)), counters_(std::move(counters)), elements_(elements) {}
-
-    void reverse(std::int64_t a, std::int64_t b, int slots, const State<T>& at_a) {
-        const std::int64_t n = b - a;
-        if (n == 1) return backward_through_slice(ctx_, restore(*ctx_, at_a), elements_[a]);
-        if (slots <= 1) {
-            for (std::int64_t i = b - 1; i >= a; --i) {
-                Beam<T> beam = restore(*ctx_, at_a);
-                for (std::int64_t k = a; k < i; ++k) advance(beam, k);
-                backward_through_slice(ctx_, std::move(beam), elements_[i]);
-            }
-            return;
-        }
-        const std::int64_t m = binomial_split(a, n, slots);
-        {
-            Beam<T> beam = restore(*ctx_, at_a);
-            for (std::int64_t k = a; k < m; ++k) advance(beam, k);
-            const State<T> at_m = capture(beam);
-            beam = Beam<T>();
-            counters_->hold();
-            reverse(m, b, slots - 1, at_m);
-            counters_->release();
-        }
-        reverse(a, m, slots, at_a);
-    }
-
-private:
-    void advance(Beam<T>& beam, std::int64_t step) {
-        advance_slice(*ctx_, beam, elements_[step]);
-        ++counters_->advances[step];
-    }
-
-    std::shared_ptr<Context<T>> ctx_;
-    std::shared_ptr<Counters> counters_;
-    const std::vector<std::size_t>& elements_;
+    State capture() { return fused::capture(beam); }
+    void restore(const State& s) { beam = fused::restore(*ctx, s); }
+    void drop() { beam = Beam<T>(); }
+    void advance(std::size_t element) { advance_slice(*ctx, beam, element); }
+    void backward_through(std::size_t element) { backward_through_slice(ctx, std::move(beam), element); }
 };
 
 }  // namespace
@@ -128,7 +71,7 @@ GradientResult checkpoint_gradient(const BeamParameters& bp, const TrackSettings
     const std::vector<std::size_t> elements = slice_elements(tracking.lattice);
     const auto steps = static_cast<std::int64_t>(elements.size());
     const std::vector<std::int64_t> spine = checkpoint_spine(steps, request.snapshots);
-    auto counters = std::make_shared<Counters>(steps);
+    auto counters = std::make_shared<CheckpointCounters>(steps);
     GradientResult result = run_hand_written<T>(
         bp, tracking, request,
         [&](Tape& tape, MemoryReport& report, const std::shared_ptr<Context<T>>& ctx, Beam<T>& beam,
@@ -147,7 +90,8 @@ GradientResult checkpoint_gradient(const BeamParameters& bp, const TrackSettings
                     std::vector<SavedBuffer> saved;
                     for (const auto& column : state) saved.push_back(Tape::save(column));
                     tape.record(std::move(saved), [ctx, counters, state, i, end, slots, &elements] {
-                        Reverser<T>(ctx, counters, elements).reverse(i, end, slots, state);
+                        CpuEngine<T> engine{ctx, Beam<T>()};
+                        Reverser<CpuEngine<T>>(engine, *counters, elements).reverse(i, end, slots, state);
                         counters->release();
                     });
                     ++k;
@@ -160,7 +104,7 @@ GradientResult checkpoint_gradient(const BeamParameters& bp, const TrackSettings
             marks.finish(report);
         });
     result.memory.max_states_held = counters->max_held;
-    result.memory.max_recomputations = *std::max_element(counters->advances.begin(), counters->advances.end());
+    result.memory.max_recomputations = counters->max_advances();
     return result;
 }
 

@@ -70,21 +70,12 @@ void t_to_s_backward(Context<T>& ctx, KickState<T>& s) {
     double ib_adj = 0, ibg2_adj = 0;
     auto& A = ctx.adj;
     for (std::int64_t p = 0; p < ctx.n; ++p) {
-        // delta' = sqrt(|P'|^2 + 1/(beta0 gamma0)^2) - 1/beta0, with P' = P + dP
-        const T px1 = (*s.px)[p] + scale * s.e_part[0][p];
-        const T py1 = (*s.py)[p] + scale * s.e_part[1][p];
-        const T pz1 = s.pz[p] + scale * s.e_part[2][p];
-        const T e_new = std::sqrt(px1 * px1 + py1 * py1 + pz1 * pz1 + ibg2);
-        const T d_adj = A[kDelta][p];
-        const T gx = A[kPx][p] + d_adj * px1 / e_new;
-        const T gy = A[kPy][p] + d_adj * py1 / e_new;
-        const T gz = d_adj * pz1 / e_new;
-        s.dp_adj[0][p] = A[kPx][p] = gx;
-        s.dp_adj[1][p] = A[kPy][p] = gy;
-        s.dp_adj[2][p] = s.pz_adj[p] = gz;
-        A[kDelta][p] = 0;
-        ib_adj -= d_adj;
-        ibg2_adj += 0.5 * double(d_adj) / e_new;
+        t_to_s_adjoint_particle((*s.px)[p], (*s.py)[p], s.pz[p], scale * s.e_part[0][p], scale * s.e_part[1][p],
+                                scale * s.e_part[2][p], ibg2, A[kPx][p], A[kPy][p], A[kDelta][p], s.pz_adj[p], ib_adj,
+                                ibg2_adj);
+        s.dp_adj[0][p] = A[kPx][p];
+        s.dp_adj[1][p] = A[kPy][p];
+        s.dp_adj[2][p] = s.pz_adj[p];
     }
     ctx.add_inv_beta_adjoint(ib_adj);
     ctx.add_inv_bg_sq_adjoint(ibg2_adj);
@@ -104,11 +95,7 @@ void push_backward(Context<T>& ctx, KickState<T>& s) {
         s.e_part[a] = HostArray<T>();  // the gather adjoint needs the grid field only
     }
     // scale = charge_e ds / (beta gamma^2 p0c)
-    const double v = scale_adj * double(scale);
-    ctx.params.drift_length_m[s.element] += v / s.ds / s.slices;
-    ctx.params.reference.beta -= v / ctx.ref.beta;
-    ctx.params.reference.gamma -= 2.0 * v / ctx.ref.gamma;
-    ctx.params.reference.p0c_eV -= v / ctx.ref.p0c_eV;
+    add_push_scale_adjoint(ctx.params, ctx.ref, s.element, s.ds, s.slices, scale_adj * double(scale));
 }
 
 template <class T>
@@ -174,13 +161,9 @@ void s_to_t_backward(Context<T>& ctx, KickState<T>& s) {
     const T beta0 = T(ctx.ref.beta), ib = T(1.0 / ctx.ref.beta);
     auto& A = ctx.adj;
     double beta_adj = 0, ib_adj = 0, ibg2_adj = 0;
-    for (std::int64_t p = 0; p < ctx.n; ++p) {
-        // z = -beta0 tau
-        A[kTau][p] -= beta0 * s.z_adj[p];
-        beta_adj -= double((*s.tau)[p]) * s.z_adj[p];
-        s_to_t_pz_adjoint((*s.px)[p], (*s.py)[p], (*s.delta)[p], s.pz[p], s.pz_adj[p], ib, A[kPx][p], A[kPy][p],
-                          A[kDelta][p], ib_adj, ibg2_adj);
-    }
+    for (std::int64_t p = 0; p < ctx.n; ++p)
+        s_to_t_adjoint_particle((*s.px)[p], (*s.py)[p], (*s.tau)[p], (*s.delta)[p], s.pz[p], s.z_adj[p], s.pz_adj[p],
+                                beta0, ib, A[kPx][p], A[kPy][p], A[kTau][p], A[kDelta][p], beta_adj, ib_adj, ibg2_adj);
     ctx.params.reference.beta += beta_adj;
     ctx.add_inv_beta_adjoint(ib_adj);
     ctx.add_inv_bg_sq_adjoint(ibg2_adj);
@@ -281,16 +264,11 @@ void drift_adjoint(Context<T>& ctx, const HostArray<T>& px, const HostArray<T>& 
     const double length = fraction * ctx.tracking.lattice[element].length_m;
     const double bg = ctx.ref.beta_gamma();
     const T l = T(length), l_tau = T(-length / (bg * bg));
-    double length_adj = 0, bg_adj = 0;
-    for (std::int64_t p = 0; p < ctx.n; ++p) {
-        length_adj += double(px[p]) * A[kX][p] + double(py[p]) * A[kY][p] - double(delta[p]) * A[kTau][p] / (bg * bg);
-        bg_adj += double(delta[p]) * A[kTau][p];
-        A[kPx][p] += l * A[kX][p];
-        A[kPy][p] += l * A[kY][p];
-        A[kDelta][p] += l_tau * A[kTau][p];
-    }
-    ctx.params.drift_length_m[element] += fraction * length_adj;
-    ctx.params.beta_gamma += bg_adj * 2.0 * length / (bg * bg * bg);
+    double length_adj = 0, tau_term_adj = 0;
+    for (std::int64_t p = 0; p < ctx.n; ++p)
+        drift_adjoint_particle(px[p], py[p], delta[p], A[kX][p], A[kY][p], A[kTau][p], l, l_tau, bg * bg, A[kPx][p],
+                               A[kPy][p], A[kDelta][p], length_adj, tau_term_adj);
+    add_drift_adjoint(ctx.params, ctx.ref, element, fraction, length, length_adj, tau_term_adj);
 }
 
 template <class T>
@@ -347,12 +325,6 @@ void advance_slice(Context<T>& ctx, Beam<T>& beam, std::size_t element) {
     drift(beam, 0.5 * ds, ctx.threads);
 }
 
-std::vector<std::size_t> slice_elements(const Lattice& lattice) {
-    std::vector<std::size_t> out;
-    for (std::size_t e = 0; e < lattice.size(); ++e) out.insert(out.end(), lattice[e].slices, e);
-    return out;
-}
-
 template <class T>
 std::shared_ptr<Context<T>> make_context(const BeamParameters& bp, const TrackSettings& tracking,
                                          GradientResult& result) {
@@ -375,20 +347,7 @@ template <class T>
 void record_beam(Tape& tape, MemoryReport& report, const std::shared_ptr<Context<T>>& ctx, Beam<T>& beam) {
     measured(tape, report, "beam", [&] {
         beam = make_beam<T>(ctx->beam_parameters);
-        tape.record({}, [ctx] {
-            const auto& d = ctx->beam_parameters.distribution;
-            ReferenceSample sample = make_reference_sample(d.type, ctx->n, ctx->beam_parameters.seed);
-            for (int c = 0; c < 6; ++c) {
-                double sum = 0;
-                auto& out = (*ctx->particle_gradient)[c];
-                out.resize(ctx->n);
-                for (std::int64_t p = 0; p < ctx->n; ++p) {
-                    out[p] = ctx->adj[c][p];
-                    sum += out[p] * sample.column[c][p];
-                }
-                (c % 2 == 0 ? ctx->params.size_m : ctx->params.momentum_rms)[c / 2] += sum;
-            }
-        });
+        tape.record({}, [ctx] { beam_adjoint(ctx->beam_parameters, ctx->adj, *ctx->particle_gradient, ctx->params); });
     });
 }
 

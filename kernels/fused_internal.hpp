@@ -35,11 +35,8 @@ struct Context {
     std::unique_ptr<SpaceChargeKick<T>> kick;  // null without space charge
     HostArray<T> scratch;
 
-    void add_inv_beta_adjoint(double v) { params.reference.beta -= v / (ref.beta * ref.beta); }
-    void add_inv_bg_sq_adjoint(double v) {
-        const double bg = ref.beta_gamma();
-        params.beta_gamma -= 2.0 * v / (bg * bg * bg);
-    }
+    void add_inv_beta_adjoint(double v) { sctape::add_inv_beta_adjoint(params, ref, v); }
+    void add_inv_bg_sq_adjoint(double v) { sctape::add_inv_bg_sq_adjoint(params, ref, v); }
 };
 
 // Copies of beam columns, shared by every entry that saves the column until
@@ -63,6 +60,28 @@ private:
     Beam<T>& beam_;
     std::array<Column<T>, 6> snap_;
 };
+
+// A copy of the six columns of a beam (checkpoint's stored states).
+template <class T>
+using State = std::array<Column<T>, 6>;
+
+template <class T>
+State<T> capture(const Beam<T>& beam) {
+    State<T> s;
+    const std::array<const HostArray<T>*, 6> columns = beam.columns();
+    for (int c = 0; c < 6; ++c) s[c] = std::make_shared<const HostArray<T>>(*columns[c]);
+    return s;
+}
+
+template <class T>
+Beam<T> restore(const Context<T>& ctx, const State<T>& s) {
+    Beam<T> beam;
+    beam.species = ctx.beam_parameters.species;
+    beam.reference = ctx.ref;
+    beam.bunch_charge_C = ctx.beam_parameters.bunch_charge_C;
+    for (int c = 0; c < 6; ++c) *beam.columns()[c] = *s[c];
+    return beam;
+}
 
 // Runs `work` inside a tape scope and adds the allocator growth to the report.
 template <class F>
@@ -100,9 +119,6 @@ void kick_adjoint(Context<T>& ctx, const std::array<Column<T>, 6>& input, const 
 // The same slice without a tape.
 template <class T>
 void advance_slice(Context<T>& ctx, Beam<T>& beam, std::size_t element);
-
-// The lattice element of every slice, in tracking order.
-std::vector<std::size_t> slice_elements(const Lattice& lattice);
 
 template <class T>
 std::shared_ptr<Context<T>> make_context(const BeamParameters& bp, const TrackSettings& tracking,

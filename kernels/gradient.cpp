@@ -7,6 +7,9 @@
 #include "checkpoint.hpp"
 #include "fused.hpp"
 #include "reversible.hpp"
+#ifdef SCTAPE_HAVE_CUDA
+#include "cuda/gpu_gradient.hpp"
+#endif
 
 namespace sctape {
 
@@ -138,13 +141,59 @@ void report_gradients(const BeamParameters& beam, const Lattice& lattice, const 
     }
 }
 
+void add_inv_beta_adjoint(ParameterAdjoints& adj, const Reference& ref, double v) {
+    adj.reference.beta -= v / (ref.beta * ref.beta);
+}
+
+void add_inv_bg_sq_adjoint(ParameterAdjoints& adj, const Reference& ref, double v) {
+    const double bg = ref.beta_gamma();
+    adj.beta_gamma -= 2.0 * v / (bg * bg * bg);
+}
+
+void add_drift_adjoint(ParameterAdjoints& adj, const Reference& ref, std::size_t element, double fraction,
+                       double length_m, double length_adj, double tau_term_adj) {
+    const double bg = ref.beta_gamma();
+    adj.drift_length_m[element] += fraction * length_adj;
+    adj.beta_gamma += tau_term_adj * 2.0 * length_m / (bg * bg * bg);
+}
+
+void add_push_scale_adjoint(ParameterAdjoints& adj, const Reference& ref, std::size_t element, double ds, int slices,
+                            double v_scaled) {
+    adj.drift_length_m[element] += v_scaled / ds / slices;
+    adj.reference.beta -= v_scaled / ref.beta;
+    adj.reference.gamma -= 2.0 * v_scaled / ref.gamma;
+    adj.reference.p0c_eV -= v_scaled / ref.p0c_eV;
+}
+
+template <class T>
+void beam_adjoint(const BeamParameters& beam, const std::array<HostArray<T>, 6>& coordinate_adjoint,
+                  std::array<std::vector<double>, 6>& particle_gradient, ParameterAdjoints& adj) {
+    const std::int64_t n = beam.n_particles;
+    const ReferenceSample sample = make_reference_sample(beam.distribution.type, n, beam.seed);
+    for (int c = 0; c < 6; ++c) {
+        double sum = 0;
+        auto& out = particle_gradient[c];
+        out.resize(n);
+        for (std::int64_t p = 0; p < n; ++p) {
+            out[p] = coordinate_adjoint[c][p];
+            sum += out[p] * sample.column[c][p];
+        }
+        (c % 2 == 0 ? adj.size_m : adj.momentum_rms)[c / 2] += sum;
+    }
+}
+
+template void beam_adjoint<float>(const BeamParameters&, const std::array<HostArray<float>, 6>&,
+                                  std::array<std::vector<double>, 6>&, ParameterAdjoints&);
+template void beam_adjoint<double>(const BeamParameters&, const std::array<HostArray<double>, 6>&,
+                                   std::array<std::vector<double>, 6>&, ParameterAdjoints&);
+
 void SliceMarks::mark(const Tape& tape, const MemoryReport& report) {
     previous_ = std::move(last_);
     last_ = Mark{};
     for (const auto& [scope, row] : tape.by_scope()) last_.tape_by_scope[scope] = row.bytes;
     last_.delta_by_scope = report.allocator_delta_by_scope;
     last_.tape = tape.tape_bytes();
-    last_.current = host_memory().current_bytes();
+    last_.current = memory_.current_bytes();
 }
 
 void SliceMarks::finish(MemoryReport& report) const {
@@ -168,6 +217,15 @@ GradientResult compute_gradient(const BeamParameters& beam, const TrackSettings&
     // Unknown names fail before any work is done.
     GradientResult names_check;
     report_gradients(beam, tracking.lattice, ParameterAdjoints{}, request.gradients, names_check);
+    if (request.backend == Backend::automatic)
+        throw std::invalid_argument("compute_gradient: resolve the backend \"auto\" with resolve_backend() first");
+    if (request.backend == Backend::cuda) {
+#ifdef SCTAPE_HAVE_CUDA
+        return gradient_on_gpu<T>(beam, tracking, request);
+#else
+        throw std::runtime_error("backend \"cuda\" requested, but this build has no CUDA backend");
+#endif
+    }
     if (request.strategy == Strategy::autograd) return autograd_gradient<T>(beam, tracking, request);
     if (request.strategy == Strategy::checkpoint) return checkpoint_gradient<T>(beam, tracking, request);
     if (request.strategy == Strategy::reversible) return reversible_gradient<T>(beam, tracking, request);

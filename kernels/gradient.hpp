@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "backend.hpp"
 #include "beam.hpp"
 #include "tape.hpp"
 #include "tracking.hpp"
@@ -39,6 +40,9 @@ struct GradientRequest {
     // checkpoint only: 0 keeps every kick's input state; s > 0 keeps at most
     // s states (binomial checkpointing across the kicks).
     int snapshots = 0;
+    // cpu, or cuda (fused and checkpoint; the run's device memory is
+    // reported). Resolve "auto" with resolve_backend() first.
+    Backend backend = Backend::cpu;
 };
 
 // The names that may be asked for, for this beam and lattice.
@@ -69,6 +73,7 @@ struct MemoryReport {
 // pass: mark() before the first slice and after each, finish() at the end.
 class SliceMarks {
 public:
+    explicit SliceMarks(const MemoryTracker& memory = host_memory()) : memory_(memory) {}
     void mark(const Tape& tape, const MemoryReport& report);
     void finish(MemoryReport& report) const;
 
@@ -77,6 +82,7 @@ private:
         std::map<std::string, std::int64_t> tape_by_scope, delta_by_scope;
         std::int64_t tape = 0, current = 0;
     };
+    const MemoryTracker& memory_;
     Mark previous_, last_;
 };
 
@@ -121,6 +127,26 @@ struct ParameterAdjoints {
     std::array<double, 3> momentum_rms{};   // distribution.momentum_rms
     std::vector<double> drift_length_m;     // per lattice element
 };
+
+// Chain rules from the scalars a slice's adjoint collects to the parameters,
+// shared by the CPU and CUDA adjoints. v is the adjoint of the named quantity.
+void add_inv_beta_adjoint(ParameterAdjoints& adj, const Reference& ref, double v);   // 1/beta0
+void add_inv_bg_sq_adjoint(ParameterAdjoints& adj, const Reference& ref, double v);  // 1/(beta0 gamma0)^2
+// A drift of `fraction` of element `element` (length_m long): length_adj and
+// tau_term_adj as drift_adjoint_particle sums them.
+void add_drift_adjoint(ParameterAdjoints& adj, const Reference& ref, std::size_t element, double fraction,
+                       double length_m, double length_adj, double tau_term_adj);
+// The push's scale = charge ds / (beta0 gamma0^2 p0c) of a kick over ds =
+// length / slices of element `element`; v_scaled = scale * d/d(scale).
+void add_push_scale_adjoint(ParameterAdjoints& adj, const Reference& ref, std::size_t element, double ds, int slices,
+                            double v_scaled);
+
+// The end of every backward pass: d objective / d initial coordinates into
+// `particle_gradient`, and through the seeded reference sample the adjoints
+// of the distribution's sizes and momentum spreads.
+template <class T>
+void beam_adjoint(const BeamParameters& beam, const std::array<HostArray<T>, 6>& coordinate_adjoint,
+                  std::array<std::vector<double>, 6>& particle_gradient, ParameterAdjoints& adj);
 
 // Fills `result.gradients` with the requested names (throws std::invalid_argument on unknown ones).
 void report_gradients(const BeamParameters& beam, const Lattice& lattice, const ParameterAdjoints& adj,

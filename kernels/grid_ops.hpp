@@ -22,12 +22,6 @@
 
 namespace sctape {
 
-// Adjoints of the grid geometry (origin and cell size per axis).
-struct GeometryAdjoint {
-    std::array<double, 3> origin_m{};
-    std::array<double, 3> cell_m{};
-};
-
 // rho[node] = scale * sum_p W(p, node); `scratch` holds one grid per thread.
 template <class T>
 void deposit_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, T scale, int threads,

@@ -94,4 +94,50 @@ SCTAPE_HD void s_to_t_pz_adjoint(T px, T py, T delta, T pz, T pz_adj, T inv_beta
     inv_bg0_sq_adj -= 0.5 * double(r);
 }
 
+// ---- per-particle adjoints, shared by the CPU fused adjoints (fused.cpp) and
+// the CUDA backward kernels. `_adj` arguments are adjoints, updated in place;
+// double sums collect the adjoints of the run's scalars.
+
+// Adjoint of the linear drift x += l px, y += l py, tau += l_tau delta, with
+// l_tau = -l / (beta0 gamma0)^2: d/d(l) and d/d(delta) * delta, the latter
+// before the caller's chain rule through 1/(beta0 gamma0)^2.
+template <class T>
+SCTAPE_HD void drift_adjoint_particle(T px, T py, T delta, T x_adj, T y_adj, T tau_adj, T l, T l_tau, double bg_sq,
+                                      T& px_adj, T& py_adj, T& delta_adj, double& length_adj, double& tau_term_adj) {
+    length_adj += double(px) * x_adj + double(py) * y_adj - double(delta) * tau_adj / bg_sq;
+    tau_term_adj += double(delta) * tau_adj;
+    px_adj += l * x_adj;
+    py_adj += l * y_adj;
+    delta_adj += l_tau * tau_adj;
+}
+
+// Adjoint of s_to_t: z = -beta0 tau and pz from (px, py, delta).
+template <class T>
+SCTAPE_HD void s_to_t_adjoint_particle(T px, T py, T tau, T delta, T pz, T z_adj, T pz_adj, T beta0, T inv_beta0,
+                                       T& px_adj, T& py_adj, T& tau_adj, T& delta_adj, double& beta0_adj,
+                                       double& inv_beta0_adj, double& inv_bg0_sq_adj) {
+    tau_adj -= beta0 * z_adj;
+    beta0_adj -= double(tau) * z_adj;
+    s_to_t_pz_adjoint(px, py, delta, pz, pz_adj, inv_beta0, px_adj, py_adj, delta_adj, inv_beta0_adj, inv_bg0_sq_adj);
+}
+
+// Adjoint of t_to_s after a push dP: px' = px + dpx, py' = py + dpy and
+// delta' = |P + dP|_E - 1/beta0 (what t_to_s_delta computes, written for
+// float32), which does not depend on delta. Reads the adjoints of px', py',
+// delta'; leaves those of px, py (equal to those of dpx, dpy), sets pz's (equal
+// to dpz's) and zeroes delta's.
+template <class T>
+SCTAPE_HD void t_to_s_adjoint_particle(T px, T py, T pz, T dpx, T dpy, T dpz, T inv_bg0_sq, T& px_adj, T& py_adj,
+                                       T& delta_adj, T& pz_adj, double& inv_beta0_adj, double& inv_bg0_sq_adj) {
+    const T px1 = px + dpx, py1 = py + dpy, pz1 = pz + dpz;
+    const T e_new = std::sqrt(px1 * px1 + py1 * py1 + pz1 * pz1 + inv_bg0_sq);
+    const T d = delta_adj;
+    px_adj = px_adj + d * px1 / e_new;
+    py_adj = py_adj + d * py1 / e_new;
+    pz_adj = d * pz1 / e_new;
+    delta_adj = 0;
+    inv_beta0_adj -= d;
+    inv_bg0_sq_adj += 0.5 * double(d) / e_new;
+}
+
 }  // namespace sctape

@@ -32,7 +32,7 @@ double delta_from_momentum(double px, double py, double pz, double inv_beta0, do
 
 template <class T>
 ReversibleTracker<T>::ReversibleTracker(const Beam<T>& beam, const TrackSettings& tracking, SpaceChargeKick<T>* kick)
-    : tracking_(tracking), elements_(fused::slice_elements(tracking.lattice)) {
+    : tracking_(tracking), elements_(slice_elements(tracking.lattice)) {
     prototype_.species = beam.species;
     prototype_.reference = beam.reference;
     prototype_.bunch_charge_C = beam.bunch_charge_C;
@@ -208,7 +208,7 @@ fused::Column<T> column(HostArray<T>& values) {
 // for the first drift), so nothing is recomputed beyond the inverse itself.
 template <class T>
 void reverse_and_adjoin(fused::Context<T>& ctx, ReversibleTracker<T>& tracker) {
-    const std::vector<std::size_t> elements = fused::slice_elements(ctx.tracking.lattice);
+    const std::vector<std::size_t> elements = slice_elements(ctx.tracking.lattice);
     for (std::size_t i = tracker.slices(); i-- > 0;) {
         const std::size_t e = elements[i];
         const double half = (tracker.kick() ? 0.5 : 1.0) / ctx.tracking.lattice[e].slices;

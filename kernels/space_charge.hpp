@@ -50,6 +50,12 @@ struct GridGeometry {
     double cell_volume_m3() const { return cell_m[0] * cell_m[1] * cell_m[2]; }
 };
 
+// Adjoints of the grid geometry (origin and cell size per axis).
+struct GeometryAdjoint {
+    std::array<double, 3> origin_m{};
+    std::array<double, 3> cell_m{};
+};
+
 // Grid covering the given fixed-time positions; throws std::runtime_error on
 // non-finite coordinates, a zero extent, or particles outside a sigma grid.
 template <class T>

@@ -58,4 +58,10 @@ template void drift<double>(Beam<double>&, double, int);
 template TrackReport track<float>(Beam<float>&, const TrackSettings&, const Progress&);
 template TrackReport track<double>(Beam<double>&, const TrackSettings&, const Progress&);
 
+std::vector<std::size_t> slice_elements(const Lattice& lattice) {
+    std::vector<std::size_t> out;
+    for (std::size_t e = 0; e < lattice.size(); ++e) out.insert(out.end(), lattice[e].slices, e);
+    return out;
+}
+
 }  // namespace sctape

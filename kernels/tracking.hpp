@@ -22,6 +22,9 @@ struct Drift {
 };
 using Lattice = std::vector<Drift>;
 
+// The lattice element of every slice, in tracking order.
+std::vector<std::size_t> slice_elements(const Lattice& lattice);
+
 struct TrackSettings {
     Lattice lattice;
     bool space_charge = true;

@@ -19,7 +19,9 @@
 #include <tuple>
 
 #include "constants.hpp"
+#include "backward_kernels.cuh"
 #include "device_alloc.cuh"
+#include "launch.cuh"
 #include "gpu_tracking.hpp"
 #include "kick_kernels.hpp"
 #include "kick_math.hpp"
@@ -28,26 +30,6 @@
 namespace sctape {
 namespace cuda {
 namespace {
-
-constexpr int kThreads = 256;          // threads per block of every kernel
-constexpr int kMaxBlocks = 1 << 16;    // grid-stride loops beyond that
-constexpr int kExtentBlocks = 1024;    // partial sums per axis (fixed: reproducible reductions)
-
-unsigned blocks_for(std::int64_t n) {
-    return unsigned(std::max<std::int64_t>(1, std::min<std::int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks)));
-}
-
-// Runs kernel(args...) over n elements on `stream` (nothing when n == 0).
-template <class... Params, class... Args>
-void launch(cudaStream_t stream, std::int64_t n, const char* name, void (*kernel)(Params...), Args... args) {
-    if (n <= 0) return;
-    kernel<<<blocks_for(n), kThreads, 0, stream>>>(args...);
-    check_launch(name);
-}
-
-#define SCTAPE_GRID_LOOP(i, n)                                                                  \
-    for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
-         i += std::int64_t(gridDim.x) * blockDim.x)
 
 // ---------------------------------------------------------------- kernels
 
@@ -229,7 +211,6 @@ __global__ void t_to_s_kernel(T* px, T* py, T* delta, const T* pz, const T* dpx,
     }
 }
 
-#undef SCTAPE_GRID_LOOP
 
 // ---------------------------------------------------------------- cuFFT
 
@@ -421,6 +402,13 @@ struct GpuTracker<T>::Impl {
     std::array<int, 3> doubled{};
     std::int64_t cells = 0, doubled_size = 0, modes = 0;
 
+    // reverse mode, allocated by set_adjoint (the backward pass's workspace)
+    std::array<cuda::DeviceArray<T>, 6> adj;
+    cuda::DeviceArray<T> z_adj, pz_adj, phi_adj, rho_adj;
+    std::array<cuda::DeviceArray<T>, 3> e_grid_adj;
+    cuda::DeviceArray<double> sum_partials;
+    cuda::DeviceArray<long long> first_index;
+
     GridGeometry geometry;
     cuda::CicGrid<T> cic{};
     bool has_grid = false;
@@ -514,6 +502,45 @@ struct GpuTracker<T>::Impl {
                         forward ? "forward FFT" : "inverse FFT");
     }
 
+    // Per-axis min, max, sum, sum of squares of (x, y, z) into `extents`.
+    void launch_extents(const T* x, const T* y, const T* zz) {
+        const int blocks = int(std::min<std::int64_t>(std::max<std::int64_t>((n + cuda::kThreads - 1) / cuda::kThreads, 1),
+                                                      cuda::kExtentBlocks));
+        cuda::extent_partials<T><<<dim3(unsigned(blocks), 3), cuda::kThreads, 0, stream>>>(x, y, zz, n, partials.data());
+        cuda::check_launch("extents");
+        cuda::extent_final<<<3, cuda::kThreads, 0, stream>>>(partials.data(), blocks, extents.data());
+        cuda::check_launch("extents");
+    }
+
+    static AxisExtent axis_extent(const cuda::ExtentAcc& e) {
+        AxisExtent a;
+        a.lo = e.lo;
+        a.hi = e.hi;
+        a.sum = e.sum;
+        a.sum2 = e.sum2;
+        a.non_finite = std::int64_t(e.non_finite);
+        return a;
+    }
+
+    // The IGF of `geometry` into green_doubled: float64 corner lattice,
+    // differenced along x, y, z, mirrored, cast (build_green on the CPU).
+    void build_green() {
+        const int nx = settings.shape[0], ny = settings.shape[1], nz = settings.shape[2];
+        cuda::DeviceArray<double> a(std::size_t(cells), stream), b(std::size_t(cells), stream);
+        const double hx = geometry.cell_m[0], hy = geometry.cell_m[1], hz = reference.gamma * geometry.cell_m[2];
+        cuda::launch(stream, cells, "green (corners)", cuda::green_corner_kernel, cells, ny, nz, hx, hy, hz, a.data());
+        const std::int64_t stride[3] = {std::int64_t(ny) * nz, nz, 1};
+        cuda::DeviceArray<double>* src = &a;
+        cuda::DeviceArray<double>* dst = &b;
+        for (int ax = 0; ax < 3; ++ax) {
+            cuda::launch(stream, cells, "green (differences)", cuda::corner_difference_kernel,
+                         (const double*)src->data(), cells, stride[ax], settings.shape[ax], dst->data());
+            std::swap(src, dst);
+        }
+        cuda::launch(stream, doubled_size, "green (mirror)", cuda::green_mirror_kernel<T>, (const double*)src->data(),
+                     doubled_size, nx, ny, nz, cuda::kCoulomb, green_doubled.data());
+    }
+
     void kick(double ds_m) {
         if (!space_charge) throw std::logic_error("GpuTracker::kick: tracker built without space charge");
         const Reference& ref = reference;
@@ -535,13 +562,7 @@ struct GpuTracker<T>::Impl {
 
         substep(Substep::deposit, [&] {
             // grid geometry: per-axis reductions on the device, formulas and checks on the host
-            const int blocks = int(std::min<std::int64_t>(std::max<std::int64_t>((n + cuda::kThreads - 1) / cuda::kThreads, 1),
-                                                          cuda::kExtentBlocks));
-            cuda::extent_partials<T><<<dim3(unsigned(blocks), 3), cuda::kThreads, 0, stream>>>(x, y, z.data(), n,
-                                                                                               partials.data());
-            cuda::check_launch("deposit (extents)");
-            cuda::extent_final<<<3, cuda::kThreads, 0, stream>>>(partials.data(), blocks, extents.data());
-            cuda::check_launch("deposit (extents)");
+            launch_extents(x, y, z.data());
             cuda::ExtentAcc host_ext[3];
             int host_bad = 0;
             cuda::check(cudaMemcpyAsync(host_ext, extents.data(), sizeof(host_ext), cudaMemcpyDeviceToHost, stream),
@@ -551,13 +572,7 @@ struct GpuTracker<T>::Impl {
             cuda::check(cudaStreamSynchronize(stream), "s_to_t / extents");
             if (host_bad > 0) throw std::runtime_error(kNonFinitePzMessage);
             AxisExtent ext[3];
-            for (int a = 0; a < 3; ++a) {
-                ext[a].lo = host_ext[a].lo;
-                ext[a].hi = host_ext[a].hi;
-                ext[a].sum = host_ext[a].sum;
-                ext[a].sum2 = host_ext[a].sum2;
-                ext[a].non_finite = std::int64_t(host_ext[a].non_finite);
-            }
+            for (int a = 0; a < 3; ++a) ext[a] = axis_extent(host_ext[a]);
             geometry = geometry_from_extents(settings, ext, n);
             cic = cuda::cic_grid<T>(geometry);
             has_grid = true;
@@ -579,23 +594,7 @@ struct GpuTracker<T>::Impl {
             }
         });
 
-        substep(Substep::green, [&] {
-            // float64 corner lattice, differenced along x, y, z, mirrored, cast (build_green)
-            cuda::DeviceArray<double> a(std::size_t(cells), stream), b(std::size_t(cells), stream);
-            const double hx = geometry.cell_m[0], hy = geometry.cell_m[1], hz = ref.gamma * geometry.cell_m[2];
-            cuda::launch(stream, cells, "green (corners)", cuda::green_corner_kernel, cells, ny, nz, hx, hy, hz,
-                         a.data());
-            const std::int64_t stride[3] = {std::int64_t(ny) * nz, nz, 1};
-            cuda::DeviceArray<double>* src = &a;
-            cuda::DeviceArray<double>* dst = &b;
-            for (int ax = 0; ax < 3; ++ax) {
-                cuda::launch(stream, cells, "green (differences)", cuda::corner_difference_kernel,
-                             (const double*)src->data(), cells, stride[ax], settings.shape[ax], dst->data());
-                std::swap(src, dst);
-            }
-            cuda::launch(stream, doubled_size, "green (mirror)", cuda::green_mirror_kernel<T>,
-                         (const double*)src->data(), doubled_size, nx, ny, nz, cuda::kCoulomb, green_doubled.data());
-        });
+        substep(Substep::green, [&] { build_green(); });
 
         substep(Substep::convolve, [&] {
             cuda::launch(stream, doubled_size, "convolve (pad)", cuda::pad_kernel<T>, (const T*)rho.data(),
@@ -655,6 +654,357 @@ struct GpuTracker<T>::Impl {
         return out;
     }
 };
+
+
+// ---------------------------------------------------------------- reverse mode
+
+template <class T>
+struct GpuAdjoint {
+    using Impl = typename GpuTracker<T>::Impl;
+
+    static DeviceColumn<T> copy_of(Impl& g, const T* src, std::int64_t count) {
+        auto copy = std::make_shared<cuda::DeviceArray<T>>(std::size_t(count), g.stream);
+        if (count > 0)
+            cuda::check(cudaMemcpyAsync(copy->data(), src, std::size_t(count) * sizeof(T), cudaMemcpyDeviceToDevice,
+                                        g.stream),
+                        "snapshot a device buffer");
+        DeviceColumn<T> c;
+        c.data = copy->data();
+        c.size = count;
+        c.owner = std::move(copy);
+        return c;
+    }
+
+    static cuda::AdjointColumns<T> columns(Impl& g) {
+        cuda::AdjointColumns<T> A;
+        for (int c = 0; c < 6; ++c) A.a[c] = g.adj[c].data();
+        return A;
+    }
+
+    // Sums the K partial sums of the last sum kernel over n elements, in block order.
+    template <int K>
+    static std::array<double, K> sums(Impl& g, std::int64_t n) {
+        const unsigned blocks = cuda::sum_blocks(n);
+        std::vector<double> host(std::size_t(K) * blocks);
+        cuda::check(cudaMemcpyAsync(host.data(), g.sum_partials.data(), host.size() * sizeof(double),
+                                    cudaMemcpyDeviceToHost, g.stream),
+                    "copy the adjoint sums");
+        cuda::check(cudaStreamSynchronize(g.stream), "adjoint sums");
+        std::array<double, K> out{};
+        for (int k = 0; k < K; ++k)
+            for (unsigned b = 0; b < blocks; ++b) out[k] += host[std::size_t(k) * blocks + b];
+        return out;
+    }
+
+    static void zero(Impl& g, cuda::DeviceArray<T>& a) {
+        cuda::check(cudaMemsetAsync(a.data(), 0, a.bytes(), g.stream), "cudaMemsetAsync");
+    }
+
+    static void drift(Impl& g, const DeviceColumn<T>& px, const DeviceColumn<T>& py, const DeviceColumn<T>& delta,
+                      std::size_t element, double fraction, double element_length_m, ParameterAdjoints& params) {
+        cuda::NvtxRange range("drift");
+        MemoryScope scope("drift", cuda::device_memory());
+        const double length = fraction * element_length_m;
+        const double bg = g.reference.beta_gamma();
+        const T l = T(length), l_tau = T(-length / (bg * bg));
+        cuda::launch_sums(g.stream, g.n, "drift adjoint", cuda::drift_adjoint_kernel<T>, px.data, py.data, delta.data,
+                          columns(g), g.n, l, l_tau, bg * bg, g.sum_partials.data());
+        const auto s = sums<2>(g, g.n);
+        add_drift_adjoint(params, g.reference, element, fraction, length, s[0], s[1]);
+    }
+
+    // Substep adjoint inside its NVTX range and device memory scope.
+    template <class Work>
+    static void substep(Substep sub, Work&& work) {
+        cuda::NvtxRange range(substep_name(sub));
+        MemoryScope scope(substep_name(sub), cuda::device_memory());
+        work();
+    }
+
+    static void kick(Impl& g, const GpuKickSaved<T>& saved, double ds_m, std::size_t element, int slices,
+                     ParameterAdjoints& params) {
+        if (!g.space_charge) throw std::logic_error("GpuTracker::kick_adjoint: tracker built without space charge");
+        const Reference& ref = g.reference;
+        const double bg = ref.beta_gamma();
+        const T beta0 = T(ref.beta), inv_beta0 = T(1.0 / ref.beta), inv_bg2 = T(1.0 / (bg * bg));
+        const std::int64_t n = g.n, cells = g.cells;
+        const T* x = saved.input[0].data;
+        const T* px = saved.input[1].data;
+        const T* y = saved.input[2].data;
+        const T* py = saved.input[3].data;
+        const T* tau = saved.input[4].data;
+        const T* delta = saved.input[5].data;
+        const auto& shape = g.settings.shape;
+        const std::int64_t stride[3] = {std::int64_t(shape[1]) * shape[2], shape[2], 1};
+        const cuda::AdjointColumns<T> A = columns(g);
+        double* partials = g.sum_partials.data();
+        g.geometry = saved.geometry;
+        g.cic = cuda::cic_grid<T>(g.geometry);
+        g.has_grid = true;
+        const GridGeometry& geo = g.geometry;
+        GeometryAdjoint geo_adj;
+
+        // z, pz, the field on the grid and at the particles, from the saved data
+        cuda::check(cudaMemsetAsync(g.non_finite.data(), 0, sizeof(int), g.stream), "cudaMemsetAsync");
+        cuda::launch(g.stream, n, "s_to_t", cuda::s_to_t_kernel<T>, px, py, tau, delta, n, beta0, inv_beta0, inv_bg2,
+                     g.z.data(), g.pz.data(), g.non_finite.data());
+        for (int a = 0; a < 3; ++a)
+            cuda::launch(g.stream, cells, "field", cuda::field_kernel<T>, saved.phi.data, cells, stride[a], shape[a],
+                         T(1.0 / geo.cell_m[a]), T(0.5 / geo.cell_m[a]), g.e_grid[a].data());
+        cuda::launch(g.stream, n, "gather", cuda::gather_kernel<T>, g.cic, x, y, (const T*)g.z.data(), n,
+                     (const T*)g.e_grid[0].data(), (const T*)g.e_grid[1].data(), (const T*)g.e_grid[2].data(),
+                     g.e_part[0].data(), g.e_part[1].data(), g.e_part[2].data());
+
+        const T push_scale = T(g.species.charge_e * ds_m / (ref.beta * ref.gamma * ref.gamma * ref.p0c_eV));
+        substep(Substep::t_to_s, [&] {
+            cuda::launch_sums(g.stream, n, "t_to_s adjoint", cuda::t_to_s_adjoint_kernel<T>, px, py,
+                              (const T*)g.pz.data(), (const T*)g.e_part[0].data(), (const T*)g.e_part[1].data(),
+                              (const T*)g.e_part[2].data(), n, push_scale, inv_bg2, A, g.pz_adj.data(),
+                              g.dp[0].data(), g.dp[1].data(), g.dp[2].data(), partials);
+            const auto s = sums<2>(g, n);
+            add_inv_beta_adjoint(params, ref, s[0]);
+            add_inv_bg_sq_adjoint(params, ref, s[1]);
+        });
+        substep(Substep::push, [&] {
+            cuda::launch_sums(g.stream, n, "push adjoint", cuda::push_adjoint_kernel<T>, (const T*)g.e_part[0].data(),
+                              (const T*)g.e_part[1].data(), (const T*)g.e_part[2].data(), n, push_scale,
+                              g.dp[0].data(), g.dp[1].data(), g.dp[2].data(), partials);
+            add_push_scale_adjoint(params, ref, element, ds_m, slices, sums<1>(g, n)[0] * double(push_scale));
+        });
+        substep(Substep::gather, [&] {
+            for (auto& e : g.e_grid_adj) zero(g, e);
+            cuda::launch_sums(g.stream, n, "gather adjoint", cuda::gather_adjoint_kernel<T>, g.cic, x, y,
+                              (const T*)g.z.data(), n, (const T*)g.e_grid[0].data(), (const T*)g.e_grid[1].data(),
+                              (const T*)g.e_grid[2].data(), (const T*)g.dp[0].data(), (const T*)g.dp[1].data(),
+                              (const T*)g.dp[2].data(), g.e_grid_adj[0].data(), g.e_grid_adj[1].data(),
+                              g.e_grid_adj[2].data(), A.a[0], A.a[2], g.z_adj.data(), partials);
+            const auto s = sums<6>(g, n);
+            for (int a = 0; a < 3; ++a) {
+                geo_adj.origin_m[a] += s[a];
+                geo_adj.cell_m[a] += s[3 + a];
+            }
+        });
+        substep(Substep::field, [&] {
+            zero(g, g.phi_adj);
+            for (int a = 0; a < 3; ++a) {
+                cuda::launch_sums(g.stream, cells, "field adjoint", cuda::field_adjoint_kernel<T>,
+                                  (const T*)g.e_grid[a].data(), (const T*)g.e_grid_adj[a].data(), cells, stride[a],
+                                  shape[a], T(1.0 / geo.cell_m[a]), T(0.5 / geo.cell_m[a]), geo.cell_m[a],
+                                  g.phi_adj.data(), partials);
+                geo_adj.cell_m[a] += sums<1>(g, cells)[0];
+            }
+        });
+        substep(Substep::convolve, [&] { convolve(g, saved.rho.data); });
+        substep(Substep::green, [&] { green(g, geo_adj, params); });
+        substep(Substep::deposit, [&] {
+            const T scale = T(g.macro_charge_C() / geo.cell_volume_m3());
+            cuda::launch_sums(g.stream, n, "deposit adjoint", cuda::deposit_adjoint_kernel<T>, g.cic, x, y,
+                              (const T*)g.z.data(), n, (const T*)g.rho_adj.data(), scale, A.a[0], A.a[2],
+                              g.z_adj.data(), partials);
+            const auto s = sums<7>(g, n);
+            for (int a = 0; a < 3; ++a) {
+                geo_adj.origin_m[a] += s[1 + a];
+                geo_adj.cell_m[a] += s[4 + a];
+            }
+            // scale = +-Q / (N hx hy hz)
+            const double v = s[0] * double(scale);
+            params.bunch_charge_C += v / g.bunch_charge_C;
+            for (int a = 0; a < 3; ++a) geo_adj.cell_m[a] -= v / geo.cell_m[a];
+            grid_covering(g, x, y, geo_adj);
+        });
+        substep(Substep::s_to_t, [&] {
+            cuda::launch_sums(g.stream, n, "s_to_t adjoint", cuda::s_to_t_adjoint_kernel<T>, px, py, tau, delta,
+                              (const T*)g.pz.data(), (const T*)g.z_adj.data(), (const T*)g.pz_adj.data(), n, beta0,
+                              inv_beta0, A, partials);
+            const auto s = sums<3>(g, n);
+            params.reference.beta += s[0];
+            add_inv_beta_adjoint(params, ref, s[1]);
+            add_inv_bg_sq_adjoint(params, ref, s[2]);
+        });
+    }
+
+    // rho_adj = crop(pad(phi_adj) correlated with the IGF); green_doubled
+    // becomes the IGF's adjoint, pad(phi_adj) correlated with pad(rho)
+    // (HockneyConvolver::convolve_adjoint).
+    static void convolve(Impl& g, const T* rho) {
+        const int nx = g.settings.shape[0], ny = g.settings.shape[1], nz = g.settings.shape[2];
+        const T norm = T(1.0 / double(g.doubled_size));
+        g.build_green();
+        cuda::launch(g.stream, g.doubled_size, "convolve adjoint (pad)", cuda::pad_kernel<T>,
+                     (const T*)g.phi_adj.data(), g.doubled_size, nx, ny, nz, g.work.data());
+        g.fft(true, g.plans.r2c, g.work.data(), g.spec_a.data());
+        g.fft(true, g.plans.r2c, g.green_doubled.data(), g.spec_b.data());
+        cuda::launch(g.stream, g.modes, "convolve adjoint (correlate)", cuda::correlation_kernel<T>,
+                     (const T*)g.spec_a.data(), g.spec_b.data(), g.modes, norm);
+        g.fft(false, g.plans.c2r, g.spec_b.data(), g.work.data());
+        cuda::launch(g.stream, g.cells, "convolve adjoint (crop)", cuda::crop_kernel<T>, (const T*)g.work.data(),
+                     g.cells, ny, nz, g.rho_adj.data());
+        cuda::launch(g.stream, g.doubled_size, "convolve adjoint (pad)", cuda::pad_kernel<T>, rho, g.doubled_size, nx,
+                     ny, nz, g.work.data());
+        g.fft(true, g.plans.r2c, g.work.data(), g.spec_b.data());
+        cuda::launch(g.stream, g.modes, "convolve adjoint (correlate)", cuda::correlation_kernel<T>,
+                     (const T*)g.spec_a.data(), g.spec_b.data(), g.modes, norm);
+        g.fft(false, g.plans.c2r, g.spec_b.data(), g.green_doubled.data());
+    }
+
+    // From the IGF's adjoint (in green_doubled) to the cell sizes' and gamma's
+    // (build_green_adjoint): mirror fold, transposed differences z, y, x, and
+    // the antiderivative's gradient at each corner.
+    static void green(Impl& g, GeometryAdjoint& geo_adj, ParameterAdjoints& params) {
+        const int nx = g.settings.shape[0], ny = g.settings.shape[1], nz = g.settings.shape[2];
+        const std::int64_t cells = g.cells;
+        const std::int64_t stride[3] = {std::int64_t(ny) * nz, nz, 1};
+        cuda::DeviceArray<double> a(std::size_t(cells), g.stream), b(std::size_t(cells), g.stream);
+        cuda::launch(g.stream, cells, "green adjoint (fold)", cuda::green_fold_adjoint_kernel<T>,
+                     (const T*)g.green_doubled.data(), cells, nx, ny, nz, cuda::kCoulomb, a.data());
+        cuda::DeviceArray<double>* src = &a;
+        cuda::DeviceArray<double>* dst = &b;
+        for (int ax = 2; ax >= 0; --ax) {
+            cuda::launch(g.stream, cells, "green adjoint (differences)", cuda::corner_difference_transpose_kernel,
+                         (const double*)src->data(), cells, stride[ax], g.settings.shape[ax], dst->data());
+            std::swap(src, dst);
+        }
+        const double gamma = g.reference.gamma;
+        const double hz = gamma * g.geometry.cell_m[2];
+        cuda::launch_sums(g.stream, cells, "green adjoint (cells)", cuda::green_cell_adjoint_kernel,
+                          (const double*)src->data(), cells, ny, nz, g.geometry.cell_m[0], g.geometry.cell_m[1], hz,
+                          g.sum_partials.data());
+        const auto h = sums<3>(g, cells);
+        geo_adj.cell_m[0] += h[0];
+        geo_adj.cell_m[1] += h[1];
+        geo_adj.cell_m[2] += gamma * h[2];
+        params.reference.gamma += g.geometry.cell_m[2] * h[2];
+    }
+
+    // grid_covering_adjoint on the device: the geometry's adjoint flows to
+    // the particles that set the grid.
+    static void grid_covering(Impl& g, const T* x, const T* y, const GeometryAdjoint& geo_adj) {
+        const std::int64_t n = g.n;
+        const T* pos[3] = {x, y, g.z.data()};
+        T* pos_adj[3] = {g.adj[0].data(), g.adj[2].data(), g.z_adj.data()};
+        g.launch_extents(x, y, g.z.data());
+        cuda::ExtentAcc ext[3];
+        cuda::check(cudaMemcpyAsync(ext, g.extents.data(), sizeof(ext), cudaMemcpyDeviceToHost, g.stream),
+                    "copy the extents");
+        cuda::check(cudaStreamSynchronize(g.stream), "extents");
+        for (int a = 0; a < 3; ++a) {
+            const double o_adj = geo_adj.origin_m[a], h_adj = geo_adj.cell_m[a];
+            const int nodes = g.settings.shape[a];
+            if (g.settings.mode == ExtentMode::minmax) {
+                // origin = lo - (hi-lo) pad/2, cell = (hi-lo)(1+pad)/(n-1); the first particle at lo / hi
+                const double w = 1.0 + g.settings.padding;
+                add_at_first(g, pos[a], ext[a].lo, pos_adj[a], o_adj * (0.5 + 0.5 * w) - h_adj * w / (nodes - 1));
+                add_at_first(g, pos[a], ext[a].hi, pos_adj[a], o_adj * (0.5 - 0.5 * w) + h_adj * w / (nodes - 1));
+            } else {
+                // origin = mean - k*rms, cell = 2k*rms/(n-1)
+                const double mean = ext[a].sum / n;
+                const double rms = std::sqrt(std::max(ext[a].sum2 / n - mean * mean, 0.0));
+                const double k = g.settings.sigma_factor[a];
+                cuda::launch(g.stream, n, "deposit adjoint (grid)", cuda::sigma_grid_adjoint_kernel<T>, pos[a], n,
+                             mean, rms, o_adj, -k * o_adj + 2 * k * h_adj / (nodes - 1), pos_adj[a]);
+            }
+        }
+    }
+
+    static void add_at_first(Impl& g, const T* u, double value, T* u_adj, double v) {
+        const long long none = g.n;
+        cuda::check(cudaMemcpyAsync(g.first_index.data(), &none, sizeof(none), cudaMemcpyHostToDevice, g.stream),
+                    "cudaMemcpyAsync");
+        cuda::launch(g.stream, g.n, "deposit adjoint (grid)", cuda::first_index_kernel<T>, u, g.n, value,
+                     g.first_index.data());
+        cuda::add_at_kernel<T><<<1, 1, 0, g.stream>>>(u_adj, g.first_index.data(), v);
+        cuda::check_launch("deposit adjoint (grid)");
+        cuda::check(cudaStreamSynchronize(g.stream), "deposit adjoint (grid)");  // `none` lives on this stack
+    }
+};
+
+template <class T>
+DeviceColumn<T> GpuTracker<T>::snapshot(GpuBuffer which) const {
+    Impl& g = *impl_;
+    switch (which) {
+        case GpuBuffer::charge_density: return GpuAdjoint<T>::copy_of(g, g.rho.data(), std::int64_t(g.rho.size()));
+        case GpuBuffer::potential: return GpuAdjoint<T>::copy_of(g, g.phi.data(), std::int64_t(g.phi.size()));
+        default: {
+            const int c = static_cast<int>(which);
+            return GpuAdjoint<T>::copy_of(g, g.coord[c].data(), g.n);
+        }
+    }
+}
+
+template <class T>
+void GpuTracker<T>::to_host(const DeviceColumn<T>& column, HostArray<T>& out) const {
+    out.resize(std::size_t(column.size));
+    if (column.size > 0)
+        cuda::check(cudaMemcpyAsync(out.data(), column.data, std::size_t(column.bytes()), cudaMemcpyDeviceToHost,
+                                    impl_->stream),
+                    "copy a device column to the host");
+    cuda::check(cudaStreamSynchronize(impl_->stream), "copy a device column to the host");
+}
+
+template <class T>
+void GpuTracker<T>::set_state(const std::array<DeviceColumn<T>, 6>& columns) {
+    Impl& g = *impl_;
+    for (int c = 0; c < 6; ++c) {
+        if (columns[c].size != g.n) throw std::invalid_argument("GpuTracker::set_state: column size differs");
+        if (g.n > 0)
+            cuda::check(cudaMemcpyAsync(g.coord[c].data(), columns[c].data, g.coord[c].bytes(),
+                                        cudaMemcpyDeviceToDevice, g.stream),
+                        "restore a beam state");
+    }
+}
+
+template <class T>
+void GpuTracker<T>::set_adjoint(const std::array<HostArray<T>, 6>& adjoint) {
+    Impl& g = *impl_;
+    const std::size_t np = std::size_t(g.n);
+    {
+        MemoryScope scope("backward", cuda::device_memory());
+        for (auto& a : g.adj) a.allocate(np, g.stream);
+        g.sum_partials.allocate(std::size_t(cuda::kMaxSums) * cuda::kSumBlocks, g.stream);
+        g.first_index.allocate(1, g.stream);
+        if (g.space_charge) {
+            g.z_adj.allocate(np, g.stream);
+            g.pz_adj.allocate(np, g.stream);
+            g.phi_adj.allocate(std::size_t(g.cells), g.stream);
+            g.rho_adj.allocate(std::size_t(g.cells), g.stream);
+            for (auto& e : g.e_grid_adj) e.allocate(std::size_t(g.cells), g.stream);
+        }
+    }
+    for (int c = 0; c < 6; ++c) {
+        if (std::int64_t(adjoint[c].size()) != g.n) throw std::invalid_argument("GpuTracker::set_adjoint: size differs");
+        if (g.n > 0)
+            cuda::check(cudaMemcpyAsync(g.adj[c].data(), adjoint[c].data(), np * sizeof(T), cudaMemcpyHostToDevice,
+                                        g.stream),
+                        "copy the adjoint to the device");
+    }
+    cuda::check(cudaStreamSynchronize(g.stream), "copy the adjoint to the device");
+}
+
+template <class T>
+void GpuTracker<T>::get_adjoint(std::array<HostArray<T>, 6>& adjoint) const {
+    Impl& g = *impl_;
+    for (int c = 0; c < 6; ++c) {
+        adjoint[c].resize(std::size_t(g.n));
+        if (g.n > 0 && g.adj[c].data())
+            cuda::check(cudaMemcpyAsync(adjoint[c].data(), g.adj[c].data(), std::size_t(g.n) * sizeof(T),
+                                        cudaMemcpyDeviceToHost, g.stream),
+                        "copy the adjoint to the host");
+    }
+    cuda::check(cudaStreamSynchronize(g.stream), "copy the adjoint to the host");
+}
+
+template <class T>
+void GpuTracker<T>::drift_adjoint(const DeviceColumn<T>& px, const DeviceColumn<T>& py, const DeviceColumn<T>& delta,
+                                  std::size_t element, double fraction, double element_length_m,
+                                  ParameterAdjoints& params) {
+    GpuAdjoint<T>::drift(*impl_, px, py, delta, element, fraction, element_length_m, params);
+}
+
+template <class T>
+void GpuTracker<T>::kick_adjoint(const GpuKickSaved<T>& saved, double ds_m, std::size_t element, int slices,
+                                 ParameterAdjoints& params) {
+    GpuAdjoint<T>::kick(*impl_, saved, ds_m, element, slices, params);
+}
 
 template <class T>
 GpuTracker<T>::GpuTracker(const Beam<T>& beam, bool space_charge, const GridSettings& grid, const GpuOptions& options)

@@ -14,6 +14,13 @@
 //   gpu.download(beam);
 //   std::vector<double> rho = gpu.charge_density();                        // last kick's grid, C/m^3
 //
+// Reverse mode (gpu_gradient.hpp drives it): snapshot() copies a column or
+// the kick's rho / phi into a DeviceColumn a tape entry can hold;
+// drift_adjoint() and kick_adjoint() run the adjoints on the device against
+// the adjoint columns set by set_adjoint(), with the same saved data as the
+// CPU's fused tape (kick inputs, rho, phi); the IGF, z, pz and the fields are
+// recomputed on the device.
+//
 // Deposit modes: float atomics (default, fastest, summation order varies run
 // to run) or fixed-point int64 atomics (`deterministic_deposit`, bitwise
 // reproducible run to run; every weight rounded to 2^-(62 - ceil(log2 N))).
@@ -26,6 +33,7 @@
 #include <vector>
 
 #include "beam.hpp"
+#include "gradient.hpp"
 #include "space_charge.hpp"
 #include "tracking.hpp"
 
@@ -35,6 +43,29 @@ struct GpuOptions {
     bool deterministic_deposit = false;
     static GpuOptions from_environment();
 };
+
+// A device buffer held by shared ownership (tape entries, checkpoint states),
+// without CUDA types. The last owner frees it on the tracker's stream, so no
+// DeviceColumn may outlive the GpuTracker that made it.
+template <class T>
+struct DeviceColumn {
+    std::shared_ptr<const void> owner;
+    const T* data = nullptr;
+    std::int64_t size = 0;
+    std::int64_t bytes() const { return size * std::int64_t(sizeof(T)); }
+};
+
+// What one kick's adjoint needs from its forward pass (the buffers the CPU's
+// fused tape keeps): its input coordinates, rho and phi, and its geometry.
+template <class T>
+struct GpuKickSaved {
+    std::array<DeviceColumn<T>, 6> input;  // x, px, y, py, tau, delta
+    DeviceColumn<T> rho, phi;
+    GridGeometry geometry;
+};
+
+// Which field of the tracker snapshot() copies.
+enum class GpuBuffer { x, px, y, py, tau, delta, charge_density, potential };
 
 template <class T>
 class GpuTracker {
@@ -62,11 +93,33 @@ public:
     std::array<std::vector<T>, 3> field_on_grid() const;   // -grad phi, V/m
     std::array<std::vector<T>, 3> momentum_kick() const;   // over p0
 
+    // ---- reverse mode
+    // A copy of a coordinate column, or of the last kick's rho / phi.
+    DeviceColumn<T> snapshot(GpuBuffer which) const;
+    // A device column's values on the host.
+    void to_host(const DeviceColumn<T>& column, HostArray<T>& out) const;
+    // Overwrites the coordinates with a saved state (checkpoint's restore).
+    void set_state(const std::array<DeviceColumn<T>, 6>& columns);
+    // The six adjoint columns: upload (allocating them on first use), download.
+    void set_adjoint(const std::array<HostArray<T>, 6>& adjoint);
+    void get_adjoint(std::array<HostArray<T>, 6>& adjoint) const;
+    // Adjoint of drift(fraction * element_length_m) of lattice element
+    // `element`, given the momenta it read; scalars into `params`.
+    void drift_adjoint(const DeviceColumn<T>& px, const DeviceColumn<T>& py, const DeviceColumn<T>& delta,
+                       std::size_t element, double fraction, double element_length_m, ParameterAdjoints& params);
+    // Adjoint of kick(ds_m) of a slice of `element` (of `slices` slices): the
+    // eight substep adjoints, last first, each in an NVTX range and memory
+    // scope named after its substep. Leaves kick state (rho, phi, fields) overwritten.
+    void kick_adjoint(const GpuKickSaved<T>& saved, double ds_m, std::size_t element, int slices,
+                      ParameterAdjoints& params);
+
     // Device seconds per substep (CUDA events) since construction, and in drifts.
     const std::array<double, kSubstepCount>& seconds() const;
     double drift_seconds() const;
 
 private:
+    template <class U>
+    friend struct GpuAdjoint;
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
