@@ -14,6 +14,7 @@
 #include "result.hpp"
 #include "tracking.hpp"
 #ifdef SCTAPE_HAVE_CUDA
+#include "cuda/device.hpp"
 #include "cuda/gpu_tracking.hpp"
 #endif
 
@@ -85,6 +86,20 @@ bool all_finite(const Moments& m) {
     return true;
 }
 
+// Where the gradient runs: on the GPU for the strategies the CUDA backend
+// has (fused, checkpoint). An explicit "cuda" with another strategy is an
+// error; "auto" falls back to the CPU for it (and says so).
+Backend gradient_backend(Backend tracking_backend, const RunConfig& config) {
+    if (tracking_backend != Backend::cuda) return Backend::cpu;
+    const Strategy s = config.gradient.strategy;
+    if (s == Strategy::fused || s == Strategy::checkpoint) return Backend::cuda;
+    if (config.backend == Backend::cuda)
+        throw ConfigError(std::string("strategy \"") + strategy_name(s) +
+                          "\" runs on the CPU only; the CUDA backend has \"fused\" and \"checkpoint\" "
+                          "(use backend \"cpu\" or \"auto\")");
+    return Backend::cpu;
+}
+
 // Runs the tracking; returns the RESULT and adds the particle CSVs to `files`.
 template <class T>
 nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backend, const std::string& backend_reason,
@@ -134,14 +149,25 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backe
         if (!args.quiet)
             std::cerr << "[sctape] reverse mode: strategy " << strategy_name(config.gradient.strategy) << ", objective "
                       << objective_name(config.gradient.objective) << "\n";
-        host_memory().clear_timeline();
-        const std::int64_t start_bytes = host_memory().current_bytes();
-        host_memory().set_timeline(!args.timeline.empty());
-        GradientResult g = compute_gradient<T>(config.beam, config.tracking, config.gradient);
-        host_memory().set_timeline(false);
+        GradientRequest request = config.gradient;
+        request.backend = gradient_backend(backend, config);
+        // the allocator of the memory the gradient uses: device bytes on the GPU
+        MemoryTracker& memory = host_memory();
+#ifdef SCTAPE_HAVE_CUDA
+        MemoryTracker& used = request.backend == Backend::cuda ? cuda::device_memory() : memory;
+#else
+        MemoryTracker& used = memory;
+#endif
+        used.clear_timeline();
+        const std::int64_t start_bytes = used.current_bytes();
+        used.set_timeline(!args.timeline.empty());
+        GradientResult g = compute_gradient<T>(config.beam, config.tracking, request);
+        used.set_timeline(false);
         if (!args.timeline.empty())
-            files.emplace_back(args.timeline, timeline_json(host_memory().timeline(), config.gradient, config.dtype, start_bytes).dump() + "\n");
+            files.emplace_back(args.timeline, timeline_json(used.timeline(), config.gradient, config.dtype, start_bytes).dump() + "\n");
         result["reverse_mode"] = gradient_json(g, config.gradient);
+        result["reverse_mode"]["backend"] = backend_name(request.backend);
+        result["reverse_mode"]["memory_space"] = request.backend == Backend::cuda ? "device" : "host";
         if (!args.dump_prefix.empty()) files.emplace_back(args.dump_prefix + "_gradient.csv", particle_gradient_csv(g));
     }
     return result;
@@ -169,10 +195,9 @@ int track_command(const std::vector<std::string>& argv) {
                               "\"reversible\", or fewer kicks (lattice slices)");
         std::string reason;
         const Backend backend = resolve_backend(config.backend, reason);
-        // Reverse mode has no CUDA adjoint yet: the tracking runs on the GPU,
-        // the gradient (its own forward and backward passes) on the CPU.
-        if (backend == Backend::cuda && config.differentiate)
-            reason += "; reverse mode (gradient) runs on the CPU: no CUDA adjoint yet";
+        if (backend == Backend::cuda && config.differentiate && gradient_backend(backend, config) == Backend::cpu)
+            reason += std::string("; the gradient runs on the CPU: strategy \"") +
+                      strategy_name(config.gradient.strategy) + "\" has no CUDA version";
         if (!args.quiet) std::cerr << "[sctape] backend: " << backend_name(backend) << " (" << reason << ")\n";
         std::vector<std::pair<std::string, std::string>> files;
         nlohmann::json result = config.dtype == Dtype::float32 ? run<float>(config, args, backend, reason, files)

@@ -22,6 +22,18 @@
 //    1-vs-4-thread deposit order by the same amount; 2e-4 is 25x that.
 //  - emulation vs CPU: the deposit, IGF and geometry are bitwise equal (same
 //    operations in the same order); the FFT product is within 1e-14 of max|phi|.
+//  - emulated adjoint bodies vs the CPU adjoints (grid_ops.cpp, one thread):
+//    the same operations in the same order, so per-particle and per-node
+//    adjoints agree to 1e-12 (float64) / 1e-5 (float32) of their max, the
+//    geometry sums to the same relative tolerance.
+//  - GPU gradients vs CPU gradients (fused, checkpoint): float64 1e-9
+//    relative (atomic summation order in the deposit, the gather adjoint's
+//    grid scatter and the block sums; measured differences are O(1e-13)
+//    on the forward kick, and a gradient sums ~1e6 such terms); float32 5e-4
+//    relative (float32 vs float64 on the CPU differ by up to 1.7e-5 on the
+//    gradients and 5.6e-6 of the largest coordinate adjoint for this run,
+//    measured; the GPU's float32 summation-order noise is of that size, and
+//    5e-4 is 30x it).
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
@@ -33,6 +45,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -40,10 +53,12 @@
 #include "backend.hpp"
 #include "beam.hpp"
 #include "constants.hpp"
+#include "cuda/adjoint_kernels.hpp"
 #include "cuda/device.hpp"
 #include "cuda/gpu_tracking.hpp"
 #include "cuda/kick_kernels.hpp"
 #include "fft_cpu.hpp"
+#include "gradient.hpp"
 #include "grid_ops.hpp"
 #include "space_charge.hpp"
 #include "tracking.hpp"
@@ -289,6 +304,208 @@ void emulation_matches_cpu(double tol_momentum) {
     }
 }
 
+// Largest |a - b| over the largest |b| (0 when both vanish).
+template <class A, class B>
+double relative_to_max(const A& a, const B& b) {
+    double d = 0, m = 0;
+    for (std::size_t i = 0; i < std::size_t(b.size()); ++i) {
+        d = std::max(d, std::abs(double(a[i]) - double(b[i])));
+        m = std::max(m, std::abs(double(b[i])));
+    }
+    return m > 0 ? d / m : d;
+}
+
+template <class T>
+std::vector<T> random_values(std::size_t n, unsigned seed) {
+    std::mt19937_64 rng(seed);
+    std::uniform_real_distribution<double> u(-1.0, 1.0);
+    std::vector<T> v(n);
+    for (auto& x : v) x = T(u(rng));
+    return v;
+}
+
+// The adjoint kernels' bodies (cuda/adjoint_kernels.hpp) in plain loops, each
+// against the CPU adjoint it replaces, at the state of one CPU kick.
+template <class T>
+void adjoint_emulation_matches_cpu(double tol) {
+    using namespace sctape::cuda;
+    for (ExtentMode mode : {ExtentMode::minmax, ExtentMode::sigma}) {
+        INFO((mode == ExtentMode::minmax ? "minmax" : "sigma") << " grid");
+        GridSettings settings = grid32(mode);
+        settings.shape = {12, 10, 14};  // unequal axes catch swapped strides
+        Beam<T> beam = make_beam<T>(sphere(5000));
+        const Beam<T> start = beam;
+        SpaceChargeKick<T> kick(settings, 1);
+        kick.apply(beam, 0.1);
+        const GridGeometry& g = kick.geometry();
+        const std::int64_t n = start.size(), cells = g.cells();
+        const Reference& ref = start.reference;
+        const double bg = ref.beta_gamma();
+        std::vector<T> z(n), pz(n);
+        for (std::int64_t p = 0; p < n; ++p)
+            s_to_t_particle(start.px[p], start.py[p], start.tau[p], start.delta[p], T(ref.beta), T(1 / ref.beta),
+                            T(1 / (bg * bg)), z[p], pz[p]);
+        const T* pos[3] = {start.x.data(), start.y.data(), z.data()};
+        const CicGrid<T> cg = cic_grid<T>(g);
+        const std::int64_t stride[3] = {std::int64_t(g.n[1]) * g.n[2], g.n[2], 1};
+
+        SECTION("deposit") {
+            const std::vector<T> rho_adj = random_values<T>(cells, 1);
+            const T scale = T(3.5);
+            std::array<std::vector<T>, 3> cpu, emu;
+            for (int a = 0; a < 3; ++a) cpu[a].assign(n, T(0)), emu[a].assign(n, T(0));
+            T* cpu_adj[3] = {cpu[0].data(), cpu[1].data(), cpu[2].data()};
+            GeometryAdjoint cpu_geo, emu_geo;
+            const double cpu_scale = deposit_cic_adjoint(g, pos, n, scale, rho_adj.data(), 1, cpu_adj, cpu_geo);
+            double emu_scale = 0;
+            for (std::int64_t p = 0; p < n; ++p) {
+                const CicPointAdjoint<T> q = cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
+                double s_adj[3];
+                emu_scale += deposit_adjoint_particle(cg, q, rho_adj.data(), scale, s_adj);
+                T u_adj[3];
+                grid_coordinate_adjoint(cg, q, s_adj, u_adj, emu_geo.origin_m.data(), emu_geo.cell_m.data());
+                for (int a = 0; a < 3; ++a) emu[a][p] += u_adj[a];
+            }
+            CHECK(std::abs(emu_scale - cpu_scale) <= tol * std::abs(cpu_scale));
+            for (int a = 0; a < 3; ++a) {
+                CHECK(relative_to_max(emu[a], cpu[a]) <= tol);
+                CHECK(std::abs(emu_geo.origin_m[a] - cpu_geo.origin_m[a]) <= tol * std::abs(cpu_geo.origin_m[a]));
+                CHECK(std::abs(emu_geo.cell_m[a] - cpu_geo.cell_m[a]) <= tol * std::abs(cpu_geo.cell_m[a]));
+            }
+        }
+        SECTION("gather") {
+            std::array<std::vector<T>, 3> e_adj, cpu_grid, emu_grid, cpu_pos, emu_pos;
+            for (int a = 0; a < 3; ++a) {
+                e_adj[a] = random_values<T>(n, 10 + a);
+                cpu_grid[a].assign(cells, T(0)), emu_grid[a].assign(cells, T(0));
+                cpu_pos[a].assign(n, T(0)), emu_pos[a].assign(n, T(0));
+            }
+            const auto& eg = kick.field_on_grid();
+            const T* e_grid[3] = {eg[0].data(), eg[1].data(), eg[2].data()};
+            const T* ea[3] = {e_adj[0].data(), e_adj[1].data(), e_adj[2].data()};
+            T* cg_out[3] = {cpu_grid[0].data(), cpu_grid[1].data(), cpu_grid[2].data()};
+            T* cp_out[3] = {cpu_pos[0].data(), cpu_pos[1].data(), cpu_pos[2].data()};
+            HostArray<T> scratch;
+            GeometryAdjoint cpu_geo, emu_geo;
+            gather_cic_adjoint(g, pos, n, e_grid, ea, 1, scratch, cg_out, cp_out, cpu_geo);
+            for (std::int64_t p = 0; p < n; ++p) {
+                const CicPointAdjoint<T> q = cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
+                double s_adj[3] = {0, 0, 0};
+                for (int a = 0; a < 3; ++a) {
+                    for (int m = 0; m < 8; ++m) emu_grid[a][q.point.base + cic_offset(cg, m)] += q.point.w[m] * e_adj[a][p];
+                    gather_adjoint_particle(cg, q, e_grid[a], e_adj[a][p], s_adj);
+                }
+                T u_adj[3];
+                grid_coordinate_adjoint(cg, q, s_adj, u_adj, emu_geo.origin_m.data(), emu_geo.cell_m.data());
+                for (int a = 0; a < 3; ++a) emu_pos[a][p] += u_adj[a];
+            }
+            for (int a = 0; a < 3; ++a) {
+                CHECK(relative_to_max(emu_grid[a], cpu_grid[a]) <= tol);
+                CHECK(relative_to_max(emu_pos[a], cpu_pos[a]) <= tol);
+                CHECK(std::abs(emu_geo.origin_m[a] - cpu_geo.origin_m[a]) <= tol * std::abs(cpu_geo.origin_m[a]));
+                CHECK(std::abs(emu_geo.cell_m[a] - cpu_geo.cell_m[a]) <= tol * std::abs(cpu_geo.cell_m[a]));
+            }
+        }
+        SECTION("field") {
+            std::array<std::vector<T>, 3> e_adj;
+            for (int a = 0; a < 3; ++a) e_adj[a] = random_values<T>(cells, 20 + a);
+            const auto& eg = kick.field_on_grid();
+            const T* e[3] = {eg[0].data(), eg[1].data(), eg[2].data()};
+            const T* ea[3] = {e_adj[0].data(), e_adj[1].data(), e_adj[2].data()};
+            std::vector<T> cpu(cells, T(0)), emu(cells, T(0));
+            GeometryAdjoint cpu_geo;
+            field_from_potential_adjoint(g, e, ea, 1, cpu.data(), cpu_geo);
+            for (int a = 0; a < 3; ++a) {
+                double h_adj = 0;
+                for (std::int64_t c = 0; c < cells; ++c) {
+                    double h_term;
+                    emu[c] += field_adjoint_node(e[a], ea[a], c, stride[a], g.n[a], T(1.0 / g.cell_m[a]),
+                                                 T(0.5 / g.cell_m[a]), g.cell_m[a], h_term);
+                    h_adj += h_term;
+                }
+                CHECK(std::abs(h_adj - cpu_geo.cell_m[a]) <= tol * std::abs(cpu_geo.cell_m[a]));
+            }
+            CHECK(relative_to_max(emu, cpu) <= tol);
+        }
+        SECTION("convolve and green") {
+            const std::int64_t doubled = 8 * cells;
+            const int nx = g.n[0], ny = g.n[1], nz = g.n[2];
+            const std::vector<T> phi_adj = random_values<T>(cells, 30);
+            const HostArray<T>& rho = kick.charge_density();
+            const HostArray<T>& green = kick.green_function();
+            std::vector<T> cpu_rho_adj(cells, T(0)), cpu_green_adj(doubled);
+            HockneyConvolver<T> conv(g.n, 1);
+            conv.convolve_adjoint(rho.data(), green.data(), phi_adj.data(), cpu_rho_adj.data(), cpu_green_adj.data());
+            // the GPU's sequence (GpuAdjoint::convolve) with the CPU FFT
+            RealFft3d<T> fft({2 * nx, 2 * ny, 2 * nz}, 1);
+            std::vector<T> work(doubled), green_copy(green.begin(), green.end()), emu_green_adj(doubled);
+            std::vector<std::complex<T>> spec_a(fft.spectrum_size()), spec_b(fft.spectrum_size());
+            const T norm = T(1.0 / double(doubled));
+            auto correlate = [&] {
+                const T* sa = reinterpret_cast<const T*>(spec_a.data());
+                T* sb = reinterpret_cast<T*>(spec_b.data());
+                for (std::int64_t c = 0; c < fft.spectrum_size(); ++c)
+                    correlation_product(sa[2 * c], sa[2 * c + 1], sb[2 * c], sb[2 * c + 1], norm, sb[2 * c], sb[2 * c + 1]);
+            };
+            for (std::int64_t d = 0; d < doubled; ++d) work[d] = pad_value(phi_adj.data(), d, nx, ny, nz);
+            fft.forward(work.data(), spec_a.data());
+            fft.forward(green_copy.data(), spec_b.data());
+            correlate();
+            fft.inverse(spec_b.data(), work.data());
+            std::vector<T> emu_rho_adj(cells);
+            for (std::int64_t c = 0; c < cells; ++c) emu_rho_adj[c] = work[crop_index(c, ny, nz)];
+            for (std::int64_t d = 0; d < doubled; ++d) work[d] = pad_value(rho.data(), d, nx, ny, nz);
+            fft.forward(work.data(), spec_b.data());
+            correlate();
+            fft.inverse(spec_b.data(), emu_green_adj.data());
+            CHECK(relative_to_max(emu_rho_adj, cpu_rho_adj) <= tol);
+            CHECK(relative_to_max(emu_green_adj, cpu_green_adj) <= tol);
+
+            // green: fold, transposed differences z, y, x, cell sums
+            GeometryAdjoint cpu_geo;
+            const double cpu_gamma = build_green_adjoint(g, ref.gamma, cpu_green_adj.data(), 1, cpu_geo);
+            std::vector<double> a(cells), b(cells);
+            for (std::int64_t c = 0; c < cells; ++c)
+                a[c] = green_fold_adjoint(cpu_green_adj.data(), c, nx, ny, nz, kCoulombConst);
+            for (int ax = 2; ax >= 0; --ax) {
+                for (std::int64_t c = 0; c < cells; ++c) b[c] = corner_difference_transpose(a.data(), c, stride[ax], g.n[ax]);
+                std::swap(a, b);
+            }
+            double h_adj[3] = {0, 0, 0};
+            for (std::int64_t c = 0; c < cells; ++c) {
+                double h[3];
+                green_cell_adjoint_node(a.data(), c, ny, nz, g.cell_m[0], g.cell_m[1], ref.gamma * g.cell_m[2], h);
+                for (int ax = 0; ax < 3; ++ax) h_adj[ax] += h[ax];
+            }
+            CHECK(std::abs(h_adj[0] - cpu_geo.cell_m[0]) <= 1e-12 * std::abs(cpu_geo.cell_m[0]));
+            CHECK(std::abs(h_adj[1] - cpu_geo.cell_m[1]) <= 1e-12 * std::abs(cpu_geo.cell_m[1]));
+            CHECK(std::abs(ref.gamma * h_adj[2] - cpu_geo.cell_m[2]) <= 1e-12 * std::abs(cpu_geo.cell_m[2]));
+            CHECK(std::abs(g.cell_m[2] * h_adj[2] - cpu_gamma) <= 1e-12 * std::abs(cpu_gamma));
+        }
+        SECTION("grid covering (sigma mode)") {
+            if (mode == ExtentMode::sigma) {
+                GeometryAdjoint geo;
+                geo.origin_m = {0.3, -0.2, 0.7};
+                geo.cell_m = {1.1, 0.4, -0.9};
+                std::array<std::vector<T>, 3> cpu, emu;
+                for (int a = 0; a < 3; ++a) cpu[a].assign(n, T(0)), emu[a].assign(n, T(0));
+                T* cpu_adj[3] = {cpu[0].data(), cpu[1].data(), cpu[2].data()};
+                grid_covering_adjoint(settings, pos, n, geo, cpu_adj);
+                for (int a = 0; a < 3; ++a) {
+                    AxisExtent ext;
+                    for (std::int64_t p = 0; p < n; ++p) ext.add(pos[a][p]);
+                    const double mean = ext.sum / n, rms = std::sqrt(std::max(ext.sum2 / n - mean * mean, 0.0));
+                    const double k = settings.sigma_factor[a];
+                    for (std::int64_t p = 0; p < n; ++p)
+                        emu[a][p] += T(sigma_grid_adjoint(pos[a][p], mean, rms, n, geo.origin_m[a],
+                                                          -k * geo.origin_m[a] + 2 * k * geo.cell_m[a] / (g.n[a] - 1)));
+                    CHECK(relative_to_max(emu[a], cpu[a]) <= tol);
+                }
+            }
+        }
+    }
+}
+
 }  // namespace
 
 // ================================================================ no GPU needed
@@ -299,6 +516,14 @@ TEST_CASE("emulated GPU kernel bodies reproduce the CPU kick (float64)", "[gpu-e
 
 TEST_CASE("emulated GPU kernel bodies reproduce the CPU kick (float32)", "[gpu-emulation]") {
     emulation_matches_cpu<float>(2e-4);
+}
+
+TEST_CASE("emulated GPU adjoint bodies reproduce the CPU adjoints (float64)", "[gpu-emulation]") {
+    adjoint_emulation_matches_cpu<double>(1e-12);
+}
+
+TEST_CASE("emulated GPU adjoint bodies reproduce the CPU adjoints (float32)", "[gpu-emulation]") {
+    adjoint_emulation_matches_cpu<float>(1e-5);
 }
 
 TEST_CASE("emulated fixed-point deposit equals the float deposit to its resolution", "[gpu-emulation]") {
@@ -639,4 +864,100 @@ int main(int argc, char** argv) {
         std::printf("GPU: %s\n", why.c_str());
     }
     return Catch::Session().run(int(args.size()), args.data());
+}
+
+// ================================================================ reverse mode on the GPU
+
+namespace {
+
+TrackSettings gradient_lattice(ExtentMode mode) {
+    TrackSettings t;
+    t.lattice = {{0.3, 3}, {0.2, 2}};  // two elements: per-element length gradients
+    t.grid = grid32(mode);
+    t.grid.shape = {16, 16, 16};
+    return t;
+}
+
+// Every gradient and every initial-coordinate adjoint of the GPU run against
+// the CPU's fused run, relative to the largest of its kind.
+template <class T>
+void gradients_agree(Strategy strategy, ExtentMode mode, double tol) {
+    const BeamParameters beam = sphere(20000, DistributionType::gaussian);
+    const TrackSettings tracking = gradient_lattice(mode);
+    GradientRequest req;
+    req.strategy = strategy;
+    req.snapshots = strategy == Strategy::checkpoint ? 2 : 0;
+    req.objective = Objective::emittance_x;
+    req.gradients = gradient_names(beam, tracking.lattice);
+    GradientRequest cpu_req = req;
+    cpu_req.strategy = Strategy::fused;
+    const GradientResult cpu = compute_gradient<T>(beam, tracking, cpu_req);
+    req.backend = Backend::cuda;
+    const GradientResult gpu = compute_gradient<T>(beam, tracking, req);
+    CHECK(std::abs(gpu.objective - cpu.objective) <= tol * std::abs(cpu.objective));
+    for (const auto& [name, value] : cpu.gradients) {
+        INFO(name << ": cpu " << value << ", gpu " << gpu.gradients.at(name));
+        CHECK(std::abs(gpu.gradients.at(name) - value) <= tol * std::abs(value) + 1e-300);
+    }
+    for (int c = 0; c < 6; ++c) {
+        INFO("column " << c);
+        CHECK(relative_to_max(gpu.particle_gradient[c], cpu.particle_gradient[c]) <= tol);
+    }
+    CHECK(gpu.memory.bytes_after_backward == 0);
+    if (strategy == Strategy::fused) {
+        // the same buffers on both tapes
+        CHECK(gpu.memory.tape_bytes == cpu.memory.tape_bytes);
+        CHECK(gpu.memory.tape_entries == cpu.memory.tape_entries);
+        CHECK(gpu.memory.tape_bytes_by_scope == cpu.memory.tape_bytes_by_scope);
+        CHECK(gpu.memory.last_slice_tape_bytes == cpu.memory.last_slice_tape_bytes);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("GPU fused gradients match the CPU in float64", "[gpu]") {
+    REQUIRE_GPU();
+    gradients_agree<double>(Strategy::fused, ExtentMode::minmax, 1e-9);
+    gradients_agree<double>(Strategy::fused, ExtentMode::sigma, 1e-9);
+}
+
+TEST_CASE("GPU fused gradients match the CPU in float32", "[gpu]") {
+    REQUIRE_GPU();
+    gradients_agree<float>(Strategy::fused, ExtentMode::minmax, 5e-4);
+}
+
+TEST_CASE("GPU checkpoint gradients match the CPU", "[gpu]") {
+    REQUIRE_GPU();
+    gradients_agree<double>(Strategy::checkpoint, ExtentMode::minmax, 1e-9);
+}
+
+TEST_CASE("GPU tape: bytes as on the CPU, allocator growth outside `beam` equals the tape", "[gpu]") {
+    REQUIRE_GPU();
+    const BeamParameters beam = sphere(10000);
+    TrackSettings tracking = gradient_lattice(ExtentMode::minmax);
+    GradientRequest req;
+    req.backend = Backend::cuda;
+    const GradientResult r = compute_gradient<float>(beam, tracking, req);
+    const std::int64_t n = beam.n_particles, c = 16 * 16 * 16, w = 4;
+    // fused: K (6N + 2C) w + 4 N w for sigma_x (README, "The tape")
+    CHECK(r.memory.tape_bytes == r.memory.kicks * (6 * n + 2 * c) * w + 4 * n * w);
+    std::int64_t grown = 0;
+    for (const auto& [scope, bytes] : r.memory.allocator_delta_by_scope)
+        if (scope != "beam") grown += bytes;
+    CHECK(grown == r.memory.tape_bytes);  // the documented overhead outside `beam` is zero
+    CHECK(r.memory.allocator_delta_by_scope.at("beam") >= 6 * n * w);  // coordinates + kick workspace
+    CHECK(r.memory.last_slice_tape_bytes == (6 * n + 2 * c) * w);
+    CHECK(r.memory.peak_bytes >= r.memory.tape_bytes + r.memory.allocator_delta_by_scope.at("beam"));
+    CHECK(r.memory.bytes_after_backward == 0);
+}
+
+TEST_CASE("GPU gradients: autograd and reversible are refused with the reason", "[gpu]") {
+    REQUIRE_GPU();
+    GradientRequest req;
+    req.backend = Backend::cuda;
+    for (Strategy s : {Strategy::autograd, Strategy::reversible}) {
+        req.strategy = s;
+        CHECK_THROWS_WITH(compute_gradient<double>(sphere(1000), gradient_lattice(ExtentMode::minmax), req),
+                          Catch::Contains("runs on the CPU only"));
+    }
 }
