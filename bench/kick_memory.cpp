@@ -13,6 +13,11 @@
 // checkpoint, reversible), tape_bytes_total, peak_bytes_total, forward_ms,
 // backward_ms, max_states_held, max_recomputations, forward_working_set_bytes,
 // N_part, N_cells, N_kicks. The benchmark MemoryManager reports the tracking allocator.
+//
+// With `--backend cuda` the sweep runs the strategies the CUDA backend has
+// (fused, checkpoint, binomial) on the GPU and every byte counter is device
+// memory (cuda::device_memory()); the sweep adds N_part = 1e6 with 64^3 and
+// 128^3 grids (float32) for the forward and forward+backward times per kick.
 #include <benchmark/benchmark.h>
 
 #include <array>
@@ -26,6 +31,10 @@
 #include "backend.hpp"
 #include "gradient.hpp"
 #include "kick_time.hpp"
+#ifdef SCTAPE_HAVE_CUDA
+#include "cuda/device.hpp"
+#include "cuda/gpu_tracking.hpp"
+#endif
 
 namespace {
 
@@ -44,12 +53,31 @@ struct Variant {
     int snapshots;
 };
 
+sctape::Backend g_backend = sctape::Backend::cpu;  // set by register_kick_memory
+
+// The allocator whose bytes the sweep reports: host, or device on the GPU.
+sctape::MemoryTracker& memory() {
+#ifdef SCTAPE_HAVE_CUDA
+    if (g_backend == sctape::Backend::cuda) return sctape::cuda::device_memory();
+#endif
+    return sctape::host_memory();
+}
+
 // Peak bytes of a plain forward pass over one slice: the working set that the
 // reverse-mode strategies are compared with.
 template <class T>
 std::int64_t forward_working_set(const sctape::BeamParameters& beam, sctape::TrackSettings tracking) {
     tracking.lattice = {{tracking.lattice[0].length_m / tracking.lattice[0].slices, 1}};
-    auto& mem = sctape::host_memory();
+    auto& mem = memory();
+#ifdef SCTAPE_HAVE_CUDA
+    if (g_backend == sctape::Backend::cuda) {  // the tracker's device buffers; the host beam is not counted
+        sctape::Beam<T> b = sctape::make_beam<T>(beam);
+        const std::int64_t start = mem.current_bytes();
+        mem.reset_peak();
+        sctape::track_on_gpu(b, tracking, {});
+        return mem.peak_bytes() - start;
+    }
+#endif
     const std::int64_t start = mem.current_bytes();
     mem.reset_peak();
     {
@@ -69,6 +97,7 @@ void kick_memory(benchmark::State& state, Variant variant, Case c) {
     sctape::GradientRequest request;
     request.strategy = variant.strategy;
     request.snapshots = variant.snapshots;
+    request.backend = g_backend;
     sctape::GradientResult r;
     for (auto _ : state) r = sctape::compute_gradient<T>(beam, tracking, request);
     const auto& m = r.memory;
@@ -101,14 +130,14 @@ void kick_memory(benchmark::State& state, Variant variant, Case c) {
 class TrackingMemoryManager : public benchmark::MemoryManager {
 public:
     void Start() override {
-        auto& mem = sctape::host_memory();
+        auto& mem = memory();
         start_current_ = mem.current_bytes();
         start_allocs_ = mem.allocations();
         start_allocated_ = mem.allocated_bytes();
         mem.reset_peak();
     }
     void Stop(Result* result) override {
-        auto& mem = sctape::host_memory();
+        auto& mem = memory();
         result->num_allocs = mem.allocations() - start_allocs_;
         result->max_bytes_used = mem.peak_bytes() - start_current_;
         result->total_allocated_bytes = mem.allocated_bytes() - start_allocated_;
@@ -160,19 +189,32 @@ bool env_is(const char* name, const char* value) {
 const Variant kFused{"fused", Strategy::fused, 0}, kAutograd{"autograd", Strategy::autograd, 0},
     kCheckpoint{"checkpoint", Strategy::checkpoint, 0}, kReversible{"reversible", Strategy::reversible, 0};
 
-const bool registered = [] {
+}  // namespace
+
+void register_kick_memory(sctape::Backend backend) {
+    g_backend = backend;
+    const bool gpu = backend == sctape::Backend::cuda;
     if (env_is("SCTAPE_BENCH_LONG", "1")) {
         // long lattices (1e5 particles, 32^3, float64): memory and time vs N_kicks
         for (int kicks : {10, 100, 1000}) {
             const Case c{100000, {32, 32, 32}, kicks};
-            for (const Variant& v : {kFused, kCheckpoint, Variant{"binomial", Strategy::checkpoint, 10}, kReversible})
+            for (const Variant& v : {kFused, kCheckpoint, Variant{"binomial", Strategy::checkpoint, 10}})
                 register_case(v, c, false, true);
+            if (gpu) continue;
+            register_case(kReversible, c, false, true);
             if (kicks == 10) register_case(kAutograd, c, false, true);  // 100 kicks would need ~11 GB
         }
     } else {
         const bool quick = env_is("SCTAPE_BENCH_QUICK", "1");
-        for (const Case& c : sweep(quick)) {
-            for (const Variant& v : {kFused, kAutograd, kCheckpoint, kReversible}) register_case(v, c, true, true);
+        std::vector<Case> cases = sweep(quick);
+        if (gpu && !quick)  // the timing points: 1e6 particles, 64^3 and 128^3, float32
+            for (int g : {64, 128}) cases.push_back({1000000, {g, g, g}, 2});
+        for (const Case& c : cases) {
+            const bool timing_point = c.n_part == 1000000 && c.grid[0] == 128;
+            for (const Variant& v : {kFused, kAutograd, kCheckpoint, kReversible}) {
+                if (gpu && (v.strategy == Strategy::autograd || v.strategy == Strategy::reversible)) continue;
+                register_case(v, c, true, !timing_point);
+            }
             if (c.grid == std::array<int, 3>{16, 16, 16} && c.n_part == (quick ? 10000 : 100000))
                 register_case(Variant{"binomial", Strategy::checkpoint, 4}, c, true, true);
         }
@@ -180,16 +222,15 @@ const bool registered = [] {
     static TrackingMemoryManager manager;
     benchmark::RegisterMemoryManager(&manager);
     benchmark::AddCustomContext("sctape_version", SCTAPE_VERSION);
-    // reverse mode runs on the CPU in this version, whatever GPU is present
-    benchmark::AddCustomContext("backend", "cpu");
-    benchmark::AddCustomContext("device", "cpu: " + std::to_string(omp_get_num_procs()) + " cores");
-    benchmark::AddCustomContext("gpu_probe", sctape::probe_gpu().description);
+    benchmark::AddCustomContext("backend", sctape::backend_name(backend));
+    const sctape::GpuProbe probe = sctape::probe_gpu();
+    benchmark::AddCustomContext("device", gpu ? "gpu: " + probe.description
+                                              : "cpu: " + std::to_string(omp_get_num_procs()) + " cores");
+    benchmark::AddCustomContext("gpu_probe", probe.description);
+    benchmark::AddCustomContext("memory_space", gpu ? "device (cuda::device_memory)" : "host (host_memory)");
     benchmark::AddCustomContext("threads", "1");
     benchmark::AddCustomContext("fftw_version", fftw_version);
     benchmark::AddCustomContext("compiler", __VERSION__);
     benchmark::AddCustomContext("dtypes", "float32 and float64 (in each run's name)");
     benchmark::AddCustomContext("units", "bytes for *_bytes*, milliseconds for *_ms, per kick unless *_total");
-    return true;
-}();
-
-}  // namespace
+}

@@ -1,4 +1,5 @@
-// kick_time.hpp — registers the forward-kick timing benchmarks for a backend.
+// kick_time.hpp — registers the benchmarks for a backend: forward-kick timing
+// and the reverse-mode memory sweep.
 #pragma once
 
 #include <cstdint>
@@ -7,6 +8,10 @@
 #include "beam.hpp"
 
 void register_kick_time(sctape::Backend backend);
+
+// The reverse-mode sweep (kick_memory.cpp): the CPU strategies, or on the
+// GPU those the CUDA backend has, with device bytes.
+void register_kick_memory(sctape::Backend backend);
 
 // The benchmarks' beam: electrons at 250 MeV, 1 nC, a uniform sphere of 1 mm
 // (rest frame), N particles.

@@ -1,7 +1,7 @@
 // sctape-bench — Google Benchmark's flags plus `--backend cpu|cuda|auto`
-// (default auto), which picks where `kick_time` runs. `kick_memory`, the
-// reverse-mode sweep, runs on the CPU whatever the backend (no CUDA adjoint
-// yet). Exit 2 when the requested backend is not available.
+// (default auto), which picks where `kick_time` and `kick_memory` run (on the
+// GPU, kick_memory sweeps the strategies the CUDA backend has, fused and
+// checkpoint, in device bytes). Exit 2 when the requested backend is not available.
 #include <benchmark/benchmark.h>
 
 #include <cstring>
@@ -17,7 +17,7 @@ namespace {
 const char* kUsage =
     "usage: sctape-bench [--backend cpu|cuda|auto] [Google Benchmark flags]\n"
     "\n"
-    "  kick_memory/...   reverse-mode memory sweep (CPU); SCTAPE_BENCH_QUICK=1 for the CI\n"
+    "  kick_memory/...   reverse-mode memory sweep on the chosen backend; SCTAPE_BENCH_QUICK=1 for the CI\n"
     "                    subset, SCTAPE_BENCH_LONG=1 for 10/100/1000-kick lattices\n"
     "  kick_time/...     forward kick time per substep on the chosen backend\n"
     "\n"
@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     register_kick_time(backend);
+    register_kick_memory(backend);
     benchmark::AddCustomContext("kick_time_backend", sctape::backend_name(backend));
     benchmark::AddCustomContext("kick_time_backend_reason", why);
     benchmark::Initialize(&argc, argv);

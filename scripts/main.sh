@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The README's main command: installs dependencies, builds, and runs the
-# suite's main job on this machine's CPU (reverse mode runs on the CPU):
+# suite's main job on this machine's CPU, and on its GPU when one answers:
 #   1. the default sweep over N_part x grid x N_kicks x strategy x dtype,
 #   2. the fit of alpha_part and alpha_cells (coefficient table printed),
 #   3. memory timelines of a 4-kick gradient run per strategy,
 #   4. the plots (results/plots/*.png, *.svg), from the JSON only,
-#   5. the free-expansion validation and the forward-kick timing (also on the
-#      GPU when one answers: results/kick_time_gpu.json).
+#   5. the free-expansion validation and the forward-kick timing,
+#   6. when a GPU answers: the sweep, fit and plots on it (results/sweep_gpu.json,
+#      coeffs_gpu.json, plots_gpu/) and the forward-kick timing there
+#      (kick_time_gpu.json).
 # Everything lands in results/. SCTAPE_BENCH_QUICK=1 runs the CI subset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,15 +21,15 @@ trap 'rm -rf "$tmp"' EXIT
 
 step() { echo "[sctape] $*" >&2; }
 
-step "1/5 sweep: one line per run as it finishes -> results/sweep_cpu.json"
-"$bench" --benchmark_filter=kick_memory --benchmark_counters_tabular=false \
+step "1/6 sweep: one line per run as it finishes -> results/sweep_cpu.json"
+"$bench" --backend cpu --benchmark_filter=kick_memory --benchmark_counters_tabular=false \
   --benchmark_out="$tmp/sweep.json" --benchmark_out_format=json >&2
 mv "$tmp/sweep.json" results/sweep_cpu.json
 
-step "2/5 fit -> results/coeffs_cpu.json"
+step "2/6 fit -> results/coeffs_cpu.json"
 "$sctape" fit results/sweep_cpu.json -o results/coeffs_cpu.json
 
-step "3/5 memory timelines (examples/reverse_mode.json, one run per strategy)"
+step "3/6 memory timelines (examples/reverse_mode.json, one run per strategy)"
 timelines=()
 for strategy in autograd fused checkpoint reversible; do
   /usr/bin/python3 - "$strategy" "$tmp/$strategy.json" <<'PY'
@@ -41,10 +43,10 @@ PY
   timelines+=(--timeline "results/timeline_$strategy.json")
 done
 
-step "4/5 plots -> results/plots/"
+step "4/6 plots -> results/plots/"
 /usr/bin/python3 fit/plot.py results/sweep_cpu.json results/coeffs_cpu.json "${timelines[@]}" -o results/plots
 
-step "5/5 free expansion (examples/free_expansion.json) and forward-kick timing"
+step "5/6 free expansion (examples/free_expansion.json) and forward-kick timing"
 "$sctape" track examples/free_expansion.json --quiet --out results/free_expansion.json
 /usr/bin/python3 - <<'PY'
 import json
@@ -56,8 +58,15 @@ PY
 "$bench" --backend cpu --benchmark_filter=kick_time --benchmark_out="$tmp/kick_time.json" --benchmark_out_format=json >&2
 mv "$tmp/kick_time.json" results/kick_time_cpu.json
 if "$bench" --backend cuda --benchmark_list_tests > /dev/null 2>&1; then
-  step "a GPU answers: forward kick timing on it -> results/kick_time_gpu.json"
+  step "6/6 a GPU answers: sweep, fit and plots on it, and its forward kick timing"
+  "$bench" --backend cuda --benchmark_filter=kick_memory --benchmark_counters_tabular=false \
+    --benchmark_out="$tmp/sweep_gpu.json" --benchmark_out_format=json >&2
+  mv "$tmp/sweep_gpu.json" results/sweep_gpu.json
+  "$sctape" fit results/sweep_gpu.json -o results/coeffs_gpu.json
+  /usr/bin/python3 fit/plot.py results/sweep_gpu.json results/coeffs_gpu.json -o results/plots_gpu
   "$bench" --backend cuda --benchmark_filter=kick_time --benchmark_out="$tmp/kick_time_gpu.json" --benchmark_out_format=json >&2
   mv "$tmp/kick_time_gpu.json" results/kick_time_gpu.json
+else
+  step "6/6 no GPU answers: GPU sweep and timing skipped (results/*_gpu.json unchanged)"
 fi
 step "done: results/ holds the sweep, the coefficients, timelines and plots"
