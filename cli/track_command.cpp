@@ -198,6 +198,16 @@ int track_command(const std::vector<std::string>& argv) {
         if (backend == Backend::cuda && config.differentiate && gradient_backend(backend, config) == Backend::cpu)
             reason += std::string("; the gradient runs on the CPU: strategy \"") +
                       strategy_name(config.gradient.strategy) + "\" has no CUDA version";
+#ifdef SCTAPE_HAVE_CUDA
+        if (config.differentiate && gradient_backend(backend, config) == Backend::cuda) {
+            // the tape lives in device memory: check it against the GPU's free memory before starting
+            const double free_device = double(cuda::check_device_memory().device_free_bytes);
+            if (tracking + tape > free_device)
+                throw ConfigError("reverse mode on the GPU would need about " + mib(tracking + tape) +
+                                  " MiB of device memory (tape " + mib(tape) + " MiB) but only " + mib(free_device) +
+                                  " MiB are free: use checkpoint with snapshots, fewer kicks, or backend \"cpu\"");
+        }
+#endif
         if (!args.quiet) std::cerr << "[sctape] backend: " << backend_name(backend) << " (" << reason << ")\n";
         std::vector<std::pair<std::string, std::string>> files;
         nlohmann::json result = config.dtype == Dtype::float32 ? run<float>(config, args, backend, reason, files)
