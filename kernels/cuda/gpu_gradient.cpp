@@ -170,7 +170,12 @@ template <class T>
 void record_objective(Tape& tape, MemoryReport& report, const std::shared_ptr<GpuRun<T>>& run,
                       DeviceSnapshots<T>& snaps, Objective objective, GradientResult& result) {
     measured(tape, report, "objective", [&] {
-        Beam<T> final_beam = make_beam<T>(run->beam_parameters);  // shape and reference; coordinates overwritten
+        const BeamParameters& bp = run->beam_parameters;
+        Beam<T> final_beam;
+        final_beam.species = bp.species;
+        final_beam.reference = Reference::from_kinetic(bp.species.mass_eV, bp.kinetic_energy_eV);
+        final_beam.bunch_charge_C = bp.bunch_charge_C;
+        for (HostArray<T>* column : final_beam.columns()) column->resize(std::size_t(bp.n_particles));
         run->gpu->download(final_beam);
         result.objective = objective_value(final_beam, objective);
         const auto cols = objective_columns(objective);
@@ -277,7 +282,9 @@ GradientResult gradient_on_gpu(const BeamParameters& bp, const TrackSettings& tr
         result.forward_seconds = std::chrono::duration<double>(t1 - t0).count();
         {
             cuda::NvtxRange range("backward");
+            memory.set_backward(true);  // device timeline events of the backward pass
             tape.backward();
+            memory.set_backward(false);
         }
         result.backward_seconds = std::chrono::duration<double>(clock::now() - t1).count();
         report_gradients(bp, tracking.lattice, run->params, request.gradients, result);
