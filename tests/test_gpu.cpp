@@ -1,15 +1,18 @@
 // test_gpu.cpp — the CUDA backend (built with SCTAPE_CUDA only).
 //
 // [gpu]            need a usable GPU: the device kick and tracking against the
-//                  CPU, the deterministic deposit, the device allocator, errors.
+//                  CPU, the deterministic deposit, the device allocator, errors,
+//                  and reverse mode (fused and checkpoint gradients against the
+//                  CPU, tape bytes identical, allocator growth = tape bytes).
 //                  ctest runs them as one entry, `gpu_tests`, with
 //                  --gpu-or-skip: without a GPU the binary exits 77 and ctest
 //                  reports the entry as skipped (never as passed). Run without
 //                  that flag on a machine with no GPU, each [gpu] test fails.
 // [gpu-emulation]  need no GPU: the per-element bodies of the CUDA kernels
-//                  (cuda/kick_kernels.hpp) run in plain loops, with the CPU
-//                  FFT, and must reproduce SpaceChargeKick; this checks the
-//                  GPU path's index arithmetic everywhere.
+//                  (cuda/kick_kernels.hpp, cuda/adjoint_kernels.hpp) run in
+//                  plain loops, with the CPU FFT, and must reproduce
+//                  SpaceChargeKick and the CPU adjoints; this checks the GPU
+//                  path's index arithmetic everywhere.
 //
 // Tolerances (max over particles of |difference| / rms of the CPU kick):
 //  - float64 GPU vs CPU, 1e-12: the two differ by summation order (atomic
