@@ -212,7 +212,7 @@ void register_kick_memory(sctape::Backend backend) {
         for (const Case& c : cases) {
             const bool timing_point = c.n_part == 1000000 && c.grid[0] == 128;
             for (const Variant& v : {kFused, kAutograd, kCheckpoint, kReversible}) {
-                if (gpu && (v.strategy == Strategy::autograd || v.strategy == Strategy::reversible)) continue;
+                if (gpu && !sctape::has_gpu_version(v.strategy)) continue;
                 register_case(v, c, true, !timing_point);
             }
             if (c.grid == std::array<int, 3>{16, 16, 16} && c.n_part == (quick ? 10000 : 100000))

@@ -92,7 +92,7 @@ bool all_finite(const Moments& m) {
 Backend gradient_backend(Backend tracking_backend, const RunConfig& config) {
     if (tracking_backend != Backend::cuda) return Backend::cpu;
     const Strategy s = config.gradient.strategy;
-    if (s == Strategy::fused || s == Strategy::checkpoint) return Backend::cuda;
+    if (has_gpu_version(s)) return Backend::cuda;
     if (config.backend == Backend::cuda)
         throw ConfigError(std::string("strategy \"") + strategy_name(s) +
                           "\" runs on the CPU only; the CUDA backend has \"fused\" and \"checkpoint\" "

@@ -83,13 +83,15 @@ Beam<T> restore(const Context<T>& ctx, const State<T>& s) {
     return beam;
 }
 
-// Runs `work` inside a tape scope and adds the allocator growth to the report.
+// Runs `work` inside a tape scope and adds the growth of `memory` (the host
+// allocator, or the device's for the CUDA backend) to the report.
 template <class F>
-void measured(Tape& tape, MemoryReport& report, const char* scope, F&& work) {
+void measured(Tape& tape, MemoryReport& report, const char* scope, F&& work, MemoryTracker& memory = host_memory()) {
     TapeScope s(tape, scope);
-    const std::int64_t before = host_memory().current_bytes();
+    MemoryScope tagged(scope, memory);  // the tape scope tags host events only
+    const std::int64_t before = memory.current_bytes();
     work();
-    report.allocator_delta_by_scope[scope] += host_memory().current_bytes() - before;
+    report.allocator_delta_by_scope[scope] += memory.current_bytes() - before;
 }
 
 // Records one slice of lattice element `element` with fused adjoints: drift

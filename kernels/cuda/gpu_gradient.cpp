@@ -7,13 +7,14 @@
 
 #include "checkpoint_reverser.hpp"
 #include "device.hpp"
+#include "fused_internal.hpp"
 #include "gpu_tracking.hpp"
 #include "nvtx.hpp"
 
 namespace sctape {
 namespace {
 
-enum Col { kX = 0, kPx = 1, kY = 2, kPy = 3, kTau = 4, kDelta = 5 };
+using namespace fused;  // the column names (kX ... kDelta)
 
 template <class T>
 SavedBuffer save(const DeviceColumn<T>& c) {
@@ -51,20 +52,16 @@ struct GpuRun {
     std::unique_ptr<GpuTracker<T>> gpu;
 };
 
-// Runs `work` inside a tape scope and adds the device allocator's growth to the report.
+// fused::measured() with the device allocator's growth.
 template <class F>
-void measured(Tape& tape, MemoryReport& report, const char* scope, F&& work) {
-    TapeScope s(tape, scope);
-    MemoryScope device_scope(scope, cuda::device_memory());
-    const std::int64_t before = cuda::device_memory().current_bytes();
-    work();
-    report.allocator_delta_by_scope[scope] += cuda::device_memory().current_bytes() - before;
+void measured_on_device(Tape& tape, MemoryReport& report, const char* scope, F&& work) {
+    fused::measured(tape, report, scope, std::forward<F>(work), cuda::device_memory());
 }
 
 template <class T>
 void record_drift(Tape& tape, MemoryReport& report, const std::shared_ptr<GpuRun<T>>& run, DeviceSnapshots<T>& snaps,
                   std::size_t element, double fraction) {
-    measured(tape, report, "drift", [&] {
+    measured_on_device(tape, report, "drift", [&] {
         const double element_length = run->tracking.lattice[element].length_m;
         DeviceColumn<T> px = snaps.get(kPx), py = snaps.get(kPy), delta = snaps.get(kDelta);
         run->gpu->drift(fraction * element_length);
@@ -85,16 +82,16 @@ void record_kick(Tape& tape, MemoryReport& report, const std::shared_ptr<GpuRun<
     const double ds = d.length_m / d.slices;
     auto saved = std::make_shared<GpuKickSaved<T>>();
     auto& in = saved->input;
-    measured(tape, report, substep_name(Substep::s_to_t), [&] {
+    measured_on_device(tape, report, substep_name(Substep::s_to_t), [&] {
         for (int c : {kTau, kPx, kPy, kDelta}) in[c] = snaps.get(c);
     });
-    measured(tape, report, substep_name(Substep::deposit), [&] {
+    measured_on_device(tape, report, substep_name(Substep::deposit), [&] {
         for (int c : {kX, kY}) in[c] = snaps.get(c);
     });
     run->gpu->kick(ds);
     saved->geometry = run->gpu->geometry();
-    measured(tape, report, substep_name(Substep::convolve), [&] { saved->rho = run->gpu->snapshot(GpuBuffer::charge_density); });
-    measured(tape, report, substep_name(Substep::gather), [&] { saved->phi = run->gpu->snapshot(GpuBuffer::potential); });
+    measured_on_device(tape, report, substep_name(Substep::convolve), [&] { saved->rho = run->gpu->snapshot(GpuBuffer::charge_density); });
+    measured_on_device(tape, report, substep_name(Substep::gather), [&] { saved->phi = run->gpu->snapshot(GpuBuffer::potential); });
     const std::pair<Substep, std::vector<SavedBuffer>> entries[] = {
         {Substep::s_to_t, {save(in[kTau]), save(in[kPx]), save(in[kPy]), save(in[kDelta])}},
         {Substep::deposit, {save(in[kX]), save(in[kY]), save(in[kTau])}},
@@ -169,7 +166,7 @@ struct GpuEngine {
 template <class T>
 void record_objective(Tape& tape, MemoryReport& report, const std::shared_ptr<GpuRun<T>>& run,
                       DeviceSnapshots<T>& snaps, Objective objective, GradientResult& result) {
-    measured(tape, report, "objective", [&] {
+    measured_on_device(tape, report, "objective", [&] {
         const BeamParameters& bp = run->beam_parameters;
         Beam<T> final_beam;
         final_beam.species = bp.species;
@@ -196,7 +193,7 @@ void record_objective(Tape& tape, MemoryReport& report, const std::shared_ptr<Gp
 }
 
 void check_strategy(Strategy s) {
-    if (s == Strategy::fused || s == Strategy::checkpoint) return;
+    if (has_gpu_version(s)) return;
     throw std::invalid_argument(std::string("strategy '") + strategy_name(s) +
                                 "' runs on the CPU only (the CUDA backend has fused and checkpoint); "
                                 "use backend \"cpu\" for it");
@@ -225,7 +222,7 @@ GradientResult gradient_on_gpu(const BeamParameters& bp, const TrackSettings& tr
         run->params.drift_length_m.assign(tracking.lattice.size(), 0.0);
         {
             cuda::NvtxRange range("forward");
-            measured(tape, report, "beam", [&] {
+            measured_on_device(tape, report, "beam", [&] {
                 const Beam<T> beam = make_beam<T>(bp);
                 run->gpu = std::make_unique<GpuTracker<T>>(beam, tracking.space_charge, tracking.grid,
                                                            GpuOptions::from_environment());
@@ -252,7 +249,7 @@ GradientResult gradient_on_gpu(const BeamParameters& bp, const TrackSettings& tr
                     // keep this state; its entry reverses the segment up to the next kept state
                     const std::int64_t end = k + 1 < spine.size() ? spine[k + 1] : steps;
                     const int slots = request.snapshots == 0 ? 1 : request.snapshots - static_cast<int>(k);
-                    measured(tape, report, "checkpoint", [&] {
+                    measured_on_device(tape, report, "checkpoint", [&] {
                         GpuEngine<T> engine{run};
                         const auto state = engine.capture();
                         counters->hold();
@@ -266,7 +263,7 @@ GradientResult gradient_on_gpu(const BeamParameters& bp, const TrackSettings& tr
                     });
                     ++k;
                 }
-                measured(tape, report, "checkpoint", [&] { advance_slice(*run, elements[i]); });
+                measured_on_device(tape, report, "checkpoint", [&] { advance_slice(*run, elements[i]); });
                 snaps.clear();
                 if (tracking.space_charge) ++report.kicks;
                 marks.mark(tape, report);

@@ -502,6 +502,30 @@ struct GpuTracker<T>::Impl {
                         forward ? "forward FFT" : "inverse FFT");
     }
 
+    // z and pz from the coordinates (flagging non-finite pz).
+    void run_s_to_t(const T* px, const T* py, const T* tau, const T* delta) {
+        const double bg = reference.beta_gamma();
+        cuda::check(cudaMemsetAsync(non_finite.data(), 0, sizeof(int), stream), "cudaMemsetAsync");
+        cuda::launch(stream, n, "s_to_t", cuda::s_to_t_kernel<T>, px, py, tau, delta, n, T(reference.beta),
+                     T(1.0 / reference.beta), T(1.0 / (bg * bg)), z.data(), pz.data(), non_finite.data());
+    }
+
+    // e_grid = -grad phi on `geometry`.
+    void run_field(const T* potential) {
+        const auto& s = settings.shape;
+        const std::int64_t stride[3] = {std::int64_t(s[1]) * s[2], s[2], 1};
+        for (int a = 0; a < 3; ++a)
+            cuda::launch(stream, cells, "field", cuda::field_kernel<T>, potential, cells, stride[a], s[a],
+                         T(1.0 / geometry.cell_m[a]), T(0.5 / geometry.cell_m[a]), e_grid[a].data());
+    }
+
+    // e_part = e_grid at the particles (x, y, z).
+    void run_gather(const T* x, const T* y) {
+        cuda::launch(stream, n, "gather", cuda::gather_kernel<T>, cic, x, y, (const T*)z.data(), n,
+                     (const T*)e_grid[0].data(), (const T*)e_grid[1].data(), (const T*)e_grid[2].data(),
+                     e_part[0].data(), e_part[1].data(), e_part[2].data());
+    }
+
     // Per-axis min, max, sum, sum of squares of (x, y, z) into `extents`.
     void launch_extents(const T* x, const T* y, const T* zz) {
         const int blocks = int(std::min<std::int64_t>(std::max<std::int64_t>((n + cuda::kThreads - 1) / cuda::kThreads, 1),
@@ -545,7 +569,7 @@ struct GpuTracker<T>::Impl {
         if (!space_charge) throw std::logic_error("GpuTracker::kick: tracker built without space charge");
         const Reference& ref = reference;
         const double bg = ref.beta_gamma();
-        const T beta0 = T(ref.beta), inv_beta0 = T(1.0 / ref.beta), inv_bg2 = T(1.0 / (bg * bg));
+        const T inv_beta0 = T(1.0 / ref.beta), inv_bg2 = T(1.0 / (bg * bg));
         T* x = coord[0].data();
         T* px = coord[1].data();
         T* y = coord[2].data();
@@ -554,11 +578,7 @@ struct GpuTracker<T>::Impl {
         T* delta = coord[5].data();
         const int nx = settings.shape[0], ny = settings.shape[1], nz = settings.shape[2];
 
-        substep(Substep::s_to_t, [&] {
-            cuda::check(cudaMemsetAsync(non_finite.data(), 0, sizeof(int), stream), "cudaMemsetAsync");
-            cuda::launch(stream, n, "s_to_t", cuda::s_to_t_kernel<T>, (const T*)px, (const T*)py, (const T*)tau,
-                         (const T*)delta, n, beta0, inv_beta0, inv_bg2, z.data(), pz.data(), non_finite.data());
-        });
+        substep(Substep::s_to_t, [&] { run_s_to_t(px, py, tau, delta); });
 
         substep(Substep::deposit, [&] {
             // grid geometry: per-axis reductions on the device, formulas and checks on the host
@@ -609,20 +629,8 @@ struct GpuTracker<T>::Impl {
                          phi.data());
         });
 
-        substep(Substep::field, [&] {
-            const std::int64_t stride[3] = {std::int64_t(ny) * nz, nz, 1};
-            for (int a = 0; a < 3; ++a) {
-                const T inv_2h = T(0.5 / geometry.cell_m[a]), inv_h = T(1.0 / geometry.cell_m[a]);
-                cuda::launch(stream, cells, "field", cuda::field_kernel<T>, (const T*)phi.data(), cells, stride[a],
-                             settings.shape[a], inv_h, inv_2h, e_grid[a].data());
-            }
-        });
-
-        substep(Substep::gather, [&] {
-            cuda::launch(stream, n, "gather", cuda::gather_kernel<T>, cic, (const T*)x, (const T*)y,
-                         (const T*)z.data(), n, (const T*)e_grid[0].data(), (const T*)e_grid[1].data(),
-                         (const T*)e_grid[2].data(), e_part[0].data(), e_part[1].data(), e_part[2].data());
-        });
+        substep(Substep::field, [&] { run_field(phi.data()); });
+        substep(Substep::gather, [&] { run_gather(x, y); });
 
         substep(Substep::push, [&] {
             // dP/p0 = charge_e * E * ds / (beta0 gamma0^2 p0c[eV]) (SpaceChargeKick::push)
@@ -745,15 +753,9 @@ struct GpuAdjoint {
         GeometryAdjoint geo_adj;
 
         // z, pz, the field on the grid and at the particles, from the saved data
-        cuda::check(cudaMemsetAsync(g.non_finite.data(), 0, sizeof(int), g.stream), "cudaMemsetAsync");
-        cuda::launch(g.stream, n, "s_to_t", cuda::s_to_t_kernel<T>, px, py, tau, delta, n, beta0, inv_beta0, inv_bg2,
-                     g.z.data(), g.pz.data(), g.non_finite.data());
-        for (int a = 0; a < 3; ++a)
-            cuda::launch(g.stream, cells, "field", cuda::field_kernel<T>, saved.phi.data, cells, stride[a], shape[a],
-                         T(1.0 / geo.cell_m[a]), T(0.5 / geo.cell_m[a]), g.e_grid[a].data());
-        cuda::launch(g.stream, n, "gather", cuda::gather_kernel<T>, g.cic, x, y, (const T*)g.z.data(), n,
-                     (const T*)g.e_grid[0].data(), (const T*)g.e_grid[1].data(), (const T*)g.e_grid[2].data(),
-                     g.e_part[0].data(), g.e_part[1].data(), g.e_part[2].data());
+        g.run_s_to_t(px, py, tau, delta);
+        g.run_field(saved.phi.data);
+        g.run_gather(x, y);
 
         const T push_scale = T(g.species.charge_e * ds_m / (ref.beta * ref.gamma * ref.gamma * ref.p0c_eV));
         substep(Substep::t_to_s, [&] {
