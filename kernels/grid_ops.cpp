@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "constants.hpp"
+#include "cuda/adjoint_kernels.hpp"
 #include "kick_math.hpp"
 
 namespace sctape {
@@ -15,69 +16,15 @@ inline std::int64_t node(const GridGeometry& g, int i, int j, int k) {
     return (std::int64_t(i) * g.n[1] + j) * g.n[2] + k;
 }
 
-// The 8 nodes of one particle with their CIC weights and the weights'
-// derivatives with respect to the particle's grid coordinates s = (u - o)/h.
+// From d/d(grid coordinates) of particle p to its position adjoints (+=) and
+// the geometry sums (+=, the caller's reduction variables).
 template <class T>
-struct CicStencil {
-    std::int64_t base;
-    std::int64_t offset[8];
-    T w[8];
-    T dw[3][8];
-    std::array<T, 3> s;  // grid coordinates
-};
-
-template <class T>
-struct CicFrame {
-    T origin[3], inv_h[3];
-    explicit CicFrame(const GridGeometry& g) {
-        for (int a = 0; a < 3; ++a) {
-            origin[a] = T(g.origin_m[a]);
-            inv_h[a] = T(1 / g.cell_m[a]);
-        }
-    }
-};
-
-// Derivatives cost 24 products per particle that the forward ops do not need.
-template <class T, bool kDerivatives>
-inline CicStencil<T> cic_stencil(const GridGeometry& g, const CicFrame<T>& f, const T* const pos[3], std::int64_t p) {
-    CicStencil<T> st;
-    CicLocation<T> loc[3];
-    for (int a = 0; a < 3; ++a) {
-        loc[a] = cic_locate(pos[a][p], f.origin[a], f.inv_h[a], g.n[a]);
-        st.s[a] = loc[a].index + loc[a].upper_weight;
-    }
-    st.base = node(g, loc[0].index, loc[1].index, loc[2].index);
-    int m = 0;
-    for (int a = 0; a < 2; ++a)
-        for (int b = 0; b < 2; ++b)
-            for (int c = 0; c < 2; ++c, ++m) {
-                const T wx = a ? loc[0].upper_weight : 1 - loc[0].upper_weight;
-                const T wy = b ? loc[1].upper_weight : 1 - loc[1].upper_weight;
-                const T wz = c ? loc[2].upper_weight : 1 - loc[2].upper_weight;
-                st.offset[m] = (std::int64_t(a) * g.n[1] + b) * g.n[2] + c;
-                st.w[m] = wx * wy * wz;
-                if (kDerivatives) {
-                    const T sx = a ? T(1) : T(-1), sy = b ? T(1) : T(-1), sz = c ? T(1) : T(-1);
-                    st.dw[0][m] = sx * wy * wz;
-                    st.dw[1][m] = wx * sy * wz;
-                    st.dw[2][m] = wx * wy * sz;
-                }
-            }
-    return st;
-}
-
-// From adjoints of the grid coordinates s_a = (u_a - o_a)/h_a of one particle
-// to the adjoints of its position (+=) and of the geometry (accumulated by the caller).
-template <class T>
-inline void scatter_grid_coordinate_adjoint(const CicFrame<T>& f, const CicStencil<T>& st, const double s_adj[3],
-                                            T* const pos_adj[3], std::int64_t p, double origin_adj[3],
-                                            double cell_adj[3]) {
-    for (int a = 0; a < 3; ++a) {
-        const double u_adj = s_adj[a] * f.inv_h[a];
-        pos_adj[a][p] += T(u_adj);
-        origin_adj[a] -= u_adj;
-        cell_adj[a] -= u_adj * st.s[a];
-    }
+inline void add_grid_coordinate_adjoint(const cuda::CicGrid<T>& cg, const cuda::CicPointAdjoint<T>& q,
+                                        const double s_adj[3], T* const pos_adj[3], std::int64_t p,
+                                        double origin_adj[3], double cell_adj[3]) {
+    T u_adj[3];
+    cuda::grid_coordinate_adjoint(cg, q, s_adj, u_adj, origin_adj, cell_adj);
+    for (int a = 0; a < 3; ++a) pos_adj[a][p] += u_adj[a];
 }
 
 // Sums per-thread grids into `out` (+=), in thread order.
@@ -98,7 +45,7 @@ void deposit_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, T
                  HostArray<T>& scratch, T* rho) {
     const std::int64_t cells = g.cells();
     scratch.assign(std::size_t(cells * threads), T(0));
-    const CicFrame<T> f(g);
+    const cuda::CicGrid<T> cg = cuda::cic_grid<T>(g);
     // Each thread deposits into its own grid; the grids are summed in thread
     // order, so the result is reproducible for a given thread count.
 #pragma omp parallel num_threads(threads)
@@ -106,8 +53,8 @@ void deposit_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, T
         T* grid = scratch.data() + cells * omp_get_thread_num();
 #pragma omp for schedule(static)
         for (std::int64_t p = 0; p < n; ++p) {
-            const CicStencil<T> st = cic_stencil<T, false>(g, f, pos, p);
-            for (int m = 0; m < 8; ++m) grid[st.base + st.offset[m]] += st.w[m];
+            const cuda::CicPoint<T> c = cuda::cic_point(cg, pos[0][p], pos[1][p], pos[2][p]);
+            for (int m = 0; m < 8; ++m) grid[c.base + cuda::cic_offset(cg, m)] += c.w[m];
         }
     }
     reduce_thread_grids(scratch.data(), cells, threads, scale, rho, false);
@@ -116,18 +63,14 @@ void deposit_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, T
 template <class T>
 double deposit_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64_t n, T scale, const T* rho_adj,
                            int threads, T* const pos_adj[3], GeometryAdjoint& geo_adj) {
-    const CicFrame<T> f(g);
+    const cuda::CicGrid<T> cg = cuda::cic_grid<T>(g);
     double scale_adj = 0, o_adj[3] = {0, 0, 0}, h_adj[3] = {0, 0, 0};
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : scale_adj, o_adj[:3], h_adj[:3])
     for (std::int64_t p = 0; p < n; ++p) {
-        const CicStencil<T> st = cic_stencil<T, true>(g, f, pos, p);
-        double s_adj[3] = {0, 0, 0};
-        for (int m = 0; m < 8; ++m) {
-            const double r = rho_adj[st.base + st.offset[m]];
-            scale_adj += r * st.w[m];
-            for (int a = 0; a < 3; ++a) s_adj[a] += scale * r * st.dw[a][m];
-        }
-        scatter_grid_coordinate_adjoint(f, st, s_adj, pos_adj, p, o_adj, h_adj);
+        const cuda::CicPointAdjoint<T> q = cuda::cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
+        double s_adj[3];
+        scale_adj += cuda::deposit_adjoint_particle(cg, q, rho_adj, scale, s_adj);
+        add_grid_coordinate_adjoint(cg, q, s_adj, pos_adj, p, o_adj, h_adj);
     }
     for (int a = 0; a < 3; ++a) {
         geo_adj.origin_m[a] += o_adj[a];
@@ -139,15 +82,11 @@ double deposit_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::in
 template <class T>
 void gather_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, const T* const e_grid[3],
                 T* const e_part[3], int threads) {
-    const CicFrame<T> f(g);
+    const cuda::CicGrid<T> cg = cuda::cic_grid<T>(g);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (std::int64_t p = 0; p < n; ++p) {
-        const CicStencil<T> st = cic_stencil<T, false>(g, f, pos, p);
-        for (int a = 0; a < 3; ++a) {
-            T sum = 0;
-            for (int m = 0; m < 8; ++m) sum += st.w[m] * e_grid[a][st.base + st.offset[m]];
-            e_part[a][p] = sum;
-        }
+        const cuda::CicPoint<T> c = cuda::cic_point(cg, pos[0][p], pos[1][p], pos[2][p]);
+        for (int a = 0; a < 3; ++a) e_part[a][p] = cuda::cic_gather(cg, c, e_grid[a]);
     }
 }
 
@@ -156,7 +95,7 @@ void gather_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64
                         const T* const e_part_adj[3], int threads, HostArray<T>& scratch, T* const e_grid_adj[3],
                         T* const pos_adj[3], GeometryAdjoint& geo_adj) {
     const std::int64_t cells = g.cells();
-    const CicFrame<T> f(g);
+    const cuda::CicGrid<T> cg = cuda::cic_grid<T>(g);
     scratch.assign(std::size_t(3 * cells * threads), T(0));
     double o_adj[3] = {0, 0, 0}, h_adj[3] = {0, 0, 0};
 #pragma omp parallel num_threads(threads) reduction(+ : o_adj[:3], h_adj[:3])
@@ -164,18 +103,14 @@ void gather_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64
         T* grid = scratch.data() + 3 * cells * omp_get_thread_num();
 #pragma omp for schedule(static)
         for (std::int64_t p = 0; p < n; ++p) {
-            const CicStencil<T> st = cic_stencil<T, true>(g, f, pos, p);
+            const cuda::CicPointAdjoint<T> q = cuda::cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
             double s_adj[3] = {0, 0, 0};
             for (int a = 0; a < 3; ++a) {
                 const T e_adj = e_part_adj[a][p];
-                for (int m = 0; m < 8; ++m) {
-                    const std::int64_t c = st.base + st.offset[m];
-                    grid[a * cells + c] += st.w[m] * e_adj;
-                    const double de = double(e_adj) * e_grid[a][c];
-                    for (int b = 0; b < 3; ++b) s_adj[b] += de * st.dw[b][m];
-                }
+                for (int m = 0; m < 8; ++m) grid[a * cells + q.point.base + cuda::cic_offset(cg, m)] += q.point.w[m] * e_adj;
+                cuda::gather_adjoint_particle(cg, q, e_grid[a], e_adj, s_adj);
             }
-            scatter_grid_coordinate_adjoint(f, st, s_adj, pos_adj, p, o_adj, h_adj);
+            add_grid_coordinate_adjoint(cg, q, s_adj, pos_adj, p, o_adj, h_adj);
         }
     }
     for (int a = 0; a < 3; ++a) {
@@ -258,23 +193,13 @@ void build_green(const GridGeometry& g, double gamma, int threads, T* green_doub
 template <class T>
 double build_green_adjoint(const GridGeometry& g, double gamma, const T* green_doubled_adj, int threads,
                            GeometryAdjoint& geo_adj) {
-    const int nx = g.n[0], ny = g.n[1], nz = g.n[2], my = 2 * ny, mz = 2 * nz;
+    const int nx = g.n[0], ny = g.n[1], nz = g.n[2];
     const auto h = igf_cells(g, gamma);
     HostArray<double> corner_adj(std::size_t(g.cells()), 0.0);
     // fold: G[i] sits at doubled index i and, for i >= 1, also at 2n - i
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int i = 0; i < nx; ++i)
-        for (int j = 0; j < ny; ++j)
-            for (int k = 0; k < nz; ++k) {
-                double sum = 0;
-                for (int di = 0; di < (i ? 2 : 1); ++di)
-                    for (int dj = 0; dj < (j ? 2 : 1); ++dj)
-                        for (int dk = 0; dk < (k ? 2 : 1); ++dk) {
-                            const int ii = di ? 2 * nx - i : i, jj = dj ? 2 * ny - j : j, kk = dk ? 2 * nz - k : k;
-                            sum += green_doubled_adj[(std::int64_t(ii) * my + jj) * mz + kk];
-                        }
-                corner_adj[node(g, i, j, k)] = kCoulomb * sum;
-            }
+    for (std::int64_t c = 0; c < g.cells(); ++c)
+        corner_adj[c] = cuda::green_fold_adjoint(green_doubled_adj, c, nx, ny, nz, kCoulomb);
     for (int a = 2; a >= 0; --a) difference_along(corner_adj.data(), g.n, a, true, threads);
     double h_adj[3] = {0, 0, 0};
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : h_adj[:3])
@@ -325,17 +250,9 @@ void field_from_potential_adjoint(const GridGeometry& g, const T* const e[3], co
         // nodes whose difference used it, so no two threads write one node.
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : h_adj)
         for (std::int64_t c = 0; c < g.cells(); ++c) {
-            const int i = int((c / s) % len);
-            T acc = 0;
-            // node i-1 differences phi[i] with weight -1/h (boundary) or -1/(2h)
-            if (i >= 1) acc -= ea[c - s] * (i - 1 == 0 ? inv_h : inv_2h);
-            // node i+1 differences phi[i] with weight +1/h (boundary) or +1/(2h)
-            if (i + 1 <= len - 1) acc += ea[c + s] * (i + 1 == len - 1 ? inv_h : inv_2h);
-            // the one-sided boundary differences also use their own node
-            if (i == 0) acc += ea[c] * inv_h;
-            if (i == len - 1) acc -= ea[c] * inv_h;
-            phi_adj[c] += acc;
-            h_adj -= double(ea[c]) * e[a][c] / g.cell_m[a];
+            double h_term;
+            phi_adj[c] += cuda::field_adjoint_node(e[a], ea, c, s, len, inv_h, inv_2h, g.cell_m[a], h_term);
+            h_adj += h_term;
         }
         geo_adj.cell_m[a] += h_adj;
     }

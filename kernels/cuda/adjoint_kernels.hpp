@@ -1,11 +1,12 @@
-// adjoint_kernels.hpp — the per-element bodies of the CUDA backward kernels,
-// as SCTAPE_HD functions with no CUDA types (the adjoint counterpart of
-// kick_kernels.hpp). Each backward kernel in gpu_tracking.cu is a grid-stride
-// loop around one of these plus atomics or a reduction; the CPU test
-// (tests/test_gpu.cpp, [gpu-emulation]) runs the same bodies in plain loops
-// against the CPU adjoints of grid_ops.cpp, so their index arithmetic is
-// checked on machines without a GPU. The per-particle adjoints of drift,
-// s_to_t and t_to_s are in kick_math.hpp, shared with the CPU.
+// adjoint_kernels.hpp — the per-element bodies of the kick's adjoints, as
+// SCTAPE_HD functions with no CUDA types (the adjoint counterpart of
+// kick_kernels.hpp). Both backends run them: each backward kernel in
+// gpu_tracking.cu is a grid-stride loop around one of these plus atomics or
+// a reduction, and the CPU adjoints of grid_ops.cpp call them inside their
+// OpenMP loops (per-thread grids instead of atomics). The [gpu-emulation]
+// tests (tests/test_gpu.cpp) run them in the GPU's sequence of plain loops
+// against the CPU adjoints. The per-particle adjoints of drift, s_to_t and
+// t_to_s are in kick_math.hpp, shared the same way.
 #pragma once
 
 #include <cstdint>

@@ -6,6 +6,9 @@
 // stencils, corner differences, the mirror fold, padding and cropping, the
 // field stencil) is checked on machines without a GPU.
 //
+// The CPU's deposit and gather (grid_ops.cpp) use the same CIC bodies
+// (cic_grid, cic_point, cic_offset, cic_gather).
+//
 // The physics math itself comes from kick_math.hpp (cic_locate,
 // igf_antiderivative, s_to_t_particle, t_to_s_delta), shared with the CPU.
 // Node arrays are indexed (i*ny + j)*nz + k, the doubled grid (i*2ny + j)*2nz + k,
