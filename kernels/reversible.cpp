@@ -1,5 +1,6 @@
 #include "reversible.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -10,64 +11,87 @@
 namespace sctape {
 namespace {
 
-enum StateColumn { kX = 0, kY = 1, kTau = 2, kPx = 3, kPy = 4, kPz = 5 };
 const char* kStateName[6] = {"x", "y", "tau", "px", "py", "pz"};
-
-// Positions resolve 2^-50 of their initial range and can grow 2^12-fold
-// before |q| reaches the 2^62 limit.
-constexpr int kPositionBits = 50;
-constexpr double kMomentumScale = 0x1.0p-60;
-constexpr double kLimit = 0x1.0p62;
-
-// delta = E/(p0 c) - 1/beta0 with (p/p0)^2 = px^2 + py^2 + pz^2, written as
-// (|P|^2 - 1)/(E + 1/beta0) (since (1/beta0)^2 - 1/(beta0 gamma0)^2 = 1) so
-// no digits cancel; pz - 1 is exact near 1.
-double delta_from_momentum(double px, double py, double pz, double inv_beta0, double inv_bg0_sq) {
-    const double p2_minus_1 = px * px + py * py + (pz - 1.0) * (pz + 1.0);
-    const double e = std::sqrt(px * px + py * py + pz * pz + inv_bg0_sq);
-    return p2_minus_1 / (e + inv_beta0);
-}
 
 }  // namespace
 
 template <class T>
-ReversibleTracker<T>::ReversibleTracker(const Beam<T>& beam, const TrackSettings& tracking, SpaceChargeKick<T>* kick)
-    : tracking_(tracking), elements_(slice_elements(tracking.lattice)) {
-    prototype_.species = beam.species;
-    prototype_.reference = beam.reference;
-    prototype_.bunch_charge_C = beam.bunch_charge_C;
+FixedPointBeam quantize_beam(const Beam<T>& beam) {
     const std::int64_t n = beam.size();
     const Reference& ref = beam.reference;
     const double ib = 1.0 / ref.beta, ibg2 = 1.0 / (ref.beta_gamma() * ref.beta_gamma());
     std::array<HostArray<double>, 6> value;
     for (auto& v : value) v.resize(n);
     for (std::int64_t p = 0; p < n; ++p) {
-        const double e = ib + double(beam.delta[p]);
-        value[kX][p] = beam.x[p];
-        value[kY][p] = beam.y[p];
-        value[kTau][p] = beam.tau[p];
-        value[kPx][p] = beam.px[p];
-        value[kPy][p] = beam.py[p];
-        value[kPz][p] = std::sqrt(e * e - ibg2 - value[kPx][p] * value[kPx][p] - value[kPy][p] * value[kPy][p]);
+        value[kFixedX][p] = beam.x[p];
+        value[kFixedY][p] = beam.y[p];
+        value[kFixedTau][p] = beam.tau[p];
+        value[kFixedPx][p] = beam.px[p];
+        value[kFixedPy][p] = beam.py[p];
+        value[kFixedPz][p] = pz_from_delta(beam.px[p], beam.py[p], beam.delta[p], ib, ibg2);
     }
+    FixedPointBeam fixed;
     for (int c = 0; c < 6; ++c) {
         if (c < 3) {
             double range = 0;
             for (double v : value[c]) range = std::max(range, std::fabs(v));
             if (!(range > 0) || !std::isfinite(range))
                 throw std::runtime_error(std::string("reversible tracking: ") + kStateName[c] + " has no finite extent");
-            scale_[c] = std::ldexp(1.0, std::ilogb(range) + 1 - kPositionBits);
+            fixed.scale[c] = std::ldexp(1.0, std::ilogb(range) + 1 - kFixedPositionBits);
         } else {
-            scale_[c] = kMomentumScale;
+            fixed.scale[c] = kFixedMomentumScale;
         }
-        state_[c].resize(n);
+        fixed.state[c].resize(n);
         for (std::int64_t p = 0; p < n; ++p) {
-            const double q = value[c][p] / scale_[c];
-            if (!(std::fabs(q) < kLimit))
+            const double q = value[c][p] / fixed.scale[c];
+            if (!(std::fabs(q) < kFixedLimit))
                 throw std::overflow_error(std::string("reversible tracking: ") + kStateName[c] + " does not fit in fixed point");
-            state_[c][p] = std::llrint(q);
+            fixed.state[c][p] = quantize(q);
         }
     }
+    return fixed;
+}
+
+ReversibleSlices::ReversibleSlices(const TrackSettings& tracking)
+    : tracking_(tracking), elements_(slice_elements(tracking.lattice)) {}
+
+void ReversibleSlices::step(std::size_t slice) {
+    const Drift& d = tracking_.lattice[elements_[slice]];
+    const double ds = d.length_m / d.slices;
+    if (!space_charge()) return quantized_drift(ds, +1);
+    quantized_drift(0.5 * ds, +1);
+    quantized_kick(ds, +1);
+    quantized_drift(0.5 * ds, +1);
+}
+
+void ReversibleSlices::unstep(std::size_t slice) {
+    undo_half_drift(slice);
+    if (!space_charge()) return;
+    undo_kick(slice);
+    undo_half_drift(slice);
+}
+
+void ReversibleSlices::undo_half_drift(std::size_t slice) {
+    const Drift& d = tracking_.lattice[elements_[slice]];
+    quantized_drift((space_charge() ? 0.5 : 1.0) * d.length_m / d.slices, -1);
+}
+
+void ReversibleSlices::undo_kick(std::size_t slice) {
+    const Drift& d = tracking_.lattice[elements_[slice]];
+    quantized_kick(d.length_m / d.slices, -1);
+}
+
+void ReversibleSlices::overflow(const char* column) {
+    throw std::overflow_error(std::string("reversible tracking: ") + column +
+                              " left the fixed-point range (the beam grew by more than 4096x)");
+}
+
+template <class T>
+ReversibleTracker<T>::ReversibleTracker(const Beam<T>& beam, const TrackSettings& tracking, SpaceChargeKick<T>* kick)
+    : ReversibleSlices(tracking), fixed_(quantize_beam(beam)) {
+    prototype_.species = beam.species;
+    prototype_.reference = beam.reference;
+    prototype_.bunch_charge_C = beam.bunch_charge_C;
     if (tracking.space_charge) {
         kick_ = kick;
         if (!kick_) {
@@ -85,50 +109,48 @@ ReversibleTracker<T>::~ReversibleTracker() = default;
 // its inverse cancel exactly.
 template <class T>
 void ReversibleTracker<T>::add_quantized(int column, const HostArray<double>& increment, int sign) {
-    HostArray<std::int64_t>& col = state_[column];
-    const double inv = 1.0 / scale_[column];
+    HostArray<std::int64_t>& col = fixed_.state[column];
+    const double inv = 1.0 / fixed_.scale[column];
     bool fits = true;
     for (std::size_t p = 0; p < col.size(); ++p) {
-        const std::int64_t q = std::llrint(increment[p] * inv);  // round half to even: symmetric
-        col[p] += sign * q;
-        fits = fits && std::llabs(col[p]) < (std::int64_t(1) << 62);
+        col[p] += sign * quantize(increment[p] * inv);
+        fits = fits && fixed_point_fits(col[p]);
     }
-    if (!fits)
-        throw std::overflow_error(std::string("reversible tracking: ") + kStateName[column] +
-                                  " left the fixed-point range (the beam grew by more than 4096x)");
+    if (!fits) overflow(kStateName[column]);
 }
 
 template <class T>
-void ReversibleTracker<T>::drift(double length, int sign) {
+void ReversibleTracker<T>::quantized_drift(double length_m, int sign) {
     const Reference& ref = prototype_.reference;
     const double ib = 1.0 / ref.beta, ibg2 = 1.0 / (ref.beta_gamma() * ref.beta_gamma());
-    const std::size_t n = state_[0].size();
+    const auto& q = fixed_.state;
+    const std::size_t n = q[0].size();
     std::array<HostArray<double>, 3> inc;
     for (auto& v : inc) v.resize(n);
     for (std::size_t p = 0; p < n; ++p) {
-        const double px = state_[kPx][p] * kMomentumScale, py = state_[kPy][p] * kMomentumScale;
-        const double pz = state_[kPz][p] * kMomentumScale;
-        inc[0][p] = length * px;
-        inc[1][p] = length * py;
-        inc[2][p] = -length * ibg2 * delta_from_momentum(px, py, pz, ib, ibg2);
+        double d[3];
+        drift_increments(q[kFixedPx][p], q[kFixedPy][p], q[kFixedPz][p], length_m, ib, ibg2, d);
+        for (int a = 0; a < 3; ++a) inc[a][p] = d[a];
     }
-    for (int a = 0; a < 3; ++a) add_quantized(kX + a, inc[a], sign);
+    for (int a = 0; a < 3; ++a) add_quantized(kFixedX + a, inc[a], sign);
 }
 
 // P += Q(S E(X)): the field depends on the positions only, and every step of
 // it (min/max, per-thread deposit grids summed in order, FFTW, stencil,
 // gather) is deterministic for a given thread count.
 template <class T>
-void ReversibleTracker<T>::kick(double ds, int sign) {
+void ReversibleTracker<T>::quantized_kick(double ds_m, int sign) {
     const Reference& ref = prototype_.reference;
-    const std::int64_t n = static_cast<std::int64_t>(state_[0].size());
+    const auto& q = fixed_.state;
+    const auto& scale = fixed_.scale;
+    const std::int64_t n = static_cast<std::int64_t>(q[0].size());
     // the kick's input, built per call so it is not held during the adjoints
     Beam<T> positions = prototype_;
     for (auto* c : positions.columns()) c->assign(n, T(0));
     for (std::int64_t p = 0; p < n; ++p) {
-        positions.x[p] = T(state_[kX][p] * scale_[kX]);
-        positions.y[p] = T(state_[kY][p] * scale_[kY]);
-        positions.tau[p] = T(state_[kTau][p] * scale_[kTau]);
+        positions.x[p] = T(q[kFixedX][p] * scale[kFixedX]);
+        positions.y[p] = T(q[kFixedY][p] * scale[kFixedY]);
+        positions.tau[p] = T(q[kFixedTau][p] * scale[kFixedTau]);
     }
     kick_->s_to_t(positions);
     kick_->deposit(positions);
@@ -136,43 +158,13 @@ void ReversibleTracker<T>::kick(double ds, int sign) {
     kick_->convolve();
     kick_->field();
     kick_->gather(positions);
-    const double s = prototype_.species.charge_e * ds / (ref.beta * ref.gamma * ref.gamma * ref.p0c_eV);
+    const double s = prototype_.species.charge_e * ds_m / (ref.beta * ref.gamma * ref.gamma * ref.p0c_eV);
     HostArray<double> inc(n);
     for (int a = 0; a < 3; ++a) {
         const HostArray<T>& e = kick_->field_at_particles()[a];
         for (std::int64_t p = 0; p < n; ++p) inc[p] = s * double(e[p]);
-        add_quantized(kPx + a, inc, sign);
+        add_quantized(kFixedPx + a, inc, sign);
     }
-}
-
-template <class T>
-void ReversibleTracker<T>::step(std::size_t slice) {
-    const Drift& d = tracking_.lattice[elements_[slice]];
-    const double ds = d.length_m / d.slices;
-    if (!kick_) return drift(ds, +1);
-    drift(0.5 * ds, +1);
-    kick(ds, +1);
-    drift(0.5 * ds, +1);
-}
-
-template <class T>
-void ReversibleTracker<T>::unstep(std::size_t slice) {
-    undo_half_drift(slice);
-    if (!kick_) return;
-    undo_kick(slice);
-    undo_half_drift(slice);
-}
-
-template <class T>
-void ReversibleTracker<T>::undo_half_drift(std::size_t slice) {
-    const Drift& d = tracking_.lattice[elements_[slice]];
-    drift((kick_ ? 0.5 : 1.0) * d.length_m / d.slices, -1);
-}
-
-template <class T>
-void ReversibleTracker<T>::undo_kick(std::size_t slice) {
-    const Drift& d = tracking_.lattice[elements_[slice]];
-    kick(d.length_m / d.slices, -1);
 }
 
 template <class T>
@@ -180,17 +172,16 @@ Beam<T> ReversibleTracker<T>::beam() const {
     Beam<T> b = prototype_;
     const Reference& ref = prototype_.reference;
     const double ib = 1.0 / ref.beta, ibg2 = 1.0 / (ref.beta_gamma() * ref.beta_gamma());
-    const std::size_t n = state_[0].size();
-    for (auto* c : b.columns()) c->resize(n);
+    const auto& q = fixed_.state;
+    const auto& scale = fixed_.scale;
+    const std::size_t n = q[0].size();
+    const std::array<HostArray<T>*, 6> columns = b.columns();
+    for (auto* c : columns) c->resize(n);
     for (std::size_t p = 0; p < n; ++p) {
-        const double px = state_[kPx][p] * kMomentumScale, py = state_[kPy][p] * kMomentumScale;
-        const double pz = state_[kPz][p] * kMomentumScale;
-        b.x[p] = T(state_[kX][p] * scale_[kX]);
-        b.y[p] = T(state_[kY][p] * scale_[kY]);
-        b.tau[p] = T(state_[kTau][p] * scale_[kTau]);
-        b.px[p] = T(px);
-        b.py[p] = T(py);
-        b.delta[p] = T(delta_from_momentum(px, py, pz, ib, ibg2));
+        const std::int64_t qp[6] = {q[0][p], q[1][p], q[2][p], q[3][p], q[4][p], q[5][p]};
+        T out[6];
+        fixed_point_coordinates(qp, scale[kFixedX], scale[kFixedY], scale[kFixedTau], ib, ibg2, out);
+        for (int c = 0; c < 6; ++c) (*columns[c])[p] = out[c];
     }
     return b;
 }
@@ -211,13 +202,13 @@ void reverse_and_adjoin(fused::Context<T>& ctx, ReversibleTracker<T>& tracker) {
     const std::vector<std::size_t> elements = slice_elements(ctx.tracking.lattice);
     for (std::size_t i = tracker.slices(); i-- > 0;) {
         const std::size_t e = elements[i];
-        const double half = (tracker.kick() ? 0.5 : 1.0) / ctx.tracking.lattice[e].slices;
+        const double half = (tracker.space_charge() ? 0.5 : 1.0) / ctx.tracking.lattice[e].slices;
         {
             const Beam<T> after = tracker.beam();
             fused::drift_adjoint(ctx, after.px, after.py, after.delta, e, half);
         }
         tracker.undo_half_drift(i);
-        if (!tracker.kick()) continue;
+        if (!tracker.space_charge()) continue;
         tracker.undo_kick(i);
         Beam<T> input = tracker.beam();
         const std::array<fused::Column<T>, 6> in = {column(input.x),   column(input.px),  column(input.y),
@@ -259,6 +250,8 @@ GradientResult reversible_gradient(const BeamParameters& bp, const TrackSettings
         });
 }
 
+template FixedPointBeam quantize_beam<float>(const Beam<float>&);
+template FixedPointBeam quantize_beam<double>(const Beam<double>&);
 template class ReversibleTracker<float>;
 template class ReversibleTracker<double>;
 template GradientResult reversible_gradient<float>(const BeamParameters&, const TrackSettings&, const GradientRequest&);
