@@ -15,7 +15,7 @@
 // N_part, N_cells, N_kicks. The benchmark MemoryManager reports the tracking allocator.
 //
 // With `--backend cuda` the sweep runs the strategies the CUDA backend has
-// (fused, checkpoint, binomial) on the GPU and every byte counter is device
+// (fused, checkpoint, binomial, reversible) on the GPU and every byte counter is device
 // memory (cuda::device_memory()); the sweep adds N_part = 1e6 with 64^3 and
 // 128^3 grids (float32) for the forward and forward+backward times per kick.
 #include <benchmark/benchmark.h>
@@ -198,11 +198,9 @@ void register_kick_memory(sctape::Backend backend) {
         // long lattices (1e5 particles, 32^3, float64): memory and time vs N_kicks
         for (int kicks : {10, 100, 1000}) {
             const Case c{100000, {32, 32, 32}, kicks};
-            for (const Variant& v : {kFused, kCheckpoint, Variant{"binomial", Strategy::checkpoint, 10}})
+            for (const Variant& v : {kFused, kCheckpoint, Variant{"binomial", Strategy::checkpoint, 10}, kReversible})
                 register_case(v, c, false, true);
-            if (gpu) continue;
-            register_case(kReversible, c, false, true);
-            if (kicks == 10) register_case(kAutograd, c, false, true);  // 100 kicks would need ~11 GB
+            if (kicks == 10 && !gpu) register_case(kAutograd, c, false, true);  // 100 kicks would need ~11 GB
         }
     } else {
         const bool quick = env_is("SCTAPE_BENCH_QUICK", "1");

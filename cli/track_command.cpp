@@ -87,7 +87,7 @@ bool all_finite(const Moments& m) {
 }
 
 // Where the gradient runs: on the GPU for the strategies the CUDA backend
-// has (fused, checkpoint). An explicit "cuda" with another strategy is an
+// has (all but autograd). An explicit "cuda" with another strategy is an
 // error; "auto" falls back to the CPU for it (and says so).
 Backend gradient_backend(Backend tracking_backend, const RunConfig& config) {
     if (tracking_backend != Backend::cuda) return Backend::cpu;
@@ -95,7 +95,7 @@ Backend gradient_backend(Backend tracking_backend, const RunConfig& config) {
     if (has_gpu_version(s)) return Backend::cuda;
     if (config.backend == Backend::cuda)
         throw ConfigError(std::string("strategy \"") + strategy_name(s) +
-                          "\" runs on the CPU only; the CUDA backend has \"fused\" and \"checkpoint\" "
+                          "\" runs on the CPU only; the CUDA backend has \"fused\", \"checkpoint\" and \"reversible\" "
                           "(use backend \"cpu\" or \"auto\")");
     return Backend::cpu;
 }

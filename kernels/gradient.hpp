@@ -29,7 +29,7 @@ enum class Strategy { autograd, fused, checkpoint, reversible };
 enum class Objective { sigma_x, sigma_y, sigma_tau, emittance_x, emittance_y, emittance_tau };
 
 const char* strategy_name(Strategy s);
-// Whether the CUDA backend has the strategy (fused and checkpoint; see
+// Whether the CUDA backend has the strategy (all but autograd; see
 // cuda/gpu_gradient.hpp): the one place that says which run on the GPU.
 bool has_gpu_version(Strategy s);
 const char* objective_name(Objective o);
@@ -43,7 +43,7 @@ struct GradientRequest {
     // checkpoint only: 0 keeps every kick's input state; s > 0 keeps at most
     // s states (binomial checkpointing across the kicks).
     int snapshots = 0;
-    // cpu, or cuda (fused and checkpoint; the run's device memory is
+    // cpu, or cuda (fused, checkpoint, reversible; the run's device memory is
     // reported). Resolve "auto" with resolve_backend() first.
     Backend backend = Backend::cpu;
 };

@@ -2,8 +2,9 @@
 //
 // [gpu]            need a usable GPU: the device kick and tracking against the
 //                  CPU, the deterministic deposit, the device allocator, errors,
-//                  and reverse mode (fused and checkpoint gradients against the
-//                  CPU, tape bytes identical, allocator growth = tape bytes).
+//                  and reverse mode (fused, checkpoint and reversible gradients
+//                  against the CPU, tape bytes identical, allocator growth =
+//                  tape bytes, reversible's undo bit for bit).
 //                  ctest runs them as one entry, `gpu_tests`, with
 //                  --gpu-or-skip: without a GPU the binary exits 77 and ctest
 //                  reports the entry as skipped (never as passed). Run without
@@ -29,7 +30,7 @@
 //    the same operations in the same order, so per-particle and per-node
 //    adjoints agree to 1e-12 (float64) / 1e-5 (float32) of their max, the
 //    geometry sums to the same relative tolerance.
-//  - GPU gradients vs CPU gradients (fused, checkpoint): float64 1e-9
+//  - GPU gradients vs CPU gradients (same strategy): float64 1e-9
 //    relative (atomic summation order in the deposit, the gather adjoint's
 //    grid scatter and the block sums; measured differences are O(1e-13)
 //    on the forward kick, and a gradient sums ~1e6 such terms); float32 5e-4
@@ -58,6 +59,7 @@
 #include "constants.hpp"
 #include "cuda/adjoint_kernels.hpp"
 #include "cuda/device.hpp"
+#include "cuda/gpu_reversible.hpp"
 #include "cuda/gpu_tracking.hpp"
 #include "cuda/kick_kernels.hpp"
 #include "fft_cpu.hpp"
@@ -892,9 +894,7 @@ void gradients_agree(Strategy strategy, ExtentMode mode, double tol) {
     req.snapshots = strategy == Strategy::checkpoint ? 2 : 0;
     req.objective = Objective::emittance_x;
     req.gradients = gradient_names(beam, tracking.lattice);
-    GradientRequest cpu_req = req;
-    cpu_req.strategy = Strategy::fused;
-    const GradientResult cpu = compute_gradient<T>(beam, tracking, cpu_req);
+    const GradientResult cpu = compute_gradient<T>(beam, tracking, req);
     req.backend = Backend::cuda;
     const GradientResult gpu = compute_gradient<T>(beam, tracking, req);
     CHECK(std::abs(gpu.objective - cpu.objective) <= tol * std::abs(cpu.objective));
@@ -907,13 +907,13 @@ void gradients_agree(Strategy strategy, ExtentMode mode, double tol) {
         CHECK(relative_to_max(gpu.particle_gradient[c], cpu.particle_gradient[c]) <= tol);
     }
     CHECK(gpu.memory.bytes_after_backward == 0);
-    if (strategy == Strategy::fused) {
-        // the same buffers on both tapes
-        CHECK(gpu.memory.tape_bytes == cpu.memory.tape_bytes);
-        CHECK(gpu.memory.tape_entries == cpu.memory.tape_entries);
-        CHECK(gpu.memory.tape_bytes_by_scope == cpu.memory.tape_bytes_by_scope);
-        CHECK(gpu.memory.last_slice_tape_bytes == cpu.memory.last_slice_tape_bytes);
-    }
+    // the same buffers on both tapes
+    CHECK(gpu.memory.tape_bytes == cpu.memory.tape_bytes);
+    CHECK(gpu.memory.tape_entries == cpu.memory.tape_entries);
+    CHECK(gpu.memory.tape_bytes_by_scope == cpu.memory.tape_bytes_by_scope);
+    CHECK(gpu.memory.last_slice_tape_bytes == cpu.memory.last_slice_tape_bytes);
+    CHECK(gpu.memory.max_states_held == cpu.memory.max_states_held);
+    CHECK(gpu.memory.max_recomputations == cpu.memory.max_recomputations);
 }
 
 }  // namespace
@@ -934,6 +934,50 @@ TEST_CASE("GPU checkpoint gradients match the CPU", "[gpu]") {
     gradients_agree<double>(Strategy::checkpoint, ExtentMode::minmax, 1e-9);
 }
 
+// Reversible on the GPU against reversible on the CPU: both differentiate at
+// states quantized to 2^-50 of the range; the fields differ by summation
+// order (as for fused), so the tolerances are fused's.
+TEST_CASE("GPU reversible gradients match the CPU", "[gpu]") {
+    REQUIRE_GPU();
+    gradients_agree<double>(Strategy::reversible, ExtentMode::minmax, 1e-9);
+    gradients_agree<double>(Strategy::reversible, ExtentMode::sigma, 1e-9);
+    gradients_agree<float>(Strategy::reversible, ExtentMode::minmax, 5e-4);
+}
+
+// The undo recomputes each kick's field from the same positions; with the
+// deterministic deposit every step of it gives the same bits, so 200 kicks
+// stepped back land on every forward state exactly (the CPU test does 1000).
+TEST_CASE("GPU reversible tracking rebuilds every state bit for bit", "[gpu]") {
+    REQUIRE_GPU();
+    const BeamParameters bp = sphere(5000, DistributionType::gaussian);
+    TrackSettings tracking;
+    tracking.lattice = {{2.0, 200}};
+    tracking.grid = grid32(ExtentMode::minmax);
+    tracking.grid.shape = {16, 16, 16};
+    const Beam<double> beam = make_beam<double>(bp);
+    GpuOptions options;
+    options.deterministic_deposit = true;
+    GpuTracker<double> gpu(beam, true, tracking.grid, options);
+    GpuReversible<double> rev(beam, tracking, gpu);
+    std::vector<std::array<HostArray<std::int64_t>, 6>> forward;
+    for (std::size_t i = 0; i < rev.slices(); ++i) {
+        forward.push_back(rev.state());
+        rev.step(i);
+    }
+    CHECK(rev.state()[kFixedPx] != forward[0][kFixedPx]);  // the kicks moved the momenta
+    int mismatches = 0;
+    for (std::size_t i = rev.slices(); i-- > 0;) {
+        rev.unstep(i);
+        for (int c = 0; c < 6; ++c) mismatches += rev.state()[c] != forward[i][c];
+    }
+    CHECK(rev.slices() == 200);
+    CHECK(mismatches == 0);
+
+    GpuTracker<double> not_deterministic(beam, true, tracking.grid);
+    CHECK_THROWS_WITH(GpuReversible<double>(beam, tracking, not_deterministic),
+                      Catch::Contains("deterministic deposit"));
+}
+
 TEST_CASE("GPU tape: bytes as on the CPU, allocator growth outside `beam` equals the tape", "[gpu]") {
     REQUIRE_GPU();
     const BeamParameters beam = sphere(10000);
@@ -952,15 +996,25 @@ TEST_CASE("GPU tape: bytes as on the CPU, allocator growth outside `beam` equals
     CHECK(r.memory.last_slice_tape_bytes == (6 * n + 2 * c) * w);
     CHECK(r.memory.peak_bytes >= r.memory.tape_bytes + r.memory.allocator_delta_by_scope.at("beam"));
     CHECK(r.memory.bytes_after_backward == 0);
+
+    // reversible: the final int64 state plus the objective's two columns, whatever K
+    req.strategy = Strategy::reversible;
+    const GradientResult rev = compute_gradient<float>(beam, tracking, req);
+    CHECK(rev.memory.tape_bytes_by_scope.at("reversible") == 6 * n * 8);
+    CHECK(rev.memory.tape_bytes == 6 * n * 8 + 2 * n * w);
+    std::int64_t rev_grown = 0;
+    for (const auto& [scope, bytes] : rev.memory.allocator_delta_by_scope)
+        if (scope != "beam") rev_grown += bytes;
+    CHECK(rev_grown == rev.memory.tape_bytes);
+    CHECK(rev.memory.last_slice_tape_bytes == 0);
+    CHECK(rev.memory.bytes_after_backward == 0);
 }
 
-TEST_CASE("GPU gradients: autograd and reversible are refused with the reason", "[gpu]") {
+TEST_CASE("GPU gradients: autograd is refused with the reason", "[gpu]") {
     REQUIRE_GPU();
     GradientRequest req;
     req.backend = Backend::cuda;
-    for (Strategy s : {Strategy::autograd, Strategy::reversible}) {
-        req.strategy = s;
-        CHECK_THROWS_WITH(compute_gradient<double>(sphere(1000), gradient_lattice(ExtentMode::minmax), req),
-                          Catch::Contains("runs on the CPU only"));
-    }
+    req.strategy = Strategy::autograd;
+    CHECK_THROWS_WITH(compute_gradient<double>(sphere(1000), gradient_lattice(ExtentMode::minmax), req),
+                      Catch::Contains("runs on the CPU only"));
 }

@@ -8,6 +8,7 @@
 #include "checkpoint_reverser.hpp"
 #include "device.hpp"
 #include "fused_internal.hpp"
+#include "gpu_reversible.hpp"
 #include "gpu_tracking.hpp"
 #include "nvtx.hpp"
 
@@ -163,18 +164,72 @@ struct GpuEngine {
     }
 };
 
+// The tracker's coordinates as a host beam of the run's species and reference.
+template <class T>
+Beam<T> download_beam(const GpuRun<T>& run) {
+    const BeamParameters& bp = run.beam_parameters;
+    Beam<T> beam;
+    beam.species = bp.species;
+    beam.reference = Reference::from_kinetic(bp.species.mass_eV, bp.kinetic_energy_eV);
+    beam.bunch_charge_C = bp.bunch_charge_C;
+    for (HostArray<T>* column : beam.columns()) column->resize(std::size_t(bp.n_particles));
+    run.gpu->download(beam);
+    return beam;
+}
+
+// Walks the slices backwards as the CPU's reversible strategy does: each
+// inverse step rebuilds on the device the states the slice's adjoint needs
+// (the momenta after the kick, the kick's input with its rho and phi, the
+// momenta before it), copied into transient device columns.
+template <class T>
+void reverse_and_adjoin(GpuRun<T>& run, GpuReversible<T>& rev) {
+    GpuTracker<T>& gpu = *run.gpu;
+    const std::vector<std::size_t> elements = slice_elements(run.tracking.lattice);
+    for (std::size_t i = rev.slices(); i-- > 0;) {
+        const std::size_t e = elements[i];
+        const Drift& d = run.tracking.lattice[e];
+        const double half = (rev.space_charge() ? 0.5 : 1.0) / d.slices;
+        rev.to_tracker();
+        gpu.drift_adjoint(gpu.snapshot(GpuBuffer::px), gpu.snapshot(GpuBuffer::py), gpu.snapshot(GpuBuffer::delta), e,
+                          half, d.length_m, run.params);
+        rev.undo_half_drift(i);
+        if (!rev.space_charge()) continue;
+        rev.undo_kick(i);
+        GpuKickSaved<T> saved;
+        saved.rho = gpu.snapshot(GpuBuffer::charge_density);
+        saved.phi = gpu.snapshot(GpuBuffer::potential);
+        saved.geometry = gpu.geometry();
+        rev.to_tracker();
+        for (int c = 0; c < 6; ++c) saved.input[c] = gpu.snapshot(static_cast<GpuBuffer>(c));
+        gpu.kick_adjoint(saved, d.length_m / d.slices, e, d.slices, run.params);
+        gpu.drift_adjoint(saved.input[kPx], saved.input[kPy], saved.input[kDelta], e, half, d.length_m, run.params);
+        rev.undo_half_drift(i);
+    }
+}
+
+// Scope "reversible": the whole lattice in fixed point; the tape keeps only
+// the final int64 state, exactly as on the CPU.
+template <class T>
+void record_reversible(Tape& tape, MemoryReport& report, const std::shared_ptr<GpuRun<T>>& run, SliceMarks& marks) {
+    measured_on_device(tape, report, "reversible", [&] {
+        auto rev = std::make_shared<GpuReversible<T>>(download_beam(*run), run->tracking, *run->gpu);
+        marks.mark(tape, report);
+        for (std::size_t i = 0; i < rev->slices(); ++i) {
+            rev->step(i);
+            if (run->tracking.space_charge) ++report.kicks;
+            marks.mark(tape, report);
+        }
+        rev->to_tracker();
+        tape.record({SavedBuffer{rev, rev->state_bytes()}}, [run, rev] { reverse_and_adjoin(*run, *rev); });
+    });
+    report.max_states_held = 1;
+}
+
 template <class T>
 void record_objective(Tape& tape, MemoryReport& report, const std::shared_ptr<GpuRun<T>>& run,
                       DeviceSnapshots<T>& snaps, Objective objective, GradientResult& result) {
     measured_on_device(tape, report, "objective", [&] {
-        const BeamParameters& bp = run->beam_parameters;
-        Beam<T> final_beam;
-        final_beam.species = bp.species;
-        final_beam.reference = Reference::from_kinetic(bp.species.mass_eV, bp.kinetic_energy_eV);
-        final_beam.bunch_charge_C = bp.bunch_charge_C;
-        for (HostArray<T>* column : final_beam.columns()) column->resize(std::size_t(bp.n_particles));
-        run->gpu->download(final_beam);
-        result.objective = objective_value(final_beam, objective);
+        result.objective = objective_value(download_beam(*run), objective);
         const auto cols = objective_columns(objective);
         DeviceColumn<T> u = snaps.get(cols[0]), p = snaps.get(cols[1]);
         tape.record({save(u), save(p)}, [run, objective, cols, u, p] {
@@ -192,10 +247,52 @@ void record_objective(Tape& tape, MemoryReport& report, const std::shared_ptr<Gp
     });
 }
 
+// fused (every slice taped) or checkpoint (the spine's states kept, each
+// with an entry that reverses its segment binomially).
+template <class T>
+void record_taped_slices(Tape& tape, MemoryReport& report, const std::shared_ptr<GpuRun<T>>& run,
+                         DeviceSnapshots<T>& snaps, SliceMarks& marks, const GradientRequest& request,
+                         const std::vector<std::size_t>& elements, const std::shared_ptr<CheckpointCounters>& counters) {
+    const auto steps = static_cast<std::int64_t>(elements.size());
+    const bool checkpoint = request.strategy == Strategy::checkpoint;
+    const std::vector<std::int64_t> spine = checkpoint ? checkpoint_spine(steps, request.snapshots)
+                                                       : std::vector<std::int64_t>{};
+    std::size_t k = 0;
+    for (std::int64_t i = 0; i < steps; ++i) {
+        if (!checkpoint) {
+            record_slice(tape, report, run, snaps, elements[i]);
+            marks.mark(tape, report);
+            continue;
+        }
+        if (k < spine.size() && spine[k] == i) {
+            // keep this state; its entry reverses the segment up to the next kept state
+            const std::int64_t end = k + 1 < spine.size() ? spine[k + 1] : steps;
+            const int slots = request.snapshots == 0 ? 1 : request.snapshots - static_cast<int>(k);
+            measured_on_device(tape, report, "checkpoint", [&] {
+                GpuEngine<T> engine{run};
+                const auto state = engine.capture();
+                counters->hold();
+                std::vector<SavedBuffer> saved;
+                for (const auto& column : state) saved.push_back(save(column));
+                tape.record(std::move(saved), [run, counters, state, i, end, slots, &elements] {
+                    GpuEngine<T> e{run};
+                    Reverser<GpuEngine<T>>(e, *counters, elements).reverse(i, end, slots, state);
+                    counters->release();
+                });
+            });
+            ++k;
+        }
+        measured_on_device(tape, report, "checkpoint", [&] { advance_slice(*run, elements[i]); });
+        snaps.clear();
+        if (run->tracking.space_charge) ++report.kicks;
+        marks.mark(tape, report);
+    }
+}
+
 void check_strategy(Strategy s) {
     if (has_gpu_version(s)) return;
     throw std::invalid_argument(std::string("strategy '") + strategy_name(s) +
-                                "' runs on the CPU only (the CUDA backend has fused and checkpoint); "
+                                "' runs on the CPU only (the CUDA backend has fused, checkpoint and reversible); "
                                 "use backend \"cpu\" for it");
 }
 
@@ -224,8 +321,10 @@ GradientResult gradient_on_gpu(const BeamParameters& bp, const TrackSettings& tr
             cuda::NvtxRange range("forward");
             measured_on_device(tape, report, "beam", [&] {
                 const Beam<T> beam = make_beam<T>(bp);
-                run->gpu = std::make_unique<GpuTracker<T>>(beam, tracking.space_charge, tracking.grid,
-                                                           GpuOptions::from_environment());
+                GpuOptions options = GpuOptions::from_environment();
+                // reversible's undo recomputes each kick's field and must get the same bits
+                if (request.strategy == Strategy::reversible) options.deterministic_deposit = true;
+                run->gpu = std::make_unique<GpuTracker<T>>(beam, tracking.space_charge, tracking.grid, options);
                 tape.record({}, [run, &result] {
                     std::array<HostArray<T>, 6> adj;
                     run->gpu->get_adjoint(adj);
@@ -235,39 +334,8 @@ GradientResult gradient_on_gpu(const BeamParameters& bp, const TrackSettings& tr
             DeviceSnapshots<T> snaps(*run->gpu);
             SliceMarks marks(memory);
             marks.mark(tape, report);
-            const bool checkpoint = request.strategy == Strategy::checkpoint;
-            const std::vector<std::int64_t> spine = checkpoint ? checkpoint_spine(steps, request.snapshots)
-                                                               : std::vector<std::int64_t>{};
-            std::size_t k = 0;
-            for (std::int64_t i = 0; i < steps; ++i) {
-                if (!checkpoint) {
-                    record_slice(tape, report, run, snaps, elements[i]);
-                    marks.mark(tape, report);
-                    continue;
-                }
-                if (k < spine.size() && spine[k] == i) {
-                    // keep this state; its entry reverses the segment up to the next kept state
-                    const std::int64_t end = k + 1 < spine.size() ? spine[k + 1] : steps;
-                    const int slots = request.snapshots == 0 ? 1 : request.snapshots - static_cast<int>(k);
-                    measured_on_device(tape, report, "checkpoint", [&] {
-                        GpuEngine<T> engine{run};
-                        const auto state = engine.capture();
-                        counters->hold();
-                        std::vector<SavedBuffer> saved;
-                        for (const auto& column : state) saved.push_back(save(column));
-                        tape.record(std::move(saved), [run, counters, state, i, end, slots, &elements] {
-                            GpuEngine<T> e{run};
-                            Reverser<GpuEngine<T>>(e, *counters, elements).reverse(i, end, slots, state);
-                            counters->release();
-                        });
-                    });
-                    ++k;
-                }
-                measured_on_device(tape, report, "checkpoint", [&] { advance_slice(*run, elements[i]); });
-                snaps.clear();
-                if (tracking.space_charge) ++report.kicks;
-                marks.mark(tape, report);
-            }
+            if (request.strategy == Strategy::reversible) record_reversible(tape, report, run, marks);
+            else record_taped_slices(tape, report, run, snaps, marks, request, elements, counters);
             marks.finish(report);
             record_objective(tape, report, run, snaps, request.objective, result);
             snaps.clear();

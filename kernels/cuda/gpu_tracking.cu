@@ -565,20 +565,15 @@ struct GpuTracker<T>::Impl {
                      doubled_size, nx, ny, nz, cuda::kCoulomb, green_doubled.data());
     }
 
-    void kick(double ds_m) {
-        if (!space_charge) throw std::logic_error("GpuTracker::kick: tracker built without space charge");
-        const Reference& ref = reference;
-        const double bg = ref.beta_gamma();
-        const T inv_beta0 = T(1.0 / ref.beta), inv_bg2 = T(1.0 / (bg * bg));
-        T* x = coord[0].data();
-        T* px = coord[1].data();
-        T* y = coord[2].data();
-        T* py = coord[3].data();
-        T* tau = coord[4].data();
-        T* delta = coord[5].data();
+    // Substeps s_to_t ... gather at the current coordinates: rho, phi, the
+    // geometry and e_part as the kick leaves them, before push and t_to_s.
+    void compute_field() {
+        if (!space_charge) throw std::logic_error("GpuTracker: tracker built without space charge");
+        const T* x = coord[0].data();
+        const T* y = coord[2].data();
         const int nx = settings.shape[0], ny = settings.shape[1], nz = settings.shape[2];
 
-        substep(Substep::s_to_t, [&] { run_s_to_t(px, py, tau, delta); });
+        substep(Substep::s_to_t, [&] { run_s_to_t(coord[1].data(), coord[3].data(), coord[4].data(), coord[5].data()); });
 
         substep(Substep::deposit, [&] {
             // grid geometry: per-axis reductions on the device, formulas and checks on the host
@@ -600,15 +595,15 @@ struct GpuTracker<T>::Impl {
             if (options.deterministic_deposit) {
                 const int bits = cuda::fixed_point_bits(n);
                 cuda::check(cudaMemsetAsync(sum_fixed.data(), 0, sum_fixed.bytes(), stream), "cudaMemsetAsync");
-                cuda::launch(stream, n, "deposit", cuda::deposit_fixed_kernel<T>, cic, (const T*)x, (const T*)y,
-                             (const T*)z.data(), n, std::ldexp(1.0, bits), sum_fixed.data());
+                cuda::launch(stream, n, "deposit", cuda::deposit_fixed_kernel<T>, cic, x, y, (const T*)z.data(), n,
+                             std::ldexp(1.0, bits), sum_fixed.data());
                 cuda::launch(stream, cells, "deposit (scale)", cuda::scale_fixed_kernel<T>,
                              (const unsigned long long*)sum_fixed.data(), cells, std::ldexp(1.0, -bits), scale,
                              rho.data());
             } else {
                 cuda::check(cudaMemsetAsync(sum.data(), 0, sum.bytes(), stream), "cudaMemsetAsync");
-                cuda::launch(stream, n, "deposit", cuda::deposit_atomic_kernel<T>, cic, (const T*)x, (const T*)y,
-                             (const T*)z.data(), n, sum.data());
+                cuda::launch(stream, n, "deposit", cuda::deposit_atomic_kernel<T>, cic, x, y, (const T*)z.data(), n,
+                             sum.data());
                 cuda::launch(stream, cells, "deposit (scale)", cuda::scale_kernel<T>, (const T*)sum.data(), cells,
                              scale, rho.data());
             }
@@ -631,6 +626,21 @@ struct GpuTracker<T>::Impl {
 
         substep(Substep::field, [&] { run_field(phi.data()); });
         substep(Substep::gather, [&] { run_gather(x, y); });
+    }
+
+    void add_substep_seconds(int first, int last) {
+        for (int s = first; s <= last; ++s) seconds[s] += events.elapsed_s(s);
+    }
+
+    void kick(double ds_m) {
+        const Reference& ref = reference;
+        const double bg = ref.beta_gamma();
+        const T inv_beta0 = T(1.0 / ref.beta), inv_bg2 = T(1.0 / (bg * bg));
+        T* px = coord[1].data();
+        T* py = coord[3].data();
+        T* delta = coord[5].data();
+
+        compute_field();
 
         substep(Substep::push, [&] {
             // dP/p0 = charge_e * E * ds / (beta0 gamma0^2 p0c[eV]) (SpaceChargeKick::push)
@@ -646,7 +656,7 @@ struct GpuTracker<T>::Impl {
                          inv_bg2);
         });
 
-        for (int s = 0; s < kSubstepCount; ++s) seconds[s] += events.elapsed_s(s);
+        add_substep_seconds(0, kSubstepCount - 1);
     }
 
     double macro_charge_C() const {
@@ -1023,6 +1033,30 @@ void GpuTracker<T>::drift(double length_m) {
 template <class T>
 void GpuTracker<T>::kick(double ds_m) {
     impl_->kick(ds_m);
+}
+
+template <class T>
+std::array<T*, 6> GpuTracker<T>::coordinates() {
+    auto& c = impl_->coord;
+    return {c[0].data(), c[1].data(), c[2].data(), c[3].data(), c[4].data(), c[5].data()};
+}
+
+template <class T>
+std::array<const T*, 3> GpuTracker<T>::field_at_particles() {
+    impl_->compute_field();
+    impl_->add_substep_seconds(0, static_cast<int>(Substep::gather));
+    const auto& e = impl_->e_part;
+    return {e[0].data(), e[1].data(), e[2].data()};
+}
+
+template <class T>
+void* GpuTracker<T>::stream() const {
+    return impl_->stream;
+}
+
+template <class T>
+const GpuOptions& GpuTracker<T>::options() const {
+    return impl_->options;
 }
 
 template <class T>

@@ -113,6 +113,19 @@ public:
     void kick_adjoint(const GpuKickSaved<T>& saved, double ds_m, std::size_t element, int slices,
                       ParameterAdjoints& params);
 
+    // ---- reversible tracking (gpu_reversible.hpp drives it)
+    // The six coordinate columns on the device (x, px, y, py, tau, delta),
+    // for kernels on stream(); valid for the tracker's life.
+    std::array<T*, 6> coordinates();
+    // Substeps s_to_t ... gather of a kick at the current coordinates, without
+    // push and t_to_s: rho, phi and the geometry are left as kick() leaves
+    // them, and the field at the particles (V/m) is returned as three device
+    // columns. The coordinates are not changed.
+    std::array<const T*, 3> field_at_particles();
+    // The CUDA stream (a cudaStream_t) all of the tracker's work is ordered on.
+    void* stream() const;
+    const GpuOptions& options() const;
+
     // Device seconds per substep (CUDA events) since construction, and in drifts.
     const std::array<double, kSubstepCount>& seconds() const;
     double drift_seconds() const;
