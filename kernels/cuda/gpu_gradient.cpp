@@ -312,8 +312,10 @@ GradientResult gradient_on_gpu(const BeamParameters& bp, const TrackSettings& tr
     auto counters = std::make_shared<CheckpointCounters>(steps);
     const auto t0 = clock::now();
     {
-        Tape tape;
+        // run before tape: if the forward pass throws, the tape's device
+        // buffers are freed while the tracker (and its stream) still lives
         auto run = std::make_shared<GpuRun<T>>();
+        Tape tape;
         run->beam_parameters = bp;
         run->tracking = tracking;
         run->params.drift_length_m.assign(tracking.lattice.size(), 0.0);
