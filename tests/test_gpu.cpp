@@ -1010,6 +1010,23 @@ TEST_CASE("GPU tape: bytes as on the CPU, allocator growth outside `beam` equals
     CHECK(rev.memory.bytes_after_backward == 0);
 }
 
+// A forward pass that throws (particles outside a 1-sigma grid, at the first
+// kick) must free every device buffer its tape held, for each strategy.
+TEST_CASE("GPU gradient that fails mid-run frees its device memory", "[gpu]") {
+    REQUIRE_GPU();
+    TrackSettings tracking = gradient_lattice(ExtentMode::sigma);
+    tracking.grid.sigma_factor = {1.0, 1.0, 1.0};
+    const std::int64_t before = cuda::device_memory().current_bytes();
+    for (Strategy s : {Strategy::fused, Strategy::checkpoint, Strategy::reversible}) {
+        GradientRequest req;
+        req.backend = Backend::cuda;
+        req.strategy = s;
+        INFO(strategy_name(s));
+        CHECK_THROWS_WITH(compute_gradient<double>(sphere(1000), tracking, req), Catch::Contains("outside"));
+        CHECK(cuda::device_memory().current_bytes() == before);
+    }
+}
+
 TEST_CASE("GPU gradients: autograd is refused with the reason", "[gpu]") {
     REQUIRE_GPU();
     GradientRequest req;
