@@ -75,7 +75,7 @@ public:
     ~ReversibleTracker() override;
 
     SpaceChargeKick<T>* kick() const { return kick_; }
-    // (x, y, tau, px, py, pz) as integers, and their scales in SI / over p0.
+    // (x, y, tau, px, py, pz) as integers (scales: quantize_beam).
     const std::array<HostArray<std::int64_t>, 6>& state() const { return fixed_.state; }
     // The beam in Cheetah's coordinates (delta from the momentum).
     Beam<T> beam() const;

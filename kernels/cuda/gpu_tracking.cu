@@ -573,7 +573,8 @@ struct GpuTracker<T>::Impl {
         const T* y = coord[2].data();
         const int nx = settings.shape[0], ny = settings.shape[1], nz = settings.shape[2];
 
-        substep(Substep::s_to_t, [&] { run_s_to_t(coord[1].data(), coord[3].data(), coord[4].data(), coord[5].data()); });
+        substep(Substep::s_to_t,
+                [&] { run_s_to_t(coord[1].data(), coord[3].data(), coord[4].data(), coord[5].data()); });
 
         substep(Substep::deposit, [&] {
             // grid geometry: per-axis reductions on the device, formulas and checks on the host
