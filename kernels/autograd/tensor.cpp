@@ -69,6 +69,25 @@ std::int64_t broadcast_size(const Tensor<T>& a, const Tensor<T>& b, const char* 
                                 std::to_string(nb) + " do not broadcast");
 }
 
+// MulBackward0's conditional saving, for real and complex products: grad_a
+// needs b and grad_b needs a, so each operand is kept only when the other's
+// gradient is required.
+template <class V>
+struct ProductSaves {
+    Buffer<V> a, b;
+    std::vector<SavedBuffer> saved;
+};
+
+template <class V>
+ProductSaves<V> product_saves(const Tensor<V>& a, const Tensor<V>& b) {
+    ProductSaves<V> keep;
+    if (b.requires_grad()) keep.a = a.buffer();
+    if (a.requires_grad()) keep.b = b.buffer();
+    if (keep.a) keep.saved.push_back(save(keep.a));
+    if (keep.b) keep.saved.push_back(save(keep.b));
+    return keep;
+}
+
 enum class Keep { none, input, output };
 
 // Elementwise unary op: out = fwd(a); grad_a += grad_out * deriv(kept value),
@@ -183,12 +202,8 @@ Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
     Tensor<T> r = wrap(std::move(out), a.requires_grad() || b.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node(), bn = b.node();
-        // MulBackward0: grad_a needs b, grad_b needs a
-        Buffer<T> keep_a = bn ? a.buffer() : nullptr, keep_b = an ? b.buffer() : nullptr;
-        std::vector<SavedBuffer> saved;
-        if (keep_a) saved.push_back(save(keep_a));
-        if (keep_b) saved.push_back(save(keep_b));
-        record(r, std::move(saved), [an, bn, keep_a, keep_b, n, sa, sb](const HostArray<T>& g) {
+        ProductSaves<T> keep = product_saves(a, b);
+        record(r, std::move(keep.saved), [an, bn, keep_a = keep.a, keep_b = keep.b, n, sa, sb](const HostArray<T>& g) {
             if (an) {
                 const T* pb = keep_b->data();
                 accumulate(*an, n, [&](std::int64_t i) { return g[i] * pb[i * sb]; });
@@ -735,11 +750,8 @@ ComplexTensor<T> cmul(const ComplexTensor<T>& a, const ComplexTensor<T>& b) {
     ComplexTensor<T> r = wrap(std::move(out), a.requires_grad() || b.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node(), bn = b.node();
-        Buffer<C> keep_a = bn ? a.buffer() : nullptr, keep_b = an ? b.buffer() : nullptr;
-        std::vector<SavedBuffer> saved;
-        if (keep_a) saved.push_back(save(keep_a));
-        if (keep_b) saved.push_back(save(keep_b));
-        record(r, std::move(saved), [an, bn, keep_a, keep_b, n](const HostArray<C>& g) {
+        ProductSaves<C> keep = product_saves(a, b);
+        record(r, std::move(keep.saved), [an, bn, keep_a = keep.a, keep_b = keep.b, n](const HostArray<C>& g) {
             // gradient convention g = dL/dRe + i dL/dIm: grad_a = g conj(b)
             if (an) {
                 C* ga = an->grad_data();
