@@ -5,7 +5,9 @@
 // way a PyTorch PIC code writes it (Cheetah's idiom): every substep is a
 // function of the beam, so deposit and gather each build their own CIC
 // weights and node indices; the IGF is an elementwise chain on n^3 float64
-// cell arrays; FFTs save nothing.
+// cell arrays; FFTs save nothing. With backend "cuda" every tensor lives on
+// the GPU (ag::Device::cuda) and the same ops record the same tape; the
+// allocator figures are then the device allocator's.
 #include "autograd/autograd.hpp"
 
 #include <algorithm>
@@ -16,33 +18,59 @@
 #include <stdexcept>
 #include <string>
 
+#include "autograd/op_bodies.hpp"
+#include "autograd/runner.hpp"
 #include "autograd/tensor.hpp"
 #include "constants.hpp"
 #include "space_charge.hpp"
+#ifdef SCTAPE_HAVE_CUDA
+#include "device.hpp"
+#include "gpu_tracking.hpp"
+#endif
 
 namespace sctape {
 namespace {
 
+using ag::Device;
 using ag::Tensor;
 using Scalar = ag::Tensor<double>;  // 1-element float64 tensor
 using Deltas = std::map<std::string, std::int64_t>;
 
 constexpr double kCoulomb = 1.0 / (4.0 * kPi * kVacuumPermittivity_F_per_m);
 
+// The tracking allocator of the device the tensors live on.
+MemoryTracker& memory_of(Device device) {
+#ifdef SCTAPE_HAVE_CUDA
+    if (device == Device::cuda) return cuda::device_memory();
+#endif
+    (void)device;
+    return host_memory();
+}
+
+// What every block of one run shares: the tape, the per-scope allocator
+// growth and the allocator that measures it.
+struct Recorder {
+    Tape& tape;
+    Deltas& deltas;
+    MemoryTracker& memory;
+};
+
 // A named block of the forward pass: tape scope, allocator tag, and the
 // allocator's growth over the block added to `deltas[name]`.
 class Block {
 public:
-    Block(Tape& tape, const char* name, Deltas& deltas)
-        : scope_(tape, name), name_(name), deltas_(deltas), before_(host_memory().current_bytes()) {}
-    ~Block() { deltas_[name_] += host_memory().current_bytes() - before_; }
+    Block(const Recorder& rec, const char* name)
+        : scope_(rec.tape, name), memory_scope_(name, rec.memory), name_(name), rec_(rec),
+          before_(rec.memory.current_bytes()) {}
+    ~Block() { rec_.deltas[name_] += rec_.memory.current_bytes() - before_; }
     Block(const Block&) = delete;
     Block& operator=(const Block&) = delete;
 
 private:
     TapeScope scope_;
+    MemoryScope memory_scope_;
     const char* name_;
-    Deltas& deltas_;
+    const Recorder& rec_;
     std::int64_t before_;
 };
 
@@ -76,20 +104,19 @@ struct Particles {
 template <class T>
 struct KickContext {
     const GridSettings* grid;
-    std::shared_ptr<const RealFft3d<T>> fft;
+    std::shared_ptr<const ag::Fft3<T>> fft;
     const RefTensors* ref;
     Scalar bunch_charge;
     double charge_sign;  // of the species
     double charge_e;
-    Tape* tape;
-    Deltas* deltas;
+    const Recorder* rec;
 };
 
 // Linear drift (tracking.cpp): x += L px, y += L py, tau -= L delta / (beta0 gamma0)^2.
 template <class T>
-void drift(Particles<T>& p, const Scalar& length, const RefTensors& ref, Tape& tape, Deltas& deltas) {
+void drift(Particles<T>& p, const Scalar& length, const RefTensors& ref, const Recorder& rec) {
     using namespace ag;
-    Block block(tape, "drift", deltas);
+    Block block(rec, "drift");
     Tensor<T> l = cast<T>(length);
     Tensor<T> l_tau = cast<T>(div(neg(length), ref.bg2));
     p.x = add(p.x, mul(l, p.px));
@@ -123,35 +150,32 @@ void axis_geometry(const GridSettings& gs, int a, const Tensor<T>& u, Scalar& or
 
 // Which of the two CIC weights of axis a each of the 8 corners takes
 // (corner m = 4a + 2b + c, the forward's loop order).
-ag::Index corner_bits(int axis) {
-    auto sel = std::make_shared<ag::IndexArray>(8);
-    for (int m = 0; m < 8; ++m) (*sel)[m] = (m >> (2 - axis)) & 1;
-    return sel;
+ag::Index corner_bits(int axis, Device device) {
+    std::int64_t bits[8];
+    for (int m = 0; m < 8; ++m) bits[m] = (m >> (2 - axis)) & 1;
+    return std::make_shared<const ag::IndexArray>(ag::IndexArray::copy_of(bits, 8, device));
 }
 
 ag::Index clamp_index(const ag::Index& i, std::int64_t lo, std::int64_t hi) {
-    auto out = std::make_shared<ag::IndexArray>(i->size());
-    for (std::size_t p = 0; p < i->size(); ++p) (*out)[p] = std::min(std::max((*i)[p], lo), hi);
+    auto out = std::make_shared<ag::IndexArray>(i->size(), i->device());
+    ag::for_each(i->device(), i->size(), ag::ClampIndex{i->data(), lo, hi, out->data()});
     return out;
 }
 
+// The index values as a constant tensor of T.
 template <class T>
-HostArray<T> index_values(const ag::IndexArray& i) {
-    HostArray<T> v(i.size());
-    for (std::size_t p = 0; p < i.size(); ++p) v[p] = static_cast<T>(i[p]);
-    return v;
+Tensor<T> index_values(const ag::Index& i) {
+    auto v = std::make_shared<ag::Array<T>>(i->size(), i->device());
+    ag::for_each(i->device(), i->size(), ag::Convert<T, std::int64_t>{i->data(), v->data(), false});
+    return ag::constant<T>(std::move(v));
 }
 
 // Flat node index of the 8 corners of every particle, (N, 8), int64.
 ag::Index corner_nodes(const std::array<ag::Index, 3>& idx, const ag::Shape3& n) {
-    const std::size_t count = idx[0]->size();
-    auto out = std::make_shared<ag::IndexArray>(8 * count);
-    for (std::size_t p = 0; p < count; ++p)
-        for (int m = 0; m < 8; ++m) {
-            const std::int64_t i = (*idx[0])[p] + ((m >> 2) & 1), j = (*idx[1])[p] + ((m >> 1) & 1),
-                               k = (*idx[2])[p] + (m & 1);
-            (*out)[8 * p + m] = (i * n[1] + j) * n[2] + k;
-        }
+    const std::int64_t count = idx[0]->size();
+    auto out = std::make_shared<ag::IndexArray>(8 * count, idx[0]->device());
+    ag::for_each(idx[0]->device(), count,
+                 ag::CornerNodes{idx[0]->data(), idx[1]->data(), idx[2]->data(), {n[0], n[1], n[2]}, out->data()});
     return out;
 }
 
@@ -172,9 +196,9 @@ Cic<T> cic_weights(const std::array<Tensor<T>, 3>& pos, const std::array<Tensor<
     for (int a = 0; a < 3; ++a) {
         Tensor<T> s = mul(sub(pos[a], origin[a]), inv_h[a]);
         idx[a] = clamp_index(to_index(floor(s)), 0, n[a] - 2);
-        Tensor<T> upper = sub(s, constant(index_values<T>(*idx[a])));
+        Tensor<T> upper = sub(s, index_values<T>(idx[a]));
         Tensor<T> lower = rsub_scalar(1.0, upper);
-        w8[a] = select_inner(stack_inner<T>({lower, upper}), 2, corner_bits(a));
+        w8[a] = select_inner(stack_inner<T>({lower, upper}), 2, corner_bits(a, s.device()));
     }
     return {mul(mul(w8[0], w8[1]), w8[2]), corner_nodes(idx, n)};
 }
@@ -194,24 +218,34 @@ Tensor<double> igf_antiderivative(const Tensor<double>& x, const Tensor<double>&
 }
 
 // (i + 1/2) along `axis` on the n^3 node lattice, float64 (a meshgrid).
-Tensor<double> half_cell_lattice(const ag::Shape3& n, int axis) {
-    HostArray<double> v(static_cast<std::size_t>(std::int64_t(n[0]) * n[1] * n[2]));
-    std::int64_t c = 0;
-    for (int i = 0; i < n[0]; ++i)
-        for (int j = 0; j < n[1]; ++j)
-            for (int k = 0; k < n[2]; ++k) {
-                const int idx[3] = {i, j, k};
-                v[c++] = idx[axis] + 0.5;
-            }
-    return ag::constant(std::move(v));
+Tensor<double> half_cell_lattice(const ag::Shape3& n, int axis, Device device) {
+    auto v = std::make_shared<ag::Array<double>>(std::int64_t(n[0]) * n[1] * n[2], device);
+    ag::for_each(device, v->size(), ag::HalfCellLattice{{n[0], n[1], n[2]}, axis, v->data()});
+    return ag::constant<double>(std::move(v));
+}
+
+// The forward's checks before the deposit (non-finite coordinates, zero
+// extent, particles outside a sigma grid), with the CPU kick's messages.
+template <class T>
+void check_grid(const GridSettings& gs, const Tensor<T>& x, const Tensor<T>& y, const Tensor<T>& z) {
+    const std::int64_t count = x.size();
+    if (x.device() == Device::host) {
+        const T* raw[3] = {x.data(), y.data(), z.data()};
+        (void)grid_covering(gs, raw, count);
+        return;
+    }
+#ifdef SCTAPE_HAVE_CUDA
+    AxisExtent extent[3];
+    device_axis_extents(x.data(), y.data(), z.data(), count, extent);
+    (void)geometry_from_extents(gs, extent, count);
+#endif
 }
 
 // One space-charge kick over ds, the eight substeps of space_charge.cpp.
 template <class T>
 void kick(Particles<T>& p, const Scalar& ds, const KickContext<T>& ctx) {
     using namespace ag;
-    Tape& tape = *ctx.tape;
-    Deltas& deltas = *ctx.deltas;
+    const Recorder& rec = *ctx.rec;
     const RefTensors& ref = *ctx.ref;
     const GridSettings& gs = *ctx.grid;
     const Shape3 n = gs.shape;
@@ -221,7 +255,7 @@ void kick(Particles<T>& p, const Scalar& ds, const KickContext<T>& ctx) {
 
     Tensor<T> z, pz;
     {
-        Block block(tape, "s_to_t", deltas);
+        Block block(rec, "s_to_t");
         Tensor<T> beta0 = cast<T>(ref.beta);
         Tensor<T> inv_beta0 = cast<T>(reciprocal(ref.beta));
         Tensor<T> inv_bg2 = cast<T>(reciprocal(ref.bg2));
@@ -235,10 +269,8 @@ void kick(Particles<T>& p, const Scalar& ds, const KickContext<T>& ctx) {
     std::array<Tensor<T>, 3> origin, inv_h;
     Tensor<T> rho;
     {
-        Block block(tape, "deposit", deltas);
-        // the forward's checks: non-finite coordinates, zero extent, particles outside a sigma grid
-        const T* raw[3] = {p.x.data(), p.y.data(), z.data()};
-        (void)grid_covering(gs, raw, count);
+        Block block(rec, "deposit");
+        check_grid(gs, p.x, p.y, z);
         for (int a = 0; a < 3; ++a) {
             Scalar o;
             axis_geometry(gs, a, pos[a], o, cell[a]);
@@ -254,10 +286,10 @@ void kick(Particles<T>& p, const Scalar& ds, const KickContext<T>& ctx) {
 
     Tensor<T> green;
     {
-        Block block(tape, "green", deltas);
+        Block block(rec, "green");
         const std::array<Scalar, 3> h = {cell[0], cell[1], mul(ref.gamma, cell[2])};
         std::array<Tensor<double>, 3> corner;
-        for (int a = 0; a < 3; ++a) corner[a] = mul(half_cell_lattice(n, a), h[a]);
+        for (int a = 0; a < 3; ++a) corner[a] = mul(half_cell_lattice(n, a, p.x.device()), h[a]);
         Tensor<double> g = igf_antiderivative(corner[0], corner[1], corner[2]);
         for (int a = 0; a < 3; ++a) g = sub(g, shift_odd(g, n, a));  // D f(i) = f(i) - f(i-1), f(-1) = -f(0)
         green = cast<T>(mirror3(scale(g, kCoulomb), n));
@@ -265,7 +297,7 @@ void kick(Particles<T>& p, const Scalar& ds, const KickContext<T>& ctx) {
 
     Tensor<T> phi;
     {
-        Block block(tape, "convolve", deltas);
+        Block block(rec, "convolve");
         ComplexTensor<T> rho_hat = rfft3(pad3(rho, n, m), ctx.fft);
         ComplexTensor<T> green_hat = rfft3(green, ctx.fft);
         const T norm = T(1.0 / double(ctx.fft->real_size()));
@@ -274,20 +306,20 @@ void kick(Particles<T>& p, const Scalar& ds, const KickContext<T>& ctx) {
 
     std::array<Tensor<T>, 3> e_grid;
     {
-        Block block(tape, "field", deltas);
+        Block block(rec, "field");
         for (int a = 0; a < 3; ++a) e_grid[a] = mul(neg(grad_stencil(phi, n, a)), inv_h[a]);
     }
 
     std::array<Tensor<T>, 3> e_part;
     {
-        Block block(tape, "gather", deltas);
+        Block block(rec, "gather");
         Cic<T> cic = cic_weights(pos, origin, inv_h, n);
         for (int a = 0; a < 3; ++a) e_part[a] = sum_inner(mul(cic.weight, gather(e_grid[a], cic.node)), 8);
     }
 
     std::array<Tensor<T>, 3> dp;
     {
-        Block block(tape, "push", deltas);
+        Block block(rec, "push");
         // dP/p0 = charge_e * E * ds / (beta0 gamma0^2 p0c)
         Scalar denominator = mul(mul(mul(ref.beta, ref.gamma), ref.gamma), ref.p0c);
         Tensor<T> k = cast<T>(div(scale(ds, ctx.charge_e), denominator));
@@ -295,7 +327,7 @@ void kick(Particles<T>& p, const Scalar& ds, const KickContext<T>& ctx) {
     }
 
     {
-        Block block(tape, "t_to_s", deltas);
+        Block block(rec, "t_to_s");
         Tensor<T> inv_beta0 = cast<T>(reciprocal(ref.beta));
         Tensor<T> inv_bg2 = cast<T>(reciprocal(ref.bg2));
         Tensor<T> px = add(p.px, dp[0]), py = add(p.py, dp[1]), pz_new = add(pz, dp[2]);
@@ -330,8 +362,8 @@ Scalar objective(const Particles<T>& p, Objective o, const RefTensors& ref) {
 }
 
 double scalar_grad(const Scalar& s) {
-    const HostArray<double>* g = s.grad();
-    return (g && !g->empty()) ? (*g)[0] : 0.0;
+    const ag::Array<double>* g = s.grad();
+    return (g && !g->empty()) ? g->at(0) : 0.0;
 }
 
 }  // namespace
@@ -343,15 +375,15 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
     using namespace ag;
     GradientResult result;
     MemoryReport& report = result.memory;
-    MemoryTracker& memory = host_memory();
+    const Device device = request.backend == Backend::cuda ? Device::cuda : Device::host;
+    MemoryTracker& memory = memory_of(device);
 
-    std::shared_ptr<const RealFft3d<T>> fft;
+    std::shared_ptr<const ag::Fft3<T>> fft;
     if (tracking.space_charge) {
         const auto& s = tracking.grid.shape;
         for (int a = 0; a < 3; ++a)
             if (s[a] < 2) throw std::runtime_error("grid needs at least 2 nodes along " + std::string(1, "xyz"[a]));
-        fft = std::make_shared<const RealFft3d<T>>(std::array<int, 3>{2 * s[0], 2 * s[1], 2 * s[2]},
-                                                   std::max(tracking.threads, 1));
+        fft = ag::make_fft<T>({2 * s[0], 2 * s[1], 2 * s[2]}, device, std::max(tracking.threads, 1));
     }
 
     const std::int64_t start = memory.current_bytes();
@@ -361,29 +393,29 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
     {
         Tape tape;
         Recording recording(tape);
-        Deltas& deltas = report.allocator_delta_by_scope;
+        const Recorder rec{tape, report.allocator_delta_by_scope, memory};
 
         // Differentiable scalars (leaves, float64).
         const auto& dist = beam.distribution;
-        Scalar bunch_charge = parameter_scalar(beam.bunch_charge_C);
-        Scalar kinetic = parameter_scalar(beam.kinetic_energy_eV);
+        Scalar bunch_charge = parameter_scalar(beam.bunch_charge_C, device);
+        Scalar kinetic = parameter_scalar(beam.kinetic_energy_eV, device);
         std::array<Scalar, 3> size, momentum;
         for (int a = 0; a < 3; ++a) {
-            size[a] = parameter_scalar(dist.size_m[a]);
-            momentum[a] = parameter_scalar(dist.momentum_rms[a]);
+            size[a] = parameter_scalar(dist.size_m[a], device);
+            momentum[a] = parameter_scalar(dist.momentum_rms[a], device);
         }
         std::vector<Scalar> length;
-        for (const Drift& d : tracking.lattice) length.push_back(parameter_scalar(d.length_m));
+        for (const Drift& d : tracking.lattice) length.push_back(parameter_scalar(d.length_m, device));
 
         Particles<T> p;
         std::array<Tensor<T>, 6> initial;
         RefTensors ref;
         {
-            Block block(tape, "beam", deltas);
+            Block block(rec, "beam");
             ReferenceSample sample = make_reference_sample(dist.type, beam.n_particles, beam.seed);
             const Scalar* scale_of[6] = {&size[0], &momentum[0], &size[1], &momentum[1], &size[2], &momentum[2]};
             for (int c = 0; c < 6; ++c) {
-                Tensor<double> unit = constant(std::make_shared<const HostArray<double>>(std::move(sample.column[c])));
+                Tensor<double> unit = constant(std::move(sample.column[c]), device);
                 initial[c] = cast<T>(mul(*scale_of[c], unit));  // T(scale * sample), as scale_reference_sample
                 initial[c].retain_grad();
             }
@@ -392,27 +424,27 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
         }
 
         KickContext<T> ctx{&tracking.grid, fft, &ref, bunch_charge, beam.species.charge_e < 0 ? -1.0 : 1.0,
-                           beam.species.charge_e, &tape, &deltas};
+                           beam.species.charge_e, &rec};
         int kicks = 0;
-        SliceMarks marks;
+        SliceMarks marks(memory);
         marks.mark(tape, report);
         for (std::size_t e = 0; e < tracking.lattice.size(); ++e) {
             const int slices = tracking.lattice[e].slices;
             if (slices <= 0) continue;
             Scalar ds, half;
             {
-                Block block(tape, "drift", deltas);
+                Block block(rec, "drift");
                 ds = div_scalar(length[e], static_cast<double>(slices));
                 half = scale(ds, 0.5);
             }
             for (int s = 0; s < slices; ++s) {
                 if (tracking.space_charge) {
-                    drift(p, half, ref, tape, deltas);
+                    drift(p, half, ref, rec);
                     kick(p, ds, ctx);
-                    drift(p, half, ref, tape, deltas);
+                    drift(p, half, ref, rec);
                     ++kicks;
                 } else {
-                    drift(p, ds, ref, tape, deltas);
+                    drift(p, ds, ref, rec);
                 }
                 marks.mark(tape, report);
             }
@@ -421,7 +453,7 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
 
         Scalar value;
         {
-            Block block(tape, "objective", deltas);
+            Block block(rec, "objective");
             value = objective(p, request.objective, ref);
         }
         result.objective = value.item();
@@ -448,11 +480,13 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
         }
         for (const Scalar& l : length) adj.drift_length_m.push_back(scalar_grad(l));
         for (int c = 0; c < 6; ++c) {
-            const HostArray<T>* g = initial[c].grad();
+            const ag::Array<T>* g = initial[c].grad();
             auto& out = result.particle_gradient[c];
             out.assign(static_cast<std::size_t>(beam.n_particles), 0.0);
-            if (g && !g->empty())
-                for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<double>((*g)[i]);
+            if (g && !g->empty()) {
+                const std::vector<T> values = g->to_vector();
+                for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<double>(values[i]);
+            }
         }
         result.backward_seconds = std::chrono::duration<double>(clock::now() - t1).count();
     }  // every tensor, node and the (empty) tape are released here

@@ -1,10 +1,10 @@
 #include "autograd/tensor.hpp"
 
-#include <algorithm>
-#include <cmath>
-#include <limits>
 #include <stdexcept>
 #include <string>
+
+#include "autograd/op_bodies.hpp"
+#include "autograd/runner.hpp"
 
 namespace sctape {
 namespace ag {
@@ -13,19 +13,35 @@ namespace {
 thread_local Tape* g_tape = nullptr;
 
 template <class T>
-using Buffer = std::shared_ptr<const HostArray<T>>;
+using Buffer = std::shared_ptr<const Array<T>>;
 
 template <class T>
-std::shared_ptr<HostArray<T>> allocate(std::int64_t n) {
-    return std::make_shared<HostArray<T>>(static_cast<std::size_t>(n));
+std::shared_ptr<Array<T>> allocate(std::int64_t n, Device d) {
+    return std::make_shared<Array<T>>(n, d);
+}
+
+template <class T>
+std::shared_ptr<Array<T>> zeros(std::int64_t n, Device d) {
+    auto a = allocate<T>(n, d);
+    a->fill_zero();
+    return a;
+}
+
+// Complex arrays as interleaved (re, im) pairs for op_bodies.hpp.
+template <class T>
+const T* pairs(const std::complex<T>* p) {
+    return reinterpret_cast<const T*>(p);
+}
+template <class T>
+T* pairs(std::complex<T>* p) {
+    return reinterpret_cast<T*>(p);
 }
 
 // A new tensor around `values`, with a Node when it takes part in a recording.
 template <class T>
-Tensor<T> wrap(std::shared_ptr<HostArray<T>> values, bool requires_grad) {
+Tensor<T> wrap(std::shared_ptr<Array<T>> values, bool requires_grad) {
     std::shared_ptr<Node<T>> node;
-    const std::int64_t n = static_cast<std::int64_t>(values->size());
-    if (requires_grad && g_tape) node = std::make_shared<Node<T>>(n);
+    if (requires_grad && g_tape) node = std::make_shared<Node<T>>(values->size(), values->device());
     return Tensor<T>(Buffer<T>(std::move(values)), std::move(node));
 }
 
@@ -36,32 +52,36 @@ template <class T, class F>
 void record(const Tensor<T>& out, std::vector<SavedBuffer> saved, F backward) {
     std::shared_ptr<Node<T>> node = out.node();
     g_tape->record(std::move(saved), [node, backward]() {
-        if (node->has_grad()) backward(static_cast<const HostArray<T>&>(node->grad));
+        if (node->has_grad()) backward(static_cast<const T*>(node->grad.data()));
         if (!node->retain) node->release();
     });
 }
 
 template <class T>
 SavedBuffer save(const Buffer<T>& b) {
-    return Tape::save(b);
+    return {b, b->bytes()};
 }
 
-// Adds f(i), i < n, into `node`'s gradient; a size-1 node (broadcast operand)
-// receives the sum.
-template <class T, class F>
-void accumulate(Node<T>& node, std::int64_t n, F f) {
+// Adds term(i), i < n, into `node`'s gradient; a size-1 node (broadcast
+// operand) receives the sum.
+template <class Term>
+void accumulate(Node<typename Term::value_type>& node, std::int64_t n, const Term& term) {
+    using T = typename Term::value_type;
     T* g = node.grad_data();
-    if (node.size == n) {
-        for (std::int64_t i = 0; i < n; ++i) g[i] += f(i);
-    } else {
-        double acc = 0;
-        for (std::int64_t i = 0; i < n; ++i) acc += static_cast<double>(f(i));
-        g[0] += static_cast<T>(acc);
-    }
+    if (node.size == n) for_each(node.device, n, AddTerm<Term>{g, term});
+    else sum_into(node.device, n, term, g, T(1), true);
+}
+
+template <class T, class U>
+void same_device(const Tensor<T>& a, const Tensor<U>& b, const char* op) {
+    if (a.device() != b.device())
+        throw std::invalid_argument(std::string("ag::") + op + ": operands on " + device_name(a.device()) +
+                                    " and " + device_name(b.device()));
 }
 
 template <class T>
 std::int64_t broadcast_size(const Tensor<T>& a, const Tensor<T>& b, const char* op) {
+    same_device(a, b, op);
     const std::int64_t na = a.size(), nb = b.size();
     if (na == nb || nb == 1) return na;
     if (na == 1) return nb;
@@ -90,32 +110,29 @@ ProductSaves<V> product_saves(const Tensor<V>& a, const Tensor<V>& b) {
 
 enum class Keep { none, input, output };
 
-// Elementwise unary op: out = fwd(a); grad_a += grad_out * deriv(kept value),
-// where the kept value is the input, the output or nothing (deriv(T(0))).
-template <class T, class Fwd, class Deriv>
-Tensor<T> unary(const Tensor<T>& a, Keep keep, Fwd fwd, Deriv deriv) {
+// Elementwise unary op: out = f(a); grad_a += grad_out * f'(kept value),
+// where the kept value is the input, the output or nothing.
+template <class T>
+Tensor<T> unary(const Tensor<T>& a, Keep keep, UnaryOp op, double c = 0, double lo = 0, double hi = 0) {
+    const UnaryFn<T> fn{op, static_cast<T>(c), static_cast<T>(lo), static_cast<T>(hi)};
     const std::int64_t n = a.size();
-    auto out = allocate<T>(n);
-    const T* pa = a.data();
-    T* po = out->data();
-    for (std::int64_t i = 0; i < n; ++i) po[i] = fwd(pa[i]);
+    auto out = allocate<T>(n, a.device());
+    for_each(a.device(), n, Unary<T>{fn, a.data(), out->data()});
     Tensor<T> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         Buffer<T> kept = keep == Keep::input ? a.buffer() : keep == Keep::output ? r.buffer() : nullptr;
         std::vector<SavedBuffer> saved;
         if (kept) saved.push_back(save(kept));
         auto an = a.node();
-        record(r, std::move(saved), [an, kept, deriv, n](const HostArray<T>& g) {
-            T* ga = an->grad_data();
-            const T* k = kept ? kept->data() : nullptr;
-            for (std::int64_t i = 0; i < n; ++i) ga[i] += g[i] * deriv(k ? k[i] : T(0));
+        record(r, std::move(saved), [an, kept, fn, n](const T* g) {
+            accumulate(*an, n, UnaryGrad<T>{fn, g, kept ? kept->data() : nullptr});
         });
     }
     return r;
 }
 
+inline Dims dims(const Shape3& n) { return {n[0], n[1], n[2]}; }
 inline std::int64_t cells(const Shape3& n) { return std::int64_t(n[0]) * n[1] * n[2]; }
-inline std::int64_t at(const Shape3& n, int i, int j, int k) { return (std::int64_t(i) * n[1] + j) * n[2] + k; }
 
 }  // namespace
 
@@ -126,56 +143,66 @@ Tape* recording_tape() { return g_tape; }
 // --- creation -------------------------------------------------------------------
 
 template <class T>
-Tensor<T> constant(HostArray<T> values) {
-    return Tensor<T>(std::make_shared<const HostArray<T>>(std::move(values)), nullptr);
+Tensor<T> constant(HostArray<T> values, Device device) {
+    if (device == Device::host) return Tensor<T>(std::make_shared<const Array<T>>(std::move(values)), nullptr);
+    const auto n = static_cast<std::int64_t>(values.size());
+    return Tensor<T>(std::make_shared<const Array<T>>(Array<T>::copy_of(values.data(), n, device)), nullptr);
 }
 
 template <class T>
-Tensor<T> constant(std::shared_ptr<const HostArray<T>> values) {
+Tensor<T> constant(std::shared_ptr<const Array<T>> values) {
     return Tensor<T>(std::move(values), nullptr);
 }
 
 template <class T>
-Tensor<T> constant_scalar(T value) {
-    return constant(HostArray<T>(1, value));
+Tensor<T> constant_scalar(T value, Device device) {
+    return constant(HostArray<T>(1, value), device);
 }
 
 template <class T>
-Tensor<T> parameter(HostArray<T> values) {
-    auto node = std::make_shared<Node<T>>(static_cast<std::int64_t>(values.size()));
+Tensor<T> parameter(HostArray<T> values, Device device) {
+    Tensor<T> c = constant(std::move(values), device);
+    auto node = std::make_shared<Node<T>>(c.size(), device);
     node->retain = true;
-    return Tensor<T>(std::make_shared<const HostArray<T>>(std::move(values)), std::move(node));
+    return Tensor<T>(c.buffer(), std::move(node));
 }
 
 template <class T>
-Tensor<T> parameter_scalar(T value) {
-    return parameter(HostArray<T>(1, value));
+Tensor<T> parameter_scalar(T value, Device device) {
+    return parameter(HostArray<T>(1, value), device);
 }
 
 template <class T>
 void seed(const Tensor<T>& out) {
     if (!out.requires_grad()) throw std::logic_error("ag::seed: the output does not require a gradient");
-    T* g = out.node()->grad_data();
-    std::fill(g, g + out.size(), T(1));
+    for_each(out.device(), out.size(), Fill<T>{out.node()->grad_data(), T(1)});
 }
 
 // --- binary elementwise ---------------------------------------------------------------
 
 namespace {
-// a + sign * b (sign +-1: exact in floating point): add and sub, saving nothing.
 template <class T>
-Tensor<T> add_signed(const Tensor<T>& a, const Tensor<T>& b, T sign, const char* name) {
-    const std::int64_t n = broadcast_size(a, b, name);
-    const std::int64_t sa = a.size() == 1 ? 0 : 1, sb = b.size() == 1 ? 0 : 1;
-    auto out = allocate<T>(n);
-    const T *pa = a.data(), *pb = b.data();
-    for (std::int64_t i = 0; i < n; ++i) (*out)[i] = pa[i * sa] + sign * pb[i * sb];
-    Tensor<T> r = wrap(std::move(out), a.requires_grad() || b.requires_grad());
+Tensor<T> binary_forward(const Tensor<T>& a, const Tensor<T>& b, BinaryOp op, const char* name, std::int64_t& n,
+                         std::int64_t& sa, std::int64_t& sb) {
+    n = broadcast_size(a, b, name);
+    sa = a.size() == 1 ? 0 : 1;
+    sb = b.size() == 1 ? 0 : 1;
+    auto out = allocate<T>(n, a.device());
+    for_each(a.device(), n, Binary<T>{op, a.data(), sa, b.data(), sb, out->data()});
+    return wrap(std::move(out), a.requires_grad() || b.requires_grad());
+}
+
+// add and sub, saving nothing: grad_b = sign * g.
+template <class T>
+Tensor<T> add_signed(const Tensor<T>& a, const Tensor<T>& b, BinaryOp op, const char* name) {
+    std::int64_t n, sa, sb;
+    Tensor<T> r = binary_forward(a, b, op, name, n, sa, sb);
     if (r.requires_grad()) {
         auto an = a.node(), bn = b.node();
-        record(r, {}, [an, bn, n, sign](const HostArray<T>& g) {
-            if (an) accumulate(*an, n, [&](std::int64_t i) { return g[i]; });
-            if (bn) accumulate(*bn, n, [&](std::int64_t i) { return sign * g[i]; });
+        const T sign = op == BinaryOp::add ? T(1) : T(-1);
+        record(r, {}, [an, bn, n, sign](const T* g) {
+            if (an) accumulate(*an, n, Scaled<T>{g, T(1)});
+            if (bn) accumulate(*bn, n, Scaled<T>{g, sign});
         });
     }
     return r;
@@ -184,34 +211,24 @@ Tensor<T> add_signed(const Tensor<T>& a, const Tensor<T>& b, T sign, const char*
 
 template <class T>
 Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b) {
-    return add_signed(a, b, T(1), "add");
+    return add_signed(a, b, BinaryOp::add, "add");
 }
 
 template <class T>
 Tensor<T> sub(const Tensor<T>& a, const Tensor<T>& b) {
-    return add_signed(a, b, T(-1), "sub");
+    return add_signed(a, b, BinaryOp::sub, "sub");
 }
 
 template <class T>
 Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
-    const std::int64_t n = broadcast_size(a, b, "mul");
-    const std::int64_t sa = a.size() == 1 ? 0 : 1, sb = b.size() == 1 ? 0 : 1;
-    auto out = allocate<T>(n);
-    const T *pa = a.data(), *pb = b.data();
-    for (std::int64_t i = 0; i < n; ++i) (*out)[i] = pa[i * sa] * pb[i * sb];
-    Tensor<T> r = wrap(std::move(out), a.requires_grad() || b.requires_grad());
+    std::int64_t n, sa, sb;
+    Tensor<T> r = binary_forward(a, b, BinaryOp::mul, "mul", n, sa, sb);
     if (r.requires_grad()) {
         auto an = a.node(), bn = b.node();
         ProductSaves<T> keep = product_saves(a, b);
-        record(r, std::move(keep.saved), [an, bn, keep_a = keep.a, keep_b = keep.b, n, sa, sb](const HostArray<T>& g) {
-            if (an) {
-                const T* pb = keep_b->data();
-                accumulate(*an, n, [&](std::int64_t i) { return g[i] * pb[i * sb]; });
-            }
-            if (bn) {
-                const T* pa = keep_a->data();
-                accumulate(*bn, n, [&](std::int64_t i) { return g[i] * pa[i * sa]; });
-            }
+        record(r, std::move(keep.saved), [an, bn, keep_a = keep.a, keep_b = keep.b, n, sa, sb](const T* g) {
+            if (an) accumulate(*an, n, Product<T>{g, keep_b->data(), sb});
+            if (bn) accumulate(*bn, n, Product<T>{g, keep_a->data(), sa});
         });
     }
     return r;
@@ -219,12 +236,8 @@ Tensor<T> mul(const Tensor<T>& a, const Tensor<T>& b) {
 
 template <class T>
 Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
-    const std::int64_t n = broadcast_size(a, b, "div");
-    const std::int64_t sa = a.size() == 1 ? 0 : 1, sb = b.size() == 1 ? 0 : 1;
-    auto out = allocate<T>(n);
-    const T *pa = a.data(), *pb = b.data();
-    for (std::int64_t i = 0; i < n; ++i) (*out)[i] = pa[i * sa] / pb[i * sb];
-    Tensor<T> r = wrap(std::move(out), a.requires_grad() || b.requires_grad());
+    std::int64_t n, sa, sb;
+    Tensor<T> r = binary_forward(a, b, BinaryOp::div, "div", n, sa, sb);
     if (r.requires_grad()) {
         auto an = a.node(), bn = b.node();
         // DivBackward0: grad_a = g / b; grad_b = -g a / b^2 (needs a and b)
@@ -232,16 +245,9 @@ Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
         std::vector<SavedBuffer> saved;
         if (keep_a) saved.push_back(save(keep_a));
         saved.push_back(save(keep_b));
-        record(r, std::move(saved), [an, bn, keep_a, keep_b, n, sa, sb](const HostArray<T>& g) {
-            const T* pb = keep_b->data();
-            if (an) accumulate(*an, n, [&](std::int64_t i) { return g[i] / pb[i * sb]; });
-            if (bn) {
-                const T* pa = keep_a->data();
-                accumulate(*bn, n, [&](std::int64_t i) {
-                    const T b = pb[i * sb];
-                    return -g[i] * pa[i * sa] / (b * b);
-                });
-            }
+        record(r, std::move(saved), [an, bn, keep_a, keep_b, n, sa, sb](const T* g) {
+            if (an) accumulate(*an, n, Quotient<T>{g, keep_b->data(), sb});
+            if (bn) accumulate(*bn, n, QuotientDivisor<T>{g, keep_a->data(), sa, keep_b->data(), sb});
         });
     }
     return r;
@@ -251,98 +257,88 @@ Tensor<T> div(const Tensor<T>& a, const Tensor<T>& b) {
 
 template <class T>
 Tensor<T> neg(const Tensor<T>& a) {
-    return unary(a, Keep::none, [](T x) { return -x; }, [](T) { return T(-1); });
+    return unary(a, Keep::none, UnaryOp::neg);
 }
 
 template <class T>
 Tensor<T> scale(const Tensor<T>& a, double c) {
-    const T ct = static_cast<T>(c);
-    return unary(a, Keep::none, [ct](T x) { return x * ct; }, [ct](T) { return ct; });
+    return unary(a, Keep::none, UnaryOp::scale, c);
 }
 
 template <class T>
 Tensor<T> div_scalar(const Tensor<T>& a, double c) {
-    const T ct = static_cast<T>(c);
-    return unary(a, Keep::none, [ct](T x) { return x / ct; }, [ct](T) { return T(1) / ct; });
+    return unary(a, Keep::none, UnaryOp::div_scalar, c);
 }
 
 template <class T>
 Tensor<T> add_scalar(const Tensor<T>& a, double c) {
-    const T ct = static_cast<T>(c);
-    return unary(a, Keep::none, [ct](T x) { return x + ct; }, [](T) { return T(1); });
+    return unary(a, Keep::none, UnaryOp::add_scalar, c);
 }
 
 template <class T>
 Tensor<T> rsub_scalar(double c, const Tensor<T>& a) {
-    const T ct = static_cast<T>(c);
-    return unary(a, Keep::none, [ct](T x) { return ct - x; }, [](T) { return T(-1); });
+    return unary(a, Keep::none, UnaryOp::rsub_scalar, c);
 }
 
 template <class T>
 Tensor<T> reciprocal(const Tensor<T>& a) {
-    return unary(a, Keep::output, [](T x) { return T(1) / x; }, [](T y) { return -y * y; });
+    return unary(a, Keep::output, UnaryOp::reciprocal);
 }
 
 template <class T>
 Tensor<T> sqrt(const Tensor<T>& a) {
-    return unary(a, Keep::output, [](T x) { return std::sqrt(x); }, [](T y) { return T(0.5) / y; });
+    return unary(a, Keep::output, UnaryOp::sqrt);
 }
 
 template <class T>
 Tensor<T> square(const Tensor<T>& a) {
-    return unary(a, Keep::input, [](T x) { return x * x; }, [](T x) { return T(2) * x; });
+    return unary(a, Keep::input, UnaryOp::square);
 }
 
 template <class T>
 Tensor<T> exp(const Tensor<T>& a) {
-    return unary(a, Keep::output, [](T x) { return std::exp(x); }, [](T y) { return y; });
+    return unary(a, Keep::output, UnaryOp::exp);
 }
 
 template <class T>
 Tensor<T> log(const Tensor<T>& a) {
-    return unary(a, Keep::input, [](T x) { return std::log(x); }, [](T x) { return T(1) / x; });
+    return unary(a, Keep::input, UnaryOp::log);
 }
 
 template <class T>
 Tensor<T> asinh(const Tensor<T>& a) {
-    return unary(a, Keep::input, [](T x) { return std::asinh(x); },
-                 [](T x) { return T(1) / std::sqrt(x * x + T(1)); });
+    return unary(a, Keep::input, UnaryOp::asinh);
 }
 
 template <class T>
 Tensor<T> atan(const Tensor<T>& a) {
-    return unary(a, Keep::input, [](T x) { return std::atan(x); }, [](T x) { return T(1) / (T(1) + x * x); });
+    return unary(a, Keep::input, UnaryOp::atan);
 }
 
 template <class T>
 Tensor<T> floor(const Tensor<T>& a) {
-    const std::int64_t n = a.size();
-    auto out = allocate<T>(n);
-    for (std::int64_t i = 0; i < n; ++i) (*out)[i] = std::floor(a.data()[i]);
+    const UnaryFn<T> fn{UnaryOp::floor, T(0), T(0), T(0)};
+    auto out = allocate<T>(a.size(), a.device());
+    for_each(a.device(), a.size(), Unary<T>{fn, a.data(), out->data()});
     Tensor<T> r = wrap(std::move(out), a.requires_grad());
-    if (r.requires_grad()) record(r, {}, [](const HostArray<T>&) {});  // FloorBackward: zero gradient
+    if (r.requires_grad()) record(r, {}, [](const T*) {});  // FloorBackward: zero gradient
     return r;
 }
 
 template <class T>
 Tensor<T> clamp(const Tensor<T>& a, double lo, double hi) {
-    const T l = static_cast<T>(lo), h = static_cast<T>(hi);
-    return unary(a, Keep::input, [l, h](T x) { return std::min(std::max(x, l), h); },
-                 [l, h](T x) { return (x >= l && x <= h) ? T(1) : T(0); });
+    return unary(a, Keep::input, UnaryOp::clamp, 0.0, lo, hi);
 }
 
 template <class To, class From>
 Tensor<To> cast(const Tensor<From>& a) {
     const std::int64_t n = a.size();
-    auto out = allocate<To>(n);
-    for (std::int64_t i = 0; i < n; ++i) (*out)[i] = static_cast<To>(a.data()[i]);
+    auto out = allocate<To>(n, a.device());
+    for_each(a.device(), n, Convert<To, From>{a.data(), out->data(), false});
     Tensor<To> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node();
-        record(r, {}, [an, n](const HostArray<To>& g) {
-            From* ga = an->grad_data();
-            for (std::int64_t i = 0; i < n; ++i) ga[i] += static_cast<From>(g[i]);
-        });
+        record(r, {}, [an, n](const To* g) { for_each(an->device, n, Convert<From, To>{g, an->grad_data(), true}); });
     }
     return r;
 }
@@ -354,17 +350,13 @@ namespace {
 template <class T>
 Tensor<T> divided_sum(const Tensor<T>& a, T divisor) {
     const std::int64_t n = a.size();
-    T acc = 0;
-    for (std::int64_t i = 0; i < n; ++i) acc += a.data()[i];
-    auto out = allocate<T>(1);
-    (*out)[0] = acc / divisor;
+    auto out = allocate<T>(1, a.device());
+    sum_into(a.device(), n, Value<T>{a.data()}, out->data(), divisor, false);
     Tensor<T> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node();
-        record(r, {}, [an, n, divisor](const HostArray<T>& g) {
-            T* ga = an->grad_data();
-            const T share = g[0] / divisor;
-            for (std::int64_t i = 0; i < n; ++i) ga[i] += share;
+        record(r, {}, [an, n, divisor](const T* g) {
+            for_each(an->device, n, AddShare<T>{g, divisor, an->grad_data()});
         });
     }
     return r;
@@ -382,20 +374,20 @@ Tensor<T> mean(const Tensor<T>& a) {
 }
 
 namespace {
-template <class T, class Better>
-Tensor<T> extremum(const Tensor<T>& a, Better better) {
-    const std::int64_t n = a.size();
-    std::int64_t best = 0;
-    for (std::int64_t i = 1; i < n; ++i)
-        if (better(a.data()[i], a.data()[best])) best = i;
-    auto out = allocate<T>(1);
-    (*out)[0] = a.data()[best];
+template <class T>
+Tensor<T> extremum_op(const Tensor<T>& a, bool minimum) {
+    if (a.size() == 0) throw std::invalid_argument("ag::min/max of an empty tensor");
+    auto out = allocate<T>(1, a.device());
+    auto where = std::make_shared<IndexArray>(1, a.device());
+    extremum(a.device(), a.data(), a.size(), minimum, out->data(), where->data());
     Tensor<T> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         // MinBackward0/MaxBackward0 (with dim): the index of the extremum is saved
-        Index where = std::make_shared<const IndexArray>(1, best);
+        Index saved_where = where;
         auto an = a.node();
-        record(r, {save(where)}, [an, where](const HostArray<T>& g) { an->grad_data()[(*where)[0]] += g[0]; });
+        record(r, {save(saved_where)}, [an, saved_where](const T* g) {
+            for_each(an->device, 1, AddAt<T>{g, saved_where->data(), an->grad_data()});
+        });
     }
     return r;
 }
@@ -403,52 +395,49 @@ Tensor<T> extremum(const Tensor<T>& a, Better better) {
 
 template <class T>
 Tensor<T> min(const Tensor<T>& a) {
-    return extremum(a, [](T x, T y) { return x < y; });
+    return extremum_op(a, true);
 }
 
 template <class T>
 Tensor<T> max(const Tensor<T>& a) {
-    return extremum(a, [](T x, T y) { return x > y; });
+    return extremum_op(a, false);
 }
 
 template <class T>
 Tensor<T> sum_inner(const Tensor<T>& a, int k) {
     const std::int64_t n = a.size() / k;
-    auto out = allocate<T>(n);
-    const T* pa = a.data();
-    for (std::int64_t p = 0; p < n; ++p) {
-        T acc = 0;
-        for (int j = 0; j < k; ++j) acc += pa[p * k + j];
-        (*out)[p] = acc;
-    }
+    auto out = allocate<T>(n, a.device());
+    for_each(a.device(), n, SumInner<T>{a.data(), k, out->data()});
     Tensor<T> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node();
-        record(r, {}, [an, n, k](const HostArray<T>& g) {
-            T* ga = an->grad_data();
-            for (std::int64_t p = 0; p < n; ++p)
-                for (int j = 0; j < k; ++j) ga[p * k + j] += g[p];
-        });
+        record(r, {}, [an, n, k](const T* g) { for_each(an->device, n, SpreadInner<T>{g, k, an->grad_data()}); });
     }
     return r;
 }
 
 // --- indexing ----------------------------------------------------------------------------
 
+namespace {
+template <class T>
+void same_device(const Tensor<T>& a, const Index& idx, const char* op) {
+    if (a.device() != idx->device())
+        throw std::invalid_argument(std::string("ag::") + op + ": tensor on " + device_name(a.device()) +
+                                    ", index on " + device_name(idx->device()));
+}
+}  // namespace
+
 template <class T>
 Tensor<T> gather(const Tensor<T>& a, const Index& idx) {
-    const std::int64_t n = static_cast<std::int64_t>(idx->size());
-    auto out = allocate<T>(n);
-    const T* pa = a.data();
-    const std::int64_t* pi = idx->data();
-    for (std::int64_t i = 0; i < n; ++i) (*out)[i] = pa[pi[i]];
+    same_device(a, idx, "gather");
+    const std::int64_t n = idx->size();
+    auto out = allocate<T>(n, a.device());
+    for_each(a.device(), n, Gather<T>{a.data(), idx->data(), out->data(), false});
     Tensor<T> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node();
-        record(r, {save(idx)}, [an, idx, n](const HostArray<T>& g) {
-            T* ga = an->grad_data();
-            const std::int64_t* pi = idx->data();
-            for (std::int64_t i = 0; i < n; ++i) ga[pi[i]] += g[i];
+        record(r, {save(idx)}, [an, idx, n](const T* g) {
+            for_each(an->device, n, ScatterAdd<T>{g, idx->data(), an->grad_data()});
         });
     }
     return r;
@@ -456,19 +445,16 @@ Tensor<T> gather(const Tensor<T>& a, const Index& idx) {
 
 template <class T>
 Tensor<T> scatter_add(const Tensor<T>& src, const Index& idx, std::int64_t n) {
-    const std::int64_t m = static_cast<std::int64_t>(idx->size());
+    same_device(src, idx, "scatter_add");
+    const std::int64_t m = idx->size();
     if (m != src.size()) throw std::invalid_argument("ag::scatter_add: index and source sizes differ");
-    auto out = std::make_shared<HostArray<T>>(static_cast<std::size_t>(n), T(0));
-    const T* ps = src.data();
-    const std::int64_t* pi = idx->data();
-    for (std::int64_t i = 0; i < m; ++i) (*out)[pi[i]] += ps[i];
+    auto out = zeros<T>(n, src.device());
+    for_each(src.device(), m, ScatterAdd<T>{src.data(), idx->data(), out->data()});
     Tensor<T> r = wrap(std::move(out), src.requires_grad());
     if (r.requires_grad()) {
         auto sn = src.node();
-        record(r, {save(idx)}, [sn, idx, m](const HostArray<T>& g) {
-            T* gs = sn->grad_data();
-            const std::int64_t* pi = idx->data();
-            for (std::int64_t i = 0; i < m; ++i) gs[i] += g[pi[i]];
+        record(r, {save(idx)}, [sn, idx, m](const T* g) {
+            for_each(sn->device, m, Gather<T>{g, idx->data(), sn->grad_data(), true});
         });
     }
     return r;
@@ -476,21 +462,16 @@ Tensor<T> scatter_add(const Tensor<T>& src, const Index& idx, std::int64_t n) {
 
 template <class T>
 Tensor<T> select_inner(const Tensor<T>& a, int k, const Index& sel) {
+    same_device(a, sel, "select_inner");
     const std::int64_t n = a.size() / k;
     const int m = static_cast<int>(sel->size());
-    auto out = allocate<T>(n * m);
-    const T* pa = a.data();
-    const std::int64_t* ps = sel->data();
-    for (std::int64_t p = 0; p < n; ++p)
-        for (int c = 0; c < m; ++c) (*out)[p * m + c] = pa[p * k + ps[c]];
+    auto out = allocate<T>(n * m, a.device());
+    for_each(a.device(), n, SelectInner<T>{a.data(), k, sel->data(), m, out->data()});
     Tensor<T> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node();
-        record(r, {save(sel)}, [an, sel, n, k, m](const HostArray<T>& g) {
-            T* ga = an->grad_data();
-            const std::int64_t* ps = sel->data();
-            for (std::int64_t p = 0; p < n; ++p)
-                for (int c = 0; c < m; ++c) ga[p * k + ps[c]] += g[p * m + c];
+        record(r, {save(sel)}, [an, sel, n, k, m](const T* g) {
+            for_each(an->device, n, SelectInnerAdjoint<T>{g, k, sel->data(), m, an->grad_data()});
         });
     }
     return r;
@@ -499,27 +480,26 @@ Tensor<T> select_inner(const Tensor<T>& a, int k, const Index& sel) {
 template <class T>
 Tensor<T> stack_inner(const std::vector<Tensor<T>>& parts) {
     const int k = static_cast<int>(parts.size());
-    const std::int64_t n = parts.at(0).size();
+    if (k < 1 || k > kMaxStack) throw std::invalid_argument("ag::stack_inner: 1 to 8 parts");
+    const std::int64_t n = parts[0].size();
     bool any = false;
-    for (const auto& t : parts) {
-        if (t.size() != n) throw std::invalid_argument("ag::stack_inner: sizes differ");
-        any = any || t.requires_grad();
-    }
-    auto out = allocate<T>(n * k);
+    StackInner<T> body{{}, k, nullptr};
     for (int j = 0; j < k; ++j) {
-        const T* pj = parts[j].data();
-        for (std::int64_t p = 0; p < n; ++p) (*out)[p * k + j] = pj[p];
+        if (parts[j].size() != n) throw std::invalid_argument("ag::stack_inner: sizes differ");
+        same_device(parts[0], parts[j], "stack_inner");
+        any = any || parts[j].requires_grad();
+        body.part[j] = parts[j].data();
     }
+    auto out = allocate<T>(n * k, parts[0].device());
+    body.out = out->data();
+    for_each(out->device(), n, body);
     Tensor<T> r = wrap(std::move(out), any);
     if (r.requires_grad()) {
         std::vector<std::shared_ptr<Node<T>>> nodes;
         for (const auto& t : parts) nodes.push_back(t.node());
-        record(r, {}, [nodes, n, k](const HostArray<T>& g) {
-            for (int j = 0; j < k; ++j) {
-                if (!nodes[j]) continue;
-                T* gj = nodes[j]->grad_data();
-                for (std::int64_t p = 0; p < n; ++p) gj[p] += g[p * k + j];
-            }
+        record(r, {}, [nodes, n, k](const T* g) {
+            for (int j = 0; j < k; ++j)
+                if (nodes[j]) for_each(nodes[j]->device, n, Column<T>{g, k, j, nodes[j]->grad_data()});
         });
     }
     return r;
@@ -527,77 +507,51 @@ Tensor<T> stack_inner(const std::vector<Tensor<T>>& parts) {
 
 template <class T>
 Index to_index(const Tensor<T>& a) {
-    auto out = std::make_shared<IndexArray>(static_cast<std::size_t>(a.size()));
-    for (std::int64_t i = 0; i < a.size(); ++i) (*out)[i] = static_cast<std::int64_t>(a.data()[i]);
+    auto out = std::make_shared<IndexArray>(a.size(), a.device());
+    for_each(a.device(), a.size(), Convert<std::int64_t, T>{a.data(), out->data(), false});
     return out;
 }
 
 // --- grid ------------------------------------------------------------------------------------
 
-namespace {
-// The box at the origin of `src` into the box at the origin of `dst` (shapes
-// differ): pad and crop forward, and each one's backward as the other's.
-template <class T>
-void copy_box(const T* src, const Shape3& src_shape, T* dst, const Shape3& dst_shape, const Shape3& box, bool add) {
-    for (int i = 0; i < box[0]; ++i)
-        for (int j = 0; j < box[1]; ++j) {
-            const T* from = src + at(src_shape, i, j, 0);
-            T* to = dst + at(dst_shape, i, j, 0);
-            for (int k = 0; k < box[2]; ++k) to[k] = add ? to[k] + from[k] : from[k];
-        }
-}
-}  // namespace
-
 template <class T>
 Tensor<T> pad3(const Tensor<T>& a, const Shape3& n, const Shape3& m) {
-    auto out = std::make_shared<HostArray<T>>(static_cast<std::size_t>(cells(m)), T(0));
-    copy_box(a.data(), n, out->data(), m, n, false);
+    auto out = zeros<T>(cells(m), a.device());
+    for_each(a.device(), cells(n), CopyBox<T>{a.data(), dims(n), out->data(), dims(m), dims(n), false});
     Tensor<T> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node();
-        record(r, {}, [an, n, m](const HostArray<T>& g) { copy_box(g.data(), m, an->grad_data(), n, n, true); });
+        record(r, {}, [an, n, m](const T* g) {
+            for_each(an->device, cells(n), CopyBox<T>{g, dims(m), an->grad_data(), dims(n), dims(n), true});
+        });
     }
     return r;
 }
 
 template <class T>
 Tensor<T> crop3(const Tensor<T>& a, const Shape3& m, const Shape3& n) {
-    auto out = allocate<T>(cells(n));
-    copy_box(a.data(), m, out->data(), n, n, false);
+    auto out = allocate<T>(cells(n), a.device());
+    for_each(a.device(), cells(n), CopyBox<T>{a.data(), dims(m), out->data(), dims(n), dims(n), false});
     Tensor<T> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node();
-        record(r, {}, [an, n, m](const HostArray<T>& g) { copy_box(g.data(), n, an->grad_data(), m, n, true); });
+        record(r, {}, [an, n, m](const T* g) {
+            for_each(an->device, cells(n), CopyBox<T>{g, dims(n), an->grad_data(), dims(m), dims(n), true});
+        });
     }
     return r;
 }
 
-namespace {
-inline int fold(int i, int n) { return i < n ? i : (i == n ? -1 : 2 * n - i); }
-}  // namespace
-
 template <class T>
 Tensor<T> mirror3(const Tensor<T>& a, const Shape3& n) {
-    const Shape3 m = {2 * n[0], 2 * n[1], 2 * n[2]};
-    auto out = allocate<T>(cells(m));
-    const T* pa = a.data();
-    for (int i = 0; i < m[0]; ++i)
-        for (int j = 0; j < m[1]; ++j)
-            for (int k = 0; k < m[2]; ++k) {
-                const int fi = fold(i, n[0]), fj = fold(j, n[1]), fk = fold(k, n[2]);
-                (*out)[at(m, i, j, k)] = (fi < 0 || fj < 0 || fk < 0) ? T(0) : pa[at(n, fi, fj, fk)];
-            }
+    const std::int64_t doubled = 8 * cells(n);
+    auto out = allocate<T>(doubled, a.device());
+    for_each(a.device(), doubled, Mirror<T>{a.data(), dims(n), out->data()});
     Tensor<T> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node();
-        record(r, {}, [an, n, m](const HostArray<T>& g) {
-            T* ga = an->grad_data();
-            for (int i = 0; i < m[0]; ++i)
-                for (int j = 0; j < m[1]; ++j)
-                    for (int k = 0; k < m[2]; ++k) {
-                        const int fi = fold(i, n[0]), fj = fold(j, n[1]), fk = fold(k, n[2]);
-                        if (fi >= 0 && fj >= 0 && fk >= 0) ga[at(n, fi, fj, fk)] += g[at(m, i, j, k)];
-                    }
+        record(r, {}, [an, n, doubled](const T* g) {
+            for_each(an->device, doubled, MirrorAdjoint<T>{g, dims(n), an->grad_data()});
         });
     }
     return r;
@@ -605,25 +559,15 @@ Tensor<T> mirror3(const Tensor<T>& a, const Shape3& n) {
 
 template <class T>
 Tensor<T> shift_odd(const Tensor<T>& a, const Shape3& n, int axis) {
-    const std::int64_t stride[3] = {std::int64_t(n[1]) * n[2], n[2], 1};
-    const std::int64_t s = stride[axis], total = cells(n);
+    const std::int64_t s = dims(n).stride(axis), total = cells(n);
     const int len = n[axis];
-    auto out = allocate<T>(total);
-    const T* pa = a.data();
-    for (std::int64_t c = 0; c < total; ++c) {
-        const int i = int((c / s) % len);
-        (*out)[c] = i == 0 ? -pa[c] : pa[c - s];
-    }
+    auto out = allocate<T>(total, a.device());
+    for_each(a.device(), total, ShiftOdd<T>{a.data(), s, len, out->data()});
     Tensor<T> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node();
-        record(r, {}, [an, s, total, len](const HostArray<T>& g) {
-            T* ga = an->grad_data();
-            for (std::int64_t c = 0; c < total; ++c) {
-                const int i = int((c / s) % len);
-                if (i == 0) ga[c] -= g[c];
-                else ga[c - s] += g[c];
-            }
+        record(r, {}, [an, s, total, len](const T* g) {
+            for_each(an->device, total, ShiftOddAdjoint<T>{g, s, len, an->grad_data()});
         });
     }
     return r;
@@ -631,37 +575,16 @@ Tensor<T> shift_odd(const Tensor<T>& a, const Shape3& n, int axis) {
 
 template <class T>
 Tensor<T> grad_stencil(const Tensor<T>& a, const Shape3& n, int axis) {
-    const std::int64_t stride[3] = {std::int64_t(n[1]) * n[2], n[2], 1};
-    const std::int64_t s = stride[axis], total = cells(n);
+    const std::int64_t s = dims(n).stride(axis), total = cells(n);
     const int len = n[axis];
     if (len < 2) throw std::invalid_argument("ag::grad_stencil needs at least 2 nodes");
-    auto out = allocate<T>(total);
-    const T* pa = a.data();
-    for (std::int64_t c = 0; c < total; ++c) {
-        const int i = int((c / s) % len);
-        if (i == 0) (*out)[c] = pa[c + s] - pa[c];
-        else if (i == len - 1) (*out)[c] = pa[c] - pa[c - s];
-        else (*out)[c] = T(0.5) * (pa[c + s] - pa[c - s]);
-    }
+    auto out = allocate<T>(total, a.device());
+    for_each(a.device(), total, Stencil<T>{a.data(), s, len, out->data()});
     Tensor<T> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node();
-        record(r, {}, [an, s, total, len](const HostArray<T>& g) {
-            T* ga = an->grad_data();
-            for (std::int64_t c = 0; c < total; ++c) {
-                const int i = int((c / s) % len);
-                if (i == 0) {
-                    ga[c + s] += g[c];
-                    ga[c] -= g[c];
-                } else if (i == len - 1) {
-                    ga[c] += g[c];
-                    ga[c - s] -= g[c];
-                } else {
-                    const T h = T(0.5) * g[c];
-                    ga[c + s] += h;
-                    ga[c - s] -= h;
-                }
-            }
+        record(r, {}, [an, s, total, len](const T* g) {
+            for_each(an->device, total, StencilAdjoint<T>{g, s, len, an->grad_data()});
         });
     }
     return r;
@@ -669,71 +592,55 @@ Tensor<T> grad_stencil(const Tensor<T>& a, const Shape3& n, int axis) {
 
 // --- FFT and complex ------------------------------------------------------------------------------
 
+namespace {
 template <class T>
-ComplexTensor<T> rfft3(const Tensor<T>& a, std::shared_ptr<const RealFft3d<T>> fft) {
-    if (a.size() != fft->real_size()) throw std::invalid_argument("ag::rfft3: size does not match the plan");
-    auto out = allocate<std::complex<T>>(fft->spectrum_size());
-    // An out-of-place r2c plan preserves its input (FFTW_PRESERVE_INPUT is
-    // the default for r2c), so the immutable buffer is passed directly.
-    fft->forward(const_cast<T*>(a.data()), out->data());
+void check_fft(const Fft3<T>& fft, Device d, std::int64_t size, std::int64_t expected, const char* op) {
+    if (size != expected) throw std::invalid_argument(std::string("ag::") + op + ": size does not match the plan");
+    if (fft.device() != d)
+        throw std::invalid_argument(std::string("ag::") + op + ": tensor on " + device_name(d) + ", plan on " +
+                                    device_name(fft.device()));
+}
+}  // namespace
+
+template <class T>
+ComplexTensor<T> rfft3(const Tensor<T>& a, std::shared_ptr<const Fft3<T>> fft) {
+    check_fft(*fft, a.device(), a.size(), fft->real_size(), "rfft3");
+    auto out = allocate<std::complex<T>>(fft->spectrum_size(), a.device());
+    fft->forward(a.data(), out->data());
     ComplexTensor<T> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node();
-        record(r, {}, [an, fft](const HostArray<std::complex<T>>& g) {
-            // d/dx_n of Re-linear functionals of the half spectrum:
-            // grad_x = Re sum_{k in half} G_k e^{+i theta_kn} = c2r(H) with
-            // H = G/2 on the interior planes of the last axis and the
-            // Hermitian part of G on its planes 0 and M/2 (c2r counts those once).
-            const auto& shape = fft->shape();
-            const int m0 = shape[0], m1 = shape[1], h2 = shape[2] / 2 + 1;
-            const bool even = shape[2] % 2 == 0;
-            HostArray<std::complex<T>> h(g.size());
-            for (int i = 0; i < m0; ++i)
-                for (int j = 0; j < m1; ++j)
-                    for (int k = 0; k < h2; ++k) {
-                        const std::int64_t c = (std::int64_t(i) * m1 + j) * h2 + k;
-                        const bool boundary = k == 0 || (even && k == h2 - 1);
-                        if (!boundary) {
-                            h[c] = g[c] * T(0.5);
-                        } else {
-                            const int mi = (m0 - i) % m0, mj = (m1 - j) % m1;
-                            const std::int64_t cm = (std::int64_t(mi) * m1 + mj) * h2 + k;
-                            h[c] = (g[c] + std::conj(g[cm])) * T(0.5);
-                        }
-                    }
-            HostArray<T> x(static_cast<std::size_t>(fft->real_size()));
+        record(r, {}, [an, fft](const std::complex<T>* g) {
+            const Device d = an->device;
+            Array<std::complex<T>> h(fft->spectrum_size(), d);
+            for_each(d, fft->spectrum_size(), HermitianHalf<T>{pairs(g), dims(fft->shape()), pairs(h.data())});
+            Array<T> x(fft->real_size(), d);
             fft->inverse(h.data(), x.data());
-            T* ga = an->grad_data();
-            for (std::int64_t i = 0; i < fft->real_size(); ++i) ga[i] += x[i];
+            for_each(d, fft->real_size(), Convert<T, T>{x.data(), an->grad_data(), true});
         });
     }
     return r;
 }
 
 template <class T>
-Tensor<T> irfft3(const ComplexTensor<T>& a, std::shared_ptr<const RealFft3d<T>> fft) {
-    if (a.size() != fft->spectrum_size()) throw std::invalid_argument("ag::irfft3: size does not match the plan");
-    HostArray<std::complex<T>> scratch(a.values());  // c2r destroys its input
-    auto out = allocate<T>(fft->real_size());
-    fft->inverse(scratch.data(), out->data());
-    HostArray<std::complex<T>>().swap(scratch);
+Tensor<T> irfft3(const ComplexTensor<T>& a, std::shared_ptr<const Fft3<T>> fft) {
+    check_fft(*fft, a.device(), a.size(), fft->spectrum_size(), "irfft3");
+    auto out = allocate<T>(fft->real_size(), a.device());
+    {
+        // c2r destroys its input: a transient copy, as PyTorch's cuFFT path clones
+        Array<std::complex<T>> scratch(a.size(), a.device());
+        for_each(a.device(), 2 * a.size(), Convert<T, T>{pairs(a.data()), pairs(scratch.data()), false});
+        fft->inverse(scratch.data(), out->data());
+    }
     Tensor<T> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node();
-        record(r, {}, [an, fft](const HostArray<T>& g) {
-            // y = Re sum_{k in half} c_k X_k e^{+i theta}, c_k = 1 on the
-            // last axis' planes 0 and M/2, 2 elsewhere: grad_X = c_k r2c(g).
-            const auto& shape = fft->shape();
-            const int h2 = shape[2] / 2 + 1;
-            const bool even = shape[2] % 2 == 0;
-            HostArray<std::complex<T>> spec(static_cast<std::size_t>(fft->spectrum_size()));
-            fft->forward(const_cast<T*>(g.data()), spec.data());
-            std::complex<T>* ga = an->grad_data();
-            for (std::int64_t c = 0; c < fft->spectrum_size(); ++c) {
-                const int k = int(c % h2);
-                const bool boundary = k == 0 || (even && k == h2 - 1);
-                ga[c] += boundary ? spec[c] : spec[c] * T(2);
-            }
+        record(r, {}, [an, fft](const T* g) {
+            const Device d = an->device;
+            Array<std::complex<T>> spec(fft->spectrum_size(), d);
+            fft->forward(g, spec.data());
+            for_each(d, fft->spectrum_size(),
+                     HalfSpectrumWeights<T>{pairs(spec.data()), fft->shape()[2], pairs(an->grad_data())});
         });
     }
     return r;
@@ -742,27 +649,23 @@ Tensor<T> irfft3(const ComplexTensor<T>& a, std::shared_ptr<const RealFft3d<T>> 
 template <class T>
 ComplexTensor<T> cmul(const ComplexTensor<T>& a, const ComplexTensor<T>& b) {
     using C = std::complex<T>;
+    same_device(a, b, "cmul");
     const std::int64_t n = a.size();
     if (b.size() != n) throw std::invalid_argument("ag::cmul: sizes differ");
-    auto out = allocate<C>(n);
-    const C *pa = a.data(), *pb = b.data();
-    for (std::int64_t i = 0; i < n; ++i) (*out)[i] = pa[i] * pb[i];
+    auto out = allocate<C>(n, a.device());
+    for_each(a.device(), n, ComplexProduct<T>{pairs(a.data()), pairs(b.data()), pairs(out->data()), false, false});
     ComplexTensor<T> r = wrap(std::move(out), a.requires_grad() || b.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node(), bn = b.node();
         ProductSaves<C> keep = product_saves(a, b);
-        record(r, std::move(keep.saved), [an, bn, keep_a = keep.a, keep_b = keep.b, n](const HostArray<C>& g) {
+        record(r, std::move(keep.saved), [an, bn, keep_a = keep.a, keep_b = keep.b, n](const C* g) {
             // gradient convention g = dL/dRe + i dL/dIm: grad_a = g conj(b)
-            if (an) {
-                C* ga = an->grad_data();
-                const C* pb = keep_b->data();
-                for (std::int64_t i = 0; i < n; ++i) ga[i] += g[i] * std::conj(pb[i]);
-            }
-            if (bn) {
-                C* gb = bn->grad_data();
-                const C* pa = keep_a->data();
-                for (std::int64_t i = 0; i < n; ++i) gb[i] += g[i] * std::conj(pa[i]);
-            }
+            if (an)
+                for_each(an->device, n,
+                         ComplexProduct<T>{pairs(g), pairs(keep_b->data()), pairs(an->grad_data()), true, true});
+            if (bn)
+                for_each(bn->device, n,
+                         ComplexProduct<T>{pairs(g), pairs(keep_a->data()), pairs(bn->grad_data()), true, true});
         });
     }
     return r;
@@ -771,15 +674,15 @@ ComplexTensor<T> cmul(const ComplexTensor<T>& a, const ComplexTensor<T>& b) {
 template <class T>
 ComplexTensor<T> cscale(const ComplexTensor<T>& a, T c) {
     using C = std::complex<T>;
-    const std::int64_t n = a.size();
-    auto out = allocate<C>(n);
-    for (std::int64_t i = 0; i < n; ++i) (*out)[i] = a.data()[i] * c;
+    const UnaryFn<T> fn{UnaryOp::scale, c, T(0), T(0)};
+    const std::int64_t reals = 2 * a.size();  // re and im scale alike
+    auto out = allocate<C>(a.size(), a.device());
+    for_each(a.device(), reals, Unary<T>{fn, pairs(a.data()), pairs(out->data())});
     ComplexTensor<T> r = wrap(std::move(out), a.requires_grad());
     if (r.requires_grad()) {
         auto an = a.node();
-        record(r, {}, [an, n, c](const HostArray<C>& g) {
-            C* ga = an->grad_data();
-            for (std::int64_t i = 0; i < n; ++i) ga[i] += g[i] * c;
+        record(r, {}, [an, fn, reals](const C* g) {
+            for_each(an->device, reals, AddTerm<UnaryGrad<T>>{pairs(an->grad_data()), UnaryGrad<T>{fn, pairs(g), nullptr}});
         });
     }
     return r;
@@ -788,11 +691,11 @@ ComplexTensor<T> cscale(const ComplexTensor<T>& a, T c) {
 // --- instantiations -----------------------------------------------------------------------------
 
 #define SCTAPE_AG_REAL(T)                                                                     \
-    template Tensor<T> constant<T>(HostArray<T>);                                             \
-    template Tensor<T> constant<T>(std::shared_ptr<const HostArray<T>>);                      \
-    template Tensor<T> constant_scalar<T>(T);                                                 \
-    template Tensor<T> parameter<T>(HostArray<T>);                                            \
-    template Tensor<T> parameter_scalar<T>(T);                                                \
+    template Tensor<T> constant<T>(HostArray<T>, Device);                                     \
+    template Tensor<T> constant<T>(std::shared_ptr<const Array<T>>);                          \
+    template Tensor<T> constant_scalar<T>(T, Device);                                         \
+    template Tensor<T> parameter<T>(HostArray<T>, Device);                                    \
+    template Tensor<T> parameter_scalar<T>(T, Device);                                        \
     template void seed<T>(const Tensor<T>&);                                                  \
     template Tensor<T> add<T>(const Tensor<T>&, const Tensor<T>&);                            \
     template Tensor<T> sub<T>(const Tensor<T>&, const Tensor<T>&);                            \
@@ -827,8 +730,8 @@ ComplexTensor<T> cscale(const ComplexTensor<T>& a, T c) {
     template Tensor<T> mirror3<T>(const Tensor<T>&, const Shape3&);                           \
     template Tensor<T> shift_odd<T>(const Tensor<T>&, const Shape3&, int);                    \
     template Tensor<T> grad_stencil<T>(const Tensor<T>&, const Shape3&, int);                 \
-    template ComplexTensor<T> rfft3<T>(const Tensor<T>&, std::shared_ptr<const RealFft3d<T>>); \
-    template Tensor<T> irfft3<T>(const ComplexTensor<T>&, std::shared_ptr<const RealFft3d<T>>); \
+    template ComplexTensor<T> rfft3<T>(const Tensor<T>&, std::shared_ptr<const Fft3<T>>);     \
+    template Tensor<T> irfft3<T>(const ComplexTensor<T>&, std::shared_ptr<const Fft3<T>>);    \
     template ComplexTensor<T> cmul<T>(const ComplexTensor<T>&, const ComplexTensor<T>&);      \
     template ComplexTensor<T> cscale<T>(const ComplexTensor<T>&, T);
 SCTAPE_AG_REAL(float)

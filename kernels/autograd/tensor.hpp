@@ -1,23 +1,25 @@
 // tensor.hpp — a small generic op-by-op reverse-mode engine on flat arrays,
 // the `autograd` strategy's stand-in for PyTorch's autograd.
 //
-// A Tensor is an immutable value buffer (a HostArray, so the tracking
-// allocator counts it) plus, when it requires a gradient, a Node that
-// accumulates d(objective)/d(tensor) during backward. Every op that has an
-// input requiring a gradient records ONE entry on the active sctape::Tape,
-// saving exactly the buffers PyTorch's autograd would save for it
-// (derivatives.yaml, with the conditional saving of the generated code: a
-// buffer is saved only if the gradient of an input that needs it is
-// required). Size-1 operands broadcast in the binary ops. Index buffers are
-// int64, as PyTorch's indices are. Grid ops take the 3D shape explicitly
-// (row-major, index (i*n1 + j)*n2 + k).
+// A Tensor is an immutable value buffer (an Array on the host or the CUDA
+// device, counted by that device's tracking allocator) plus, when it requires
+// a gradient, a Node that accumulates d(objective)/d(tensor) during backward.
+// Every op that has an input requiring a gradient records ONE entry on the
+// active sctape::Tape, saving exactly the buffers PyTorch's autograd would
+// save for it (derivatives.yaml, with the conditional saving of the generated
+// code: a buffer is saved only if the gradient of an input that needs it is
+// required). So the tape holds the same bytes on either device. An op's
+// operands live on one device and its result on the same one; the
+// per-element math of every op is in op_bodies.hpp. Size-1 operands
+// broadcast in the binary ops. Index buffers are int64, as PyTorch's indices
+// are. Grid ops take the 3D shape explicitly (row-major, index (i*n1 + j)*n2 + k).
 //
 //   sctape::Tape tape;
 //   sctape::ag::Recording rec(tape);                  // ops record on `tape`
-//   auto a = sctape::ag::parameter_scalar(2.0);       // leaf, gradient kept
+//   auto a = sctape::ag::parameter_scalar(2.0);       // leaf on the host, gradient kept
 //   auto b = sctape::ag::mul(a, a);                   // saves a
 //   sctape::ag::seed(b);                              // d b / d b = 1
-//   tape.backward();                                  // a.grad()[0] == 4
+//   tape.backward();                                  // a.grad()->at(0) == 4
 #pragma once
 
 #include <array>
@@ -26,57 +28,61 @@
 #include <memory>
 #include <vector>
 
-#include "fft_cpu.hpp"
-#include "memory.hpp"
+#include "autograd/array.hpp"
+#include "autograd/fft3.hpp"
 #include "tape.hpp"
 
 namespace sctape {
 namespace ag {
 
-using IndexArray = HostArray<std::int64_t>;
+using IndexArray = Array<std::int64_t>;
 using Index = std::shared_ptr<const IndexArray>;
-using Shape3 = std::array<int, 3>;
 
-// Gradient accumulator of one tensor.
+// Gradient accumulator of one tensor, on the tensor's device.
 template <class T>
 struct Node {
-    explicit Node(std::int64_t n) : size(n) {}
+    Node(std::int64_t n, Device d) : size(n), device(d) {}
     std::int64_t size;
+    Device device;
     bool retain = false;  // keep the gradient once the producing op's backward has run
-    HostArray<T> grad;    // empty until a gradient arrives
+    Array<T> grad;        // empty until a gradient arrives
 
     bool has_grad() const { return !grad.empty(); }
     T* grad_data() {
-        if (grad.empty()) grad.assign(static_cast<std::size_t>(size), T(0));
+        if (grad.empty()) {
+            grad = Array<T>(size, device);
+            grad.fill_zero();
+        }
         return grad.data();
     }
-    void release() { HostArray<T>().swap(grad); }
+    void release() { grad = Array<T>(); }
 };
 
 template <class T>
 class Tensor {
 public:
     Tensor() = default;
-    Tensor(std::shared_ptr<const HostArray<T>> data, std::shared_ptr<Node<T>> node)
+    Tensor(std::shared_ptr<const Array<T>> data, std::shared_ptr<Node<T>> node)
         : data_(std::move(data)), node_(std::move(node)) {}
 
-    std::int64_t size() const { return data_ ? static_cast<std::int64_t>(data_->size()) : 0; }
+    std::int64_t size() const { return data_ ? data_->size() : 0; }
+    Device device() const { return data_ ? data_->device() : Device::host; }
     const T* data() const { return data_->data(); }
-    const HostArray<T>& values() const { return *data_; }
-    const std::shared_ptr<const HostArray<T>>& buffer() const { return data_; }
+    const Array<T>& values() const { return *data_; }
+    const std::shared_ptr<const Array<T>>& buffer() const { return data_; }
     const std::shared_ptr<Node<T>>& node() const { return node_; }
     bool requires_grad() const { return node_ != nullptr; }
-    T item() const { return (*data_)[0]; }
+    T item() const { return data_->at(0); }  // on the host
 
     // Keeps this tensor's gradient after backward (PyTorch's retain_grad()).
     void retain_grad() const {
         if (node_) node_->retain = true;
     }
     // The accumulated gradient (empty when none arrived), or nullptr.
-    const HostArray<T>* grad() const { return node_ ? &node_->grad : nullptr; }
+    const Array<T>* grad() const { return node_ ? &node_->grad : nullptr; }
 
 private:
-    std::shared_ptr<const HostArray<T>> data_;
+    std::shared_ptr<const Array<T>> data_;
     std::shared_ptr<Node<T>> node_;
 };
 
@@ -96,18 +102,18 @@ private:
 };
 Tape* recording_tape();
 
-// --- creation ---------------------------------------------------------------
+// --- creation (host values, copied to `device`) --------------------------------------
 template <class T>
-Tensor<T> constant(HostArray<T> values);
+Tensor<T> constant(HostArray<T> values, Device device = Device::host);
 template <class T>
-Tensor<T> constant(std::shared_ptr<const HostArray<T>> values);
+Tensor<T> constant(std::shared_ptr<const Array<T>> values);
 template <class T>
-Tensor<T> constant_scalar(T value);
+Tensor<T> constant_scalar(T value, Device device = Device::host);
 // Leaves requiring a gradient; their gradients are kept.
 template <class T>
-Tensor<T> parameter(HostArray<T> values);
+Tensor<T> parameter(HostArray<T> values, Device device = Device::host);
 template <class T>
-Tensor<T> parameter_scalar(T value);
+Tensor<T> parameter_scalar(T value, Device device = Device::host);
 // Seeds d(out)/d(out) = 1 (every element) before Tape::backward().
 template <class T>
 void seed(const Tensor<T>& out);
@@ -172,10 +178,10 @@ template <class T> Tensor<T> grad_stencil(const Tensor<T>& a, const Shape3& n, i
 // --- FFT (unnormalized, FFTW conventions) and complex ops ---------------------
 // r2c of a real array of fft.shape(); saves nothing.
 template <class T>
-ComplexTensor<T> rfft3(const Tensor<T>& a, std::shared_ptr<const RealFft3d<T>> fft);
+ComplexTensor<T> rfft3(const Tensor<T>& a, std::shared_ptr<const Fft3<T>> fft);
 // c2r of a half spectrum (unnormalized); saves nothing.
 template <class T>
-Tensor<T> irfft3(const ComplexTensor<T>& a, std::shared_ptr<const RealFft3d<T>> fft);
+Tensor<T> irfft3(const ComplexTensor<T>& a, std::shared_ptr<const Fft3<T>> fft);
 // Elementwise complex product; saves b if a needs grad, a if b does.
 template <class T>
 ComplexTensor<T> cmul(const ComplexTensor<T>& a, const ComplexTensor<T>& b);
