@@ -200,7 +200,7 @@ void register_kick_memory(sctape::Backend backend) {
             const Case c{100000, {32, 32, 32}, kicks};
             for (const Variant& v : {kFused, kCheckpoint, Variant{"binomial", Strategy::checkpoint, 10}, kReversible})
                 register_case(v, c, false, true);
-            if (kicks == 10 && !gpu) register_case(kAutograd, c, false, true);  // 100 kicks would need ~11 GB
+            if (kicks == 10) register_case(kAutograd, c, false, true);  // 100 kicks would need ~11 GB
         }
     } else {
         const bool quick = env_is("SCTAPE_BENCH_QUICK", "1");
@@ -209,10 +209,8 @@ void register_kick_memory(sctape::Backend backend) {
             for (int g : {64, 128}) cases.push_back({1000000, {g, g, g}, 2});
         for (const Case& c : cases) {
             const bool timing_point = c.n_part == 1000000 && c.grid[0] == 128;
-            for (const Variant& v : {kFused, kAutograd, kCheckpoint, kReversible}) {
-                if (gpu && !sctape::has_gpu_version(v.strategy)) continue;
+            for (const Variant& v : {kFused, kAutograd, kCheckpoint, kReversible})
                 register_case(v, c, true, !timing_point);
-            }
             if (c.grid == std::array<int, 3>{16, 16, 16} && c.n_part == (quick ? 10000 : 100000))
                 register_case(Variant{"binomial", Strategy::checkpoint, 4}, c, true, true);
         }

@@ -86,19 +86,6 @@ bool all_finite(const Moments& m) {
     return true;
 }
 
-// Where the gradient runs: on the GPU for the strategies the CUDA backend
-// has (all but autograd). An explicit "cuda" with another strategy is an
-// error; "auto" falls back to the CPU for it (and says so).
-Backend gradient_backend(Backend tracking_backend, const RunConfig& config) {
-    if (tracking_backend != Backend::cuda) return Backend::cpu;
-    const Strategy s = config.gradient.strategy;
-    if (has_gpu_version(s)) return Backend::cuda;
-    if (config.backend == Backend::cuda)
-        throw ConfigError(std::string("strategy \"") + strategy_name(s) +
-                          "\" runs on the CPU only; the CUDA backend has \"fused\", \"checkpoint\" and \"reversible\" "
-                          "(use backend \"cpu\" or \"auto\")");
-    return Backend::cpu;
-}
 
 // Runs the tracking; returns the RESULT and adds the particle CSVs to `files`.
 template <class T>
@@ -150,7 +137,7 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backe
             std::cerr << "[sctape] reverse mode: strategy " << strategy_name(config.gradient.strategy) << ", objective "
                       << objective_name(config.gradient.objective) << "\n";
         GradientRequest request = config.gradient;
-        request.backend = gradient_backend(backend, config);
+        request.backend = backend;  // every strategy runs on either backend
         // the allocator of the memory the gradient uses: device bytes on the GPU
         MemoryTracker& memory = host_memory();
 #ifdef SCTAPE_HAVE_CUDA
@@ -195,11 +182,8 @@ int track_command(const std::vector<std::string>& argv) {
                               "\"reversible\", or fewer kicks (lattice slices)");
         std::string reason;
         const Backend backend = resolve_backend(config.backend, reason);
-        if (backend == Backend::cuda && config.differentiate && gradient_backend(backend, config) == Backend::cpu)
-            reason += std::string("; the gradient runs on the CPU: strategy \"") +
-                      strategy_name(config.gradient.strategy) + "\" has no CUDA version";
 #ifdef SCTAPE_HAVE_CUDA
-        if (config.differentiate && gradient_backend(backend, config) == Backend::cuda) {
+        if (config.differentiate && backend == Backend::cuda) {
             // the tape lives in device memory: check it against the GPU's free memory before starting
             const double free_device = double(cuda::check_device_memory().device_free_bytes);
             if (tracking + tape > free_device)

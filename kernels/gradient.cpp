@@ -141,7 +141,6 @@ void report_gradients(const BeamParameters& beam, const Lattice& lattice, const 
     }
 }
 
-bool has_gpu_version(Strategy s) { return s != Strategy::autograd; }
 
 void add_inv_beta_adjoint(ParameterAdjoints& adj, const Reference& ref, double v) {
     adj.reference.beta -= v / (ref.beta * ref.beta);

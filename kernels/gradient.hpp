@@ -29,9 +29,6 @@ enum class Strategy { autograd, fused, checkpoint, reversible };
 enum class Objective { sigma_x, sigma_y, sigma_tau, emittance_x, emittance_y, emittance_tau };
 
 const char* strategy_name(Strategy s);
-// Whether the CUDA backend has the strategy (all but autograd; see
-// cuda/gpu_gradient.hpp): the one place that says which run on the GPU.
-bool has_gpu_version(Strategy s);
 const char* objective_name(Objective o);
 Strategy parse_strategy(const std::string& name);    // throws std::invalid_argument
 Objective parse_objective(const std::string& name);  // throws std::invalid_argument

@@ -4,6 +4,9 @@
 // generic op-by-op autograd (PyTorch) would hold. It is the baseline that
 // reproduces the paper's memory law; FFTs save nothing, the IGF is built from
 // elementwise float64 ops on cell arrays and dominates the per-cell bytes.
+// With request.backend == Backend::cuda every tensor lives on the GPU (the
+// CUDA build; gradient_on_gpu routes here) and the memory figures are the
+// device allocator's; the tape holds the same bytes as on the CPU.
 //
 //   sctape::GradientRequest req;
 //   req.strategy = sctape::Strategy::autograd;

@@ -15,6 +15,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -22,6 +23,7 @@
 #include "autograd/runner.hpp"
 #include "autograd/tensor.hpp"
 #include "constants.hpp"
+#include "cuda/nvtx.hpp"
 #include "space_charge.hpp"
 #ifdef SCTAPE_HAVE_CUDA
 #include "device.hpp"
@@ -55,12 +57,12 @@ struct Recorder {
     MemoryTracker& memory;
 };
 
-// A named block of the forward pass: tape scope, allocator tag, and the
-// allocator's growth over the block added to `deltas[name]`.
+// A named block of the forward pass: tape scope, allocator tag, NVTX range,
+// and the allocator's growth over the block added to `deltas[name]`.
 class Block {
 public:
     Block(const Recorder& rec, const char* name)
-        : scope_(rec.tape, name), memory_scope_(name, rec.memory), name_(name), rec_(rec),
+        : scope_(rec.tape, name), memory_scope_(name, rec.memory), range_(name), name_(name), rec_(rec),
           before_(rec.memory.current_bytes()) {}
     ~Block() { rec_.deltas[name_] += rec_.memory.current_bytes() - before_; }
     Block(const Block&) = delete;
@@ -69,6 +71,7 @@ public:
 private:
     TapeScope scope_;
     MemoryScope memory_scope_;
+    cuda::NvtxRange range_;
     const char* name_;
     const Recorder& rec_;
     std::int64_t before_;
@@ -394,6 +397,7 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
         Tape tape;
         Recording recording(tape);
         const Recorder rec{tape, report.allocator_delta_by_scope, memory};
+        auto forward_range = std::make_unique<cuda::NvtxRange>("forward");
 
         // Differentiable scalars (leaves, float64).
         const auto& dist = beam.distribution;
@@ -461,6 +465,7 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
         report.tape_bytes = tape.tape_bytes();
         report.tape_entries = tape.entries();
         report.kicks = kicks;
+        forward_range.reset();
         const auto t1 = clock::now();
         result.forward_seconds = std::chrono::duration<double>(t1 - t0).count();
 
@@ -469,7 +474,12 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
         ctx.bunch_charge = Scalar{};
         seed(value);
         value = Scalar{};
-        tape.backward();
+        {
+            cuda::NvtxRange range("backward");
+            memory.set_backward(true);  // timeline events of the backward pass (the tape tags the host's)
+            tape.backward();
+            memory.set_backward(false);
+        }
 
         adj.bunch_charge_C = scalar_grad(bunch_charge);
         // report_gradients folds ReferenceAdjoint into d/dK as gamma/m + ...: d/dK itself goes in via gamma.

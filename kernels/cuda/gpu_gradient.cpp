@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "autograd/autograd.hpp"
 #include "checkpoint_reverser.hpp"
 #include "device.hpp"
 #include "fused_internal.hpp"
@@ -289,18 +290,12 @@ void record_taped_slices(Tape& tape, MemoryReport& report, const std::shared_ptr
     }
 }
 
-void check_strategy(Strategy s) {
-    if (has_gpu_version(s)) return;
-    throw std::invalid_argument(std::string("strategy '") + strategy_name(s) +
-                                "' runs on the CPU only (the CUDA backend has fused, checkpoint and reversible); "
-                                "use backend \"cpu\" for it");
-}
-
 }  // namespace
 
 template <class T>
 GradientResult gradient_on_gpu(const BeamParameters& bp, const TrackSettings& tracking, const GradientRequest& request) {
-    check_strategy(request.strategy);
+    // the generic op engine, with every tensor on the device
+    if (request.strategy == Strategy::autograd) return autograd_gradient<T>(bp, tracking, request);
     using clock = std::chrono::steady_clock;
     GradientResult result;
     MemoryReport& report = result.memory;

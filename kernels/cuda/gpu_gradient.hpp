@@ -7,8 +7,9 @@
 // (DeviceColumn), and it keeps exactly the buffers the CPU's tape keeps, so
 // tape bytes per scope are identical on both backends. Memory figures in the
 // report come from cuda::device_memory() (device bytes), not the host
-// allocator. `autograd` (the generic op-by-op engine) runs on the CPU only:
-// asking for it here throws std::invalid_argument naming the strategy.
+// allocator. `autograd` runs the generic op-by-op engine (autograd.hpp) with
+// every tensor on the device: the same ops save the same buffers, so its tape
+// bytes too equal the CPU's.
 //
 //   sctape::GradientRequest req;                  // strategy fused
 //   sctape::GradientResult r = sctape::gradient_on_gpu<float>(beam, tracking, req);

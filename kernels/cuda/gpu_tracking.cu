@@ -20,6 +20,7 @@
 
 #include "constants.hpp"
 #include "backward_kernels.cuh"
+#include "cufft_plans.cuh"
 #include "device_alloc.cuh"
 #include "launch.cuh"
 #include "gpu_tracking.hpp"
@@ -107,6 +108,28 @@ __global__ void extent_final(const ExtentAcc* partials, int blocks, ExtentAcc* o
     s[threadIdx.x] = acc;
     block_reduce(s);
     if (threadIdx.x == 0) out[blockIdx.x] = s[0];
+}
+
+// Per-axis extents of (x, y, z) into out[0..2], via kExtentBlocks partials per axis.
+template <class T>
+void launch_extents(cudaStream_t stream, const T* x, const T* y, const T* z, std::int64_t n, ExtentAcc* partials,
+                    ExtentAcc* out) {
+    const int blocks = int(std::min<std::int64_t>(std::max<std::int64_t>((n + kThreads - 1) / kThreads, 1),
+                                                  kExtentBlocks));
+    extent_partials<T><<<dim3(unsigned(blocks), 3), kThreads, 0, stream>>>(x, y, z, n, partials);
+    check_launch("extents");
+    extent_final<<<3, kThreads, 0, stream>>>(partials, blocks, out);
+    check_launch("extents");
+}
+
+AxisExtent axis_extent(const ExtentAcc& e) {
+    AxisExtent a;
+    a.lo = e.lo;
+    a.hi = e.hi;
+    a.sum = e.sum;
+    a.sum2 = e.sum2;
+    a.non_finite = std::int64_t(e.non_finite);
+    return a;
 }
 
 template <class T>
@@ -211,113 +234,6 @@ __global__ void t_to_s_kernel(T* px, T* py, T* delta, const T* pz, const T* dpx,
     }
 }
 
-
-// ---------------------------------------------------------------- cuFFT
-
-const char* cufft_error(cufftResult r) {
-    switch (r) {
-        case CUFFT_SUCCESS: return "success";
-        case CUFFT_INVALID_PLAN: return "invalid plan";
-        case CUFFT_ALLOC_FAILED: return "allocation failed (out of GPU memory)";
-        case CUFFT_INVALID_VALUE: return "invalid value";
-        case CUFFT_INTERNAL_ERROR: return "internal error";
-        case CUFFT_EXEC_FAILED: return "execution failed";
-        case CUFFT_SETUP_FAILED: return "setup failed";
-        case CUFFT_INVALID_SIZE: return "invalid size";
-        default: return "error";
-    }
-}
-
-void check_fft(cufftResult r, const char* what) {
-    if (r == CUFFT_SUCCESS) return;
-    cudaGetLastError();
-    throw std::runtime_error(std::string("cuFFT error in ") + what + ": " + cufft_error(r) + " (code " +
-                             std::to_string(int(r)) + ")");
-}
-
-// r2c and c2r plans for one doubled-grid shape and precision, made without
-// work areas (each tracker supplies its own, from the tracked allocator).
-struct PlanPair {
-    cufftHandle r2c = 0, c2r = 0;
-    std::size_t work_bytes = 0;
-};
-
-std::mutex& fft_mutex() {
-    static std::mutex m;
-    return m;
-}
-
-using PlanKey = std::tuple<int, int, int, int, bool>;  // device, doubled shape, double precision
-
-std::map<PlanKey, PlanPair>& plan_cache() {
-    static auto* cache = new std::map<PlanKey, PlanPair>();  // never destroyed: see release_plans
-    return *cache;
-}
-
-// Registered with atexit after the CUDA runtime is up, so it runs before the
-// runtime's own teardown: destroys the cached plans (their internal buffers
-// would otherwise show as leaks under compute-sanitizer).
-void release_plans() {
-    std::lock_guard<std::mutex> lock(fft_mutex());
-    for (auto& [key, plans] : plan_cache()) {
-        cufftDestroy(plans.r2c);
-        cufftDestroy(plans.c2r);
-    }
-    plan_cache().clear();
-}
-
-// Plans cached per shape and precision for the life of the process.
-PlanPair cached_plans(const std::array<int, 3>& shape, bool double_precision) {
-    int device = 0;
-    check(cudaGetDevice(&device), "cudaGetDevice");
-    const PlanKey key{device, shape[0], shape[1], shape[2], double_precision};
-    std::lock_guard<std::mutex> lock(fft_mutex());
-    auto& cache = plan_cache();
-    auto it = cache.find(key);
-    if (it != cache.end()) return it->second;
-    static std::once_flag registered;
-    std::call_once(registered, [] { std::atexit(release_plans); });
-    PlanPair p;
-    std::size_t work[2] = {0, 0};
-    const cufftType types[2] = {double_precision ? CUFFT_D2Z : CUFFT_R2C, double_precision ? CUFFT_Z2D : CUFFT_C2R};
-    cufftHandle* handles[2] = {&p.r2c, &p.c2r};
-    for (int t = 0; t < 2; ++t) {
-        check_fft(cufftCreate(handles[t]), "cufftCreate");
-        cufftResult r = cufftSetAutoAllocation(*handles[t], 0);
-        if (r == CUFFT_SUCCESS) r = cufftMakePlan3d(*handles[t], shape[0], shape[1], shape[2], types[t], &work[t]);
-        if (r != CUFFT_SUCCESS) {
-            cufftDestroy(*handles[t]);
-            if (t == 1) cufftDestroy(p.r2c);
-            check_fft(r, "cufftMakePlan3d");
-        }
-    }
-    p.work_bytes = std::max(work[0], work[1]);
-    cache.emplace(key, p);
-    return p;
-}
-
-template <class T>
-struct FftExec;
-
-template <>
-struct FftExec<float> {
-    static cufftResult forward(cufftHandle p, float* in, float* out) {
-        return cufftExecR2C(p, reinterpret_cast<cufftReal*>(in), reinterpret_cast<cufftComplex*>(out));
-    }
-    static cufftResult inverse(cufftHandle p, float* in, float* out) {
-        return cufftExecC2R(p, reinterpret_cast<cufftComplex*>(in), reinterpret_cast<cufftReal*>(out));
-    }
-};
-
-template <>
-struct FftExec<double> {
-    static cufftResult forward(cufftHandle p, double* in, double* out) {
-        return cufftExecD2Z(p, reinterpret_cast<cufftDoubleReal*>(in), reinterpret_cast<cufftDoubleComplex*>(out));
-    }
-    static cufftResult inverse(cufftHandle p, double* in, double* out) {
-        return cufftExecZ2D(p, reinterpret_cast<cufftDoubleComplex*>(in), reinterpret_cast<cufftDoubleReal*>(out));
-    }
-};
 
 // ---------------------------------------------------------------- host glue
 
@@ -495,11 +411,7 @@ struct GpuTracker<T>::Impl {
     }
 
     void fft(bool forward, cufftHandle plan, T* in, T* out) {
-        std::lock_guard<std::mutex> lock(cuda::fft_mutex());
-        cuda::check_fft(cufftSetStream(plan, stream), "cufftSetStream");
-        cuda::check_fft(cufftSetWorkArea(plan, fft_work.data()), "cufftSetWorkArea");
-        cuda::check_fft(forward ? cuda::FftExec<T>::forward(plan, in, out) : cuda::FftExec<T>::inverse(plan, in, out),
-                        forward ? "forward FFT" : "inverse FFT");
+        cuda::exec_fft<T>(forward, plan, in, out, stream, fft_work.data());
     }
 
     // z and pz from the coordinates (flagging non-finite pz).
@@ -528,22 +440,7 @@ struct GpuTracker<T>::Impl {
 
     // Per-axis min, max, sum, sum of squares of (x, y, z) into `extents`.
     void launch_extents(const T* x, const T* y, const T* zz) {
-        const int blocks = int(std::min<std::int64_t>(std::max<std::int64_t>((n + cuda::kThreads - 1) / cuda::kThreads, 1),
-                                                      cuda::kExtentBlocks));
-        cuda::extent_partials<T><<<dim3(unsigned(blocks), 3), cuda::kThreads, 0, stream>>>(x, y, zz, n, partials.data());
-        cuda::check_launch("extents");
-        cuda::extent_final<<<3, cuda::kThreads, 0, stream>>>(partials.data(), blocks, extents.data());
-        cuda::check_launch("extents");
-    }
-
-    static AxisExtent axis_extent(const cuda::ExtentAcc& e) {
-        AxisExtent a;
-        a.lo = e.lo;
-        a.hi = e.hi;
-        a.sum = e.sum;
-        a.sum2 = e.sum2;
-        a.non_finite = std::int64_t(e.non_finite);
-        return a;
+        cuda::launch_extents(stream, x, y, zz, n, partials.data(), extents.data());
     }
 
     // The IGF of `geometry` into green_doubled: float64 corner lattice,
@@ -588,7 +485,7 @@ struct GpuTracker<T>::Impl {
             cuda::check(cudaStreamSynchronize(stream), "s_to_t / extents");
             if (host_bad > 0) throw std::runtime_error(kNonFinitePzMessage);
             AxisExtent ext[3];
-            for (int a = 0; a < 3; ++a) ext[a] = axis_extent(host_ext[a]);
+            for (int a = 0; a < 3; ++a) ext[a] = cuda::axis_extent(host_ext[a]);
             geometry = geometry_from_extents(settings, ext, n);
             cic = cuda::cic_grid<T>(geometry);
             has_grid = true;
@@ -1145,8 +1042,21 @@ TrackReport track_on_gpu(Beam<T>& beam, const TrackSettings& settings, const Pro
     return track_on_gpu(beam, settings, progress, GpuOptions::from_environment());
 }
 
+template <class T>
+void device_axis_extents(const T* x, const T* y, const T* z, std::int64_t n, AxisExtent extent[3]) {
+    const cudaStream_t stream = nullptr;  // the legacy default stream: the autograd engine's
+    cuda::DeviceArray<cuda::ExtentAcc> partials(std::size_t(3 * cuda::kExtentBlocks), stream), out(3, stream);
+    cuda::launch_extents(stream, x, y, z, n, partials.data(), out.data());
+    cuda::ExtentAcc host[3];
+    cuda::check(cudaMemcpy(host, out.data(), sizeof(host), cudaMemcpyDeviceToHost), "copy the extents");
+    for (int a = 0; a < 3; ++a) extent[a] = cuda::axis_extent(host[a]);
+}
+
 template class GpuTracker<float>;
 template class GpuTracker<double>;
+template void device_axis_extents<float>(const float*, const float*, const float*, std::int64_t, AxisExtent[3]);
+template void device_axis_extents<double>(const double*, const double*, const double*, std::int64_t,
+                                          AxisExtent[3]);
 template TrackReport track_on_gpu<float>(Beam<float>&, const TrackSettings&, const Progress&);
 template TrackReport track_on_gpu<double>(Beam<double>&, const TrackSettings&, const Progress&);
 template TrackReport track_on_gpu<float>(Beam<float>&, const TrackSettings&, const Progress&, const GpuOptions&);

@@ -137,6 +137,12 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
+// Per-axis extents (grid_covering's reductions) of three device columns,
+// computed on CUDA's legacy default stream (the autograd engine's), for
+// geometry_from_extents.
+template <class T>
+void device_axis_extents(const T* x, const T* y, const T* z, std::int64_t n, AxisExtent extent[3]);
+
 // track() on the device: uploads the beam, runs the Strang-split lattice
 // (drift ds/2, kick ds, drift ds/2 per slice) and copies the beam back.
 template <class T>
