@@ -219,6 +219,17 @@ struct AddAt {  // ga[where[0]] += g[0] (one element): min's and max's backward
     SCTAPE_HD void operator()(i64) const { ga[where[0]] += g[0]; }
 };
 
+// min / max: whether candidate (v, i) beats (w, j): a smaller (larger)
+// value, or the same value at a lower index (the host's first-best scan);
+// index -1 is no candidate. NaN never wins.
+template <class T>
+SCTAPE_HD bool better_candidate(bool minimum, T v, i64 i, T w, i64 j) {
+    if (i < 0) return false;
+    if (j < 0) return true;
+    if (v == w) return i < j;
+    return minimum ? v < w : v > w;
+}
+
 template <class T>
 struct SumInner {  // out[p] = sum_j a[p k + j], in order
     const T* a;

@@ -14,6 +14,7 @@
 #include <stdexcept>
 
 #include "autograd/array.hpp"
+#include "autograd/op_bodies.hpp"
 
 namespace sctape {
 namespace ag {
@@ -79,7 +80,7 @@ void extremum(Device d, const T* a, std::int64_t n, bool minimum, T* value, std:
     if (d == Device::host) {
         std::int64_t best = 0;
         for (std::int64_t i = 1; i < n; ++i)
-            if (minimum ? a[i] < a[best] : a[i] > a[best]) best = i;
+            if (better_candidate(minimum, a[i], i, a[best], best)) best = i;
         value[0] = a[best];
         index[0] = best;
         return;

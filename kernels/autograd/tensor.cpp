@@ -682,7 +682,8 @@ ComplexTensor<T> cscale(const ComplexTensor<T>& a, T c) {
     if (r.requires_grad()) {
         auto an = a.node();
         record(r, {}, [an, fn, reals](const C* g) {
-            for_each(an->device, reals, AddTerm<UnaryGrad<T>>{pairs(an->grad_data()), UnaryGrad<T>{fn, pairs(g), nullptr}});
+            const UnaryGrad<T> term{fn, pairs(g), nullptr};
+            for_each(an->device, reals, AddTerm<UnaryGrad<T>>{pairs(an->grad_data()), term});
         });
     }
     return r;

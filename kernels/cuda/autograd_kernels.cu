@@ -51,29 +51,19 @@ __global__ void finish_sum_kernel(const double* partials, int blocks, T* target,
     }
 }
 
-// The better of two (value, index) candidates: smaller (larger) value, then
-// the lower index, as the host's first-best scan; index -1 is no candidate.
-template <class T>
-__device__ bool better(bool minimum, T v, std::int64_t i, T w, std::int64_t j) {
-    if (j < 0) return i >= 0;
-    if (i < 0) return false;
-    if (v == w) return i < j;
-    return minimum ? v < w : v > w;
-}
-
 // Block-level arg-extremum of the candidates (v, i) each thread holds.
 template <class T>
 __device__ void block_best(bool minimum, T& v, std::int64_t& i) {
     __shared__ T sv[cuda::kThreads];
     __shared__ std::int64_t si[cuda::kThreads];
-    sv[threadIdx.x] = v;
-    si[threadIdx.x] = i;
+    const int t = int(threadIdx.x);
+    sv[t] = v;
+    si[t] = i;
     __syncthreads();
     for (int w = cuda::kThreads / 2; w > 0; w >>= 1) {
-        if (int(threadIdx.x) < w && better(minimum, sv[threadIdx.x + w], si[threadIdx.x + w], sv[threadIdx.x],
-                                           si[threadIdx.x])) {
-            sv[threadIdx.x] = sv[threadIdx.x + w];
-            si[threadIdx.x] = si[threadIdx.x + w];
+        if (t < w && better_candidate(minimum, sv[t + w], si[t + w], sv[t], si[t])) {
+            sv[t] = sv[t + w];
+            si[t] = si[t + w];
         }
         __syncthreads();
     }
@@ -85,7 +75,7 @@ template <class T>
 __global__ void partial_best_kernel(const T* a, std::int64_t n, bool minimum, T* values, std::int64_t* indices) {
     T v = T(0);
     std::int64_t best = -1;
-    SCTAPE_GRID_LOOP(i, n) if (better(minimum, a[i], i, v, best)) {
+    SCTAPE_GRID_LOOP(i, n) if (better_candidate(minimum, a[i], i, v, best)) {
         v = a[i];
         best = i;
     }
@@ -102,7 +92,7 @@ __global__ void finish_best_kernel(const T* values, const std::int64_t* indices,
     T v = T(0);
     std::int64_t best = -1;
     for (int b = threadIdx.x; b < blocks; b += blockDim.x)
-        if (better(minimum, values[b], indices[b], v, best)) {
+        if (better_candidate(minimum, values[b], indices[b], v, best)) {
             v = values[b];
             best = indices[b];
         }
