@@ -1,7 +1,11 @@
 // The tape's accounting: distinct buffers counted once, attribution to the
 // first saving scope, release on backward; FFT ops of the autograd engine
-// save nothing.
+// save nothing; the min / max / clamp rules both devices share.
 #include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+#include <vector>
 
 #include "autograd/tensor.hpp"
 #include "tape.hpp"
@@ -58,4 +62,29 @@ TEST_CASE("FFT ops add exactly 0 tape bytes", "[tape][autograd]") {
     tape.backward();
     REQUIRE(x.grad() != nullptr);
     for (double g : x.grad()->to_vector()) CHECK(g == Approx(4 * 6 * 8).epsilon(1e-12));
+}
+
+// The rules the host loop and the device tree must share (op_bodies.hpp):
+// min / max pick the first extremum on ties and propagate NaN; clamp is
+// std::min(std::max(x, lo), hi).
+TEST_CASE("autograd min/max take the first extremum and propagate NaN; clamp", "[tape][autograd]") {
+    Tape tape;
+    ag::Recording recording(tape);
+    auto a = ag::parameter(HostArray<double>{3, 1, 4, 1, 5, 5});
+    auto lo = ag::min(a);
+    auto hi = ag::max(a);
+    CHECK(lo.item() == 1);
+    CHECK(hi.item() == 5);
+    CHECK(tape.tape_bytes() == 16);  // two int64 indices
+    auto total = ag::add(lo, hi);
+    ag::seed(total);
+    tape.backward();
+    CHECK(a.grad()->to_vector() == std::vector<double>{0, 1, 0, 0, 1, 0});
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    auto b = ag::constant(HostArray<double>{2, nan, 0, nan});
+    CHECK(std::isnan(ag::min(b).item()));
+    CHECK(std::isnan(ag::max(b).item()));
+    auto c = ag::clamp(ag::constant(HostArray<double>{-1, 0.5, 2}), 0.0, 1.0);
+    CHECK(c.values().to_vector() == std::vector<double>{0, 0.5, 1});
+    CHECK(ag::clamp(ag::constant_scalar(0.5), 1.0, 0.0).item() == 0.0);  // lo > hi: hi
 }

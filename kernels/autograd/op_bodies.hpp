@@ -101,7 +101,10 @@ struct UnaryFn {
             case UnaryOp::asinh: return std::asinh(x);
             case UnaryOp::atan: return std::atan(x);
             case UnaryOp::floor: return std::floor(x);
-            case UnaryOp::clamp: return x < lo ? lo : (x > hi ? hi : x);
+            case UnaryOp::clamp: {  // std::min(std::max(x, lo), hi), also for lo > hi
+                const T m = x < lo ? lo : x;
+                return hi < m ? hi : m;
+            }
         }
         return x;
     }
@@ -221,11 +224,14 @@ struct AddAt {  // ga[where[0]] += g[0] (one element): min's and max's backward
 
 // min / max: whether candidate (v, i) beats (w, j): a smaller (larger)
 // value, or the same value at a lower index (the host's first-best scan);
-// index -1 is no candidate. NaN never wins.
+// index -1 is no candidate. A NaN beats every number (torch.min / max
+// propagate NaN), so host and device agree whatever the tree shape.
 template <class T>
 SCTAPE_HD bool better_candidate(bool minimum, T v, i64 i, T w, i64 j) {
     if (i < 0) return false;
     if (j < 0) return true;
+    const bool v_nan = v != v, w_nan = w != w;
+    if (v_nan || w_nan) return v_nan && (!w_nan || i < j);
     if (v == w) return i < j;
     return minimum ? v < w : v > w;
 }

@@ -143,10 +143,10 @@ template <class To, class From>
 Tensor<To> cast(const Tensor<From>& a);  // dtype conversion, saves nothing
 
 // --- reductions ----------------------------------------------------------------
-template <class T> Tensor<T> sum(const Tensor<T>& a);   // saves nothing
-template <class T> Tensor<T> mean(const Tensor<T>& a);  // saves nothing
-template <class T> Tensor<T> min(const Tensor<T>& a);   // saves the argmin (int64)
-template <class T> Tensor<T> max(const Tensor<T>& a);   // saves the argmax (int64)
+template <class T> Tensor<T> sum(const Tensor<T>& a);   // accumulated in float64; saves nothing
+template <class T> Tensor<T> mean(const Tensor<T>& a);  // accumulated in float64; saves nothing
+template <class T> Tensor<T> min(const Tensor<T>& a);   // the first on ties, NaN if any; saves the argmin (int64)
+template <class T> Tensor<T> max(const Tensor<T>& a);   // the first on ties, NaN if any; saves the argmax (int64)
 // (N, k) -> N, summed in order from zero in T; saves nothing.
 template <class T> Tensor<T> sum_inner(const Tensor<T>& a, int k);
 
