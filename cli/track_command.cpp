@@ -86,7 +86,6 @@ bool all_finite(const Moments& m) {
     return true;
 }
 
-
 // Runs the tracking; returns the RESULT and adds the particle CSVs to `files`.
 template <class T>
 nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backend, const std::string& backend_reason,
