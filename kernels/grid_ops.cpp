@@ -155,8 +155,6 @@ void difference_along(double* v, const std::array<int, 3>& n, int a, bool transp
     }
 }
 
-inline int fold(int i, int n) { return i < n ? i : (i == n ? -1 : 2 * n - i); }
-
 std::array<double, 3> igf_cells(const GridGeometry& g, double gamma) {
     return {g.cell_m[0], g.cell_m[1], gamma * g.cell_m[2]};
 }
@@ -183,7 +181,7 @@ void build_green(const GridGeometry& g, double gamma, int threads, T* green_doub
     for (int i = 0; i < 2 * nx; ++i)
         for (int j = 0; j < my; ++j)
             for (int k = 0; k < mz; ++k) {
-                const int fi = fold(i, nx), fj = fold(j, ny), fk = fold(k, nz);
+                const int fi = mirror_fold(i, nx), fj = mirror_fold(j, ny), fk = mirror_fold(k, nz);
                 // index n of the doubled grid is never reached by the cropped convolution
                 const double v = (fi < 0 || fj < 0 || fk < 0) ? 0.0 : kCoulomb * corner[node(g, fi, fj, fk)];
                 green_doubled[(std::int64_t(i) * my + j) * mz + k] = T(v);

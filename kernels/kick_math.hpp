@@ -13,6 +13,10 @@
 
 namespace sctape {
 
+// Hockney's doubled grid along one axis of n nodes: doubled index i -> the
+// node it mirrors (i < n: i; i > n: 2n - i), or -1 on the zero plane i == n.
+SCTAPE_HD int mirror_fold(int i, int n) { return i < n ? i : (i == n ? -1 : 2 * n - i); }
+
 // Cloud-in-cell location of coordinate u on nodes origin + i*h, i = 0..n-1:
 // the lower node index (clamped to n-2, so a particle on the last node still
 // puts all its charge on the grid) and the weight of the upper node.

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "hd.hpp"
+#include "kick_math.hpp"  // mirror_fold
 
 namespace sctape {
 namespace ag {
@@ -369,9 +370,6 @@ struct CopyBox {
         to = add ? to + v : v;
     }
 };
-
-// Index along an axis of the mirrored (2n) grid -> source index in [0, n), or -1 (the zero plane).
-SCTAPE_HD int mirror_fold(int i, int n) { return i < n ? i : (i == n ? -1 : 2 * n - i); }
 
 // c over the 2n grid -> the source cell in the n grid, or -1 on a zero plane.
 SCTAPE_HD i64 mirror_source(const Dims& n, i64 c) {

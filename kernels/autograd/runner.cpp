@@ -14,7 +14,6 @@ void* allocate(std::size_t) { no_cuda_build(); }
 void release(void*, std::size_t) noexcept {}
 void upload(void*, const void*, std::size_t) { no_cuda_build(); }
 void download(void*, const void*, std::size_t) { no_cuda_build(); }
-void copy(void*, const void*, std::size_t) { no_cuda_build(); }
 void zero(void*, std::size_t) { no_cuda_build(); }
 }  // namespace device
 #endif

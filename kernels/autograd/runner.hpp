@@ -25,7 +25,6 @@ void* allocate(std::size_t bytes);  // counted by cuda::device_memory()
 void release(void* p, std::size_t bytes) noexcept;
 void upload(void* device_dst, const void* host_src, std::size_t bytes);
 void download(void* host_dst, const void* device_src, std::size_t bytes);
-void copy(void* device_dst, const void* device_src, std::size_t bytes);
 void zero(void* p, std::size_t bytes);
 template <class Body>
 void for_each(std::int64_t n, const Body& body);

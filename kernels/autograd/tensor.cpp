@@ -72,16 +72,16 @@ void accumulate(Node<typename Term::value_type>& node, std::int64_t n, const Ter
     else sum_into(node.device, n, term, g, T(1), true);
 }
 
-template <class T, class U>
-void same_device(const Tensor<T>& a, const Tensor<U>& b, const char* op) {
-    if (a.device() != b.device())
-        throw std::invalid_argument(std::string("ag::") + op + ": operands on " + device_name(a.device()) +
-                                    " and " + device_name(b.device()));
+// An op's operands (tensors, indices, FFT plans) live on one device.
+void same_device(Device a, Device b, const char* op) {
+    if (a != b)
+        throw std::invalid_argument(std::string("ag::") + op + ": operands on " + device_name(a) + " and " +
+                                    device_name(b));
 }
 
 template <class T>
 std::int64_t broadcast_size(const Tensor<T>& a, const Tensor<T>& b, const char* op) {
-    same_device(a, b, op);
+    same_device(a.device(), b.device(), op);
     const std::int64_t na = a.size(), nb = b.size();
     if (na == nb || nb == 1) return na;
     if (na == 1) return nb;
@@ -418,18 +418,9 @@ Tensor<T> sum_inner(const Tensor<T>& a, int k) {
 
 // --- indexing ----------------------------------------------------------------------------
 
-namespace {
-template <class T>
-void same_device(const Tensor<T>& a, const Index& idx, const char* op) {
-    if (a.device() != idx->device())
-        throw std::invalid_argument(std::string("ag::") + op + ": tensor on " + device_name(a.device()) +
-                                    ", index on " + device_name(idx->device()));
-}
-}  // namespace
-
 template <class T>
 Tensor<T> gather(const Tensor<T>& a, const Index& idx) {
-    same_device(a, idx, "gather");
+    same_device(a.device(), idx->device(), "gather");
     const std::int64_t n = idx->size();
     auto out = allocate<T>(n, a.device());
     for_each(a.device(), n, Gather<T>{a.data(), idx->data(), out->data(), false});
@@ -445,7 +436,7 @@ Tensor<T> gather(const Tensor<T>& a, const Index& idx) {
 
 template <class T>
 Tensor<T> scatter_add(const Tensor<T>& src, const Index& idx, std::int64_t n) {
-    same_device(src, idx, "scatter_add");
+    same_device(src.device(), idx->device(), "scatter_add");
     const std::int64_t m = idx->size();
     if (m != src.size()) throw std::invalid_argument("ag::scatter_add: index and source sizes differ");
     auto out = zeros<T>(n, src.device());
@@ -462,7 +453,7 @@ Tensor<T> scatter_add(const Tensor<T>& src, const Index& idx, std::int64_t n) {
 
 template <class T>
 Tensor<T> select_inner(const Tensor<T>& a, int k, const Index& sel) {
-    same_device(a, sel, "select_inner");
+    same_device(a.device(), sel->device(), "select_inner");
     const std::int64_t n = a.size() / k;
     const int m = static_cast<int>(sel->size());
     auto out = allocate<T>(n * m, a.device());
@@ -486,7 +477,7 @@ Tensor<T> stack_inner(const std::vector<Tensor<T>>& parts) {
     StackInner<T> body{{}, k, nullptr};
     for (int j = 0; j < k; ++j) {
         if (parts[j].size() != n) throw std::invalid_argument("ag::stack_inner: sizes differ");
-        same_device(parts[0], parts[j], "stack_inner");
+        same_device(parts[0].device(), parts[j].device(), "stack_inner");
         any = any || parts[j].requires_grad();
         body.part[j] = parts[j].data();
     }
@@ -596,9 +587,7 @@ namespace {
 template <class T>
 void check_fft(const Fft3<T>& fft, Device d, std::int64_t size, std::int64_t expected, const char* op) {
     if (size != expected) throw std::invalid_argument(std::string("ag::") + op + ": size does not match the plan");
-    if (fft.device() != d)
-        throw std::invalid_argument(std::string("ag::") + op + ": tensor on " + device_name(d) + ", plan on " +
-                                    device_name(fft.device()));
+    same_device(d, fft.device(), op);
 }
 }  // namespace
 
@@ -649,7 +638,7 @@ Tensor<T> irfft3(const ComplexTensor<T>& a, std::shared_ptr<const Fft3<T>> fft) 
 template <class T>
 ComplexTensor<T> cmul(const ComplexTensor<T>& a, const ComplexTensor<T>& b) {
     using C = std::complex<T>;
-    same_device(a, b, "cmul");
+    same_device(a.device(), b.device(), "cmul");
     const std::int64_t n = a.size();
     if (b.size() != n) throw std::invalid_argument("ag::cmul: sizes differ");
     auto out = allocate<C>(n, a.device());

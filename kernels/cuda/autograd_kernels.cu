@@ -141,11 +141,6 @@ void download(void* host_dst, const void* device_src, std::size_t bytes) {
     cuda::check(cudaMemcpy(host_dst, device_src, bytes, cudaMemcpyDeviceToHost), "autograd: copy to the host");
 }
 
-void copy(void* device_dst, const void* device_src, std::size_t bytes) {
-    cuda::check(cudaMemcpyAsync(device_dst, device_src, bytes, cudaMemcpyDeviceToDevice, kStream),
-                "autograd: copy on the device");
-}
-
 void zero(void* p, std::size_t bytes) { cuda::check(cudaMemsetAsync(p, 0, bytes, kStream), "autograd: zero"); }
 
 template <class Body>

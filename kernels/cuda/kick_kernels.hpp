@@ -127,8 +127,6 @@ SCTAPE_HD double corner_difference(const double* v, std::int64_t c, std::int64_t
     return i == 0 ? 2.0 * v[c] : v[c] - v[c - stride];
 }
 
-SCTAPE_HD int mirror_fold(int i, int n) { return i < n ? i : (i == n ? -1 : 2 * n - i); }
-
 // Value of the doubled-grid IGF at doubled index d (before the cast to the run's dtype).
 SCTAPE_HD double green_mirror(const double* corner, std::int64_t d, int nx, int ny, int nz, double coulomb) {
     const int my = 2 * ny, mz = 2 * nz;
