@@ -28,8 +28,8 @@
 
 #include <cstdlib>
 
-#include "backend.hpp"
-#include "gradient.hpp"
+#include "core/backend.hpp"
+#include "ad/gradient.hpp"
 #include "kick_time.hpp"
 #ifdef SCTAPE_HAVE_CUDA
 #include "cuda/device.hpp"

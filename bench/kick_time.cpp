@@ -16,8 +16,8 @@
 
 #include <string>
 
-#include "beam.hpp"
-#include "space_charge.hpp"
+#include "physics/beam.hpp"
+#include "physics/space_charge.hpp"
 #ifdef SCTAPE_HAVE_CUDA
 #include "cuda/gpu_tracking.hpp"
 #endif

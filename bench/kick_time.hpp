@@ -4,8 +4,8 @@
 
 #include <cstdint>
 
-#include "backend.hpp"
-#include "beam.hpp"
+#include "core/backend.hpp"
+#include "physics/beam.hpp"
 
 void register_kick_time(sctape::Backend backend);
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "backend.hpp"
+#include "core/backend.hpp"
 #include "kick_time.hpp"
 
 namespace {

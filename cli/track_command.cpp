@@ -8,11 +8,11 @@
 #include <string>
 #include <vector>
 
-#include "backend.hpp"
+#include "core/backend.hpp"
 #include "commands.hpp"
 #include "config.hpp"
 #include "result.hpp"
-#include "tracking.hpp"
+#include "physics/tracking.hpp"
 #ifdef SCTAPE_HAVE_CUDA
 #include "cuda/device.hpp"
 #include "cuda/gpu_tracking.hpp"

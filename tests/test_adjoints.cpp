@@ -10,8 +10,8 @@
 #include <functional>
 #include <random>
 
-#include "grid_ops.hpp"
-#include "space_charge.hpp"
+#include "physics/grid_ops.hpp"
+#include "physics/space_charge.hpp"
 
 using namespace sctape;
 

@@ -10,7 +10,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "backend.hpp"
+#include "core/backend.hpp"
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>

@@ -6,8 +6,8 @@
 #include <cmath>
 #include <functional>
 
-#include "gradient.hpp"
-#include "tracking.hpp"
+#include "ad/gradient.hpp"
+#include "physics/tracking.hpp"
 
 using namespace sctape;
 

@@ -13,10 +13,10 @@
 #include <stdexcept>
 #include <vector>
 
-#include "beam.hpp"
-#include "constants.hpp"
-#include "space_charge.hpp"
-#include "tracking.hpp"
+#include "physics/beam.hpp"
+#include "physics/constants.hpp"
+#include "physics/space_charge.hpp"
+#include "physics/tracking.hpp"
 
 using namespace sctape;
 

@@ -4,9 +4,10 @@
 
 #include <cmath>
 
-#include "checkpoint.hpp"
-#include "gradient.hpp"
-#include "reversible.hpp"
+#include "ad/checkpoint.hpp"
+#include "ad/gradient.hpp"
+#include "ad/reversible.hpp"
+#include "physics/reversible_tracking.hpp"
 
 using namespace sctape;
 

@@ -7,8 +7,8 @@
 #include <limits>
 #include <vector>
 
-#include "autograd/tensor.hpp"
-#include "tape.hpp"
+#include "ad/autograd/tensor.hpp"
+#include "ad/tape.hpp"
 
 using namespace sctape;
 

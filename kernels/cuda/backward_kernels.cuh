@@ -9,12 +9,14 @@
 
 #include <cstdint>
 
-#include "adjoint_kernels.hpp"
-#include "kick_kernels.hpp"
-#include "kick_math.hpp"
-#include "launch.cuh"
+#include "physics/adjoint_bodies.hpp"
+#include "physics/kick_bodies.hpp"
+#include "physics/kick_math.hpp"
+#include "cuda/launch.cuh"
 
 namespace sctape::cuda {
+
+using namespace bodies;  // the per-element bodies (physics/) the kernels run
 
 template <class T>
 struct AdjointColumns {

@@ -20,7 +20,7 @@
 #include <string>
 #include <tuple>
 
-#include "device_alloc.cuh"
+#include "cuda/device_alloc.cuh"
 
 namespace sctape::cuda {
 

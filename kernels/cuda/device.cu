@@ -8,8 +8,8 @@
 #include <mutex>
 #include <sstream>
 
-#include "device.hpp"
-#include "device_alloc.cuh"
+#include "cuda/device.hpp"
+#include "cuda/device_alloc.cuh"
 
 namespace sctape::cuda {
 

@@ -11,7 +11,7 @@
 #include <cstdint>
 #include <string>
 
-#include "memory.hpp"
+#include "core/memory.hpp"
 
 namespace sctape::cuda {
 

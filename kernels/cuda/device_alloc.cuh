@@ -14,7 +14,7 @@
 #include <string>
 #include <utility>
 
-#include "device.hpp"
+#include "cuda/device.hpp"
 
 namespace sctape::cuda {
 

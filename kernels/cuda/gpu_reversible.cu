@@ -6,11 +6,11 @@
 #include <stdexcept>
 #include <string>
 
-#include "device_alloc.cuh"
-#include "fixed_point.hpp"
-#include "gpu_reversible.hpp"
-#include "launch.cuh"
-#include "nvtx.hpp"
+#include "cuda/device_alloc.cuh"
+#include "physics/fixed_point.hpp"
+#include "cuda/gpu_reversible.hpp"
+#include "cuda/launch.cuh"
+#include "core/nvtx.hpp"
 
 namespace sctape {
 namespace cuda {

@@ -18,8 +18,8 @@
 #include <cstdint>
 #include <memory>
 
-#include "gpu_tracking.hpp"
-#include "reversible.hpp"
+#include "cuda/gpu_tracking.hpp"
+#include "physics/reversible_tracking.hpp"
 
 namespace sctape {
 

@@ -18,18 +18,19 @@
 #include <string>
 #include <tuple>
 
-#include "constants.hpp"
-#include "backward_kernels.cuh"
-#include "cufft_plans.cuh"
-#include "device_alloc.cuh"
-#include "launch.cuh"
-#include "gpu_tracking.hpp"
-#include "kick_kernels.hpp"
-#include "kick_math.hpp"
-#include "nvtx.hpp"
+#include "physics/constants.hpp"
+#include "cuda/backward_kernels.cuh"
+#include "cuda/cufft_plans.cuh"
+#include "cuda/device_alloc.cuh"
+#include "cuda/launch.cuh"
+#include "cuda/gpu_tracking.hpp"
+#include "physics/kick_bodies.hpp"
+#include "physics/kick_math.hpp"
+#include "core/nvtx.hpp"
 
 namespace sctape {
 namespace cuda {
+using namespace bodies;  // the per-element bodies (physics/) the kernels run
 namespace {
 
 // ---------------------------------------------------------------- kernels
@@ -326,7 +327,7 @@ struct GpuTracker<T>::Impl {
     cuda::DeviceArray<long long> first_index;
 
     GridGeometry geometry;
-    cuda::CicGrid<T> cic{};
+    bodies::CicGrid<T> cic{};
     bool has_grid = false;
     std::array<double, kSubstepCount> seconds{};
     double drift_seconds = 0;
@@ -487,11 +488,11 @@ struct GpuTracker<T>::Impl {
             AxisExtent ext[3];
             for (int a = 0; a < 3; ++a) ext[a] = cuda::axis_extent(host_ext[a]);
             geometry = geometry_from_extents(settings, ext, n);
-            cic = cuda::cic_grid<T>(geometry);
+            cic = bodies::cic_grid<T>(geometry);
             has_grid = true;
             const T scale = T(macro_charge_C() / geometry.cell_volume_m3());
             if (options.deterministic_deposit) {
-                const int bits = cuda::fixed_point_bits(n);
+                const int bits = bodies::fixed_point_bits(n);
                 cuda::check(cudaMemsetAsync(sum_fixed.data(), 0, sum_fixed.bytes(), stream), "cudaMemsetAsync");
                 cuda::launch(stream, n, "deposit", cuda::deposit_fixed_kernel<T>, cic, x, y, (const T*)z.data(), n,
                              std::ldexp(1.0, bits), sum_fixed.data());
@@ -655,7 +656,7 @@ struct GpuAdjoint {
         const cuda::AdjointColumns<T> A = columns(g);
         double* partials = g.sum_partials.data();
         g.geometry = saved.geometry;
-        g.cic = cuda::cic_grid<T>(g.geometry);
+        g.cic = bodies::cic_grid<T>(g.geometry);
         g.has_grid = true;
         const GridGeometry& geo = g.geometry;
         GeometryAdjoint geo_adj;

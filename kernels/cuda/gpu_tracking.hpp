@@ -32,10 +32,10 @@
 #include <memory>
 #include <vector>
 
-#include "beam.hpp"
-#include "gradient.hpp"
-#include "space_charge.hpp"
-#include "tracking.hpp"
+#include "physics/beam.hpp"
+#include "physics/parameter_adjoints.hpp"
+#include "physics/space_charge.hpp"
+#include "physics/tracking.hpp"
 
 namespace sctape {
 

@@ -17,7 +17,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "device_alloc.cuh"
+#include "cuda/device_alloc.cuh"
 
 namespace sctape::cuda {
 

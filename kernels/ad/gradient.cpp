@@ -1,0 +1,214 @@
+#include "ad/gradient.hpp"
+
+#include <cmath>
+#include <stdexcept>
+
+#include "ad/autograd/autograd.hpp"
+#include "ad/checkpoint.hpp"
+#include "ad/fused.hpp"
+#include "ad/reversible.hpp"
+#ifdef SCTAPE_HAVE_CUDA
+#include "ad/gpu_gradient.hpp"
+#endif
+
+namespace sctape {
+
+const char* strategy_name(Strategy s) {
+    static const char* names[] = {"autograd", "fused", "checkpoint", "reversible"};
+    return names[static_cast<int>(s)];
+}
+
+const char* objective_name(Objective o) {
+    static const char* names[] = {"sigma_x", "sigma_y", "sigma_tau", "emittance_x", "emittance_y", "emittance_tau"};
+    return names[static_cast<int>(o)];
+}
+
+Strategy parse_strategy(const std::string& name) {
+    for (int i = 0; i < 4; ++i)
+        if (name == strategy_name(static_cast<Strategy>(i))) return static_cast<Strategy>(i);
+    throw std::invalid_argument("unknown strategy '" + name + "'");
+}
+
+Objective parse_objective(const std::string& name) {
+    for (int i = 0; i < 6; ++i)
+        if (name == objective_name(static_cast<Objective>(i))) return static_cast<Objective>(i);
+    throw std::invalid_argument("unknown objective '" + name + "'");
+}
+
+namespace {
+
+const char* size_key(DistributionType type, int axis) {
+    static const char* uniform[3] = {"radius_x_m", "radius_y_m", "radius_tau_m"};
+    static const char* gaussian[3] = {"sigma_x_m", "sigma_y_m", "sigma_tau_m"};
+    return type == DistributionType::uniform_ellipsoid ? uniform[axis] : gaussian[axis];
+}
+const char* kMomentumKey[3] = {"sigma_px", "sigma_py", "sigma_delta"};
+
+bool is_emittance(Objective o) { return static_cast<int>(o) >= 3; }
+
+}  // namespace
+
+std::array<int, 2> objective_columns(Objective o) {
+    switch (o) {
+        case Objective::sigma_x: case Objective::emittance_x: return {0, 1};
+        case Objective::sigma_y: case Objective::emittance_y: return {2, 3};
+        default: return {4, 5};
+    }
+}
+
+std::vector<std::string> gradient_names(const BeamParameters& beam, const Lattice& lattice) {
+    std::vector<std::string> names = {"bunch_charge_C", "kinetic_energy_eV"};
+    for (int a = 0; a < 3; ++a) names.push_back(std::string("distribution.") + size_key(beam.distribution.type, a));
+    for (int a = 0; a < 3; ++a) names.push_back(std::string("distribution.") + kMomentumKey[a]);
+    for (std::size_t i = 0; i < lattice.size(); ++i) names.push_back("lattice." + std::to_string(i) + ".length_m");
+    return names;
+}
+
+// Centred second moments of columns (u, p), accumulated in float64.
+template <class T>
+static std::array<double, 5> centred_moments(const HostArray<T>& u, const HostArray<T>& p) {
+    const double n = static_cast<double>(u.size());
+    double su = 0, sp = 0;
+    for (std::size_t i = 0; i < u.size(); ++i) {
+        su += u[i];
+        sp += p[i];
+    }
+    const double mu = su / n, mp = sp / n;
+    double uu = 0, pp = 0, up = 0;
+    for (std::size_t i = 0; i < u.size(); ++i) {
+        const double du = u[i] - mu, dp = p[i] - mp;
+        uu += du * du;
+        pp += dp * dp;
+        up += du * dp;
+    }
+    return {mu, mp, uu / n, pp / n, up / n};
+}
+
+template <class T>
+double objective_value(const Beam<T>& beam, Objective objective) {
+    const auto cols = objective_columns(objective);
+    const auto m = centred_moments(*beam.columns()[cols[0]], *beam.columns()[cols[1]]);
+    if (!is_emittance(objective)) return std::sqrt(m[2]);
+    return beam.reference.beta_gamma() * std::sqrt(m[2] * m[3] - m[4] * m[4]);
+}
+
+template <class T>
+double objective_adjoint(Objective objective, const HostArray<T>& u, const HostArray<T>& p, double beta_gamma,
+                         HostArray<T>& u_adj, HostArray<T>& p_adj) {
+    const auto m = centred_moments(u, p);
+    const double n = static_cast<double>(u.size());
+    if (!is_emittance(objective)) {
+        const double sigma = std::sqrt(m[2]);
+        for (std::size_t i = 0; i < u.size(); ++i) u_adj[i] += T((u[i] - m[0]) / (n * sigma));
+        return 0.0;
+    }
+    // eps = bg * sqrt(det), det = <uu><pp> - <up>^2; the mean terms cancel
+    const double det = m[2] * m[3] - m[4] * m[4], bg = beta_gamma;
+    const double c = bg / (2.0 * std::sqrt(det)) * 2.0 / n;
+    for (std::size_t i = 0; i < u.size(); ++i) {
+        const double du = u[i] - m[0], dp = p[i] - m[1];
+        u_adj[i] += T(c * (m[3] * du - m[4] * dp));
+        p_adj[i] += T(c * (m[2] * dp - m[4] * du));
+    }
+    return std::sqrt(det);  // d eps / d(beta gamma)
+}
+
+void report_gradients(const BeamParameters& beam, const Lattice& lattice, const ParameterAdjoints& adj,
+                      const std::vector<std::string>& names, GradientResult& result) {
+    const Reference ref = Reference::from_kinetic(beam.species.mass_eV, beam.kinetic_energy_eV);
+    ReferenceAdjoint total = adj.reference;
+    total.beta += adj.beta_gamma * ref.gamma;
+    total.gamma += adj.beta_gamma * ref.beta;
+    std::map<std::string, double> all;
+    all["bunch_charge_C"] = adj.bunch_charge_C;
+    all["kinetic_energy_eV"] = total.to_kinetic_energy(ref);
+    for (int a = 0; a < 3; ++a) {
+        all[std::string("distribution.") + size_key(beam.distribution.type, a)] = adj.size_m[a];
+        all[std::string("distribution.") + kMomentumKey[a]] = adj.momentum_rms[a];
+    }
+    for (std::size_t i = 0; i < lattice.size(); ++i)
+        all["lattice." + std::to_string(i) + ".length_m"] = i < adj.drift_length_m.size() ? adj.drift_length_m[i] : 0.0;
+    for (const std::string& name : names) {
+        auto it = all.find(name);
+        if (it == all.end()) throw std::invalid_argument("unknown gradient name '" + name + "'");
+        result.gradients[name] = it->second;
+    }
+}
+
+template <class T>
+void beam_adjoint(const BeamParameters& beam, const std::array<HostArray<T>, 6>& coordinate_adjoint,
+                  std::array<std::vector<double>, 6>& particle_gradient, ParameterAdjoints& adj) {
+    const std::int64_t n = beam.n_particles;
+    const ReferenceSample sample = make_reference_sample(beam.distribution.type, n, beam.seed);
+    for (int c = 0; c < 6; ++c) {
+        double sum = 0;
+        auto& out = particle_gradient[c];
+        out.resize(n);
+        for (std::int64_t p = 0; p < n; ++p) {
+            out[p] = coordinate_adjoint[c][p];
+            sum += out[p] * sample.column[c][p];
+        }
+        (c % 2 == 0 ? adj.size_m : adj.momentum_rms)[c / 2] += sum;
+    }
+}
+
+template void beam_adjoint<float>(const BeamParameters&, const std::array<HostArray<float>, 6>&,
+                                  std::array<std::vector<double>, 6>&, ParameterAdjoints&);
+template void beam_adjoint<double>(const BeamParameters&, const std::array<HostArray<double>, 6>&,
+                                   std::array<std::vector<double>, 6>&, ParameterAdjoints&);
+
+void SliceMarks::mark(const Tape& tape, const MemoryReport& report) {
+    previous_ = std::move(last_);
+    last_ = Mark{};
+    for (const auto& [scope, row] : tape.by_scope()) last_.tape_by_scope[scope] = row.bytes;
+    last_.delta_by_scope = report.allocator_delta_by_scope;
+    last_.tape = tape.tape_bytes();
+    last_.current = memory_.current_bytes();
+}
+
+void SliceMarks::finish(MemoryReport& report) const {
+    auto difference = [](const std::map<std::string, std::int64_t>& after, const std::map<std::string, std::int64_t>& before) {
+        std::map<std::string, std::int64_t> d;
+        for (const auto& [scope, value] : after) {
+            const auto it = before.find(scope);
+            d[scope] = value - (it == before.end() ? 0 : it->second);
+        }
+        return d;
+    };
+    report.last_slice_tape_bytes_by_scope = difference(last_.tape_by_scope, previous_.tape_by_scope);
+    report.last_slice_allocator_delta_by_scope = difference(last_.delta_by_scope, previous_.delta_by_scope);
+    report.last_slice_tape_bytes = last_.tape - previous_.tape;
+    report.last_slice_allocator_delta = last_.current - previous_.current;
+}
+
+template <class T>
+GradientResult compute_gradient(const BeamParameters& beam, const TrackSettings& tracking,
+                                const GradientRequest& request) {
+    // Unknown names fail before any work is done.
+    GradientResult names_check;
+    report_gradients(beam, tracking.lattice, ParameterAdjoints{}, request.gradients, names_check);
+    if (request.backend == Backend::automatic)
+        throw std::invalid_argument("compute_gradient: resolve the backend \"auto\" with resolve_backend() first");
+    if (request.backend == Backend::cuda) {
+#ifdef SCTAPE_HAVE_CUDA
+        return gradient_on_gpu<T>(beam, tracking, request);
+#else
+        throw std::runtime_error("backend \"cuda\" requested, but this build has no CUDA backend");
+#endif
+    }
+    if (request.strategy == Strategy::autograd) return autograd_gradient<T>(beam, tracking, request);
+    if (request.strategy == Strategy::checkpoint) return checkpoint_gradient<T>(beam, tracking, request);
+    if (request.strategy == Strategy::reversible) return reversible_gradient<T>(beam, tracking, request);
+    return fused_gradient<T>(beam, tracking, request);
+}
+
+template double objective_value<float>(const Beam<float>&, Objective);
+template double objective_value<double>(const Beam<double>&, Objective);
+template double objective_adjoint<float>(Objective, const HostArray<float>&, const HostArray<float>&, double,
+                                         HostArray<float>&, HostArray<float>&);
+template double objective_adjoint<double>(Objective, const HostArray<double>&, const HostArray<double>&, double,
+                                          HostArray<double>&, HostArray<double>&);
+template GradientResult compute_gradient<float>(const BeamParameters&, const TrackSettings&, const GradientRequest&);
+template GradientResult compute_gradient<double>(const BeamParameters&, const TrackSettings&, const GradientRequest&);
+
+}  // namespace sctape

@@ -1,0 +1,104 @@
+#include "physics/beam.hpp"
+
+#include <cmath>
+#include <random>
+#include <stdexcept>
+
+namespace sctape {
+namespace {
+
+// Uniform in [0, 1) with 53 random bits; mt19937_64 is fully specified by the
+// standard, so samples are identical on every platform.
+double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+// Box-Muller, written out so the sample does not depend on the C++ library.
+std::array<double, 2> standard_normal_pair(std::mt19937_64& rng) {
+    double u1 = 1.0 - uniform01(rng);  // (0, 1]
+    double u2 = uniform01(rng);
+    double r = std::sqrt(-2.0 * std::log(u1));
+    return {r * std::cos(2.0 * kPi * u2), r * std::sin(2.0 * kPi * u2)};
+}
+
+}  // namespace
+
+ReferenceSample make_reference_sample(DistributionType type, std::int64_t n, std::uint64_t seed) {
+    if (n <= 0) throw std::invalid_argument("n_particles must be positive");
+    ReferenceSample s;
+    for (auto& c : s.column) c.resize(static_cast<std::size_t>(n));
+    std::mt19937_64 rng(seed);
+    for (std::int64_t i = 0; i < n; ++i) {
+        std::array<double, 3> pos;
+        if (type == DistributionType::uniform_ellipsoid) {
+            do {  // rejection from the cube: uniform in the unit ball
+                for (double& u : pos) u = 2.0 * uniform01(rng) - 1.0;
+            } while (pos[0] * pos[0] + pos[1] * pos[1] + pos[2] * pos[2] > 1.0);
+        } else {
+            auto a = standard_normal_pair(rng);
+            auto b = standard_normal_pair(rng);
+            pos = {a[0], a[1], b[0]};
+        }
+        auto c = standard_normal_pair(rng);
+        auto d = standard_normal_pair(rng);
+        s.column[0][i] = pos[0];
+        s.column[2][i] = pos[1];
+        s.column[4][i] = pos[2];
+        s.column[1][i] = c[0];
+        s.column[3][i] = c[1];
+        s.column[5][i] = d[0];
+    }
+    return s;
+}
+
+template <class T>
+Beam<T> scale_reference_sample(const ReferenceSample& sample, const BeamParameters& p) {
+    Beam<T> beam;
+    beam.species = p.species;
+    beam.reference = Reference::from_kinetic(p.species.mass_eV, p.kinetic_energy_eV);
+    beam.bunch_charge_C = p.bunch_charge_C;
+    const auto& size = p.distribution.size_m;
+    const auto& mom = p.distribution.momentum_rms;
+    const double scale[6] = {size[0], mom[0], size[1], mom[1], size[2], mom[2]};
+    auto cols = beam.columns();
+    for (int c = 0; c < 6; ++c) {
+        cols[c]->resize(sample.column[c].size());
+        for (std::size_t i = 0; i < sample.column[c].size(); ++i)
+            (*cols[c])[i] = static_cast<T>(scale[c] * sample.column[c][i]);
+    }
+    return beam;
+}
+
+template <class T>
+Moments compute_moments(const Beam<T>& beam) {
+    Moments m;
+    const double n = static_cast<double>(beam.size());
+    auto cols = beam.columns();
+    for (int c = 0; c < 6; ++c) {
+        double sum = 0;
+        for (T v : *cols[c]) sum += v;
+        m.mean[c] = sum / n;
+    }
+    std::array<double, 6> var{};
+    std::array<double, 3> cov{};
+    for (std::int64_t i = 0; i < beam.size(); ++i) {
+        double d[6];
+        for (int c = 0; c < 6; ++c) {
+            d[c] = (*cols[c])[i] - m.mean[c];
+            var[c] += d[c] * d[c];
+        }
+        for (int a = 0; a < 3; ++a) cov[a] += d[2 * a] * d[2 * a + 1];
+    }
+    for (int c = 0; c < 6; ++c) m.rms[c] = std::sqrt(var[c] / n);
+    const double bg = beam.reference.beta_gamma();
+    for (int a = 0; a < 3; ++a) {
+        double det = var[2 * a] * var[2 * a + 1] - cov[a] * cov[a];
+        m.normalized_emittance_m[a] = bg * std::sqrt(std::max(det, 0.0)) / n;
+    }
+    return m;
+}
+
+template Beam<float> scale_reference_sample<float>(const ReferenceSample&, const BeamParameters&);
+template Beam<double> scale_reference_sample<double>(const ReferenceSample&, const BeamParameters&);
+template Moments compute_moments<float>(const Beam<float>&);
+template Moments compute_moments<double>(const Beam<double>&);
+
+}  // namespace sctape

@@ -1,0 +1,374 @@
+#include "physics/grid_ops.hpp"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "physics/constants.hpp"
+#include "physics/adjoint_bodies.hpp"
+#include "physics/kick_math.hpp"
+
+namespace sctape {
+namespace {
+
+inline std::int64_t node(const GridGeometry& g, int i, int j, int k) {
+    return (std::int64_t(i) * g.n[1] + j) * g.n[2] + k;
+}
+
+// From d/d(grid coordinates) of particle p to its position adjoints (+=) and
+// the geometry sums (+=, the caller's reduction variables).
+template <class T>
+inline void add_grid_coordinate_adjoint(const bodies::CicGrid<T>& cg, const bodies::CicPointAdjoint<T>& q,
+                                        const double s_adj[3], T* const pos_adj[3], std::int64_t p,
+                                        double origin_adj[3], double cell_adj[3]) {
+    T u_adj[3];
+    bodies::grid_coordinate_adjoint(cg, q, s_adj, u_adj, origin_adj, cell_adj);
+    for (int a = 0; a < 3; ++a) pos_adj[a][p] += u_adj[a];
+}
+
+// Sums per-thread grids into `out` (+=), in thread order.
+template <class T>
+void reduce_thread_grids(const T* scratch, std::int64_t cells, int threads, T scale, T* out, bool accumulate) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t c = 0; c < cells; ++c) {
+        T sum = 0;
+        for (int t = 0; t < threads; ++t) sum += scratch[c + cells * t];
+        out[c] = (accumulate ? out[c] : T(0)) + sum * scale;
+    }
+}
+
+}  // namespace
+
+template <class T>
+void deposit_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, T scale, int threads,
+                 HostArray<T>& scratch, T* rho) {
+    const std::int64_t cells = g.cells();
+    scratch.assign(std::size_t(cells * threads), T(0));
+    const bodies::CicGrid<T> cg = bodies::cic_grid<T>(g);
+    // Each thread deposits into its own grid; the grids are summed in thread
+    // order, so the result is reproducible for a given thread count.
+#pragma omp parallel num_threads(threads)
+    {
+        T* grid = scratch.data() + cells * omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (std::int64_t p = 0; p < n; ++p) {
+            const bodies::CicPoint<T> c = bodies::cic_point(cg, pos[0][p], pos[1][p], pos[2][p]);
+            for (int m = 0; m < 8; ++m) grid[c.base + bodies::cic_offset(cg, m)] += c.w[m];
+        }
+    }
+    reduce_thread_grids(scratch.data(), cells, threads, scale, rho, false);
+}
+
+template <class T>
+double deposit_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64_t n, T scale, const T* rho_adj,
+                           int threads, T* const pos_adj[3], GeometryAdjoint& geo_adj) {
+    const bodies::CicGrid<T> cg = bodies::cic_grid<T>(g);
+    double scale_adj = 0, o_adj[3] = {0, 0, 0}, h_adj[3] = {0, 0, 0};
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : scale_adj, o_adj[:3], h_adj[:3])
+    for (std::int64_t p = 0; p < n; ++p) {
+        const bodies::CicPointAdjoint<T> q = bodies::cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
+        double s_adj[3];
+        scale_adj += bodies::deposit_adjoint_particle(cg, q, rho_adj, scale, s_adj);
+        add_grid_coordinate_adjoint(cg, q, s_adj, pos_adj, p, o_adj, h_adj);
+    }
+    for (int a = 0; a < 3; ++a) {
+        geo_adj.origin_m[a] += o_adj[a];
+        geo_adj.cell_m[a] += h_adj[a];
+    }
+    return scale_adj;
+}
+
+template <class T>
+void gather_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, const T* const e_grid[3],
+                T* const e_part[3], int threads) {
+    const bodies::CicGrid<T> cg = bodies::cic_grid<T>(g);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t p = 0; p < n; ++p) {
+        const bodies::CicPoint<T> c = bodies::cic_point(cg, pos[0][p], pos[1][p], pos[2][p]);
+        for (int a = 0; a < 3; ++a) e_part[a][p] = bodies::cic_gather(cg, c, e_grid[a]);
+    }
+}
+
+template <class T>
+void gather_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64_t n, const T* const e_grid[3],
+                        const T* const e_part_adj[3], int threads, HostArray<T>& scratch, T* const e_grid_adj[3],
+                        T* const pos_adj[3], GeometryAdjoint& geo_adj) {
+    const std::int64_t cells = g.cells();
+    const bodies::CicGrid<T> cg = bodies::cic_grid<T>(g);
+    scratch.assign(std::size_t(3 * cells * threads), T(0));
+    double o_adj[3] = {0, 0, 0}, h_adj[3] = {0, 0, 0};
+#pragma omp parallel num_threads(threads) reduction(+ : o_adj[:3], h_adj[:3])
+    {
+        T* grid = scratch.data() + 3 * cells * omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (std::int64_t p = 0; p < n; ++p) {
+            const bodies::CicPointAdjoint<T> q = bodies::cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
+            double s_adj[3] = {0, 0, 0};
+            for (int a = 0; a < 3; ++a) {
+                const T e_adj = e_part_adj[a][p];
+                for (int m = 0; m < 8; ++m) grid[a * cells + q.point.base + bodies::cic_offset(cg, m)] += q.point.w[m] * e_adj;
+                bodies::gather_adjoint_particle(cg, q, e_grid[a], e_adj, s_adj);
+            }
+            add_grid_coordinate_adjoint(cg, q, s_adj, pos_adj, p, o_adj, h_adj);
+        }
+    }
+    for (int a = 0; a < 3; ++a) {
+        // per-thread grids are laid out [thread][axis][cell]
+        HostArray<T> axis(std::size_t(cells * threads));
+        for (int t = 0; t < threads; ++t)
+            std::copy_n(scratch.data() + (3 * t + a) * cells, cells, axis.data() + t * cells);
+        reduce_thread_grids(axis.data(), cells, threads, T(1), e_grid_adj[a], true);
+        geo_adj.origin_m[a] += o_adj[a];
+        geo_adj.cell_m[a] += h_adj[a];
+    }
+}
+
+namespace {
+
+// Applies the corner difference D f(i) = f(i) - f(i-1), f(-1) = -f(0), or its
+// transpose, along axis a of an n0 x n1 x n2 array, in place.
+void difference_along(double* v, const std::array<int, 3>& n, int a, bool transpose, int threads) {
+    // planes along axis a are contiguous blocks of `inner` values; differences
+    // of whole planes vectorize and walk memory in order
+    const std::int64_t inner = a == 0 ? std::int64_t(n[1]) * n[2] : (a == 1 ? n[2] : 1);
+    const std::int64_t outer = std::int64_t(n[0]) * n[1] * n[2] / (inner * n[a]);
+    const int len = n[a];
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t o = 0; o < outer; ++o) {
+        double* base = v + o * len * inner;
+        if (!transpose) {  // from the last plane down, so plane i-1 still holds f(i-1)
+            for (int i = len - 1; i >= 1; --i) {
+                double* plane = base + i * inner;
+                const double* below = plane - inner;
+                for (std::int64_t k = 0; k < inner; ++k) plane[k] -= below[k];
+            }
+            for (std::int64_t k = 0; k < inner; ++k) base[k] *= 2.0;
+        } else {  // (D^T y)(i) = y(i) - y(i+1), y(0) counted twice; upwards, so y(i+1) is intact
+            for (int i = 0; i + 1 < len; ++i) {
+                double* plane = base + i * inner;
+                const double* above = plane + inner;
+                const double weight = i == 0 ? 2.0 : 1.0;
+                for (std::int64_t k = 0; k < inner; ++k) plane[k] = weight * plane[k] - above[k];
+            }
+        }
+    }
+}
+
+std::array<double, 3> igf_cells(const GridGeometry& g, double gamma) {
+    return {g.cell_m[0], g.cell_m[1], gamma * g.cell_m[2]};
+}
+
+constexpr double kCoulomb = 1.0 / (4.0 * kPi * kVacuumPermittivity_F_per_m);
+
+}  // namespace
+
+// G = Dx Dy Dz g at the corners (i + 1/2) h: the antiderivative is odd in each
+// argument, so the 8-corner sum of paper Eq. 4 needs g at n^3 corners only.
+template <class T>
+void build_green(const GridGeometry& g, double gamma, int threads, T* green_doubled) {
+    const int nx = g.n[0], ny = g.n[1], nz = g.n[2];
+    const auto h = igf_cells(g, gamma);
+    HostArray<double> corner(std::size_t(g.cells()));
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int i = 0; i < nx; ++i)
+        for (int j = 0; j < ny; ++j)
+            for (int k = 0; k < nz; ++k)
+                corner[node(g, i, j, k)] = igf_antiderivative((i + 0.5) * h[0], (j + 0.5) * h[1], (k + 0.5) * h[2]);
+    for (int a = 0; a < 3; ++a) difference_along(corner.data(), g.n, a, false, threads);
+    const int my = 2 * ny, mz = 2 * nz;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int i = 0; i < 2 * nx; ++i)
+        for (int j = 0; j < my; ++j)
+            for (int k = 0; k < mz; ++k) {
+                const int fi = mirror_fold(i, nx), fj = mirror_fold(j, ny), fk = mirror_fold(k, nz);
+                // index n of the doubled grid is never reached by the cropped convolution
+                const double v = (fi < 0 || fj < 0 || fk < 0) ? 0.0 : kCoulomb * corner[node(g, fi, fj, fk)];
+                green_doubled[(std::int64_t(i) * my + j) * mz + k] = T(v);
+            }
+}
+
+template <class T>
+double build_green_adjoint(const GridGeometry& g, double gamma, const T* green_doubled_adj, int threads,
+                           GeometryAdjoint& geo_adj) {
+    const int nx = g.n[0], ny = g.n[1], nz = g.n[2];
+    const auto h = igf_cells(g, gamma);
+    HostArray<double> corner_adj(std::size_t(g.cells()), 0.0);
+    // fold: G[i] sits at doubled index i and, for i >= 1, also at 2n - i
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t c = 0; c < g.cells(); ++c)
+        corner_adj[c] = bodies::green_fold_adjoint(green_doubled_adj, c, nx, ny, nz, kCoulomb);
+    for (int a = 2; a >= 0; --a) difference_along(corner_adj.data(), g.n, a, true, threads);
+    double h_adj[3] = {0, 0, 0};
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : h_adj[:3])
+    for (int i = 0; i < nx; ++i)
+        for (int j = 0; j < ny; ++j)
+            for (int k = 0; k < nz; ++k) {
+                const double c[3] = {i + 0.5, j + 0.5, k + 0.5};
+                double grad[3];
+                igf_antiderivative_gradient(c[0] * h[0], c[1] * h[1], c[2] * h[2], grad);
+                const double w = corner_adj[node(g, i, j, k)];
+                for (int a = 0; a < 3; ++a) h_adj[a] += w * c[a] * grad[a];
+            }
+    geo_adj.cell_m[0] += h_adj[0];
+    geo_adj.cell_m[1] += h_adj[1];
+    geo_adj.cell_m[2] += gamma * h_adj[2];
+    return g.cell_m[2] * h_adj[2];
+}
+
+template <class T>
+void field_from_potential(const GridGeometry& g, const T* phi, T* const e[3], int threads) {
+    const std::int64_t stride[3] = {std::int64_t(g.n[1]) * g.n[2], g.n[2], 1};
+    for (int a = 0; a < 3; ++a) {
+        const int len = g.n[a];
+        const std::int64_t s = stride[a];
+        const T inv_2h = T(0.5 / g.cell_m[a]), inv_h = T(1.0 / g.cell_m[a]);
+        T* out = e[a];
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (std::int64_t c = 0; c < g.cells(); ++c) {
+            const int i = int((c / s) % len);
+            if (i == 0) out[c] = -(phi[c + s] - phi[c]) * inv_h;
+            else if (i == len - 1) out[c] = -(phi[c] - phi[c - s]) * inv_h;
+            else out[c] = -(phi[c + s] - phi[c - s]) * inv_2h;
+        }
+    }
+}
+
+template <class T>
+void field_from_potential_adjoint(const GridGeometry& g, const T* const e[3], const T* const e_adj[3], int threads,
+                                  T* phi_adj, GeometryAdjoint& geo_adj) {
+    const std::int64_t stride[3] = {std::int64_t(g.n[1]) * g.n[2], g.n[2], 1};
+    for (int a = 0; a < 3; ++a) {
+        const int len = g.n[a];
+        const std::int64_t s = stride[a];
+        const T inv_2h = T(0.5 / g.cell_m[a]), inv_h = T(1.0 / g.cell_m[a]);
+        const T* ea = e_adj[a];
+        double h_adj = 0;
+        // Gather form of the transposed stencil: each node collects from the
+        // nodes whose difference used it, so no two threads write one node.
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : h_adj)
+        for (std::int64_t c = 0; c < g.cells(); ++c) {
+            double h_term;
+            phi_adj[c] += bodies::field_adjoint_node(e[a], ea, c, s, len, inv_h, inv_2h, g.cell_m[a], h_term);
+            h_adj += h_term;
+        }
+        geo_adj.cell_m[a] += h_adj;
+    }
+}
+
+template <class T>
+HockneyConvolver<T>::HockneyConvolver(std::array<int, 3> n, int threads)
+    : n_(n), threads_(threads), fft_({2 * n[0], 2 * n[1], 2 * n[2]}, threads) {
+    work_a_.resize(fft_.real_size());
+    spec_a_.resize(fft_.spectrum_size());
+    spec_b_.resize(fft_.spectrum_size());
+}
+
+template <class T>
+void HockneyConvolver<T>::pad(const T* cells, T* doubled) const {
+    const int my = 2 * n_[1], mz = 2 * n_[2];
+    std::fill(doubled, doubled + fft_.real_size(), T(0));
+    for (int i = 0; i < n_[0]; ++i)
+        for (int j = 0; j < n_[1]; ++j)
+            std::copy_n(cells + (std::int64_t(i) * n_[1] + j) * n_[2], n_[2], doubled + (std::int64_t(i) * my + j) * mz);
+}
+
+template <class T>
+void HockneyConvolver<T>::convolve(const T* rho, const T* green_doubled, T* phi) {
+    pad(rho, work_a_.data());
+    fft_.forward(work_a_.data(), spec_a_.data());
+    std::copy_n(green_doubled, fft_.real_size(), work_a_.data());
+    fft_.forward(work_a_.data(), spec_b_.data());
+    const T norm = T(1.0 / double(fft_.real_size()));
+    const std::int64_t ns = fft_.spectrum_size();
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (std::int64_t c = 0; c < ns; ++c) spec_a_[c] *= spec_b_[c] * norm;
+    fft_.inverse(spec_a_.data(), work_a_.data());
+    const int my = 2 * n_[1], mz = 2 * n_[2];
+    for (int i = 0; i < n_[0]; ++i)
+        for (int j = 0; j < n_[1]; ++j)
+            std::copy_n(work_a_.data() + (std::int64_t(i) * my + j) * mz, n_[2], phi + (std::int64_t(i) * n_[1] + j) * n_[2]);
+}
+
+// Both adjoints are circular correlations with pad(phi_adj): with
+// A = FFT(pad(phi_adj)), d/d(rho) = crop(c2r(A conj(FFT(green)))) / M and
+// d/d(green) = c2r(A conj(FFT(pad(rho)))) / M. Only the work arrays are used.
+template <class T>
+void HockneyConvolver<T>::convolve_adjoint(const T* rho, const T* green_doubled, const T* phi_adj, T* rho_adj,
+                                           T* green_doubled_adj) {
+    const std::int64_t m = fft_.real_size(), ns = fft_.spectrum_size();
+    const T norm = T(1.0 / double(m));
+    auto correlate_into = [&](T* out) {  // out = c2r(spec_a * conj(spec_b)) / M; spec_b is overwritten
+#pragma omp parallel for num_threads(threads_) schedule(static)
+        for (std::int64_t c = 0; c < ns; ++c) spec_b_[c] = spec_a_[c] * std::conj(spec_b_[c]) * norm;
+        fft_.inverse(spec_b_.data(), out);
+    };
+    pad(phi_adj, work_a_.data());
+    fft_.forward(work_a_.data(), spec_a_.data());
+    std::copy_n(green_doubled, m, work_a_.data());
+    fft_.forward(work_a_.data(), spec_b_.data());
+    correlate_into(work_a_.data());
+    const int my = 2 * n_[1], mz = 2 * n_[2];
+    for (int i = 0; i < n_[0]; ++i)
+        for (int j = 0; j < n_[1]; ++j)
+            for (int k = 0; k < n_[2]; ++k)
+                rho_adj[(std::int64_t(i) * n_[1] + j) * n_[2] + k] += work_a_[(std::int64_t(i) * my + j) * mz + k];
+    pad(rho, work_a_.data());
+    fft_.forward(work_a_.data(), spec_b_.data());
+    correlate_into(green_doubled_adj);
+}
+
+template <class T>
+void grid_covering_adjoint(const GridSettings& settings, const T* const pos[3], std::int64_t n,
+                           const GeometryAdjoint& geo_adj, T* const pos_adj[3]) {
+    for (int a = 0; a < 3; ++a) {
+        const double o_adj = geo_adj.origin_m[a], h_adj = geo_adj.cell_m[a];
+        const int nodes = settings.shape[a];
+        if (settings.mode == ExtentMode::minmax) {
+            // origin = lo - (hi-lo) pad/2, cell = (hi-lo)(1+pad)/(n-1)
+            const double w = 1.0 + settings.padding;
+            std::int64_t lo = 0, hi = 0;
+            for (std::int64_t p = 1; p < n; ++p) {
+                if (pos[a][p] < pos[a][lo]) lo = p;
+                if (pos[a][p] > pos[a][hi]) hi = p;
+            }
+            pos_adj[a][lo] += T(o_adj * (0.5 + 0.5 * w) - h_adj * w / (nodes - 1));
+            pos_adj[a][hi] += T(o_adj * (0.5 - 0.5 * w) + h_adj * w / (nodes - 1));
+        } else {
+            // origin = mean - k*rms, cell = 2k*rms/(n-1)
+            double sum = 0, sum2 = 0;
+            for (std::int64_t p = 0; p < n; ++p) {
+                sum += pos[a][p];
+                sum2 += double(pos[a][p]) * pos[a][p];
+            }
+            const double mean = sum / n, rms = std::sqrt(std::max(sum2 / n - mean * mean, 0.0));
+            const double k = settings.sigma_factor[a];
+            const double mean_adj = o_adj, rms_adj = -k * o_adj + 2 * k * h_adj / (nodes - 1);
+            for (std::int64_t p = 0; p < n; ++p)
+                pos_adj[a][p] += T(mean_adj / n + rms_adj * (pos[a][p] - mean) / (n * rms));
+        }
+    }
+}
+
+#define SCTAPE_INSTANTIATE(T)                                                                                       \
+    template void deposit_cic<T>(const GridGeometry&, const T* const[3], std::int64_t, T, int, HostArray<T>&, T*);   \
+    template double deposit_cic_adjoint<T>(const GridGeometry&, const T* const[3], std::int64_t, T, const T*, int,   \
+                                           T* const[3], GeometryAdjoint&);                                           \
+    template void gather_cic<T>(const GridGeometry&, const T* const[3], std::int64_t, const T* const[3], T* const[3], \
+                                int);                                                                                \
+    template void gather_cic_adjoint<T>(const GridGeometry&, const T* const[3], std::int64_t, const T* const[3],     \
+                                        const T* const[3], int, HostArray<T>&, T* const[3], T* const[3],             \
+                                        GeometryAdjoint&);                                                           \
+    template void build_green<T>(const GridGeometry&, double, int, T*);                                              \
+    template double build_green_adjoint<T>(const GridGeometry&, double, const T*, int, GeometryAdjoint&);            \
+    template void field_from_potential<T>(const GridGeometry&, const T*, T* const[3], int);                          \
+    template void field_from_potential_adjoint<T>(const GridGeometry&, const T* const[3], const T* const[3], int, T*, \
+                                                  GeometryAdjoint&);                                                 \
+    template class HockneyConvolver<T>;                                                                              \
+    template void grid_covering_adjoint<T>(const GridSettings&, const T* const[3], std::int64_t,                     \
+                                           const GeometryAdjoint&, T* const[3]);
+SCTAPE_INSTANTIATE(float)
+SCTAPE_INSTANTIATE(double)
+#undef SCTAPE_INSTANTIATE
+
+}  // namespace sctape

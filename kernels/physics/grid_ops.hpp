@@ -1,0 +1,88 @@
+// grid_ops.hpp — the grid-side work of a kick on the CPU, as free functions on
+// explicit arrays, each with its adjoint: cloud-in-cell deposit and gather,
+// the IGF on the doubled grid, Hockney convolution, and the field stencil.
+// SpaceChargeKick runs the forward ones; the `fused` strategy runs both.
+//
+// Arrays of node values are indexed (i*ny + j)*nz + k. Adjoint functions
+// accumulate (+=) into their outputs.
+//
+//   sctape::deposit_cic(geometry, pos, n, scale, threads, scratch, rho);
+//   sctape::HockneyConvolver<double> conv(geometry.n, threads);
+//   conv.convolve(rho, green_doubled, phi);
+#pragma once
+
+#include <array>
+#include <complex>
+#include <cstdint>
+#include <memory>
+
+#include "core/fft_cpu.hpp"
+#include "core/memory.hpp"
+#include "physics/space_charge.hpp"
+
+namespace sctape {
+
+// rho[node] = scale * sum_p W(p, node); `scratch` holds one grid per thread.
+template <class T>
+void deposit_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, T scale, int threads,
+                 HostArray<T>& scratch, T* rho);
+// Given rho_adj: position adjoints (+=) and geometry adjoint (+=); returns d/d(scale).
+template <class T>
+double deposit_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64_t n, T scale,
+                           const T* rho_adj, int threads, T* const pos_adj[3], GeometryAdjoint& geo_adj);
+
+// e_part[a][p] = sum_node W(p, node) e_grid[a][node].
+template <class T>
+void gather_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, const T* const e_grid[3],
+                T* const e_part[3], int threads);
+// Given e_part_adj: grid adjoints (+=, via per-thread `scratch`), position and geometry adjoints (+=).
+template <class T>
+void gather_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64_t n, const T* const e_grid[3],
+                        const T* const e_part_adj[3], int threads, HostArray<T>& scratch, T* const e_grid_adj[3],
+                        T* const pos_adj[3], GeometryAdjoint& geo_adj);
+
+// The IGF times 1/(4 pi eps0) mirrored into the doubled grid (2nx x 2ny x 2nz),
+// with z cells scaled by gamma (modified Poisson equation), built in float64.
+template <class T>
+void build_green(const GridGeometry& g, double gamma, int threads, T* green_doubled);
+// Given the doubled grid's adjoint: geometry adjoint (+=) and d/d(gamma) (returned).
+template <class T>
+double build_green_adjoint(const GridGeometry& g, double gamma, const T* green_doubled_adj, int threads,
+                           GeometryAdjoint& geo_adj);
+
+// E[a] = -d(phi)/d(axis a): centred inside, one-sided on boundary nodes.
+template <class T>
+void field_from_potential(const GridGeometry& g, const T* phi, T* const e[3], int threads);
+template <class T>
+void field_from_potential_adjoint(const GridGeometry& g, const T* const e[3], const T* const e_adj[3], int threads,
+                                  T* phi_adj, GeometryAdjoint& geo_adj);
+
+// Hockney's free-space convolution on the doubled grid.
+template <class T>
+class HockneyConvolver {
+public:
+    HockneyConvolver(std::array<int, 3> n, int threads);
+    // phi = crop(pad(rho) (*) green_doubled)
+    void convolve(const T* rho, const T* green_doubled, T* phi);
+    // rho_adj += crop(pad(phi_adj) correlated with green_doubled);
+    // green_doubled_adj = pad(phi_adj) correlated with pad(rho) (overwritten).
+    void convolve_adjoint(const T* rho, const T* green_doubled, const T* phi_adj, T* rho_adj, T* green_doubled_adj);
+    std::int64_t doubled_size() const { return fft_.real_size(); }
+
+private:
+    void pad(const T* cells, T* doubled) const;
+
+    std::array<int, 3> n_;
+    int threads_;
+    RealFft3d<T> fft_;
+    HostArray<T> work_a_;
+    HostArray<std::complex<T>> spec_a_, spec_b_;
+};
+
+// Adjoint of grid_covering: the geometry adjoint flows to the particles that
+// set the grid (min/max particles, or every particle through mean and rms).
+template <class T>
+void grid_covering_adjoint(const GridSettings& settings, const T* const pos[3], std::int64_t n,
+                           const GeometryAdjoint& geo_adj, T* const pos_adj[3]);
+
+}  // namespace sctape

@@ -1,0 +1,147 @@
+// kick_math.hpp — the per-particle and per-cell math of one space-charge kick,
+// as small SCTAPE_HD functions. The CPU loops (space_charge.cpp) and the CUDA
+// kernels call exactly these, so the CPU tests cover the GPU's math.
+//
+// Conventions (DESIGN.md): Cheetah's (x, px, y, py, tau, delta); inside the
+// kick, momenta are normalized to p0 (P/p0) and z = -beta0*tau is the
+// fixed-time longitudinal position.
+#pragma once
+
+#include <cmath>
+
+#include "core/hd.hpp"
+
+namespace sctape {
+
+// Hockney's doubled grid along one axis of n nodes: doubled index i -> the
+// node it mirrors (i < n: i; i > n: 2n - i), or -1 on the zero plane i == n.
+SCTAPE_HD int mirror_fold(int i, int n) { return i < n ? i : (i == n ? -1 : 2 * n - i); }
+
+// Cloud-in-cell location of coordinate u on nodes origin + i*h, i = 0..n-1:
+// the lower node index (clamped to n-2, so a particle on the last node still
+// puts all its charge on the grid) and the weight of the upper node.
+template <class T>
+struct CicLocation {
+    int index;
+    T upper_weight;
+};
+
+template <class T>
+SCTAPE_HD CicLocation<T> cic_locate(T u, T origin, T inv_h, int n) {
+    T s = (u - origin) * inv_h;
+    int i = static_cast<int>(std::floor(s));
+    if (i > n - 2) i = n - 2;
+    if (i < 0) i = 0;
+    return {i, s - static_cast<T>(i)};
+}
+
+// Antiderivative of 1/r (paper Eq. 5, without 1/(4 pi eps0)); odd in each
+// argument, never evaluated at a zero coordinate (corners sit at half cells).
+SCTAPE_HD double igf_antiderivative(double x, double y, double z) {
+    double x2 = x * x, y2 = y * y, z2 = z * z;
+    double r = std::sqrt(x2 + y2 + z2);
+    return y * z * std::asinh(x / std::sqrt(y2 + z2)) + x * z * std::asinh(y / std::sqrt(x2 + z2)) +
+           x * y * std::asinh(z / std::sqrt(x2 + y2)) - 0.5 * z2 * std::atan(x * y / (z * r)) -
+           0.5 * y2 * std::atan(x * z / (y * r)) - 0.5 * x2 * std::atan(y * z / (x * r));
+}
+
+// Gradient of igf_antiderivative: d g / d x etc. (the 2D antiderivatives of 1/r).
+SCTAPE_HD void igf_antiderivative_gradient(double x, double y, double z, double grad[3]) {
+    double x2 = x * x, y2 = y * y, z2 = z * z;
+    double r = std::sqrt(x2 + y2 + z2);
+    double as_x = std::asinh(x / std::sqrt(y2 + z2));
+    double as_y = std::asinh(y / std::sqrt(x2 + z2));
+    double as_z = std::asinh(z / std::sqrt(x2 + y2));
+    grad[0] = z * as_y + y * as_z - x * std::atan(y * z / (x * r));
+    grad[1] = z * as_x + x * as_z - y * std::atan(x * z / (y * r));
+    grad[2] = y * as_x + x * as_y - z * std::atan(x * y / (z * r));
+}
+
+// Total momentum over p0 of a particle with energy deviation delta:
+// E/(p0 c) = 1/beta0 + delta, (p/p0)^2 = (E/(p0 c))^2 - 1/(beta0 gamma0)^2.
+template <class T>
+SCTAPE_HD T momentum_squared(T delta, T inv_beta0, T inv_bg0_sq) {
+    T e = inv_beta0 + delta;
+    return e * e - inv_bg0_sq;
+}
+
+// s_to_t for one particle: longitudinal momentum pz (over p0) and z.
+template <class T>
+SCTAPE_HD void s_to_t_particle(T px, T py, T tau, T delta, T beta0, T inv_beta0, T inv_bg0_sq,
+                               T& z, T& pz) {
+    z = -beta0 * tau;
+    pz = std::sqrt(momentum_squared(delta, inv_beta0, inv_bg0_sq) - px * px - py * py);
+}
+
+// t_to_s for one particle: the new delta from old and new momenta, written
+// as delta + d(p^2)/(E_new + E_old) so float32 keeps the small energy change.
+template <class T>
+SCTAPE_HD T t_to_s_delta(T delta, T px_old, T py_old, T pz_old, T px, T py, T pz, T inv_beta0,
+                         T inv_bg0_sq) {
+    T dp2 = (px + px_old) * (px - px_old) + (py + py_old) * (py - py_old) +
+            (pz + pz_old) * (pz - pz_old);
+    T e_old = inv_beta0 + delta;
+    T e_new = std::sqrt(px * px + py * py + pz * pz + inv_bg0_sq);
+    return delta + dp2 / (e_new + e_old);
+}
+
+// Adjoint of s_to_t_particle's pz: accumulates into px, py, delta adjoints and
+// returns the contributions to d/d(1/beta0) and d/d(1/(beta0 gamma0)^2).
+template <class T>
+SCTAPE_HD void s_to_t_pz_adjoint(T px, T py, T delta, T pz, T pz_adj, T inv_beta0, T& px_adj, T& py_adj,
+                                 T& delta_adj, double& inv_beta0_adj, double& inv_bg0_sq_adj) {
+    const T r = pz_adj / pz;
+    px_adj -= r * px;
+    py_adj -= r * py;
+    delta_adj += r * (inv_beta0 + delta);
+    inv_beta0_adj += double(r) * (inv_beta0 + delta);
+    inv_bg0_sq_adj -= 0.5 * double(r);
+}
+
+// ---- per-particle adjoints, shared by the CPU fused adjoints (fused.cpp) and
+// the CUDA backward kernels. `_adj` arguments are adjoints, updated in place;
+// double sums collect the adjoints of the run's scalars.
+
+// Adjoint of the linear drift x += l px, y += l py, tau += l_tau delta, with
+// l_tau = -l / (beta0 gamma0)^2: d/d(l) and d/d(delta) * delta, the latter
+// before the caller's chain rule through 1/(beta0 gamma0)^2.
+template <class T>
+SCTAPE_HD void drift_adjoint_particle(T px, T py, T delta, T x_adj, T y_adj, T tau_adj, T l, T l_tau, double bg_sq,
+                                      T& px_adj, T& py_adj, T& delta_adj, double& length_adj, double& tau_term_adj) {
+    length_adj += double(px) * x_adj + double(py) * y_adj - double(delta) * tau_adj / bg_sq;
+    tau_term_adj += double(delta) * tau_adj;
+    px_adj += l * x_adj;
+    py_adj += l * y_adj;
+    delta_adj += l_tau * tau_adj;
+}
+
+// Adjoint of s_to_t: z = -beta0 tau and pz from (px, py, delta).
+template <class T>
+SCTAPE_HD void s_to_t_adjoint_particle(T px, T py, T tau, T delta, T pz, T z_adj, T pz_adj, T beta0, T inv_beta0,
+                                       T& px_adj, T& py_adj, T& tau_adj, T& delta_adj, double& beta0_adj,
+                                       double& inv_beta0_adj, double& inv_bg0_sq_adj) {
+    tau_adj -= beta0 * z_adj;
+    beta0_adj -= double(tau) * z_adj;
+    s_to_t_pz_adjoint(px, py, delta, pz, pz_adj, inv_beta0, px_adj, py_adj, delta_adj, inv_beta0_adj, inv_bg0_sq_adj);
+}
+
+// Adjoint of t_to_s after a push dP: px' = px + dpx, py' = py + dpy and
+// delta' = |P + dP|_E - 1/beta0 (what t_to_s_delta computes, written for
+// float32), which does not depend on delta. Reads the adjoints of px', py',
+// delta'; leaves those of px, py (equal to those of dpx, dpy), sets pz's (equal
+// to dpz's) and zeroes delta's.
+template <class T>
+SCTAPE_HD void t_to_s_adjoint_particle(T px, T py, T pz, T dpx, T dpy, T dpz, T inv_bg0_sq, T& px_adj, T& py_adj,
+                                       T& delta_adj, T& pz_adj, double& inv_beta0_adj, double& inv_bg0_sq_adj) {
+    const T px1 = px + dpx, py1 = py + dpy, pz1 = pz + dpz;
+    const T e_new = std::sqrt(px1 * px1 + py1 * py1 + pz1 * pz1 + inv_bg0_sq);
+    const T d = delta_adj;
+    px_adj = px_adj + d * px1 / e_new;
+    py_adj = py_adj + d * py1 / e_new;
+    pz_adj = d * pz1 / e_new;
+    delta_adj = 0;
+    inv_beta0_adj -= d;
+    inv_bg0_sq_adj += 0.5 * double(d) / e_new;
+}
+
+}  // namespace sctape

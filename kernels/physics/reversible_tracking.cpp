@@ -1,0 +1,193 @@
+#include "physics/reversible_tracking.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "physics/space_charge.hpp"
+
+namespace sctape {
+namespace {
+
+const char* kStateName[6] = {"x", "y", "tau", "px", "py", "pz"};
+
+}  // namespace
+
+template <class T>
+FixedPointBeam quantize_beam(const Beam<T>& beam) {
+    const std::int64_t n = beam.size();
+    const Reference& ref = beam.reference;
+    const double ib = 1.0 / ref.beta, ibg2 = 1.0 / (ref.beta_gamma() * ref.beta_gamma());
+    std::array<HostArray<double>, 6> value;
+    for (auto& v : value) v.resize(n);
+    for (std::int64_t p = 0; p < n; ++p) {
+        value[kFixedX][p] = beam.x[p];
+        value[kFixedY][p] = beam.y[p];
+        value[kFixedTau][p] = beam.tau[p];
+        value[kFixedPx][p] = beam.px[p];
+        value[kFixedPy][p] = beam.py[p];
+        value[kFixedPz][p] = pz_from_delta(beam.px[p], beam.py[p], beam.delta[p], ib, ibg2);
+    }
+    FixedPointBeam fixed;
+    for (int c = 0; c < 6; ++c) {
+        if (c < 3) {
+            double range = 0;
+            for (double v : value[c]) range = std::max(range, std::fabs(v));
+            if (!(range > 0) || !std::isfinite(range))
+                throw std::runtime_error(std::string("reversible tracking: ") + kStateName[c] + " has no finite extent");
+            fixed.scale[c] = std::ldexp(1.0, std::ilogb(range) + 1 - kFixedPositionBits);
+        } else {
+            fixed.scale[c] = kFixedMomentumScale;
+        }
+        fixed.state[c].resize(n);
+        for (std::int64_t p = 0; p < n; ++p) {
+            const double q = value[c][p] / fixed.scale[c];
+            if (!(std::fabs(q) < kFixedLimit))
+                throw std::overflow_error(std::string("reversible tracking: ") + kStateName[c] + " does not fit in fixed point");
+            fixed.state[c][p] = quantize(q);
+        }
+    }
+    return fixed;
+}
+
+ReversibleSlices::ReversibleSlices(const TrackSettings& tracking)
+    : tracking_(tracking), elements_(slice_elements(tracking.lattice)) {}
+
+void ReversibleSlices::step(std::size_t slice) {
+    const Drift& d = tracking_.lattice[elements_[slice]];
+    const double ds = d.length_m / d.slices;
+    if (!space_charge()) return quantized_drift(ds, +1);
+    quantized_drift(0.5 * ds, +1);
+    quantized_kick(ds, +1);
+    quantized_drift(0.5 * ds, +1);
+}
+
+void ReversibleSlices::unstep(std::size_t slice) {
+    undo_half_drift(slice);
+    if (!space_charge()) return;
+    undo_kick(slice);
+    undo_half_drift(slice);
+}
+
+void ReversibleSlices::undo_half_drift(std::size_t slice) {
+    const Drift& d = tracking_.lattice[elements_[slice]];
+    quantized_drift((space_charge() ? 0.5 : 1.0) * d.length_m / d.slices, -1);
+}
+
+void ReversibleSlices::undo_kick(std::size_t slice) {
+    const Drift& d = tracking_.lattice[elements_[slice]];
+    quantized_kick(d.length_m / d.slices, -1);
+}
+
+void ReversibleSlices::overflow(const char* column) {
+    throw std::overflow_error(std::string("reversible tracking: ") + column +
+                              " left the fixed-point range (the beam grew by more than 4096x)");
+}
+
+template <class T>
+ReversibleTracker<T>::ReversibleTracker(const Beam<T>& beam, const TrackSettings& tracking, SpaceChargeKick<T>* kick)
+    : ReversibleSlices(tracking), fixed_(quantize_beam(beam)) {
+    prototype_.species = beam.species;
+    prototype_.reference = beam.reference;
+    prototype_.bunch_charge_C = beam.bunch_charge_C;
+    if (tracking.space_charge) {
+        kick_ = kick;
+        if (!kick_) {
+            own_kick_ = std::make_unique<SpaceChargeKick<T>>(tracking.grid, std::max(tracking.threads, 1));
+            kick_ = own_kick_.get();
+        }
+    }
+}
+
+template <class T>
+ReversibleTracker<T>::~ReversibleTracker() = default;
+
+// column += sign * Q(increment / scale), Q rounding to nearest (ties to even,
+// so Q(-x) = -Q(x)): the same integers are added and subtracted, so a step and
+// its inverse cancel exactly.
+template <class T>
+void ReversibleTracker<T>::add_quantized(int column, const HostArray<double>& increment, int sign) {
+    HostArray<std::int64_t>& col = fixed_.state[column];
+    const double inv = 1.0 / fixed_.scale[column];
+    bool fits = true;
+    for (std::size_t p = 0; p < col.size(); ++p) {
+        col[p] += sign * quantize(increment[p] * inv);
+        fits = fits && fixed_point_fits(col[p]);
+    }
+    if (!fits) overflow(kStateName[column]);
+}
+
+template <class T>
+void ReversibleTracker<T>::quantized_drift(double length_m, int sign) {
+    const Reference& ref = prototype_.reference;
+    const double ib = 1.0 / ref.beta, ibg2 = 1.0 / (ref.beta_gamma() * ref.beta_gamma());
+    const auto& q = fixed_.state;
+    const std::size_t n = q[0].size();
+    std::array<HostArray<double>, 3> inc;
+    for (auto& v : inc) v.resize(n);
+    for (std::size_t p = 0; p < n; ++p) {
+        double d[3];
+        drift_increments(q[kFixedPx][p], q[kFixedPy][p], q[kFixedPz][p], length_m, ib, ibg2, d);
+        for (int a = 0; a < 3; ++a) inc[a][p] = d[a];
+    }
+    for (int a = 0; a < 3; ++a) add_quantized(kFixedX + a, inc[a], sign);
+}
+
+// P += Q(S E(X)): the field depends on the positions only, and every step of
+// it (min/max, per-thread deposit grids summed in order, FFTW, stencil,
+// gather) is deterministic for a given thread count.
+template <class T>
+void ReversibleTracker<T>::quantized_kick(double ds_m, int sign) {
+    const Reference& ref = prototype_.reference;
+    const auto& q = fixed_.state;
+    const auto& scale = fixed_.scale;
+    const std::int64_t n = static_cast<std::int64_t>(q[0].size());
+    // the kick's input, built per call so it is not held during the adjoints
+    Beam<T> positions = prototype_;
+    for (auto* c : positions.columns()) c->assign(n, T(0));
+    for (std::int64_t p = 0; p < n; ++p) {
+        positions.x[p] = T(q[kFixedX][p] * scale[kFixedX]);
+        positions.y[p] = T(q[kFixedY][p] * scale[kFixedY]);
+        positions.tau[p] = T(q[kFixedTau][p] * scale[kFixedTau]);
+    }
+    kick_->s_to_t(positions);
+    kick_->deposit(positions);
+    kick_->green(positions);
+    kick_->convolve();
+    kick_->field();
+    kick_->gather(positions);
+    const double s = prototype_.species.charge_e * ds_m / (ref.beta * ref.gamma * ref.gamma * ref.p0c_eV);
+    HostArray<double> inc(n);
+    for (int a = 0; a < 3; ++a) {
+        const HostArray<T>& e = kick_->field_at_particles()[a];
+        for (std::int64_t p = 0; p < n; ++p) inc[p] = s * double(e[p]);
+        add_quantized(kFixedPx + a, inc, sign);
+    }
+}
+
+template <class T>
+Beam<T> ReversibleTracker<T>::beam() const {
+    Beam<T> b = prototype_;
+    const Reference& ref = prototype_.reference;
+    const double ib = 1.0 / ref.beta, ibg2 = 1.0 / (ref.beta_gamma() * ref.beta_gamma());
+    const auto& q = fixed_.state;
+    const auto& scale = fixed_.scale;
+    const std::size_t n = q[0].size();
+    const std::array<HostArray<T>*, 6> columns = b.columns();
+    for (auto* c : columns) c->resize(n);
+    for (std::size_t p = 0; p < n; ++p) {
+        const std::int64_t qp[6] = {q[0][p], q[1][p], q[2][p], q[3][p], q[4][p], q[5][p]};
+        T out[6];
+        fixed_point_coordinates(qp, scale[kFixedX], scale[kFixedY], scale[kFixedTau], ib, ibg2, out);
+        for (int c = 0; c < 6; ++c) (*columns[c])[p] = out[c];
+    }
+    return b;
+}
+
+template FixedPointBeam quantize_beam<float>(const Beam<float>&);
+template FixedPointBeam quantize_beam<double>(const Beam<double>&);
+template class ReversibleTracker<float>;
+template class ReversibleTracker<double>;
+
+}  // namespace sctape

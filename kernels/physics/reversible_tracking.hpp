@@ -1,0 +1,92 @@
+// reversible_tracking.hpp — tracking on fixed-point (int64) coordinates
+// (x, y, tau, px, py, pz) where each drift adds Q(f(P)) to X and each kick
+// adds Q(ds * F(X)) to P, Q a symmetric rounding to the fixed-point grid.
+// Subtracting the same integers undoes a step bit for bit (Levesque-Verlet;
+// pmwd's reverse-time integration made exact). The `reversible` strategy
+// (ad/reversible.hpp) reverses it; the CUDA backend runs the same integer
+// steps on the device (cuda/gpu_reversible.hpp).
+//
+//   sctape::ReversibleTracker<double> t(beam, tracking);
+//   t.step(0);  t.unstep(0);           // state() is bitwise what it was
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "physics/fixed_point.hpp"
+#include "physics/space_charge.hpp"
+#include "physics/tracking.hpp"
+
+namespace sctape {
+
+// A beam as fixed-point integers (x, y, tau, px, py, pz; fixed_point.hpp)
+// with each column's scale: positions on a grid 2^-50 of their initial range
+// (room to grow 2^12-fold), momenta (over p0) on 2^-60. Throws
+// std::runtime_error for a position column without finite extent and
+// std::overflow_error for a value that does not fit.
+struct FixedPointBeam {
+    std::array<HostArray<std::int64_t>, 6> state;
+    std::array<double, 6> scale{};
+};
+template <class T>
+FixedPointBeam quantize_beam(const Beam<T>& beam);
+
+// The slice structure of reversible tracking, shared by the CPU tracker below
+// and the GPU's (cuda/gpu_reversible.hpp): a slice is drift ds/2, kick ds,
+// drift ds/2 (a drift ds without space charge); the backend supplies the
+// quantized drift and kick, each with a sign (+1 forward, -1 undo).
+class ReversibleSlices {
+public:
+    explicit ReversibleSlices(const TrackSettings& tracking);
+    virtual ~ReversibleSlices() = default;
+
+    void step(std::size_t slice);    // drift ds/2, kick ds, drift ds/2 of that slice's element
+    void unstep(std::size_t slice);  // its exact inverse
+    // The inverse in parts, for adjoints that need the states in between:
+    // undo_half_drift, then undo_kick (which leaves that kick's rho, phi and
+    // geometry in the backend's kick), then undo_half_drift. Without space
+    // charge undo_half_drift undoes the whole drift.
+    void undo_half_drift(std::size_t slice);
+    void undo_kick(std::size_t slice);
+    std::size_t slices() const { return elements_.size(); }
+    bool space_charge() const { return tracking_.space_charge; }
+
+protected:
+    // position += sign * Q(length_m * f(momentum)); momentum += sign * Q(ds_m * F(position)).
+    virtual void quantized_drift(double length_m, int sign) = 0;
+    virtual void quantized_kick(double ds_m, int sign) = 0;
+    // Throws std::overflow_error naming the column that left the fixed-point range.
+    [[noreturn]] static void overflow(const char* column);
+
+    TrackSettings tracking_;
+    std::vector<std::size_t> elements_;
+};
+
+template <class T>
+class ReversibleTracker : public ReversibleSlices {
+public:
+    // Quantizes the beam (quantize_beam). The field comes from `kick` when
+    // given (shared work arrays), else from a kick of its own.
+    ReversibleTracker(const Beam<T>& beam, const TrackSettings& tracking, SpaceChargeKick<T>* kick = nullptr);
+    ~ReversibleTracker() override;
+
+    SpaceChargeKick<T>* kick() const { return kick_; }
+    // (x, y, tau, px, py, pz) as integers (scales: quantize_beam).
+    const std::array<HostArray<std::int64_t>, 6>& state() const { return fixed_.state; }
+    // The beam in Cheetah's coordinates (delta from the momentum).
+    Beam<T> beam() const;
+
+private:
+    void quantized_drift(double length_m, int sign) override;
+    void quantized_kick(double ds_m, int sign) override;
+    void add_quantized(int column, const HostArray<double>& increment, int sign);
+
+    Beam<T> prototype_;  // species, reference, charge
+    FixedPointBeam fixed_;
+    std::unique_ptr<SpaceChargeKick<T>> own_kick_;
+    SpaceChargeKick<T>* kick_ = nullptr;  // null without space charge
+};
+
+}  // namespace sctape

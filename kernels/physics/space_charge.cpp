@@ -1,0 +1,206 @@
+#include "physics/space_charge.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+
+#include "physics/grid_ops.hpp"
+#include "physics/kick_math.hpp"
+
+namespace sctape {
+
+const char* substep_name(Substep s) {
+    static const char* names[kSubstepCount] = {"s_to_t", "deposit", "green", "convolve",
+                                               "field",  "gather",  "push",  "t_to_s"};
+    return names[static_cast<int>(s)];
+}
+
+namespace {
+const char* kAxisName[3] = {"x", "y", "z"};
+}  // namespace
+
+GridGeometry geometry_from_extents(const GridSettings& settings, const AxisExtent extent[3], std::int64_t n) {
+    GridGeometry g;
+    g.n = settings.shape;
+    for (int a = 0; a < 3; ++a) {
+        if (g.n[a] < 2) throw std::runtime_error(std::string("grid needs at least 2 nodes along ") + kAxisName[a]);
+        const AxisExtent& e = extent[a];
+        if (e.non_finite > 0) throw std::runtime_error(std::string("non-finite particle coordinate along ") + kAxisName[a]);
+        // Edges as lo - margin and hi + margin, so with padding 0 the extreme
+        // particles sit exactly on the first and last nodes.
+        double first, last;
+        if (settings.mode == ExtentMode::minmax) {
+            const double margin = 0.5 * (e.hi - e.lo) * settings.padding;
+            first = e.lo - margin;
+            last = e.hi + margin;
+        } else {
+            const double mean = e.sum / n;
+            const double half = settings.sigma_factor[a] * std::sqrt(std::max(e.sum2 / n - mean * mean, 0.0));
+            first = mean - half;
+            last = mean + half;
+        }
+        if (!(last > first)) throw std::runtime_error(std::string("beam has zero extent along ") + kAxisName[a]);
+        g.origin_m[a] = first;
+        g.cell_m[a] = (last - first) / (g.n[a] - 1);
+        if (e.lo < first || e.hi > last) {
+            std::ostringstream msg;
+            msg << "particles outside the grid along " << kAxisName[a] << ": beam spans [" << e.lo << ", " << e.hi
+                << "] m, grid spans [" << first << ", " << last << "] m (increase space_charge.extent.factor)";
+            throw std::runtime_error(msg.str());
+        }
+    }
+    return g;
+}
+
+template <class T>
+GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], std::int64_t n) {
+    AxisExtent extent[3];
+    for (int a = 0; a < 3; ++a) {
+        // branch-free min/max/sums (they vectorize); a NaN or inf makes the
+        // sum non-finite, and only then are the particles counted one by one
+        double lo = std::numeric_limits<double>::infinity(), hi = -lo, sum = 0, sum2 = 0;
+        for (std::int64_t p = 0; p < n; ++p) {
+            const double u = pos[a][p];
+            lo = std::min(lo, u);
+            hi = std::max(hi, u);
+            sum += u;
+            sum2 += u * u;
+        }
+        if (std::isfinite(sum) && std::isfinite(sum2)) extent[a] = AxisExtent{lo, hi, sum, sum2, 0};
+        else
+            for (std::int64_t p = 0; p < n; ++p) extent[a].add(pos[a][p]);
+    }
+    return geometry_from_extents(settings, extent, n);
+}
+
+template <class T>
+SpaceChargeKick<T>::SpaceChargeKick(const GridSettings& settings, int threads)
+    : settings_(settings), threads_(std::max(threads, 1)) {
+    for (int a = 0; a < 3; ++a)
+        if (settings.shape[a] < 2)
+            throw std::runtime_error(std::string("grid needs at least 2 nodes along ") + kAxisName[a]);
+    const auto& s = settings.shape;
+    convolver_ = std::make_unique<HockneyConvolver<T>>(s, threads_);
+    std::int64_t cells = std::int64_t(s[0]) * s[1] * s[2];
+    rho_.resize(cells);
+    phi_.resize(cells);
+    for (auto& e : e_grid_) e.resize(cells);
+    green_doubled_.resize(convolver_->doubled_size());
+}
+
+template <class T>
+SpaceChargeKick<T>::~SpaceChargeKick() = default;
+
+template <class T>
+void SpaceChargeKick<T>::prepare(std::int64_t n) {
+    if (static_cast<std::int64_t>(z_.size()) == n) return;
+    z_.resize(n);
+    pz_.resize(n);
+    for (auto& e : e_part_) e.resize(n);
+    for (auto& d : dp_) d.resize(n);
+}
+
+template <class T>
+void SpaceChargeKick<T>::apply(Beam<T>& beam, double ds_m) {
+    auto timed = [this](Substep s, auto&& work) {
+        MemoryScope scope(substep_name(s));
+        auto t0 = std::chrono::steady_clock::now();
+        work();
+        seconds_[static_cast<int>(s)] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    };
+    timed(Substep::s_to_t, [&] { s_to_t(beam); });
+    timed(Substep::deposit, [&] { deposit(beam); });
+    timed(Substep::green, [&] { green(beam); });
+    timed(Substep::convolve, [&] { convolve(); });
+    timed(Substep::field, [&] { field(); });
+    timed(Substep::gather, [&] { gather(beam); });
+    timed(Substep::push, [&] { push(beam, ds_m); });
+    timed(Substep::t_to_s, [&] { t_to_s(beam); });
+}
+
+template <class T>
+void SpaceChargeKick<T>::s_to_t(const Beam<T>& beam) {
+    const std::int64_t n = beam.size();
+    prepare(n);
+    const auto& ref = beam.reference;
+    const T beta0 = T(ref.beta), inv_beta0 = T(1.0 / ref.beta), inv_bg2 = T(1.0 / (ref.beta_gamma() * ref.beta_gamma()));
+    bool finite = true;
+#pragma omp parallel for num_threads(threads_) schedule(static) reduction(&& : finite)
+    for (std::int64_t p = 0; p < n; ++p) {
+        s_to_t_particle(beam.px[p], beam.py[p], beam.tau[p], beam.delta[p], beta0, inv_beta0, inv_bg2, z_[p], pz_[p]);
+        finite = finite && std::isfinite(pz_[p]);
+    }
+    if (!finite)
+        throw std::runtime_error(kNonFinitePzMessage);
+}
+
+template <class T>
+void SpaceChargeKick<T>::deposit(const Beam<T>& beam) {
+    const T* pos[3] = {beam.x.data(), beam.y.data(), z_.data()};
+    geometry_ = grid_covering(settings_, pos, beam.size());
+    const T scale = T(beam.macro_charge_C() / geometry_.cell_volume_m3());
+    deposit_cic(geometry_, pos, beam.size(), scale, threads_, deposit_scratch_, rho_.data());
+}
+
+template <class T>
+void SpaceChargeKick<T>::green(const Beam<T>& beam) {
+    build_green(geometry_, beam.reference.gamma, threads_, green_doubled_.data());
+}
+
+template <class T>
+void SpaceChargeKick<T>::convolve() {
+    convolver_->convolve(rho_.data(), green_doubled_.data(), phi_.data());
+}
+
+template <class T>
+void SpaceChargeKick<T>::field() {
+    T* e[3] = {e_grid_[0].data(), e_grid_[1].data(), e_grid_[2].data()};
+    field_from_potential(geometry_, phi_.data(), e, threads_);
+}
+
+template <class T>
+void SpaceChargeKick<T>::gather(const Beam<T>& beam) {
+    const T* pos[3] = {beam.x.data(), beam.y.data(), z_.data()};
+    const T* e_grid[3] = {e_grid_[0].data(), e_grid_[1].data(), e_grid_[2].data()};
+    T* e_part[3] = {e_part_[0].data(), e_part_[1].data(), e_part_[2].data()};
+    gather_cic(geometry_, pos, beam.size(), e_grid, e_part, threads_);
+}
+
+// dP/p0 = q E / gamma0^2 * ds / (beta0 c) / p0 = charge_e * E * ds / (beta0 gamma0^2 p0c[eV]).
+template <class T>
+void SpaceChargeKick<T>::push(const Beam<T>& beam, double ds_m) {
+    const auto& ref = beam.reference;
+    const T scale = T(beam.species.charge_e * ds_m / (ref.beta * ref.gamma * ref.gamma * ref.p0c_eV));
+    const std::int64_t n = beam.size();
+    for (int a = 0; a < 3; ++a) {
+        const T* e = e_part_[a].data();
+        T* dp = dp_[a].data();
+#pragma omp parallel for num_threads(threads_) schedule(static)
+        for (std::int64_t p = 0; p < n; ++p) dp[p] = scale * e[p];
+    }
+}
+
+template <class T>
+void SpaceChargeKick<T>::t_to_s(Beam<T>& beam) {
+    const auto& ref = beam.reference;
+    const T inv_beta0 = T(1.0 / ref.beta), inv_bg2 = T(1.0 / (ref.beta_gamma() * ref.beta_gamma()));
+    const std::int64_t n = beam.size();
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (std::int64_t p = 0; p < n; ++p) {
+        T px_old = beam.px[p], py_old = beam.py[p], pz_old = pz_[p];
+        T px = px_old + dp_[0][p], py = py_old + dp_[1][p], pz = pz_old + dp_[2][p];
+        beam.delta[p] = t_to_s_delta(beam.delta[p], px_old, py_old, pz_old, px, py, pz, inv_beta0, inv_bg2);
+        beam.px[p] = px;
+        beam.py[p] = py;
+    }
+}
+
+template class SpaceChargeKick<float>;
+template class SpaceChargeKick<double>;
+template GridGeometry grid_covering<float>(const GridSettings&, const float* const[3], std::int64_t);
+template GridGeometry grid_covering<double>(const GridSettings&, const double* const[3], std::int64_t);
+
+}  // namespace sctape

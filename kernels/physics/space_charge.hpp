@@ -1,0 +1,140 @@
+// space_charge.hpp — the 3D space-charge kick on the CPU, split into the eight
+// substeps named in DESIGN.md: s_to_t, deposit, green, convolve, field,
+// gather, push, t_to_s. Each substep is a public member so tests and the
+// tape can drive them one by one; apply() runs them in order and times them.
+//
+//   sctape::GridSettings grid;              // 32^3, min/max extent, 5% padding
+//   sctape::SpaceChargeKick<double> kick(grid, /*threads=*/2);
+//   kick.apply(beam, /*ds_m=*/0.1);         // momenta change, positions do not
+//   const auto& ex = kick.field()[0];       // -d(phi)/dx on the nodes, V/m
+#pragma once
+
+#include <array>
+#include <complex>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <memory>
+
+#include "physics/beam.hpp"
+#include "core/memory.hpp"
+
+namespace sctape {
+
+template <class T>
+class HockneyConvolver;
+
+enum class Substep { s_to_t, deposit, green, convolve, field, gather, push, t_to_s };
+constexpr int kSubstepCount = 8;
+const char* substep_name(Substep s);
+constexpr std::array<Substep, kSubstepCount> kAllSubsteps = {
+    Substep::s_to_t, Substep::deposit, Substep::green,  Substep::convolve,
+    Substep::field,  Substep::gather,  Substep::push,   Substep::t_to_s};
+
+enum class ExtentMode { minmax, sigma };
+
+struct GridSettings {
+    std::array<int, 3> shape = {32, 32, 32};  // nodes along x, y, z
+    ExtentMode mode = ExtentMode::minmax;
+    double padding = 0.05;                    // minmax: relative margin on each side
+    std::array<double, 3> sigma_factor = {6.0, 6.0, 6.0};  // sigma: half-width in rms sizes
+};
+
+// Node grid origin + i*cell along each axis (x, y, lab z), i = 0..n-1.
+struct GridGeometry {
+    std::array<int, 3> n{};
+    std::array<double, 3> origin_m{};
+    std::array<double, 3> cell_m{};
+    std::int64_t cells() const { return std::int64_t(n[0]) * n[1] * n[2]; }
+    double cell_volume_m3() const { return cell_m[0] * cell_m[1] * cell_m[2]; }
+};
+
+// Adjoints of the grid geometry (origin and cell size per axis).
+struct GeometryAdjoint {
+    std::array<double, 3> origin_m{};
+    std::array<double, 3> cell_m{};
+};
+
+// Grid covering the given fixed-time positions; throws std::runtime_error on
+// non-finite coordinates, a zero extent, or particles outside a sigma grid.
+template <class T>
+GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], std::int64_t n);
+
+// Reductions of one axis over the particles (min, max, sums over the finite
+// ones), wherever they were computed (the CUDA backend reduces on the device).
+struct AxisExtent {
+    double lo = std::numeric_limits<double>::infinity();
+    double hi = -std::numeric_limits<double>::infinity();
+    double sum = 0;
+    double sum2 = 0;
+    std::int64_t non_finite = 0;
+
+    void add(double u) {
+        if (!std::isfinite(u)) {
+            ++non_finite;
+            return;
+        }
+        lo = std::min(lo, u);
+        hi = std::max(hi, u);
+        sum += u;
+        sum2 += u * u;
+    }
+};
+// The grid of grid_covering from its per-axis reductions (same checks, same messages).
+GridGeometry geometry_from_extents(const GridSettings& settings, const AxisExtent extent[3], std::int64_t n);
+
+// The error of s_to_t for a particle without a real longitudinal momentum.
+constexpr const char* kNonFinitePzMessage =
+    "non-finite longitudinal momentum: a particle has non-finite px, py or delta, "
+    "or a transverse momentum above its total momentum";
+
+template <class T>
+class SpaceChargeKick {
+public:
+    SpaceChargeKick(const GridSettings& settings, int threads);
+    ~SpaceChargeKick();
+
+    void apply(Beam<T>& beam, double ds_m);
+
+    void s_to_t(const Beam<T>& beam);
+    void deposit(const Beam<T>& beam);
+    void green(const Beam<T>& beam);
+    void convolve();
+    void field();
+    void gather(const Beam<T>& beam);
+    void push(const Beam<T>& beam, double ds_m);
+    void t_to_s(Beam<T>& beam);
+
+    // State left by the last substeps (nodes indexed (i*ny + j)*nz + k).
+    const GridGeometry& geometry() const { return geometry_; }
+    const HostArray<T>& charge_density() const { return rho_; }   // C/m^3
+    const HostArray<T>& potential() const { return phi_; }        // V
+    const HostArray<T>& green_function() const { return green_doubled_; }  // IGF / (4 pi eps0), doubled grid
+    const std::array<HostArray<T>, 3>& field_on_grid() const { return e_grid_; }  // -grad phi, V/m
+    const HostArray<T>& z() const { return z_; }                  // -beta0*tau, m
+    const std::array<HostArray<T>, 3>& momentum_kick() const { return dp_; }  // over p0
+    const std::array<HostArray<T>, 3>& field_at_particles() const { return e_part_; }  // V/m, after gather
+
+    // The FFT convolution work space, for adjoints that run between kicks.
+    HockneyConvolver<T>& convolver() { return *convolver_; }
+
+    // Wall seconds accumulated per substep since construction.
+    const std::array<double, kSubstepCount>& seconds() const { return seconds_; }
+
+private:
+    void prepare(std::int64_t n_particles);
+
+    GridSettings settings_;
+    int threads_;
+    GridGeometry geometry_;
+    HostArray<T> z_, pz_;
+    std::array<HostArray<T>, 3> e_part_, dp_;
+    HostArray<T> rho_, deposit_scratch_, phi_;
+    std::array<HostArray<T>, 3> e_grid_;
+    HostArray<T> green_doubled_;
+    std::unique_ptr<HockneyConvolver<T>> convolver_;
+    std::array<double, kSubstepCount> seconds_{};
+};
+
+}  // namespace sctape
