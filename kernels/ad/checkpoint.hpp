@@ -10,13 +10,15 @@
 //   sctape::GradientRequest req;
 //   req.strategy = sctape::Strategy::checkpoint;
 //   req.snapshots = 10;
-//   auto r = sctape::checkpoint_gradient<double>(beam, tracking, req);
+//   auto r = sctape::compute_gradient<double>(beam, tracking, req);
 //   r.memory.max_states_held;      // <= 10
 //   r.memory.max_recomputations;   // <= 4 for 1000 kicks
 #pragma once
 
 #include <cstdint>
 #include <vector>
+
+#include <algorithm>
 
 #include "ad/gradient.hpp"
 
@@ -34,8 +36,14 @@ std::int64_t binomial_split(std::int64_t a, std::int64_t n, int snapshots);
 // reversal's right spine (every step when snapshots == 0).
 std::vector<std::int64_t> checkpoint_spine(std::int64_t steps, int snapshots);
 
-template <class T>
-GradientResult checkpoint_gradient(const BeamParameters& beam, const TrackSettings& tracking,
-                                   const GradientRequest& request);
+// How many states are held, and how often each step is re-evaluated untaped.
+struct CheckpointCounters {
+    explicit CheckpointCounters(std::int64_t steps) : advances(steps, 0) {}
+    int held = 0, max_held = 0;
+    std::vector<int> advances;
+    void hold() { max_held = std::max(max_held, ++held); }
+    void release() { --held; }
+    int max_advances() const { return advances.empty() ? 0 : *std::max_element(advances.begin(), advances.end()); }
+};
 
 }  // namespace sctape

@@ -1,33 +1,16 @@
-// checkpoint_reverser.hpp — the reversal of binomial checkpointing, written
-// once for every backend. An Engine holds the current beam position and
-// provides:
-//   State capture();                          // a copy of the current position
-//   void restore(const State&);               // make a copy current
-//   void drop();                              // release the current position
-//   void advance(std::size_t element);        // one slice forward, untaped
-//   void backward_through(std::size_t element);  // tape that slice from the current
-//                                             // position and run its adjoint now
-// Internal: include only from the strategies' sources.
+// checkpoint_reverser.hpp — the checkpoint strategy's forward pass and the
+// reversal of binomial checkpointing, written once over any engine
+// (engine.hpp). Internal: include only from the engines' sources.
 #pragma once
 
-#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
 
 #include "ad/checkpoint.hpp"
+#include "ad/engine.hpp"
 
 namespace sctape {
-
-// How many states are held, and how often each step is re-evaluated untaped.
-struct CheckpointCounters {
-    explicit CheckpointCounters(std::int64_t steps) : advances(steps, 0) {}
-    int held = 0, max_held = 0;
-    std::vector<int> advances;
-    void hold() { max_held = std::max(max_held, ++held); }
-    void release() { --held; }
-    int max_advances() const { return advances.empty() ? 0 : *std::max_element(advances.begin(), advances.end()); }
-};
 
 // Reverses steps [a, b) from the state at a with `slots` states (the one at
 // a included): the recursion of binomial checkpointing.
@@ -42,13 +25,13 @@ public:
         const std::int64_t n = b - a;
         if (n == 1) {
             engine_.restore(at_a);
-            return engine_.backward_through(elements_[a]);
+            return backward_through_slice(engine_, elements_[a]);
         }
         if (slots <= 1) {
             for (std::int64_t i = b - 1; i >= a; --i) {
                 engine_.restore(at_a);
                 for (std::int64_t k = a; k < i; ++k) advance(k);
-                engine_.backward_through(elements_[i]);
+                backward_through_slice(engine_, elements_[i]);
             }
             return;
         }
@@ -67,7 +50,7 @@ public:
 
 private:
     void advance(std::int64_t step) {
-        engine_.advance(elements_[step]);
+        advance_slice(engine_, elements_[step]);
         ++counters_.advances[step];
     }
 
@@ -75,5 +58,39 @@ private:
     CheckpointCounters& counters_;
     const std::vector<std::size_t>& elements_;
 };
+
+// Keeps the states on the spine (checkpoint_spine), each with an entry that
+// reverses its segment binomially; the slices between run untaped.
+template <class Engine>
+void checkpoint_forward(Engine& engine, Tape& tape, MemoryReport& report, SliceMarks& marks, int snapshots,
+                        const std::shared_ptr<CheckpointCounters>& counters) {
+    auto elements = std::make_shared<const std::vector<std::size_t>>(slice_elements(engine.tracking().lattice));
+    const auto steps = static_cast<std::int64_t>(elements->size());
+    const std::vector<std::int64_t> spine = checkpoint_spine(steps, snapshots);
+    std::size_t k = 0;
+    for (std::int64_t i = 0; i < steps; ++i) {
+        if (k < spine.size() && spine[k] == i) {
+            const std::int64_t end = k + 1 < spine.size() ? spine[k + 1] : steps;
+            const int slots = snapshots == 0 ? 1 : snapshots - static_cast<int>(k);
+            measured(
+                tape, report, "checkpoint",
+                [&] {
+                    const typename Engine::State state = engine.capture();
+                    counters->hold();
+                    tape.record(Engine::saved(state), [run = engine.run(), counters, elements, state, i, end, slots] {
+                        Engine backward(run);
+                        Reverser<Engine>(backward, *counters, *elements).reverse(i, end, slots, state);
+                        counters->release();
+                    });
+                },
+                Engine::memory());
+            ++k;
+        }
+        measured(tape, report, "checkpoint", [&] { advance_slice(engine, (*elements)[i]); }, Engine::memory());
+        engine.forget_snapshots();
+        if (engine.tracking().space_charge) ++report.kicks;
+        marks.mark(tape, report);
+    }
+}
 
 }  // namespace sctape

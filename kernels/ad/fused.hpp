@@ -1,21 +1,18 @@
-// fused.hpp — the `fused` strategy: one tape entry per substep, each with a
-// hand-written adjoint that saves only what it cannot cheaply recompute.
-//
-// Per kick the tape keeps the kick's input coordinates (x, y, tau, px, py,
-// delta: 6 words per particle, shared with the drifts by buffer) and the
-// charge density and potential (2 words per cell). Everything else (z, pz,
-// the IGF, the field on the grid and at the particles) is recomputed in
-// backward from those.
-//
-//   sctape::GradientResult r = sctape::fused_gradient<double>(beam, tracking, request);
+// fused.hpp — the `fused` strategy: every slice taped, each kick's eight
+// substeps with hand-written adjoints that save only what they read (the
+// kick's input columns, rho and phi), over any engine (engine.hpp).
 #pragma once
 
-#include "ad/gradient.hpp"
+#include "ad/engine.hpp"
 
 namespace sctape {
 
-template <class T>
-GradientResult fused_gradient(const BeamParameters& beam, const TrackSettings& tracking,
-                              const GradientRequest& request);
+template <class Engine>
+void fused_forward(Engine& engine, Tape& tape, MemoryReport& report, SliceMarks& marks) {
+    for (std::size_t element : slice_elements(engine.tracking().lattice)) {
+        record_slice(engine, tape, report, element);
+        marks.mark(tape, report);
+    }
+}
 
 }  // namespace sctape

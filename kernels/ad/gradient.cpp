@@ -4,11 +4,9 @@
 #include <stdexcept>
 
 #include "ad/autograd/autograd.hpp"
-#include "ad/checkpoint.hpp"
-#include "ad/fused.hpp"
-#include "ad/reversible.hpp"
+#include "ad/cpu_engine.hpp"
 #ifdef SCTAPE_HAVE_CUDA
-#include "ad/gpu_gradient.hpp"
+#include "ad/gpu_engine.hpp"
 #endif
 
 namespace sctape {
@@ -189,17 +187,16 @@ GradientResult compute_gradient(const BeamParameters& beam, const TrackSettings&
     report_gradients(beam, tracking.lattice, ParameterAdjoints{}, request.gradients, names_check);
     if (request.backend == Backend::automatic)
         throw std::invalid_argument("compute_gradient: resolve the backend \"auto\" with resolve_backend() first");
-    if (request.backend == Backend::cuda) {
-#ifdef SCTAPE_HAVE_CUDA
-        return gradient_on_gpu<T>(beam, tracking, request);
-#else
+#ifndef SCTAPE_HAVE_CUDA
+    if (request.backend == Backend::cuda)
         throw std::runtime_error("backend \"cuda\" requested, but this build has no CUDA backend");
 #endif
-    }
+    // autograd is its own op engine, on either device
     if (request.strategy == Strategy::autograd) return autograd_gradient<T>(beam, tracking, request);
-    if (request.strategy == Strategy::checkpoint) return checkpoint_gradient<T>(beam, tracking, request);
-    if (request.strategy == Strategy::reversible) return reversible_gradient<T>(beam, tracking, request);
-    return fused_gradient<T>(beam, tracking, request);
+#ifdef SCTAPE_HAVE_CUDA
+    if (request.backend == Backend::cuda) return gpu_gradient<T>(beam, tracking, request);
+#endif
+    return cpu_gradient<T>(beam, tracking, request);
 }
 
 template double objective_value<float>(const Beam<float>&, Objective);

@@ -1015,21 +1015,16 @@ TrackReport track_on_gpu(Beam<T>& beam, const TrackSettings& settings, const Pro
     cuda::NvtxRange range("forward");
     TrackReport report;
     GpuTracker<T> gpu(beam, settings.space_charge, settings.grid, options);
-    int total_slices = 0, done = 0;
-    for (const Drift& d : settings.lattice) total_slices += d.slices;
-    for (const Drift& d : settings.lattice) {
-        const double ds = d.length_m / d.slices;
-        for (int s = 0; s < d.slices; ++s) {
-            if (settings.space_charge) {
-                gpu.drift(0.5 * ds);
-                gpu.kick(ds);
-                gpu.drift(0.5 * ds);
-                ++report.kicks;
-            } else {
-                gpu.drift(ds);
-            }
-            if (progress) progress(++done, total_slices);
-        }
+    const std::vector<std::size_t> elements = slice_elements(settings.lattice);
+    const int total_slices = static_cast<int>(elements.size());
+    auto drift = [&](std::size_t e, double f) { gpu.drift(f * settings.lattice[e].length_m); };
+    auto kick = [&](std::size_t, double ds) {
+        gpu.kick(ds);
+        ++report.kicks;
+    };
+    for (int done = 0; done < total_slices; ++done) {
+        strang_slice(settings, elements[done], drift, kick);
+        if (progress) progress(done + 1, total_slices);
     }
     gpu.download(beam);
     if (settings.space_charge) report.substep_seconds = gpu.seconds();

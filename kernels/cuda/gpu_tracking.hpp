@@ -53,6 +53,7 @@ struct DeviceColumn {
     const T* data = nullptr;
     std::int64_t size = 0;
     std::int64_t bytes() const { return size * std::int64_t(sizeof(T)); }
+    explicit operator bool() const { return bool(owner); }
 };
 
 // What one kick's adjoint needs from its forward pass (the buffers the CPU's

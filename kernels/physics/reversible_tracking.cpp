@@ -55,12 +55,10 @@ ReversibleSlices::ReversibleSlices(const TrackSettings& tracking)
     : tracking_(tracking), elements_(slice_elements(tracking.lattice)) {}
 
 void ReversibleSlices::step(std::size_t slice) {
-    const Drift& d = tracking_.lattice[elements_[slice]];
-    const double ds = d.length_m / d.slices;
-    if (!space_charge()) return quantized_drift(ds, +1);
-    quantized_drift(0.5 * ds, +1);
-    quantized_kick(ds, +1);
-    quantized_drift(0.5 * ds, +1);
+    strang_slice(
+        tracking_, elements_[slice],
+        [&](std::size_t e, double f) { quantized_drift(f * tracking_.lattice[e].length_m, +1); },
+        [&](std::size_t, double ds) { quantized_kick(ds, +1); });
 }
 
 void ReversibleSlices::unstep(std::size_t slice) {
@@ -71,13 +69,12 @@ void ReversibleSlices::unstep(std::size_t slice) {
 }
 
 void ReversibleSlices::undo_half_drift(std::size_t slice) {
-    const Drift& d = tracking_.lattice[elements_[slice]];
-    quantized_drift((space_charge() ? 0.5 : 1.0) * d.length_m / d.slices, -1);
+    const std::size_t e = elements_[slice];
+    quantized_drift(slice_map_fraction(tracking_, e) * tracking_.lattice[e].length_m, -1);
 }
 
 void ReversibleSlices::undo_kick(std::size_t slice) {
-    const Drift& d = tracking_.lattice[elements_[slice]];
-    quantized_kick(d.length_m / d.slices, -1);
+    quantized_kick(slice_kick_length(tracking_, elements_[slice]), -1);
 }
 
 void ReversibleSlices::overflow(const char* column) {

@@ -75,6 +75,7 @@ public:
     SpaceChargeKick<T>* kick() const { return kick_; }
     // (x, y, tau, px, py, pz) as integers (scales: quantize_beam).
     const std::array<HostArray<std::int64_t>, 6>& state() const { return fixed_.state; }
+    std::int64_t state_bytes() const { return 6 * std::int64_t(fixed_.state[0].size()) * std::int64_t(sizeof(std::int64_t)); }
     // The beam in Cheetah's coordinates (delta from the momentum).
     Beam<T> beam() const;
 

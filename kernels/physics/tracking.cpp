@@ -27,26 +27,20 @@ TrackReport track(Beam<T>& beam, const TrackSettings& settings, const Progress& 
     TrackReport report;
     std::unique_ptr<SpaceChargeKick<T>> kick;
     if (settings.space_charge) kick = std::make_unique<SpaceChargeKick<T>>(settings.grid, settings.threads);
-    int total_slices = 0, done = 0;
-    for (const Drift& d : settings.lattice) total_slices += d.slices;
-    auto timed_drift = [&](double length) {
+    const std::vector<std::size_t> elements = slice_elements(settings.lattice);
+    const int total_slices = static_cast<int>(elements.size());
+    auto timed_drift = [&](std::size_t element, double fraction) {
         auto t0 = clock::now();
-        drift(beam, length, settings.threads);
+        drift(beam, fraction * settings.lattice[element].length_m, settings.threads);
         report.drift_seconds += std::chrono::duration<double>(clock::now() - t0).count();
     };
-    for (const Drift& d : settings.lattice) {
-        const double ds = d.length_m / d.slices;
-        for (int s = 0; s < d.slices; ++s) {
-            if (kick) {
-                timed_drift(0.5 * ds);
-                kick->apply(beam, ds);
-                timed_drift(0.5 * ds);
-                ++report.kicks;
-            } else {
-                timed_drift(ds);
-            }
-            if (progress) progress(++done, total_slices);
-        }
+    auto apply_kick = [&](std::size_t, double ds) {
+        kick->apply(beam, ds);
+        ++report.kicks;
+    };
+    for (int done = 0; done < total_slices; ++done) {
+        strang_slice(settings, elements[done], timed_drift, apply_kick);
+        if (progress) progress(done + 1, total_slices);
     }
     if (kick) report.substep_seconds = kick->seconds();
     report.total_seconds = std::chrono::duration<double>(clock::now() - start).count();

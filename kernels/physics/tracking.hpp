@@ -32,6 +32,32 @@ struct TrackSettings {
     int threads = 1;
 };
 
+// The fraction of its element that one map of a slice covers: half a slice
+// with space charge (map, kick, map), the whole slice without.
+inline double slice_map_fraction(const TrackSettings& tracking, std::size_t element) {
+    return (tracking.space_charge ? 0.5 : 1.0) / tracking.lattice[element].slices;
+}
+// The length ds a slice's kick integrates over (L / slices).
+inline double slice_kick_length(const TrackSettings& tracking, std::size_t element) {
+    const Drift& d = tracking.lattice[element];
+    return d.length_m / d.slices;
+}
+
+// The Strang slice, written once for every tracker, strategy and backend:
+// map(e, f), kick(e, ds), map(e, f) with f = slice_map_fraction, ds =
+// slice_kick_length; without space charge, map(e, f) alone. map(e, f)
+// advances through fraction f of element e (for a drift of length L, a drift
+// of f L). Called with inverse steps in the same order it undoes the slice,
+// since the slice is symmetric.
+template <class Map, class Kick>
+void strang_slice(const TrackSettings& tracking, std::size_t element, Map&& map, Kick&& kick) {
+    const double f = slice_map_fraction(tracking, element);
+    map(element, f);
+    if (!tracking.space_charge) return;
+    kick(element, slice_kick_length(tracking, element));
+    map(element, f);
+}
+
 struct TrackReport {
     int kicks = 0;
     std::array<double, kSubstepCount> substep_seconds{};

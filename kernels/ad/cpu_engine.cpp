@@ -1,0 +1,420 @@
+#include "ad/cpu_engine.hpp"
+
+#include <cmath>
+#include <memory>
+
+#include "ad/run_gradient.hpp"
+#include "physics/grid_ops.hpp"
+#include "physics/kick_math.hpp"
+
+namespace sctape {
+namespace {
+
+// One kick's saved data, and what its backward recomputes and passes on.
+template <class T>
+struct KickState {
+    double ds = 0;
+    std::size_t element = 0;
+    int slices = 1;
+    GridGeometry geometry;
+    Column<T> x, y, tau, px, py, delta, rho, phi;
+    // recomputed in backward
+    HostArray<T> z, pz;
+    std::array<HostArray<T>, 3> e_grid, e_part;
+    // adjoints passed between the kick's backward entries
+    HostArray<T> z_adj, pz_adj, phi_adj, rho_adj, green_adj, green;
+    Column<T> green_given;  // the IGF when the caller still has it (else rebuilt)
+    const SpaceChargeKick<T>* fields_from = nullptr;  // a kick holding this kick's fields (else recomputed)
+    std::array<HostArray<T>, 3> dp_adj, e_part_adj, e_grid_adj;
+    GeometryAdjoint geo_adj;
+
+    T push_scale(const CpuRun<T>& ctx) const {
+        const Reference& r = ctx.ref;
+        return T(ctx.charge_e * ds / (r.beta * r.gamma * r.gamma * r.p0c_eV));
+    }
+    // z, pz, the field on the grid and at the particles, from the saved data.
+    void recompute(const CpuRun<T>& ctx) {
+        const std::int64_t n = ctx.n;
+        z.resize(n);
+        pz.resize(n);
+        const T beta0 = T(ctx.ref.beta), ib = T(1.0 / ctx.ref.beta), ibg2 = T(1.0 / std::pow(ctx.ref.beta_gamma(), 2));
+        for (std::int64_t p = 0; p < n; ++p)
+            s_to_t_particle((*px)[p], (*py)[p], (*tau)[p], (*delta)[p], beta0, ib, ibg2, z[p], pz[p]);
+        if (fields_from) {  // the kick that just ran at these positions has them
+            e_grid = fields_from->field_on_grid();
+            e_part = fields_from->field_at_particles();
+            return;
+        }
+        for (int a = 0; a < 3; ++a) {
+            e_grid[a].resize(geometry.cells());
+            e_part[a].resize(n);
+        }
+        T* eg[3] = {e_grid[0].data(), e_grid[1].data(), e_grid[2].data()};
+        field_from_potential(geometry, phi->data(), eg, ctx.threads);
+        const T* pos[3] = {x->data(), y->data(), z.data()};
+        const T* egc[3] = {eg[0], eg[1], eg[2]};
+        T* ep[3] = {e_part[0].data(), e_part[1].data(), e_part[2].data()};
+        gather_cic(geometry, pos, n, egc, ep, ctx.threads);
+    }
+};
+
+template <class T>
+void t_to_s_backward(CpuRun<T>& ctx, KickState<T>& s) {
+    s.recompute(ctx);
+    const T scale = s.push_scale(ctx);
+    const T ibg2 = T(1.0 / std::pow(ctx.ref.beta_gamma(), 2));
+    for (auto& d : s.dp_adj) d.resize(ctx.n);
+    s.pz_adj.resize(ctx.n);
+    double ib_adj = 0, ibg2_adj = 0;
+    auto& A = ctx.adj;
+    for (std::int64_t p = 0; p < ctx.n; ++p) {
+        t_to_s_adjoint_particle((*s.px)[p], (*s.py)[p], s.pz[p], scale * s.e_part[0][p], scale * s.e_part[1][p],
+                                scale * s.e_part[2][p], ibg2, A[kPx][p], A[kPy][p], A[kDelta][p], s.pz_adj[p], ib_adj,
+                                ibg2_adj);
+        s.dp_adj[0][p] = A[kPx][p];
+        s.dp_adj[1][p] = A[kPy][p];
+        s.dp_adj[2][p] = s.pz_adj[p];
+    }
+    add_inv_beta_adjoint(ctx.params, ctx.ref, ib_adj);
+    add_inv_bg_sq_adjoint(ctx.params, ctx.ref, ibg2_adj);
+}
+
+template <class T>
+void push_backward(CpuRun<T>& ctx, KickState<T>& s) {
+    const T scale = s.push_scale(ctx);
+    double scale_adj = 0;
+    for (int a = 0; a < 3; ++a) {
+        s.e_part_adj[a].resize(ctx.n);
+        for (std::int64_t p = 0; p < ctx.n; ++p) {
+            s.e_part_adj[a][p] = scale * s.dp_adj[a][p];
+            scale_adj += double(s.e_part[a][p]) * s.dp_adj[a][p];
+        }
+        s.dp_adj[a] = HostArray<T>();
+        s.e_part[a] = HostArray<T>();  // the gather adjoint needs the grid field only
+    }
+    // scale = charge_e ds / (beta gamma^2 p0c)
+    add_push_scale_adjoint(ctx.params, ctx.ref, s.element, s.ds, s.slices, scale_adj * double(scale));
+}
+
+template <class T>
+void gather_backward(CpuRun<T>& ctx, KickState<T>& s) {
+    const std::int64_t cells = s.geometry.cells();
+    s.z_adj.assign(ctx.n, T(0));
+    for (auto& g : s.e_grid_adj) g.assign(cells, T(0));
+    const T* pos[3] = {s.x->data(), s.y->data(), s.z.data()};
+    const T* eg[3] = {s.e_grid[0].data(), s.e_grid[1].data(), s.e_grid[2].data()};
+    const T* ea[3] = {s.e_part_adj[0].data(), s.e_part_adj[1].data(), s.e_part_adj[2].data()};
+    T* ega[3] = {s.e_grid_adj[0].data(), s.e_grid_adj[1].data(), s.e_grid_adj[2].data()};
+    T* pa[3] = {ctx.adj[kX].data(), ctx.adj[kY].data(), s.z_adj.data()};
+    gather_cic_adjoint(s.geometry, pos, ctx.n, eg, ea, ctx.threads, ctx.scratch, ega, pa, s.geo_adj);
+    for (int a = 0; a < 3; ++a) s.e_part_adj[a] = HostArray<T>();
+}
+
+template <class T>
+void field_backward(CpuRun<T>& ctx, KickState<T>& s) {
+    s.phi_adj.assign(s.geometry.cells(), T(0));
+    const T* eg[3] = {s.e_grid[0].data(), s.e_grid[1].data(), s.e_grid[2].data()};
+    const T* ega[3] = {s.e_grid_adj[0].data(), s.e_grid_adj[1].data(), s.e_grid_adj[2].data()};
+    field_from_potential_adjoint(s.geometry, eg, ega, ctx.threads, s.phi_adj.data(), s.geo_adj);
+    for (int a = 0; a < 3; ++a) s.e_grid_adj[a] = s.e_grid[a] = HostArray<T>();
+}
+
+template <class T>
+void convolve_backward(CpuRun<T>& ctx, KickState<T>& s) {
+    if (!s.green_given) {
+        s.green.resize(ctx.kick->convolver().doubled_size());
+        build_green(s.geometry, ctx.ref.gamma, ctx.threads, s.green.data());
+    }
+    const T* green = s.green_given ? s.green_given->data() : s.green.data();
+    s.rho_adj.assign(s.geometry.cells(), T(0));
+    s.green_adj.resize(ctx.kick->convolver().doubled_size());
+    ctx.kick->convolver().convolve_adjoint(s.rho->data(), green, s.phi_adj.data(), s.rho_adj.data(), s.green_adj.data());
+    s.phi_adj = s.green = HostArray<T>();
+}
+
+template <class T>
+void green_backward(CpuRun<T>& ctx, KickState<T>& s) {
+    ctx.params.reference.gamma += build_green_adjoint(s.geometry, ctx.ref.gamma, s.green_adj.data(), ctx.threads, s.geo_adj);
+    s.green_adj = HostArray<T>();
+}
+
+template <class T>
+void deposit_backward(CpuRun<T>& ctx, KickState<T>& s) {
+    const GridGeometry& g = s.geometry;
+    const double macro = ctx.charge_e < 0 ? -1.0 : 1.0;
+    const T scale = T(macro * ctx.beam_parameters.bunch_charge_C / double(ctx.n) / g.cell_volume_m3());
+    const T* pos[3] = {s.x->data(), s.y->data(), s.z.data()};
+    T* pa[3] = {ctx.adj[kX].data(), ctx.adj[kY].data(), s.z_adj.data()};
+    const double scale_adj = deposit_cic_adjoint(g, pos, ctx.n, scale, s.rho_adj.data(), ctx.threads, pa, s.geo_adj);
+    // scale = +-Q / (N hx hy hz)
+    const double v = scale_adj * double(scale);
+    ctx.params.bunch_charge_C += v / ctx.beam_parameters.bunch_charge_C;
+    for (int a = 0; a < 3; ++a) s.geo_adj.cell_m[a] -= v / g.cell_m[a];
+    grid_covering_adjoint(ctx.tracking.grid, pos, ctx.n, s.geo_adj, pa);
+    s.rho_adj = HostArray<T>();
+}
+
+template <class T>
+void s_to_t_backward(CpuRun<T>& ctx, KickState<T>& s) {
+    const T beta0 = T(ctx.ref.beta), ib = T(1.0 / ctx.ref.beta);
+    auto& A = ctx.adj;
+    double beta_adj = 0, ib_adj = 0, ibg2_adj = 0;
+    for (std::int64_t p = 0; p < ctx.n; ++p)
+        s_to_t_adjoint_particle((*s.px)[p], (*s.py)[p], (*s.tau)[p], (*s.delta)[p], s.pz[p], s.z_adj[p], s.pz_adj[p],
+                                beta0, ib, A[kPx][p], A[kPy][p], A[kTau][p], A[kDelta][p], beta_adj, ib_adj, ibg2_adj);
+    ctx.params.reference.beta += beta_adj;
+    add_inv_beta_adjoint(ctx.params, ctx.ref, ib_adj);
+    add_inv_bg_sq_adjoint(ctx.params, ctx.ref, ibg2_adj);
+    s.z = s.pz = s.z_adj = s.pz_adj = HostArray<T>();
+}
+
+// Adjoint of a drift of `fraction` of element `element`, given the momenta it read.
+template <class T>
+void drift_adjoint(CpuRun<T>& ctx, const HostArray<T>& px, const HostArray<T>& py, const HostArray<T>& delta,
+                   std::size_t element, double fraction) {
+    auto& A = ctx.adj;
+    const double length = fraction * ctx.tracking.lattice[element].length_m;
+    const double bg = ctx.ref.beta_gamma();
+    const T l = T(length), l_tau = T(-length / (bg * bg));
+    double length_adj = 0, tau_term_adj = 0;
+    for (std::int64_t p = 0; p < ctx.n; ++p)
+        drift_adjoint_particle(px[p], py[p], delta[p], A[kX][p], A[kY][p], A[kTau][p], l, l_tau, bg * bg, A[kPx][p],
+                               A[kPy][p], A[kDelta][p], length_adj, tau_term_adj);
+    add_drift_adjoint(ctx.params, ctx.ref, element, fraction, length, length_adj, tau_term_adj);
+}
+
+// Adjoint of one kick of element `element`, given its input coordinates
+// (x, px, y, py, tau, delta order) and the kick object that has just run at
+// these positions (its rho, phi, IGF, fields and geometry are reused): the
+// eight substep adjoints, last first, as the fused tape runs them.
+template <class T>
+void kick_adjoint(CpuRun<T>& ctx, const std::array<Column<T>, 6>& input, const SpaceChargeKick<T>& kick,
+                  std::size_t element) {
+    KickState<T> s;
+    const Drift& d = ctx.tracking.lattice[element];
+    s.ds = d.length_m / d.slices;
+    s.element = element;
+    s.slices = d.slices;
+    s.geometry = kick.geometry();
+    s.x = input[kX];
+    s.px = input[kPx];
+    s.y = input[kY];
+    s.py = input[kPy];
+    s.tau = input[kTau];
+    s.delta = input[kDelta];
+    // read in place: nothing runs `kick` again before this adjoint is done
+    s.rho = Column<T>(Column<T>(), &kick.charge_density());
+    s.phi = Column<T>(Column<T>(), &kick.potential());
+    s.green_given = Column<T>(Column<T>(), &kick.green_function());
+    s.fields_from = &kick;
+    t_to_s_backward(ctx, s);
+    push_backward(ctx, s);
+    gather_backward(ctx, s);
+    field_backward(ctx, s);
+    convolve_backward(ctx, s);
+    green_backward(ctx, s);
+    deposit_backward(ctx, s);
+    s_to_t_backward(ctx, s);
+}
+
+}  // namespace
+
+template <class T>
+std::shared_ptr<CpuRun<T>> CpuEngine<T>::start(const BeamParameters& bp, const TrackSettings& tracking,
+                                               const GradientRequest&, GradientResult& result) {
+    auto ctx = std::make_shared<Run>();
+    ctx->tracking = tracking;
+    ctx->beam_parameters = bp;
+    ctx->ref = Reference::from_kinetic(bp.species.mass_eV, bp.kinetic_energy_eV);
+    ctx->charge_e = bp.species.charge_e;
+    ctx->n = bp.n_particles;
+    ctx->threads = std::max(tracking.threads, 1);
+    ctx->params.drift_length_m.assign(tracking.lattice.size(), 0.0);
+    ctx->particle_gradient = &result.particle_gradient;
+    if (tracking.space_charge) {
+        ctx->kick = std::make_unique<SpaceChargeKick<T>>(tracking.grid, ctx->threads);
+    }
+    return ctx;
+}
+
+template <class T>
+CpuEngine<T>::CpuEngine(std::shared_ptr<Run> run)
+    : run_(std::move(run)),
+      snaps_([this](int c) { return std::make_shared<const HostArray<T>>(*beam_.columns()[c]); }) {}
+
+// Scope "beam": generates the beam; its backward regenerates the reference
+// sample from the seed (nothing saved) and forms the distribution gradients.
+template <class T>
+void CpuEngine<T>::record_beam(Tape& tape, MemoryReport& report) {
+    measured(tape, report, "beam", [&] {
+        beam_ = make_beam<T>(run_->beam_parameters);
+        tape.record({}, [ctx = run_] { beam_adjoint(ctx->beam_parameters, ctx->adj, *ctx->particle_gradient, ctx->params); });
+    }, memory());
+}
+
+template <class T>
+void CpuEngine<T>::record_drift(Tape& tape, MemoryReport& report, std::size_t element, double fraction) {
+    measured(tape, report, "drift", [&] {
+        Column<T> px = snaps_.get(kPx), py = snaps_.get(kPy), delta = snaps_.get(kDelta);
+        drift(element, fraction);
+        snaps_.changed({kX, kY, kTau});
+        tape.record({Tape::save(px), Tape::save(py), Tape::save(delta)}, [ctx = run_, px, py, delta, element, fraction] {
+            drift_adjoint(*ctx, *px, *py, *delta, element, fraction);
+        });
+    }, memory());
+}
+
+template <class T>
+void CpuEngine<T>::record_kick(Tape& tape, MemoryReport& report, std::size_t element, double ds) {
+    const std::shared_ptr<Run>& ctx = run_;
+    SpaceChargeKick<T>& kick = *run_->kick;
+    Beam<T>& beam = beam_;
+    Snapshots<Column<T>>& snaps = snaps_;
+    auto s = std::make_shared<KickState<T>>();
+    s->ds = ds;
+    s->element = element;
+    s->slices = ctx->tracking.lattice[element].slices;
+    // forward() runs the substep and returns the buffers its backward needs
+    auto step = [&](Substep sub, void (*backward)(CpuRun<T>&, KickState<T>&), auto&& forward) {
+        measured(tape, report, substep_name(sub), [&] {
+            std::vector<SavedBuffer> saved = forward();
+            tape.record(std::move(saved), [ctx, s, backward] { backward(*ctx, *s); });
+        }, memory());
+    };
+    s->tau = snaps.get(kTau);
+    s->px = snaps.get(kPx);
+    s->py = snaps.get(kPy);
+    s->delta = snaps.get(kDelta);
+    s->x = snaps.get(kX);
+    s->y = snaps.get(kY);
+    step(Substep::s_to_t, s_to_t_backward<T>, [&] {
+        kick.s_to_t(beam);
+        return std::vector<SavedBuffer>{Tape::save(s->tau), Tape::save(s->px), Tape::save(s->py), Tape::save(s->delta)};
+    });
+    step(Substep::deposit, deposit_backward<T>, [&] {
+        kick.deposit(beam);
+        s->geometry = kick.geometry();
+        return std::vector<SavedBuffer>{Tape::save(s->x), Tape::save(s->y), Tape::save(s->tau)};
+    });
+    step(Substep::green, green_backward<T>, [&] {
+        kick.green(beam);
+        return std::vector<SavedBuffer>{};
+    });
+    step(Substep::convolve, convolve_backward<T>, [&] {
+        kick.convolve();
+        s->rho = std::make_shared<const HostArray<T>>(kick.charge_density());
+        return std::vector<SavedBuffer>{Tape::save(s->rho)};
+    });
+    step(Substep::field, field_backward<T>, [&] {
+        kick.field();
+        return std::vector<SavedBuffer>{};
+    });
+    step(Substep::gather, gather_backward<T>, [&] {
+        kick.gather(beam);
+        s->phi = std::make_shared<const HostArray<T>>(kick.potential());
+        return std::vector<SavedBuffer>{Tape::save(s->phi), Tape::save(s->x), Tape::save(s->y), Tape::save(s->tau)};
+    });
+    step(Substep::push, push_backward<T>, [&] {
+        kick.push(beam, ds);
+        return std::vector<SavedBuffer>{};
+    });
+    step(Substep::t_to_s, t_to_s_backward<T>, [&] {
+        kick.t_to_s(beam);
+        return std::vector<SavedBuffer>{Tape::save(s->px), Tape::save(s->py), Tape::save(s->delta)};
+    });
+    snaps.changed({kPx, kPy, kDelta});
+}
+
+template <class T>
+void CpuEngine<T>::record_objective(Tape& tape, MemoryReport& report, Objective objective, GradientResult& result) {
+    measured(tape, report, "objective", [&] {
+        result.objective = objective_value(beam_, objective);
+        const auto cols = objective_columns(objective);
+        Column<T> u = snaps_.get(cols[0]), p = snaps_.get(cols[1]);
+        tape.record({Tape::save(u), Tape::save(p)}, [ctx = run_, u, p, objective, cols] {
+            for (auto& a : ctx->adj) a.assign(ctx->n, T(0));
+            ctx->params.beta_gamma += objective_adjoint(objective, *u, *p, ctx->ref.beta_gamma(),
+                                                        ctx->adj[cols[0]], ctx->adj[cols[1]]);
+        });
+    }, memory());
+}
+
+template <class T>
+void CpuEngine<T>::drift(std::size_t element, double fraction) {
+    sctape::drift(beam_, fraction * run_->tracking.lattice[element].length_m, run_->threads);
+}
+
+template <class T>
+void CpuEngine<T>::kick(std::size_t, double ds) {
+    run_->kick->apply(beam_, ds);
+}
+
+template <class T>
+typename CpuEngine<T>::State CpuEngine<T>::capture() const {
+    State s;
+    const std::array<const HostArray<T>*, 6> columns = beam_.columns();
+    for (int c = 0; c < 6; ++c) s[c] = std::make_shared<const HostArray<T>>(*columns[c]);
+    return s;
+}
+
+template <class T>
+void CpuEngine<T>::restore(const State& s) {
+    beam_ = Beam<T>();
+    beam_.species = run_->beam_parameters.species;
+    beam_.reference = run_->ref;
+    beam_.bunch_charge_C = run_->beam_parameters.bunch_charge_C;
+    for (int c = 0; c < 6; ++c) *beam_.columns()[c] = *s[c];
+    snaps_.clear();
+}
+
+template <class T>
+std::vector<SavedBuffer> CpuEngine<T>::saved(const State& state) {
+    std::vector<SavedBuffer> out;
+    for (const auto& column : state) out.push_back(Tape::save(column));
+    return out;
+}
+
+template <class T>
+void CpuEngine<T>::drop() {
+    snaps_.clear();
+    beam_ = Beam<T>();
+}
+
+template <class T>
+std::shared_ptr<ReversibleTracker<T>> CpuEngine<T>::start_reversible() {
+    return std::make_shared<ReversibleTracker<T>>(beam_, run_->tracking, run_->kick.get());
+}
+
+template <class T>
+void CpuEngine<T>::take_position(Reversible& rev) {
+    beam_ = rev.beam();
+    snaps_.clear();
+}
+
+template <class T>
+void CpuEngine<T>::drift_adjoint_at(Reversible& rev, std::size_t element, double fraction) {
+    const Beam<T> after = rev.beam();
+    sctape::drift_adjoint(*run_, after.px, after.py, after.delta, element, fraction);
+}
+
+template <class T>
+void CpuEngine<T>::kick_adjoint_at(Reversible& rev, std::size_t element, double fraction) {
+    Beam<T> input = rev.beam();
+    auto column = [](HostArray<T>& values) { return std::make_shared<const HostArray<T>>(std::move(values)); };
+    const std::array<Column<T>, 6> in = {column(input.x),  column(input.px),  column(input.y),
+                                         column(input.py), column(input.tau), column(input.delta)};
+    sctape::kick_adjoint(*run_, in, *rev.kick(), element);
+    sctape::drift_adjoint(*run_, *in[kPx], *in[kPy], *in[kDelta], element, fraction);
+}
+
+template <class T>
+GradientResult cpu_gradient(const BeamParameters& bp, const TrackSettings& tracking, const GradientRequest& request) {
+    return run_gradient<CpuEngine<T>>(bp, tracking, request);
+}
+
+template class CpuEngine<float>;
+template class CpuEngine<double>;
+template GradientResult cpu_gradient<float>(const BeamParameters&, const TrackSettings&, const GradientRequest&);
+template GradientResult cpu_gradient<double>(const BeamParameters&, const TrackSettings&, const GradientRequest&);
+
+}  // namespace sctape

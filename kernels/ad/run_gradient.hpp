@@ -1,0 +1,72 @@
+// run_gradient.hpp — one gradient run of a hand-written strategy over any
+// engine (engine.hpp): the beam, the strategy's forward pass, the objective,
+// backward, and the memory report. Each engine's source instantiates it.
+// Internal: include only from the engines' sources.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <stdexcept>
+
+#include "ad/checkpoint_reverser.hpp"
+#include "ad/engine.hpp"
+#include "ad/fused.hpp"
+#include "ad/reversible.hpp"
+#include "core/nvtx.hpp"
+
+namespace sctape {
+
+template <class Engine>
+GradientResult run_gradient(const BeamParameters& bp, const TrackSettings& tracking, const GradientRequest& request) {
+    if (request.strategy == Strategy::autograd) throw std::logic_error("run_gradient: autograd is its own engine");
+    using clock = std::chrono::steady_clock;
+    GradientResult result;
+    MemoryReport& report = result.memory;
+    MemoryTracker& memory = Engine::memory();
+    const std::int64_t start = memory.current_bytes();
+    memory.reset_peak();
+    const auto counters = std::make_shared<CheckpointCounters>(std::int64_t(slice_elements(tracking.lattice).size()));
+    const auto t0 = clock::now();
+    {
+        // the run before the tape: if the forward pass throws, the tape's
+        // buffers are freed while the run (a device stream) still lives
+        const std::shared_ptr<typename Engine::Run> run = Engine::start(bp, tracking, request, result);
+        Tape tape;
+        {
+            cuda::NvtxRange range("forward");
+            Engine engine(run);
+            engine.record_beam(tape, report);
+            SliceMarks marks(memory);
+            marks.mark(tape, report);
+            if (request.strategy == Strategy::fused) fused_forward(engine, tape, report, marks);
+            if (request.strategy == Strategy::checkpoint)
+                checkpoint_forward(engine, tape, report, marks, request.snapshots, counters);
+            if (request.strategy == Strategy::reversible) reversible_forward(engine, tape, report, marks);
+            marks.finish(report);
+            engine.record_objective(tape, report, request.objective, result);
+        }  // the final position and its snapshots are released before backward
+        for (const auto& [scope, row] : tape.by_scope()) report.tape_bytes_by_scope[scope] = row.bytes;
+        report.tape_bytes = tape.tape_bytes();
+        report.tape_entries = tape.entries();
+        const auto t1 = clock::now();
+        result.forward_seconds = std::chrono::duration<double>(t1 - t0).count();
+        {
+            cuda::NvtxRange range("backward");
+            memory.set_backward(true);  // timeline events of the backward pass
+            tape.backward();
+            memory.set_backward(false);
+        }
+        result.backward_seconds = std::chrono::duration<double>(clock::now() - t1).count();
+        report_gradients(bp, tracking.lattice, run->params, request.gradients, result);
+        Engine::finish(*run);
+    }
+    report.peak_bytes = memory.peak_bytes() - start;
+    report.bytes_after_backward = memory.current_bytes() - start;
+    if (request.strategy == Strategy::checkpoint) {
+        report.max_states_held = counters->max_held;
+        report.max_recomputations = counters->max_advances();
+    }
+    return result;
+}
+
+}  // namespace sctape
