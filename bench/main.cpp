@@ -46,12 +46,7 @@ int main(int argc, char** argv) {
     sctape::Backend backend;
     std::string why;
     try {
-        if (requested != "cpu" && requested != "cuda" && requested != "auto")
-            throw std::invalid_argument("--backend must be cpu, cuda or auto, not '" + requested + "'");
-        backend = sctape::resolve_backend(requested == "cpu"    ? sctape::Backend::cpu
-                                          : requested == "cuda" ? sctape::Backend::cuda
-                                                                : sctape::Backend::automatic,
-                                          why);
+        backend = sctape::resolve_backend(sctape::kBackendNames.parse(requested, "--backend"), why);
     } catch (const std::exception& e) {
         std::cerr << "sctape-bench: error: " << e.what() << "\n";
         return 2;

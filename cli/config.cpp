@@ -12,7 +12,6 @@
 
 namespace sctape {
 
-const char* dtype_name(Dtype d) { return d == Dtype::float32 ? "float32" : "float64"; }
 
 namespace {
 
@@ -183,7 +182,7 @@ void parse_space_charge(const json& v, TrackSettings& t) {
 void parse_gradient_request(ObjectReader& r, RunConfig& c) {
     c.differentiate = r.has("strategy") || r.has("gradients") || r.has("objective");
     if (r.has("strategy"))
-        c.gradient.strategy = parse_strategy(r.choice("strategy", {"autograd", "fused", "checkpoint", "reversible"}));
+        c.gradient.strategy = parse_strategy(r.choice("strategy", kStrategyNames.set()));
     if (r.has("snapshots")) {
         if (c.gradient.strategy != Strategy::checkpoint) fail("snapshots", "is only used with strategy \"checkpoint\"");
         const std::int64_t s = r.positive_integer("snapshots");
@@ -191,8 +190,7 @@ void parse_gradient_request(ObjectReader& r, RunConfig& c) {
         c.gradient.snapshots = static_cast<int>(s);
     }
     if (r.has("objective"))
-        c.gradient.objective = parse_objective(r.choice(
-            "objective", {"sigma_x", "sigma_y", "sigma_tau", "emittance_x", "emittance_y", "emittance_tau"}));
+        c.gradient.objective = parse_objective(r.choice("objective", kObjectiveNames.set()));
     if (r.has("gradients")) {
         const json& g = r.at("gradients");
         if (!g.is_array()) fail("gradients", "must be an array of names");
@@ -229,11 +227,8 @@ RunConfig parse_config(const json& j) {
     c.beam.distribution = parse_distribution(r.at("distribution"));
     c.tracking.lattice = parse_lattice(r.at("lattice"));
     if (r.has("space_charge")) parse_space_charge(r.at("space_charge"), c.tracking);
-    if (r.has("dtype")) c.dtype = r.choice("dtype", {"float32", "float64"}) == "float32" ? Dtype::float32 : Dtype::float64;
-    if (r.has("backend")) {
-        std::string b = r.choice("backend", {"cpu", "cuda", "auto"});
-        c.backend = b == "cpu" ? Backend::cpu : b == "cuda" ? Backend::cuda : Backend::automatic;
-    }
+    if (r.has("dtype")) c.dtype = kDtypeNames.parse(r.choice("dtype", kDtypeNames.set()), "dtype");
+    if (r.has("backend")) c.backend = kBackendNames.parse(r.choice("backend", kBackendNames.set()), "backend");
     c.tracking.threads = omp_get_max_threads();
     if (r.has("threads")) {
         std::int64_t t = r.positive_integer("threads");

@@ -23,7 +23,8 @@ public:
 };
 
 enum class Dtype { float32, float64 };
-const char* dtype_name(Dtype d);
+inline constexpr NameList<Dtype, 2> kDtypeNames{{"float32", "float64"}};
+inline const char* dtype_name(Dtype d) { return kDtypeNames.name(d); }
 
 struct RunConfig {
     nlohmann::json source;  // the configuration as given, echoed into results

@@ -21,7 +21,8 @@
 namespace sctape::cli {
 namespace {
 
-const char* kTrackUsage =
+std::string track_usage() {
+    return
     "usage: sctape track CONFIG.json [--out RESULT.json] [--dump-particles PREFIX]\n"
     "                    [--timeline TIMELINE.json] [--quiet]\n"
     "\n"
@@ -38,9 +39,13 @@ const char* kTrackUsage =
     "  --quiet                  no progress on standard error\n"
     "\n"
     "CONFIG keys: species, kinetic_energy_eV, bunch_charge_C, n_particles, seed,\n"
-    "distribution, lattice, space_charge, dtype, backend, threads (see README.md);\n"
-    "reverse mode: strategy (fused|autograd), objective, gradients (list of names).\n"
-    "Bad input exits with code 2 and writes nothing.\n";
+    "distribution, lattice, space_charge, dtype (" + kDtypeNames.joined("|") + "), backend (" +
+        kBackendNames.joined("|") + "),\n"
+        "threads (docs/config.md); reverse mode: strategy (" + kStrategyNames.joined("|") + "),\n"
+        "snapshots, objective (" + kObjectiveNames.joined("|") + "),\n"
+        "gradients (list of names).\n"
+        "Bad input exits with code 2 and writes nothing.\n";
+}
 
 struct TrackArgs {
     std::string config, out, dump_prefix, timeline;
@@ -162,7 +167,7 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backe
 }  // namespace
 
 int track_command(const std::vector<std::string>& argv) {
-    return run_subcommand("track", kTrackUsage, argv, [&] {
+    return run_subcommand("track", track_usage().c_str(), argv, [&] {
         TrackArgs args = parse_args(argv);
         RunConfig config = load_config(args.config);
         if (!args.timeline.empty() && !config.differentiate)

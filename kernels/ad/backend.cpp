@@ -8,15 +8,6 @@
 
 namespace sctape {
 
-const char* backend_name(Backend b) {
-    switch (b) {
-        case Backend::cpu: return "cpu";
-        case Backend::cuda: return "cuda";
-        case Backend::automatic: return "auto";
-    }
-    return "?";
-}
-
 GpuProbe probe_gpu() {
     GpuProbe probe;
 #ifdef SCTAPE_HAVE_CUDA

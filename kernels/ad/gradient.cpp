@@ -11,28 +11,6 @@
 
 namespace sctape {
 
-const char* strategy_name(Strategy s) {
-    static const char* names[] = {"autograd", "fused", "checkpoint", "reversible"};
-    return names[static_cast<int>(s)];
-}
-
-const char* objective_name(Objective o) {
-    static const char* names[] = {"sigma_x", "sigma_y", "sigma_tau", "emittance_x", "emittance_y", "emittance_tau"};
-    return names[static_cast<int>(o)];
-}
-
-Strategy parse_strategy(const std::string& name) {
-    for (int i = 0; i < 4; ++i)
-        if (name == strategy_name(static_cast<Strategy>(i))) return static_cast<Strategy>(i);
-    throw std::invalid_argument("unknown strategy '" + name + "'");
-}
-
-Objective parse_objective(const std::string& name) {
-    for (int i = 0; i < 6; ++i)
-        if (name == objective_name(static_cast<Objective>(i))) return static_cast<Objective>(i);
-    throw std::invalid_argument("unknown objective '" + name + "'");
-}
-
 namespace {
 
 const char* size_key(DistributionType type, int axis) {

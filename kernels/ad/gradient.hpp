@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/backend.hpp"
+#include "core/names.hpp"
 #include "physics/beam.hpp"
 #include "ad/tape.hpp"
 #include "physics/parameter_adjoints.hpp"
@@ -28,11 +29,15 @@ namespace sctape {
 
 enum class Strategy { autograd, fused, checkpoint, reversible };
 enum class Objective { sigma_x, sigma_y, sigma_tau, emittance_x, emittance_y, emittance_tau };
+inline constexpr NameList<Strategy, 4> kStrategyNames{{"autograd", "fused", "checkpoint", "reversible"}};
+inline constexpr NameList<Objective, 6> kObjectiveNames{
+    {"sigma_x", "sigma_y", "sigma_tau", "emittance_x", "emittance_y", "emittance_tau"}};
 
-const char* strategy_name(Strategy s);
-const char* objective_name(Objective o);
-Strategy parse_strategy(const std::string& name);    // throws std::invalid_argument
-Objective parse_objective(const std::string& name);  // throws std::invalid_argument
+inline const char* strategy_name(Strategy s) { return kStrategyNames.name(s); }
+inline const char* objective_name(Objective o) { return kObjectiveNames.name(o); }
+// Both throw std::invalid_argument naming the choices.
+inline Strategy parse_strategy(const std::string& name) { return kStrategyNames.parse(name, "strategy"); }
+inline Objective parse_objective(const std::string& name) { return kObjectiveNames.parse(name, "objective"); }
 
 struct GradientRequest {
     Strategy strategy = Strategy::fused;

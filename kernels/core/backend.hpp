@@ -8,11 +8,13 @@
 
 #include <string>
 
+#include "core/names.hpp"
+
 namespace sctape {
 
 enum class Backend { cpu, cuda, automatic };
-
-const char* backend_name(Backend b);
+inline constexpr NameList<Backend, 3> kBackendNames{{"cpu", "cuda", "auto"}};
+inline const char* backend_name(Backend b) { return kBackendNames.name(b); }
 
 struct GpuProbe {
     bool usable = false;

@@ -441,15 +441,16 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
                 ds = div_scalar(length[e], static_cast<double>(slices));
                 half = scale(ds, 0.5);
             }
+            // the lengths are taped scalars of the element's length: `half`
+            // for the maps around a kick, `ds` for a slice without one
+            const Scalar& map_length = tracking.space_charge ? half : ds;
             for (int s = 0; s < slices; ++s) {
-                if (tracking.space_charge) {
-                    drift(p, half, ref, rec);
-                    kick(p, ds, ctx);
-                    drift(p, half, ref, rec);
-                    ++kicks;
-                } else {
-                    drift(p, ds, ref, rec);
-                }
+                strang_slice(
+                    tracking, e, [&](std::size_t, double) { drift(p, map_length, ref, rec); },
+                    [&](std::size_t, double) {
+                        kick(p, ds, ctx);
+                        ++kicks;
+                    });
                 marks.mark(tape, report);
             }
         }
