@@ -866,26 +866,32 @@ TEST_CASE("fixed bug: the memory estimate overflows for huge n_particles", "[cli
                           {"memory", "n_particles"}});
 }
 
-// Regression test for a fixed bug (cli/track_command.cpp run<T>, kernels/result.cpp moments_json): nothing
-// checks that the final beam is finite when space charge is off (the kick's
-// grid_covering does check it). A config that overflows tau in the drift
-// (kinetic_energy_eV 1e-300, so 1/(beta0 gamma0)^2 ~ 1e305) exits 0 and
-// writes RESULT moments as JSON null.
-TEST_CASE("fixed bug: non-finite final moments are written as null with exit 0", "[cli]") {
-    const fs::path dir = scratch_dir("bug_non_finite_moments");
+// Regression test for a fixed bug (cli/track_command.cpp run<T>): nothing
+// checked that the final beam is finite when space charge is off (the kick's
+// grid_covering does check it), so a config whose drift overflows tau exited 0
+// and wrote RESULT moments as JSON null. kinetic_energy_eV 1e-300 does that:
+// gamma0 = 1 + 1e-300 / 511e3 rounds to 1, so beta0 = 0 and the drift's
+// tau -= L delta / (beta0 gamma0)^2 is infinite or NaN. run<T> now refuses a
+// non-finite final beam: exit 2, the cause named, nothing written anywhere.
+TEST_CASE("fixed bug: non-finite final moments exit 2 naming kinetic_energy_eV, nothing written", "[cli]") {
+    const auto overflowing_drift = [](json& c) {
+        c["kinetic_energy_eV"] = 1e-300;
+        c["distribution"]["sigma_delta"] = 1e-3;
+        c["space_charge"] = {{"enabled", false}};
+    };
+    const std::string message = "sctape track: error: the tracked beam has non-finite coordinates "
+                                "(check kinetic_energy_eV, the distribution and the lattice)";
+    const fs::path base = scratch_dir("bug_non_finite_moments");
+    // with --out and --dump-particles: no RESULT, no CSVs, no temporaries
+    expect_rejected(base / "files", {"kinetic_energy_eV 1e-300, no space charge", overflowing_drift, {message}});
+    // without --out: nothing on stdout either (the RESULT would go there)
     json config = good_config();
-    config["kinetic_energy_eV"] = 1e-300;
-    config["distribution"]["sigma_delta"] = 1e-3;
-    config["space_charge"] = {{"enabled", false}};
-    const fs::path cfg = write_config(dir / "config.json", config);
-    CliRun r = run_cli({"track", cfg.string(), "--quiet"}, dir.string() + ".io");
-    INFO("stdout: " << r.out);
-    if (r.exit_code == kExitOk) {
-        const json j = json::parse(r.out);
-        check_moments_shape(j.at("moments").at("final"));  // fails: tau_m etc. are null
-    } else {
-        CHECK(r.exit_code == kExitBadInput);
-    }
+    overflowing_drift(config);
+    const fs::path cfg = write_config(base / "config.json", config);
+    CliRun r = run_cli({"track", cfg.string(), "--quiet"}, base / "stdout.io");
+    CHECK(r.exit_code == kExitBadInput);
+    CHECK(r.out.empty());
+    CHECK(r.err == message + "\n");
 }
 
 // ============================================================ reverse mode
