@@ -840,10 +840,11 @@ TEST_CASE("bad output path: --out in a nonexistent directory writes nothing", "[
 // ============================================================ fixed bugs
 
 // Regression test for a fixed bug (cli/track_command.cpp, run<T>() then track_command): the CSVs of
-// --dump-particles are written inside run<T>() before the RESULT is written to
-// --out, so when --out cannot be written the command exits 2 ("bad input,
-// nothing written") but leaves PREFIX_initial.csv and PREFIX_final.csv behind.
-TEST_CASE("fixed bug: a failing --out leaves the --dump-particles CSVs behind", "[cli]") {
+// --dump-particles were written inside run<T>() before the RESULT was written to
+// --out, so when --out could not be written the command exited 2 ("bad input,
+// nothing written") but left PREFIX_initial.csv and PREFIX_final.csv behind.
+// Now every file is written by one write_files_atomically call.
+TEST_CASE("fixed bug: a failing --out leaves no --dump-particles CSVs behind", "[cli]") {
     const fs::path dir = scratch_dir("bug_out_after_dump");
     const fs::path cfg = write_config(dir / "config.json", good_config());
     const std::set<std::string> before = listing(dir);
@@ -854,12 +855,13 @@ TEST_CASE("fixed bug: a failing --out leaves the --dump-particles CSVs behind", 
     CHECK(listing(dir) == before);
 }
 
-// Regression test for a fixed bug (kernels/result.cpp, estimate_tracking_bytes): 6*n*word + 6*n*8 + 8*n*word
-// overflows std::int64_t for n_particles around 1e17 and above (signed
-// overflow, undefined behaviour); for n = 2^62 it wraps to a tiny estimate,
-// the memory check passes, and the run dies in std::vector with
+// Regression test for a fixed bug (cli/result.cpp, estimate_tracking_bytes): 6*n*word + 6*n*8 + 8*n*word
+// overflowed std::int64_t for n_particles around 1e17 and above (signed
+// overflow, undefined behaviour); for n = 2^62 it wrapped to a tiny estimate,
+// the memory check passed, and the run died in std::vector with
 // "vector::_M_default_append" instead of the memory message naming n_particles.
-TEST_CASE("fixed bug: the memory estimate overflows for huge n_particles", "[cli]") {
+// The estimate is a double now.
+TEST_CASE("fixed bug: n_particles 2^62 is refused by the memory check naming n_particles", "[cli]") {
     const fs::path dir = scratch_dir("bug_memory_overflow");
     expect_rejected(dir, {"n_particles 2^62",
                           [](json& c) { c["n_particles"] = std::int64_t(4611686018427387904); },
