@@ -840,10 +840,11 @@ TEST_CASE("bad output path: --out in a nonexistent directory writes nothing", "[
 // ============================================================ fixed bugs
 
 // Regression test for a fixed bug (cli/track_command.cpp, run<T>() then track_command): the CSVs of
-// --dump-particles are written inside run<T>() before the RESULT is written to
-// --out, so when --out cannot be written the command exits 2 ("bad input,
-// nothing written") but leaves PREFIX_initial.csv and PREFIX_final.csv behind.
-TEST_CASE("fixed bug: a failing --out leaves the --dump-particles CSVs behind", "[cli]") {
+// --dump-particles were written inside run<T>() before the RESULT was written to
+// --out, so when --out could not be written the command exited 2 ("bad input,
+// nothing written") but left PREFIX_initial.csv and PREFIX_final.csv behind.
+// Now every file is written by one write_files_atomically call.
+TEST_CASE("fixed bug: a failing --out leaves no --dump-particles CSVs behind", "[cli]") {
     const fs::path dir = scratch_dir("bug_out_after_dump");
     const fs::path cfg = write_config(dir / "config.json", good_config());
     const std::set<std::string> before = listing(dir);
@@ -854,38 +855,45 @@ TEST_CASE("fixed bug: a failing --out leaves the --dump-particles CSVs behind", 
     CHECK(listing(dir) == before);
 }
 
-// Regression test for a fixed bug (kernels/result.cpp, estimate_tracking_bytes): 6*n*word + 6*n*8 + 8*n*word
-// overflows std::int64_t for n_particles around 1e17 and above (signed
-// overflow, undefined behaviour); for n = 2^62 it wraps to a tiny estimate,
-// the memory check passes, and the run dies in std::vector with
+// Regression test for a fixed bug (cli/result.cpp, estimate_tracking_bytes): 6*n*word + 6*n*8 + 8*n*word
+// overflowed std::int64_t for n_particles around 1e17 and above (signed
+// overflow, undefined behaviour); for n = 2^62 it wrapped to a tiny estimate,
+// the memory check passed, and the run died in std::vector with
 // "vector::_M_default_append" instead of the memory message naming n_particles.
-TEST_CASE("fixed bug: the memory estimate overflows for huge n_particles", "[cli]") {
+// The estimate is a double now.
+TEST_CASE("fixed bug: n_particles 2^62 is refused by the memory check naming n_particles", "[cli]") {
     const fs::path dir = scratch_dir("bug_memory_overflow");
     expect_rejected(dir, {"n_particles 2^62",
                           [](json& c) { c["n_particles"] = std::int64_t(4611686018427387904); },
                           {"memory", "n_particles"}});
 }
 
-// Regression test for a fixed bug (cli/track_command.cpp run<T>, kernels/result.cpp moments_json): nothing
-// checks that the final beam is finite when space charge is off (the kick's
-// grid_covering does check it). A config that overflows tau in the drift
-// (kinetic_energy_eV 1e-300, so 1/(beta0 gamma0)^2 ~ 1e305) exits 0 and
-// writes RESULT moments as JSON null.
-TEST_CASE("fixed bug: non-finite final moments are written as null with exit 0", "[cli]") {
-    const fs::path dir = scratch_dir("bug_non_finite_moments");
+// Regression test for a fixed bug (cli/track_command.cpp run<T>): nothing
+// checked that the final beam is finite when space charge is off (the kick's
+// grid_covering does check it), so a config whose drift overflows tau exited 0
+// and wrote RESULT moments as JSON null. kinetic_energy_eV 1e-300 does that:
+// gamma0 = 1 + 1e-300 / 511e3 rounds to 1, so beta0 = 0 and the drift's
+// tau -= L delta / (beta0 gamma0)^2 is infinite or NaN. run<T> now refuses a
+// non-finite final beam: exit 2, the cause named, nothing written anywhere.
+TEST_CASE("fixed bug: non-finite final moments exit 2 naming kinetic_energy_eV, nothing written", "[cli]") {
+    const auto overflowing_drift = [](json& c) {
+        c["kinetic_energy_eV"] = 1e-300;
+        c["distribution"]["sigma_delta"] = 1e-3;
+        c["space_charge"] = {{"enabled", false}};
+    };
+    const std::string message = "sctape track: error: the tracked beam has non-finite coordinates "
+                                "(check kinetic_energy_eV, the distribution and the lattice)";
+    const fs::path base = scratch_dir("bug_non_finite_moments");
+    // with --out and --dump-particles: no RESULT, no CSVs, no temporaries
+    expect_rejected(base / "files", {"kinetic_energy_eV 1e-300, no space charge", overflowing_drift, {message}});
+    // without --out: nothing on stdout either (the RESULT would go there)
     json config = good_config();
-    config["kinetic_energy_eV"] = 1e-300;
-    config["distribution"]["sigma_delta"] = 1e-3;
-    config["space_charge"] = {{"enabled", false}};
-    const fs::path cfg = write_config(dir / "config.json", config);
-    CliRun r = run_cli({"track", cfg.string(), "--quiet"}, dir.string() + ".io");
-    INFO("stdout: " << r.out);
-    if (r.exit_code == kExitOk) {
-        const json j = json::parse(r.out);
-        check_moments_shape(j.at("moments").at("final"));  // fails: tau_m etc. are null
-    } else {
-        CHECK(r.exit_code == kExitBadInput);
-    }
+    overflowing_drift(config);
+    const fs::path cfg = write_config(base / "config.json", config);
+    CliRun r = run_cli({"track", cfg.string(), "--quiet"}, base / "stdout.io");
+    CHECK(r.exit_code == kExitBadInput);
+    CHECK(r.out.empty());
+    CHECK(r.err == message + "\n");
 }
 
 // ============================================================ reverse mode

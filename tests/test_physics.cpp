@@ -681,12 +681,12 @@ TEST_CASE("non-finite coordinates and particles outside a sigma grid throw", "[p
     }
 }
 
-// Regression test for a fixed bug (kernels/space_charge.cpp, grid_covering, minmax branch): with
-// padding 0 the edges center -/+ half are recomputed from lo and hi with two
-// roundings, can land one ulp inside the beam, and the range check then throws
+// Regression test for a fixed bug (kernels/physics/space_charge.cpp, grid_covering, minmax branch): with
+// padding 0 the edges center -/+ half were recomputed from lo and hi with two
+// roundings, could land one ulp inside the beam, and the range check then threw
 // "particles outside the grid" for a beam whose extreme particle defines the
 // grid (about 1 in 9 random asymmetric beams); the edges are now lo/hi exactly.
-TEST_CASE("fixed bug: a minmax grid with padding 0 rejects an off-centre beam that defines it", "[physics]") {
+TEST_CASE("fixed bug: a minmax grid with padding 0 holds the off-centre beam that defines it", "[physics]") {
     Beam<double> beam;
     beam.species = Species::electron();
     beam.reference = Reference::from_kinetic(beam.species.mass_eV, 250e6);
