@@ -154,7 +154,7 @@ std::string case_name(const char* strategy, const char* dtype, const Case& c) {
            "/N_kicks:" + std::to_string(c.kicks);
 }
 
-// The default sweep (DESIGN.md, scaling-suite issue); SCTAPE_BENCH_QUICK=1 a
+// The default sweep (docs/scaling-suite.md); SCTAPE_BENCH_QUICK=1 a
 // CI subset; SCTAPE_BENCH_LONG=1 replaces it by 10, 100 and 1000-kick lattices.
 std::vector<Case> sweep(bool quick) {
     std::vector<Case> cases;

@@ -1,4 +1,4 @@
-// memory_law.hpp — the law being measured (DESIGN.md):
+// memory_law.hpp — the law being measured (docs/physics.md):
 //
 //     ΔM per kick ≈ α_part·N_part + α_cells·N_cells (+ α_0)
 //     ΔM_total    ≈ slope·N_kicks + intercept

@@ -172,7 +172,7 @@ TEST_CASE("unknown gradient names are rejected before any work", "[gradient]") {
                       Catch::Contains("unknown gradient name 'lattice.7.length_m'"));
 }
 
-// DESIGN.md: at the doubling length of a cold uniform sphere, dR/ds =
+// docs/physics.md: at the doubling length of a cold uniform sphere, dR/ds =
 // sqrt(2K (1/R0 - 1/R)) = sqrt(N_b r_e / R0) / (beta gamma), and sigma_x =
 // R/sqrt(5). The peer code holds this to 10%; we ask for 3%, which the
 // 1e5-particle, 32^3 run meets (grid and shot-noise errors are ~0.5%, see the

@@ -200,7 +200,7 @@ std::vector<T> random_values(std::size_t n, unsigned seed) {
     return v;
 }
 
-// The adjoint kernels' bodies (cuda/adjoint_kernels.hpp) in plain loops, each
+// The adjoint kernels' bodies (physics/adjoint_bodies.hpp) in plain loops, each
 // against the CPU adjoint it replaces, at the state of one CPU kick.
 template <class T>
 void adjoint_emulation_matches_cpu(double tol) {

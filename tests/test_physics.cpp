@@ -1,5 +1,5 @@
 // test_physics.cpp — physics validation of the CPU space-charge kick against
-// closed forms (DESIGN.md, "Validation cases you can use"). Every tolerance is
+// closed forms (docs/validation.md). Every tolerance is
 // stated next to its check together with the reason for its size.
 #include <catch2/catch.hpp>
 
@@ -205,7 +205,7 @@ TEST_CASE("cold uniform sphere doubles its size over the closed-form length and 
     const double n_b = p.bunch_charge_C / kElementaryCharge_C;
     const double kappa = 1.0 + std::sqrt(2.0) / 4.0 * std::log(3.0 + 2.0 * std::sqrt(2.0));
     const double length = ref.beta_gamma() * kappa * std::sqrt(r0 * r0 * r0 / (n_b * kClassicalElectronRadius_m));
-    // DESIGN.md quotes L = 1.8975 m for 250 MeV kinetic energy; the closed form
+    // the design notes quote L = 1.8975 m for 250 MeV kinetic energy; the closed form
     // at u = 2 must give the same length (consistency of K and kappa).
     CHECK(length == Approx(1.8975).epsilon(1e-4));
     CHECK(expansion_length(2.0, r0, k) == Approx(length).epsilon(1e-12));
@@ -354,7 +354,7 @@ TEST_CASE("reference Gaussian field integral: closed form at rest and Coulomb fi
     }
     // Far from an anisotropic bunch the field is Coulomb's, q/(4 pi eps0 r^2),
     // with quadrupole corrections ~ (sigma/r)^2 = 2.5e-7 here: tolerance 1e-5.
-    // This fixes the 1/sqrt(2 pi) normalization of the formula in DESIGN.md.
+    // This fixes the 1/sqrt(2 pi) normalization of the formula in the design notes (docs/physics.md gives the corrected one).
     double r = 20.0;
     const std::array<double, 3> dir = {2.0 / 7.0, 3.0 / 7.0, 6.0 / 7.0};
     const auto e = gaussian_lab_field(q, {1e-3, 2e-3, 1e-2}, 1.0, {r * dir[0], r * dir[1], r * dir[2]});
@@ -544,7 +544,7 @@ TEST_CASE("mirror-symmetric bunch: zero mean kick and total deposited charge equ
     }
 }
 
-// DESIGN.md: "No charge may be silently lost". A beam with its extreme particle
+// A design rule (docs/physics.md): "No charge may be silently lost". A beam with its extreme particle
 // at the maximum coordinate on an asymmetric (not centred) grid.
 TEST_CASE("charge is conserved for an off-centre beam with particles at the maximum coordinate", "[physics]") {
     BeamParameters p = cold_sphere(20000, 1e-3);

@@ -1,5 +1,5 @@
 // backward_kernels.cuh — the kernels of the kick's and drift's adjoints:
-// grid-stride loops around the SCTAPE_HD bodies of adjoint_kernels.hpp and
+// grid-stride loops around the SCTAPE_HD bodies of physics/adjoint_bodies.hpp and
 // kick_math.hpp. Grid adjoints from particles scatter with atomics; scalar
 // adjoints (parameters, grid geometry) reduce through block_sums. Adjoint
 // columns are A[0..5] in (x, px, y, py, tau, delta) order.

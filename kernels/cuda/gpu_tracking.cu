@@ -1,6 +1,6 @@
 // gpu_tracking.cu — the space-charge kick and the tracking on a CUDA device.
 // Kernels are thin grid-stride loops around the SCTAPE_HD bodies of
-// kick_math.hpp and kick_kernels.hpp; this file holds only launch glue, the
+// kick_math.hpp and physics/kick_bodies.hpp; this file holds only launch glue, the
 // cuFFT plan cache and the host orchestration (gpu_tracking.hpp).
 #include <cuda_runtime.h>
 #include <cufft.h>

@@ -1,6 +1,6 @@
 // gpu_tracking.hpp — the space-charge kick and the Strang-split tracking on a
 // CUDA device (no CUDA types here: host-only code includes it freely). The
-// kick runs the eight substeps of DESIGN.md with the math of kick_math.hpp,
+// kick runs the eight substeps of docs/physics.md with the math of kick_math.hpp,
 // each kernel in kernels/cuda/gpu_tracking.cu; the grid geometry, the IGF
 // (float64), the cuFFT Hockney convolution and the field stay on the device,
 // and only the per-axis extents (to build the grid and raise the CPU's
@@ -14,7 +14,7 @@
 //   gpu.download(beam);
 //   std::vector<double> rho = gpu.charge_density();                        // last kick's grid, C/m^3
 //
-// Reverse mode (gpu_gradient.hpp drives it): snapshot() copies a column or
+// Reverse mode (ad/gpu_engine.hpp drives it): snapshot() copies a column or
 // the kick's rho / phi into a DeviceColumn a tape entry can hold;
 // drift_adjoint() and kick_adjoint() run the adjoints on the device against
 // the adjoint columns set by set_adjoint(), with the same saved data as the

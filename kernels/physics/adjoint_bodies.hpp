@@ -1,6 +1,6 @@
-// adjoint_kernels.hpp — the per-element bodies of the kick's adjoints, as
+// adjoint_bodies.hpp — the per-element bodies of the kick's adjoints, as
 // SCTAPE_HD functions with no CUDA types (the adjoint counterpart of
-// kick_kernels.hpp). Both backends run them: each backward kernel in
+// kick_bodies.hpp). Both backends run them: each backward kernel in
 // gpu_tracking.cu is a grid-stride loop around one of these plus atomics or
 // a reduction, and the CPU adjoints of grid_ops.cpp call them inside their
 // OpenMP loops (per-thread grids instead of atomics). The [gpu-emulation]

@@ -1,4 +1,4 @@
-// kick_kernels.hpp — the per-element bodies of the CUDA kick's kernels, as
+// kick_bodies.hpp — the per-element bodies of the CUDA kick's kernels, as
 // SCTAPE_HD functions with no CUDA types: each kernel in gpu_tracking.cu is a
 // grid-stride loop around one of these, and the CPU test
 // (tests/test_gpu.cpp, [gpu-emulation]) runs the same bodies in plain loops

@@ -2,7 +2,7 @@
 // as small SCTAPE_HD functions. The CPU loops (space_charge.cpp) and the CUDA
 // kernels call exactly these, so the CPU tests cover the GPU's math.
 //
-// Conventions (DESIGN.md): Cheetah's (x, px, y, py, tau, delta); inside the
+// Conventions (docs/physics.md): Cheetah's (x, px, y, py, tau, delta); inside the
 // kick, momenta are normalized to p0 (P/p0) and z = -beta0*tau is the
 // fixed-time longitudinal position.
 #pragma once

@@ -1,5 +1,5 @@
 // space_charge.hpp — the 3D space-charge kick on the CPU, split into the eight
-// substeps named in DESIGN.md: s_to_t, deposit, green, convolve, field,
+// substeps named in docs/physics.md: s_to_t, deposit, green, convolve, field,
 // gather, push, t_to_s. Each substep is a public member so tests and the
 // tape can drive them one by one; apply() runs them in order and times them.
 //

@@ -1,4 +1,4 @@
-// autograd_kernels.cu — the device half of the autograd engine (runner.hpp):
+// device_runner.cu — the device half of the autograd engine (runner.hpp):
 // one grid-stride kernel runs any op body of op_bodies.hpp, fixed-shape
 // block sums reduce the gradient terms of broadcast operands, a two-pass
 // arg-extremum serves min / max, and cuFFT plans implement ag::Fft3. All of

@@ -1,6 +1,6 @@
 // runner.hpp — where the autograd engine's per-element bodies (op_bodies.hpp)
 // run: a plain loop on the host, a grid-stride kernel on the CUDA device
-// (kernels/cuda/autograd_kernels.cu, which instantiates every body). All
+// (ad/autograd/device_runner.cu, which instantiates every body). All
 // device work of the engine is ordered on one stream, CUDA's legacy default
 // stream, so ops need no synchronization between them; host reads of device
 // values (item(), the grid checks) synchronize by copying.
