@@ -354,7 +354,8 @@ TEST_CASE("reference Gaussian field integral: closed form at rest and Coulomb fi
     }
     // Far from an anisotropic bunch the field is Coulomb's, q/(4 pi eps0 r^2),
     // with quadrupole corrections ~ (sigma/r)^2 = 2.5e-7 here: tolerance 1e-5.
-    // This fixes the 1/sqrt(2 pi) normalization of the formula in the design notes (docs/physics.md gives the corrected one).
+    // This pins the 1/sqrt(2 pi) normalization of the far field (the formula in
+    // docs/physics.md, "Closed forms used for validation").
     double r = 20.0;
     const std::array<double, 3> dir = {2.0 / 7.0, 3.0 / 7.0, 6.0 / 7.0};
     const auto e = gaussian_lab_field(q, {1e-3, 2e-3, 1e-2}, 1.0, {r * dir[0], r * dir[1], r * dir[2]});
@@ -544,7 +545,7 @@ TEST_CASE("mirror-symmetric bunch: zero mean kick and total deposited charge equ
     }
 }
 
-// A design rule (docs/physics.md): "No charge may be silently lost". A beam with its extreme particle
+// No charge may be silently lost (docs/physics.md, "The grid"). A beam with its extreme particle
 // at the maximum coordinate on an asymmetric (not centred) grid.
 TEST_CASE("charge is conserved for an off-centre beam with particles at the maximum coordinate", "[physics]") {
     BeamParameters p = cold_sphere(20000, 1e-3);
