@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "fit_commands.hpp"
+#include "plan.hpp"
 #include "subcommand.hpp"
 
 namespace sctape::cli {
@@ -85,8 +86,6 @@ nlohmann::json read_coeffs(const std::string& path) {
     }
 }
 
-double number_or_zero(const nlohmann::json& v) { return v.is_number() ? v.get<double>() : 0.0; }
-
 }  // namespace
 
 int plan_command(const std::vector<std::string>& argv) {
@@ -97,20 +96,14 @@ int plan_command(const std::vector<std::string>& argv) {
         std::printf("%-12s %-8s %14s %14s %16s %s\n", "strategy", "dtype", "per kick [MiB]", "tape [GiB]",
                     "alpha_part/cells", p.budget_gib > 0 ? "fits" : "");
         int shown = 0, fitting = 0;
-        for (const auto& f : coeffs["fits"]) {
-            if (f.value("measure", "") != "tape_bytes" || f.value("scope", "") != "total" || f.value("dtype", "") != p.dtype)
-                continue;
-            const std::string strategy = f.value("strategy", "");
-            if (!p.strategy.empty() && strategy != p.strategy) continue;
-            if (!f["alpha_part_bytes"].is_number() || !f["alpha_cells_bytes"].is_number()) continue;
-            const double a_part = f["alpha_part_bytes"].get<double>(), a_cells = f["alpha_cells_bytes"].get<double>();
-            const double per_kick = a_part * p.n_part + a_cells * cells + number_or_zero(f["alpha_0_bytes"]);
+        for (const fit::TapeLaw& law : fit::tape_laws(coeffs, p.dtype, p.strategy)) {
+            const double per_kick = law.per_kick_bytes(p.n_part, cells);
             const double total = per_kick * p.kicks;
             const bool fits = p.budget_gib > 0 && total <= p.budget_gib * double(1ull << 30);
             fitting += fits;
             ++shown;
-            std::printf("%-12s %-8s %14.1f %14.3f %8.1f/%-7.1f %s\n", strategy.c_str(), p.dtype.c_str(),
-                        per_kick / double(1 << 20), total / double(1ull << 30), a_part, a_cells,
+            std::printf("%-12s %-8s %14.1f %14.3f %8.1f/%-7.1f %s\n", law.strategy.c_str(), p.dtype.c_str(),
+                        per_kick / double(1 << 20), total / double(1ull << 30), law.alpha_part, law.alpha_cells,
                         p.budget_gib > 0 ? (fits ? "yes" : "no") : "");
         }
         if (shown == 0) throw std::invalid_argument("no tape_bytes/total fit for dtype " + p.dtype +

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -9,6 +10,8 @@
 #include <limits>
 #include <sstream>
 #include <stdexcept>
+
+#include "plan.hpp"
 
 namespace sctape {
 
@@ -150,19 +153,15 @@ double estimate_tape_bytes(const RunConfig& c) {
     const double cells = c.tracking.space_charge ? double(s[0]) * s[1] * s[2] : 0.0;
     double kicks = 0;
     for (const Drift& d : c.tracking.lattice) kicks += d.slices;
-    // per-kick laws measured by the default sweep (results/coeffs_cpu.json), rounded up
-    double per_kick = 0;
-    switch (c.gradient.strategy) {
-        case Strategy::autograd:
-            per_kick = word == 4 ? 620 * n + 360 * cells : 1100 * n + 440 * cells;
-            break;
-        case Strategy::fused: per_kick = (6 * n + 2 * cells) * word; break;
-        case Strategy::checkpoint:
-            per_kick = 6 * n * word;
-            if (c.gradient.snapshots > 0) kicks = std::min(kicks, double(c.gradient.snapshots));
-            break;
-        case Strategy::reversible: per_kick = 0; break;
-    }
+    // the per-kick law measured by the committed default sweep
+    const auto laws = fit::tape_laws(fit::measured_coeffs(), dtype_name(c.dtype), strategy_name(c.gradient.strategy));
+    if (laws.empty())
+        throw std::logic_error(std::string("results/coeffs_cpu.json has no tape law for ") +
+                               strategy_name(c.gradient.strategy) + " " + dtype_name(c.dtype));
+    const double per_kick = std::max(0.0, laws.front().per_kick_bytes(n, cells));
+    // binomial checkpointing holds at most `snapshots` states, whatever the kicks
+    if (c.gradient.strategy == Strategy::checkpoint && c.gradient.snapshots > 0)
+        kicks = std::min(kicks, double(c.gradient.snapshots));
     // plus the adjoint arrays and one fixed-point or snapshot state
     return kicks * per_kick + 12 * n * word + 6 * n * 8;
 }

@@ -22,6 +22,7 @@
 #include "coeffs.hpp"
 #include "f_distribution.hpp"
 #include "memory_law.hpp"
+#include "plan.hpp"
 #include "sweep.hpp"
 
 namespace {
@@ -629,4 +630,37 @@ TEST_CASE("sctape plan predicts tape bytes from the fitted law and checks a budg
     rc = std::system((cli + " plan " + (dir / "missing.json").string() + " --n-part 1 --grid 2 2 2 --kicks 1 > " + out +
                       " 2>&1").c_str());
     CHECK(WEXITSTATUS(rc) == 2);
+}
+
+// The memory pre-check of `sctape track` reads the committed sweep's laws
+// (compiled in). The hand-written strategies' laws are exact byte counts
+// (docs/tape-accounting.md: fused (6N + 2C) w, checkpoint 6N w, reversible
+// 0 per kick), so the fitted values must equal them to the fit's rounding
+// (max relative residual ~1e-15; tolerance 1e-9 of the coefficient).
+TEST_CASE("tape_laws: the compiled-in sweep gives the exact per-kick laws", "[fit]") {
+    struct Expected {
+        const char* strategy;
+        const char* dtype;
+        double alpha_part, alpha_cells;
+    };
+    const Expected cases[] = {{"fused", "float32", 24, 8},    {"fused", "float64", 48, 16},
+                              {"checkpoint", "float32", 24, 0}, {"checkpoint", "float64", 48, 0},
+                              {"reversible", "float32", 0, 0},  {"reversible", "float64", 0, 0}};
+    for (const Expected& e : cases) {
+        INFO(e.strategy << " " << e.dtype);
+        const auto laws = sctape::fit::tape_laws(sctape::fit::measured_coeffs(), e.dtype, e.strategy);
+        REQUIRE(laws.size() == 1);
+        CHECK(laws[0].alpha_part == Approx(e.alpha_part).margin(1e-9 * 48));
+        CHECK(laws[0].alpha_cells == Approx(e.alpha_cells).margin(1e-9 * 48));
+        CHECK(laws[0].per_kick_bytes(1000, 512) == Approx(e.alpha_part * 1000 + e.alpha_cells * 512).margin(1e-6));
+    }
+    // a fit entry without alpha_0_bytes or with a non-number is read safely
+    const nlohmann::json coeffs = {{"fits", {{{"measure", "tape_bytes"}, {"scope", "total"}, {"dtype", "float32"},
+                                              {"strategy", "x"}, {"alpha_part_bytes", 2}, {"alpha_cells_bytes", 1}},
+                                             {{"measure", "tape_bytes"}, {"scope", "total"}, {"dtype", "float32"},
+                                              {"strategy", "y"}, {"alpha_part_bytes", "2"}, {"alpha_cells_bytes", 1}}}}};
+    const auto laws = sctape::fit::tape_laws(coeffs, "float32");
+    REQUIRE(laws.size() == 1);
+    CHECK(laws[0].strategy == "x");
+    CHECK(laws[0].per_kick_bytes(10, 4) == 24);
 }
