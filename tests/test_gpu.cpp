@@ -56,6 +56,7 @@
 #include "physics/space_charge.hpp"
 #include "physics/tracking.hpp"
 #include "support/beams.hpp"
+#include "support/strategy_matrix.hpp"
 
 using namespace sctape;
 using namespace sctape::test;
@@ -428,6 +429,20 @@ TEST_CASE("GPU autograd gradients match the CPU", "[gpu]") {
     gradients_agree<double>(Strategy::autograd, ExtentMode::minmax, 1e-9);
     gradients_agree<double>(Strategy::autograd, ExtentMode::sigma, 1e-9);
     gradients_agree<float>(Strategy::autograd, ExtentMode::minmax, 5e-4);
+}
+
+// The CPU's strategy matrix (support/strategy_matrix.hpp), every case on the
+// device: gradients against fused on the CPU, exact tape bytes, device
+// memory returned.
+TEST_CASE("strategy matrix on the GPU: gradients, tape bytes, memory returned", "[gpu]") {
+    REQUIRE_GPU();
+    const MatrixCase c = GENERATE(MatrixCase{Strategy::fused, 0, Backend::cuda},
+                                  MatrixCase{Strategy::checkpoint, 0, Backend::cuda},
+                                  MatrixCase{Strategy::checkpoint, 3, Backend::cuda},
+                                  MatrixCase{Strategy::reversible, 0, Backend::cuda},
+                                  MatrixCase{Strategy::autograd, 0, Backend::cuda});
+    check_matrix_case<double>(c);
+    check_matrix_case<float>(c);
 }
 
 // The undo recomputes each kick's field from the same positions; with the

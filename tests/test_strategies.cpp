@@ -1,5 +1,6 @@
-// checkpoint and reversible: the same gradients as fused with far less kept,
-// bit-exact reverse stepping, and the binomial schedule's guarantees.
+// The strategies: one matrix of strategy x dtype (gradients against fused,
+// exact tape bytes), bit-exact reverse stepping, and the binomial schedule's
+// guarantees.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -8,6 +9,7 @@
 #include "ad/gradient.hpp"
 #include "ad/reversible.hpp"
 #include "physics/reversible_tracking.hpp"
+#include "support/strategy_matrix.hpp"
 
 using namespace sctape;
 
@@ -65,55 +67,16 @@ TEST_CASE("reversible tracking rebuilds every state bit for bit over 1000 kicks"
     CHECK(mismatches == 0);
 }
 
-// checkpoint recomputes exactly what fused records, so its gradients are
-// bitwise fused's; reversible differentiates at states quantized to 2^-50 of
-// their range (2^-60 for momenta), so it agrees to 1e-12 (measured: <1e-13).
-TEST_CASE("all strategies give the same gradients (float64)", "[checkpoint][reversible]") {
-    const BeamParameters beam = small_beam(2000);
-    TrackSettings tracking = small_tracking(5, 16);
-    tracking.lattice = {{0.5, 4}, {0.3, 3}};
-    GradientRequest request;
-    request.gradients = gradient_names(beam, tracking.lattice);
-    const GradientResult fused = compute_gradient<double>(beam, tracking, request);
-    struct Variant {
-        Strategy strategy;
-        int snapshots;
-        double tolerance;  // 0: bitwise
-    };
-    for (Variant v : {Variant{Strategy::checkpoint, 0, 0.0}, Variant{Strategy::checkpoint, 3, 0.0},
-                      Variant{Strategy::reversible, 0, 1e-12}, Variant{Strategy::autograd, 0, 1e-10}}) {
-        request.strategy = v.strategy;
-        request.snapshots = v.snapshots;
-        const GradientResult r = compute_gradient<double>(beam, tracking, request);
-        for (const auto& [name, value] : fused.gradients) {
-            INFO(strategy_name(v.strategy) << " snapshots " << v.snapshots << " / " << name);
-            if (v.tolerance == 0) CHECK(r.gradients.at(name) == value);
-            else CHECK(r.gradients.at(name) == Approx(value).epsilon(v.tolerance));
-        }
-        CHECK(r.memory.bytes_after_backward == 0);
-    }
-}
-
-// Exact tape bytes (w = 8, objective sigma_x keeps x and px: 2 N w):
-//   checkpoint, every kick:  K * 6 N w + 2 N w
-//   reversible:              6 N * 8 (the final int64 state) + 2 N w, for any K
-TEST_CASE("checkpoint and reversible tape bytes, exactly", "[checkpoint][reversible][tape]") {
-    const std::int64_t n = 500;
-    const BeamParameters beam = small_beam(n);
-    GradientRequest request;
-    for (int kicks : {2, 5, 10}) {
-        const TrackSettings tracking = small_tracking(kicks, 8);
-        request.strategy = Strategy::checkpoint;
-        request.snapshots = 0;
-        const auto cp = compute_gradient<double>(beam, tracking, request);
-        CHECK(cp.memory.tape_bytes == kicks * 6 * n * 8 + 2 * n * 8);
-        CHECK(cp.memory.max_states_held == kicks);
-        request.strategy = Strategy::reversible;
-        const auto rev = compute_gradient<double>(beam, tracking, request);
-        CHECK(rev.memory.tape_bytes == 6 * n * 8 + 2 * n * 8);
-        CHECK(rev.memory.tape_bytes_by_scope.at("reversible") == 6 * n * 8);
-        CHECK(rev.memory.kicks == kicks);
-    }
+// Every strategy and dtype on the CPU (the GPU runs the same cases in
+// test_gpu.cpp); checkpoint both keeping every state and binomially (3).
+TEST_CASE("strategy matrix on the CPU: gradients, tape bytes, memory returned", "[strategy][tape]") {
+    const test::MatrixCase c = GENERATE(test::MatrixCase{Strategy::fused, 0, Backend::cpu},
+                                        test::MatrixCase{Strategy::checkpoint, 0, Backend::cpu},
+                                        test::MatrixCase{Strategy::checkpoint, 3, Backend::cpu},
+                                        test::MatrixCase{Strategy::reversible, 0, Backend::cpu},
+                                        test::MatrixCase{Strategy::autograd, 0, Backend::cpu});
+    test::check_matrix_case<double>(c);
+    test::check_matrix_case<float>(c);
 }
 
 // Binomial checkpointing over 1000 kicks with 10 states: never more than 10
