@@ -15,14 +15,10 @@ using namespace sctape;
 
 namespace {
 
+// The matrix's beam (support/strategy_matrix.hpp) with n particles.
 BeamParameters small_beam(std::int64_t n) {
-    BeamParameters b;
+    BeamParameters b = test::matrix_beam();
     b.n_particles = n;
-    b.bunch_charge_C = 1e-9;
-    b.kinetic_energy_eV = 10e6;
-    b.distribution.type = DistributionType::gaussian;
-    b.distribution.size_m = {1e-3, 1.2e-3, 0.8e-3};
-    b.distribution.momentum_rms = {1e-4, 2e-4, 1e-4};
     return b;
 }
 
