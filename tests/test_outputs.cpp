@@ -249,3 +249,25 @@ TEST_CASE("standard output full or closed: exit 2, the error on stderr, no file 
         expect_refused(dir, {"--version"}, "sctape: error: cannot write to standard output" + full, ">/dev/full");
     }
 }
+
+TEST_CASE("sctape-bench: a filter that matches nothing leaves --benchmark_out as it was, exit 2", "[io][bench]") {
+    const fs::path dir = scratch_dir("bench");
+    const std::string out = write_text(dir / "sweep.json", "the previous sweep\n").string();
+    const std::string last_line =
+        "sctape-bench: error: no benchmark ran (does --benchmark_filter match any?); '" + out + "' left unchanged\n";
+    const auto before = snapshot(dir);
+    SECTION("--benchmark_out=PATH") {
+        const Run r = run(SCTAPE_BENCH_PATH, {"--backend", "cpu", "--benchmark_filter=^no_such_benchmark$",
+                                              "--benchmark_out=" + out}, ">/dev/null");
+        CHECK(r.exit_code == kExitBadInput);
+        CHECK_THAT(r.err, Catch::Matchers::EndsWith(last_line));
+    }
+    SECTION("BENCHMARK_OUT in the environment") {
+        const Run r = run(SCTAPE_BENCH_PATH, {"--backend", "cpu", "--benchmark_filter=^no_such_benchmark$"},
+                          ">/dev/null", "BENCHMARK_OUT=" + quote(out));
+        CHECK(r.exit_code == kExitBadInput);
+        CHECK_THAT(r.err, Catch::Matchers::EndsWith(last_line));
+    }
+    CHECK(snapshot(dir) == before);
+    CHECK(read_text(out) == "the previous sweep\n");
+}
