@@ -36,9 +36,13 @@ const char* kCheckUsage =
 
 int write_baseline(const std::vector<std::string>& args) {
     if (args.size() != 3) throw fit::FitError("--write-baseline takes COEFFS.json BASELINE.json");
+    check_output_targets({{"BASELINE", args[2]}}, {args[1]});
     const nlohmann::json baseline = fit::baseline_from_coeffs(fit::read_json_file(args[1]));
-    write_file_atomically(args[2], baseline.dump(2) + "\n");
+    StagedFiles staged;
+    staged.stage(args[2], baseline.dump(2) + "\n");
     std::cout << "wrote " << args[2] << " (" << baseline["fits"].size() << " tape_bytes fits)\n";
+    check_stdout();
+    staged.commit();
     return 0;
 }
 

@@ -1,12 +1,12 @@
 #include "config.hpp"
 
+#include "json_input.hpp"
+
 #include <omp.h>
 
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -241,17 +241,11 @@ RunConfig parse_config(const json& j) {
 }
 
 RunConfig load_config(const std::string& path) {
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec)) throw ConfigError("cannot read config file '" + path + "' (not a file)");
-    std::ifstream in(path);
-    if (!in) throw ConfigError("cannot read config file '" + path + "'");
-    json j;
     try {
-        j = json::parse(in);
-    } catch (const json::exception& e) {
-        throw ConfigError("config file '" + path + "' is not valid JSON: " + e.what());
+        return parse_config(read_json_input(path, "config file"));
+    } catch (const JsonInputError& e) {
+        throw ConfigError(e.what());
     }
-    return parse_config(j);
 }
 
 }  // namespace sctape

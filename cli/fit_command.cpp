@@ -50,7 +50,7 @@ FitArgs parse_args(const std::vector<std::string>& args) {
     for (std::size_t i = 0; i < args.size(); ++i) {
         const std::string& a = args[i];
         if (a == "-o" || a == "--out") {
-            if (i + 1 >= args.size()) throw fit::FitError(a + " needs a value");
+            if (i + 1 >= args.size() || args[i + 1].empty()) throw fit::FitError(a + " needs a value");
             f.out = args[++i];
         } else if (a == "--constant") {
             f.options.with_constant = true;
@@ -71,9 +71,13 @@ FitArgs parse_args(const std::vector<std::string>& args) {
 int fit_command(const std::vector<std::string>& argv) {
     return run_subcommand("fit", kFitUsage, argv, [&] {
         const FitArgs args = parse_args(argv);
+        if (!args.out.empty()) check_output_targets({{"--out", args.out}}, {args.sweep});
         const nlohmann::json coeffs = fit::fit_document(fit::read_json_file(args.sweep), args.options);
-        if (!args.out.empty()) write_file_atomically(args.out, coeffs.dump(2) + "\n");
+        StagedFiles staged;
+        if (!args.out.empty()) staged.stage(args.out, coeffs.dump(2) + "\n");
         std::cout << fit::coefficient_table(coeffs);
+        check_stdout();  // the table is the result too: COEFFS only once it was printed
+        staged.commit();
         for (const auto& note : coeffs["notes"]) std::cerr << "sctape fit: note: " << note.get<std::string>() << "\n";
         return 0;
     });

@@ -2,7 +2,6 @@
 // coefficients before the run is launched, per strategy, against a budget.
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
@@ -10,6 +9,7 @@
 #include <vector>
 
 #include "fit_commands.hpp"
+#include "json_input.hpp"
 #include "plan.hpp"
 #include "subcommand.hpp"
 
@@ -75,15 +75,10 @@ PlanArgs parse(const std::vector<std::string>& args) {
 }
 
 nlohmann::json read_coeffs(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw std::invalid_argument("cannot read '" + path + "'");
-    try {
-        nlohmann::json j = nlohmann::json::parse(in);
-        if (!j.contains("fits") || !j["fits"].is_array()) throw std::invalid_argument("'" + path + "' has no \"fits\" list");
-        return j;
-    } catch (const nlohmann::json::exception& e) {
-        throw std::invalid_argument("'" + path + "' is not valid JSON: " + e.what());
-    }
+    nlohmann::json j = read_json_input(path, "");
+    if (!j.is_object() || !j.contains("fits") || !j["fits"].is_array())
+        throw std::invalid_argument("'" + path + "' has no \"fits\" list");
+    return j;
 }
 
 }  // namespace

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <fstream>
 #include <iomanip>
 #include <limits>
@@ -96,38 +95,6 @@ std::string particles_csv(const Beam<T>& beam) {
         out << beam.x[i] << ',' << beam.px[i] << ',' << beam.y[i] << ',' << beam.py[i] << ',' << beam.tau[i] << ','
             << beam.delta[i] << '\n';
     return out.str();
-}
-
-void write_files_atomically(const std::vector<std::pair<std::string, std::string>>& files) {
-    std::vector<std::string> temporaries;
-    auto discard = [&] {
-        for (const auto& t : temporaries) std::remove(t.c_str());
-    };
-    for (const auto& [path, content] : files) {
-        const std::string tmp = path + ".tmp-" + std::to_string(::getpid());
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) {
-            discard();
-            throw std::runtime_error("cannot write '" + path + "' (cannot create '" + tmp + "')");
-        }
-        temporaries.push_back(tmp);
-        out << content;
-        out.flush();
-        if (!out) {
-            out.close();
-            discard();
-            throw std::runtime_error("writing '" + path + "' failed (disk full?)");
-        }
-    }
-    for (std::size_t i = 0; i < files.size(); ++i)
-        if (std::rename(temporaries[i].c_str(), files[i].first.c_str()) != 0) {
-            discard();
-            throw std::runtime_error("cannot move the output into place at '" + files[i].first + "'");
-        }
-}
-
-void write_file_atomically(const std::string& path, const std::string& content) {
-    write_files_atomically({{path, content}});
 }
 
 double estimate_tracking_bytes(const RunConfig& c) {

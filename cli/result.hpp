@@ -1,6 +1,6 @@
 // result.hpp — what `sctape track` writes: moments as JSON with units in the
-// keys, particle CSVs, and files written atomically (a temporary file renamed
-// into place) so a failed run never leaves a partial or corrupt output.
+// keys, particle CSVs; the files are written by output_files.hpp (checked up
+// front, a temporary renamed into place) so a failed run leaves nothing behind.
 //
 //   nlohmann::json m = sctape::moments_json(sctape::compute_moments(beam));
 //   sctape::write_file_atomically("result.json", m.dump(2));
@@ -14,6 +14,7 @@
 
 #include "physics/beam.hpp"
 #include "config.hpp"
+#include "output_files.hpp"
 
 namespace sctape {
 
@@ -33,12 +34,6 @@ template <class T>
 std::string particles_csv(const Beam<T>& beam);
 // d objective / d initial coordinates, same columns as particles_csv.
 std::string particle_gradient_csv(const GradientResult& r);
-
-// Writes to PATH.tmp-<pid> and renames over PATH; throws std::runtime_error.
-void write_file_atomically(const std::string& path, const std::string& content);
-// Several files: every temporary is written before any is renamed, so a
-// failure leaves none of them behind.
-void write_files_atomically(const std::vector<std::pair<std::string, std::string>>& files);
 
 // Bytes a tracking run allocates (particles, kick work arrays, grids, FFTs),
 // and the memory the machine has available; used to refuse impossible runs.

@@ -1,4 +1,7 @@
 // sctape — command-line front end. `sctape --help` lists the subcommands.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <iostream>
 #include <string>
 #include <vector>
@@ -29,18 +32,38 @@ const char* kUsage =
     "Exit codes: 0 success, 1 regression (check) or nothing fits (plan), 2 bad input\n"
     "(nothing written).\n";
 
+// A closed standard descriptor would be handed to the next file opened, and
+// the RESULT printed for standard output would land in an output's temporary.
+// Holding it with /dev/null opened read-only keeps it taken, and writes to
+// standard output still fail (EBADF), which check_stdout reports.
+void hold_standard_descriptors() {
+    for (int fd = 0; fd <= 2; ++fd)
+        if (::fcntl(fd, F_GETFD) == -1 && ::open("/dev/null", O_RDONLY) != fd) std::_Exit(sctape::cli::kExitBadInput);
+}
+
+// Prints `text` to standard output and returns `code`, or 2 when it could not be written.
+int print(const char* text, int code) {
+    std::cout << text;
+    try {
+        sctape::cli::check_stdout();
+    } catch (const std::exception& e) {
+        std::cerr << "sctape: error: " << e.what() << "\n";
+        return sctape::cli::kExitBadInput;
+    }
+    return code;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+    hold_standard_descriptors();
     std::vector<std::string> args(argv + 1, argv + argc);
-    if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-        (args.empty() ? std::cerr : std::cout) << kUsage;
-        return args.empty() ? sctape::cli::kExitBadInput : 0;
+    if (args.empty()) {
+        std::cerr << kUsage;
+        return sctape::cli::kExitBadInput;
     }
-    if (args[0] == "--version") {
-        std::cout << "sctape " << SCTAPE_VERSION << "\n";
-        return 0;
-    }
+    if (args[0] == "--help" || args[0] == "-h") return print(kUsage, 0);
+    if (args[0] == "--version") return print(("sctape " + std::string(SCTAPE_VERSION) + "\n").c_str(), 0);
     const std::string command = args[0];
     args.erase(args.begin());
     if (command == "track") return sctape::cli::track_command(args);

@@ -57,7 +57,8 @@ TrackArgs parse_args(const std::vector<std::string>& args) {
     for (std::size_t i = 0; i < args.size(); ++i) {
         const std::string& a = args[i];
         auto value = [&](const char* flag) -> std::string {
-            if (i + 1 >= args.size()) throw ConfigError(std::string(flag) + " needs a value");
+            // an empty value would silently mean "no such output"
+            if (i + 1 >= args.size() || args[i + 1].empty()) throw ConfigError(std::string(flag) + " needs a value");
             return args[++i];
         };
         if (a == "--out" || a == "-o") t.out = value("--out");
@@ -164,6 +165,30 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backe
     return result;
 }
 
+// Every file the run will write, named by its option, for check_output_targets.
+std::vector<OutputTarget> output_targets(const TrackArgs& args, const RunConfig& config) {
+    std::vector<OutputTarget> targets;
+    if (!args.out.empty()) targets.push_back({"--out", args.out});
+    if (!args.dump_prefix.empty()) {
+        targets.push_back({"--dump-particles", args.dump_prefix + "_initial.csv"});
+        targets.push_back({"--dump-particles", args.dump_prefix + "_final.csv"});
+        if (config.differentiate) targets.push_back({"--dump-particles", args.dump_prefix + "_gradient.csv"});
+    }
+    if (!args.timeline.empty()) targets.push_back({"--timeline", args.timeline});
+    return targets;
+}
+
+// Stages every file, prints the RESULT when there is no --out, and renames
+// the files into place only once standard output took it too.
+void write_outputs(const std::vector<std::pair<std::string, std::string>>& files, const TrackArgs& args,
+                   const nlohmann::json& result) {
+    StagedFiles staged;
+    for (const auto& [path, content] : files) staged.stage(path, content);
+    if (args.out.empty()) std::cout << result.dump(2) << "\n";
+    check_stdout();
+    staged.commit();
+}
+
 }  // namespace
 
 int track_command(const std::vector<std::string>& argv) {
@@ -172,6 +197,7 @@ int track_command(const std::vector<std::string>& argv) {
         RunConfig config = load_config(args.config);
         if (!args.timeline.empty() && !config.differentiate)
             throw ConfigError("--timeline records a reverse-mode run: add \"strategy\" or \"gradients\" to the config");
+        check_output_targets(output_targets(args, config), {args.config});
         const double tracking = estimate_tracking_bytes(config), tape = estimate_tape_bytes(config);
         const double have = available_memory_bytes();
         auto mib = [](double bytes) { return std::to_string(static_cast<long long>(bytes / (1 << 20))); };
@@ -201,8 +227,7 @@ int track_command(const std::vector<std::string>& argv) {
         nlohmann::json result = config.dtype == Dtype::float32 ? run<float>(config, args, backend, reason, files)
                                                                : run<double>(config, args, backend, reason, files);
         if (!args.out.empty()) files.emplace_back(args.out, result.dump(2) + "\n");
-        write_files_atomically(files);
-        if (args.out.empty()) std::cout << result.dump(2) << "\n";
+        write_outputs(files, args, result);
         return 0;
     });
 }

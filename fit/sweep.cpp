@@ -1,7 +1,8 @@
 #include "sweep.hpp"
 
+#include "json_input.hpp"
+
 #include <cmath>
-#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -70,12 +71,10 @@ json scalar_context(const json& context) {
 }  // namespace
 
 json read_json_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw FitError("cannot read '" + path + "'");
     try {
-        return json::parse(in);
-    } catch (const json::parse_error& e) {
-        throw FitError("'" + path + "' is not valid JSON: " + e.what());
+        return read_json_input(path, "");
+    } catch (const JsonInputError& e) {
+        throw FitError(e.what());
     }
 }
 

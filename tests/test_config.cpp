@@ -182,7 +182,7 @@ TEST_CASE("load_config: a missing file and malformed JSON are ConfigErrors namin
     const fs::path dir = fs::path(SCTAPE_TEST_TMPDIR) / "config";
     fs::create_directories(dir);
     const std::string missing = (dir / "no_such_config.json").string();
-    CHECK(load_error(missing) == "cannot read config file '" + missing + "' (not a file)");
+    CHECK(load_error(missing) == "cannot read config file '" + missing + "' (no such file)");
     const std::string malformed = (dir / "malformed.json").string();
     std::ofstream(malformed) << "{\"n_particles\": 2000,}";
     // after the prefix comes nlohmann::json's own parse message, not pinned here
