@@ -85,7 +85,51 @@ nlohmann::json read_coeffs(const std::string& path) {
     }
 }
 
-double number_or_zero(const nlohmann::json& v) { return v.is_number() ? v.get<double>() : 0.0; }
+// The number at `key`, or `fallback` when it is absent or not a number.
+// (operator[] on a const json with a missing key is undefined behaviour: it
+// read past the end of the object.)
+double number_at(const nlohmann::json& f, const char* key, double fallback) {
+    const auto it = f.find(key);
+    return it != f.end() && it->is_number() ? it->get<double>() : fallback;
+}
+
+struct PlanRow {
+    std::string strategy;
+    double a_part = 0, a_cells = 0, a_0 = 0, per_kick = 0, total = 0;
+};
+
+// Every number printed must be finite: a coefficient that is not (1e400 in
+// the JSON reads as infinity) or a product that overflows is bad input.
+void check_finite(const PlanRow& r, const std::string& coeffs) {
+    if (!std::isfinite(r.a_part) || !std::isfinite(r.a_cells) || !std::isfinite(r.a_0))
+        throw std::invalid_argument("the " + r.strategy + " fit in '" + coeffs +
+                                    "' has a non-finite alpha_part_bytes, alpha_cells_bytes or alpha_0_bytes");
+    if (!std::isfinite(r.per_kick) || !std::isfinite(r.total))
+        throw std::invalid_argument("the " + r.strategy + " tape overflows: --n-part, --grid and --kicks are too large");
+}
+
+// The rows of `fits` that match the request, every number checked.
+std::vector<PlanRow> plan_rows(const PlanArgs& p, const nlohmann::json& coeffs) {
+    const double cells = p.grid[0] * p.grid[1] * p.grid[2];
+    std::vector<PlanRow> rows;
+    for (const auto& f : coeffs.at("fits")) {
+        if (!f.is_object() || f.value("measure", "") != "tape_bytes" || f.value("scope", "") != "total" ||
+            f.value("dtype", "") != p.dtype)
+            continue;
+        PlanRow r;
+        r.strategy = f.value("strategy", "");
+        if (!p.strategy.empty() && r.strategy != p.strategy) continue;
+        r.a_part = number_at(f, "alpha_part_bytes", NAN);
+        r.a_cells = number_at(f, "alpha_cells_bytes", NAN);
+        if (std::isnan(r.a_part) || std::isnan(r.a_cells)) continue;  // absent: not a fit of this law
+        r.a_0 = number_at(f, "alpha_0_bytes", 0.0);
+        r.per_kick = r.a_part * p.n_part + r.a_cells * cells + r.a_0;
+        r.total = r.per_kick * p.kicks;
+        check_finite(r, p.coeffs);
+        rows.push_back(r);
+    }
+    return rows;
+}
 
 }  // namespace
 
@@ -93,24 +137,17 @@ int plan_command(const std::vector<std::string>& argv) {
     return run_subcommand("plan", kPlanUsage, argv, [&] {
         const PlanArgs p = parse(argv);
         const nlohmann::json coeffs = read_coeffs(p.coeffs);
-        const double cells = p.grid[0] * p.grid[1] * p.grid[2];
-        std::printf("%-12s %-8s %14s %14s %16s %s\n", "strategy", "dtype", "per kick [MiB]", "tape [GiB]",
-                    "alpha_part/cells", p.budget_gib > 0 ? "fits" : "");
+        const std::vector<PlanRow> rows = plan_rows(p, coeffs);  // checked before anything is printed
         int shown = 0, fitting = 0;
-        for (const auto& f : coeffs["fits"]) {
-            if (f.value("measure", "") != "tape_bytes" || f.value("scope", "") != "total" || f.value("dtype", "") != p.dtype)
-                continue;
-            const std::string strategy = f.value("strategy", "");
-            if (!p.strategy.empty() && strategy != p.strategy) continue;
-            if (!f["alpha_part_bytes"].is_number() || !f["alpha_cells_bytes"].is_number()) continue;
-            const double a_part = f["alpha_part_bytes"].get<double>(), a_cells = f["alpha_cells_bytes"].get<double>();
-            const double per_kick = a_part * p.n_part + a_cells * cells + number_or_zero(f["alpha_0_bytes"]);
-            const double total = per_kick * p.kicks;
-            const bool fits = p.budget_gib > 0 && total <= p.budget_gib * double(1ull << 30);
+        if (!rows.empty())
+            std::printf("%-12s %-8s %14s %14s %16s %s\n", "strategy", "dtype", "per kick [MiB]", "tape [GiB]",
+                        "alpha_part/cells", p.budget_gib > 0 ? "fits" : "");
+        for (const PlanRow& r : rows) {
+            const bool fits = p.budget_gib > 0 && r.total <= p.budget_gib * double(1ull << 30);
             fitting += fits;
             ++shown;
-            std::printf("%-12s %-8s %14.1f %14.3f %8.1f/%-7.1f %s\n", strategy.c_str(), p.dtype.c_str(),
-                        per_kick / double(1 << 20), total / double(1ull << 30), a_part, a_cells,
+            std::printf("%-12s %-8s %14.1f %14.3f %8.1f/%-7.1f %s\n", r.strategy.c_str(), p.dtype.c_str(),
+                        r.per_kick / double(1 << 20), r.total / double(1ull << 30), r.a_part, r.a_cells,
                         p.budget_gib > 0 ? (fits ? "yes" : "no") : "");
         }
         if (shown == 0) throw std::invalid_argument("no tape_bytes/total fit for dtype " + p.dtype +
