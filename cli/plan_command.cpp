@@ -81,24 +81,43 @@ nlohmann::json read_coeffs(const std::string& path) {
     return j;
 }
 
+struct PlanRow {
+    fit::TapeLaw law;
+    double per_kick = 0, total = 0;
+};
+
+// The laws that match the request (fit::tape_laws keeps only finite
+// coefficients), each product checked finite before anything is printed.
+std::vector<PlanRow> plan_rows(const PlanArgs& p, const nlohmann::json& coeffs) {
+    const double cells = p.grid[0] * p.grid[1] * p.grid[2];
+    std::vector<PlanRow> rows;
+    for (const fit::TapeLaw& law : fit::tape_laws(coeffs, p.dtype, p.strategy)) {
+        PlanRow r{law, law.per_kick_bytes(p.n_part, cells), 0.0};
+        r.total = r.per_kick * p.kicks;
+        if (!std::isfinite(r.per_kick) || !std::isfinite(r.total))
+            throw std::invalid_argument("the " + law.strategy + " tape overflows: --n-part, --grid and --kicks are too large");
+        rows.push_back(r);
+    }
+    return rows;
+}
+
 }  // namespace
 
 int plan_command(const std::vector<std::string>& argv) {
     return run_subcommand("plan", kPlanUsage, argv, [&] {
         const PlanArgs p = parse(argv);
         const nlohmann::json coeffs = read_coeffs(p.coeffs);
-        const double cells = p.grid[0] * p.grid[1] * p.grid[2];
-        std::printf("%-12s %-8s %14s %14s %16s %s\n", "strategy", "dtype", "per kick [MiB]", "tape [GiB]",
-                    "alpha_part/cells", p.budget_gib > 0 ? "fits" : "");
+        const std::vector<PlanRow> rows = plan_rows(p, coeffs);  // checked before anything is printed
         int shown = 0, fitting = 0;
-        for (const fit::TapeLaw& law : fit::tape_laws(coeffs, p.dtype, p.strategy)) {
-            const double per_kick = law.per_kick_bytes(p.n_part, cells);
-            const double total = per_kick * p.kicks;
-            const bool fits = p.budget_gib > 0 && total <= p.budget_gib * double(1ull << 30);
+        if (!rows.empty())
+            std::printf("%-12s %-8s %14s %14s %16s %s\n", "strategy", "dtype", "per kick [MiB]", "tape [GiB]",
+                        "alpha_part/cells", p.budget_gib > 0 ? "fits" : "");
+        for (const PlanRow& r : rows) {
+            const bool fits = p.budget_gib > 0 && r.total <= p.budget_gib * double(1ull << 30);
             fitting += fits;
             ++shown;
-            std::printf("%-12s %-8s %14.1f %14.3f %8.1f/%-7.1f %s\n", law.strategy.c_str(), p.dtype.c_str(),
-                        per_kick / double(1 << 20), total / double(1ull << 30), law.alpha_part, law.alpha_cells,
+            std::printf("%-12s %-8s %14.1f %14.3f %8.1f/%-7.1f %s\n", r.law.strategy.c_str(), p.dtype.c_str(),
+                        r.per_kick / double(1 << 20), r.total / double(1ull << 30), r.law.alpha_part, r.law.alpha_cells,
                         p.budget_gib > 0 ? (fits ? "yes" : "no") : "");
         }
         if (shown == 0) throw std::invalid_argument("no tape_bytes/total fit for dtype " + p.dtype +

@@ -873,16 +873,17 @@ TEST_CASE("fixed bug: n_particles 2^62 is refused by the memory check naming n_p
 // grid_covering does check it), so a config whose drift overflows tau exited 0
 // and wrote RESULT moments as JSON null. kinetic_energy_eV 1e-300 does that:
 // gamma0 = 1 + 1e-300 / 511e3 rounds to 1, so beta0 = 0 and the drift's
-// tau -= L delta / (beta0 gamma0)^2 is infinite or NaN. run<T> now refuses a
-// non-finite final beam: exit 2, the cause named, nothing written anywhere.
+// tau -= L delta / (beta0 gamma0)^2 is infinite or NaN. Such an energy is now
+// refused before the run (cli/ranges.cpp: beta0 must be resolved), and any
+// non-finite RESULT number still is after it: exit 2, nothing written.
 TEST_CASE("fixed bug: non-finite final moments exit 2 naming kinetic_energy_eV, nothing written", "[cli]") {
     const auto overflowing_drift = [](json& c) {
         c["kinetic_energy_eV"] = 1e-300;
         c["distribution"]["sigma_delta"] = 1e-3;
         c["space_charge"] = {{"enabled", false}};
     };
-    const std::string message = "sctape track: error: the tracked beam has non-finite coordinates "
-                                "(check kinetic_energy_eV, the distribution and the lattice)";
+    const std::string message = "sctape track: error: config key 'kinetic_energy_eV': 1e-300 eV is below 1e-10 "
+                                "of the rest energy 5.11e+05 eV: beta0 is not resolved in float64";
     const fs::path base = scratch_dir("bug_non_finite_moments");
     // with --out and --dump-particles: no RESULT, no CSVs, no temporaries
     expect_rejected(base / "files", {"kinetic_energy_eV 1e-300, no space charge", overflowing_drift, {message}});

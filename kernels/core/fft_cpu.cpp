@@ -3,6 +3,7 @@
 #include <fftw3.h>
 
 #include <mutex>
+#include <stdexcept>
 
 #include "core/memory.hpp"
 
@@ -17,9 +18,12 @@ std::mutex& planner_mutex() {
 
 void init_fftw_threads() {
     static std::once_flag once;
+    // FFTW's thread pool can fail to start (e.g. under a ulimit -v of a batch
+    // node); planning with threads after that would hang or crash, so it is an error.
     std::call_once(once, [] {
-        fftw_init_threads();
-        fftwf_init_threads();
+        if (fftw_init_threads() == 0 || fftwf_init_threads() == 0)
+            throw std::runtime_error("FFTW could not start its threads (fftw_init_threads failed): "
+                                     "lower threads or raise the process's memory limit");
     });
 }
 

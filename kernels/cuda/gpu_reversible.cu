@@ -24,9 +24,8 @@ struct FixedColumns {
 };
 
 // Bit c of *overflow: column c left the fixed-point range.
-__device__ inline void add_checked(std::int64_t& column, std::int64_t increment, int bit, int* overflow) {
-    column += increment;
-    if (!fixed_point_fits(column)) atomicOr(overflow, 1 << bit);
+__device__ inline void add_checked(std::int64_t& column, double step, int sign, int bit, int* overflow) {
+    if (!fixed_point_add(column, step, sign)) atomicOr(overflow, 1 << bit);
 }
 
 __global__ void fixed_drift_kernel(FixedColumns s, std::int64_t n, double length_m, double inv_beta0,
@@ -35,7 +34,7 @@ __global__ void fixed_drift_kernel(FixedColumns s, std::int64_t n, double length
         double inc[3];
         drift_increments(s.q[kFixedPx][p], s.q[kFixedPy][p], s.q[kFixedPz][p], length_m, inv_beta0, inv_bg0_sq, inc);
         for (int a = 0; a < 3; ++a)
-            add_checked(s.q[kFixedX + a][p], sign * quantize(inc[a] * (1.0 / s.scale[a])), kFixedX + a, overflow);
+            add_checked(s.q[kFixedX + a][p], inc[a] * (1.0 / s.scale[a]), sign, kFixedX + a, overflow);
     }
 }
 
@@ -47,8 +46,7 @@ __global__ void fixed_kick_kernel(FixedColumns s, const T* ex, const T* ey, cons
     SCTAPE_GRID_LOOP(p, n) {
         for (int a = 0; a < 3; ++a) {
             const double inc = push_scale * double(e[a][p]);
-            add_checked(s.q[kFixedPx + a][p], sign * quantize(inc * (1.0 / kFixedMomentumScale)), kFixedPx + a,
-                        overflow);
+            add_checked(s.q[kFixedPx + a][p], inc * (1.0 / kFixedMomentumScale), sign, kFixedPx + a, overflow);
         }
     }
 }

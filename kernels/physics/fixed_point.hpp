@@ -35,6 +35,19 @@ SCTAPE_HD bool fixed_point_fits(std::int64_t q) {
     return q < limit && q > -limit;
 }
 
+// column += sign * Q(step), with the range checked in floating point first:
+// llrint of a value beyond int64 and an int64 sum past 2^63 are undefined
+// behaviour, so a step that cannot fit is refused before any integer is
+// formed. With |column| < 2^62 and |step| < 2^62 the sum cannot overflow.
+// Returns false (column unchanged) when the result leaves the range.
+SCTAPE_HD bool fixed_point_add(std::int64_t& column, double step, int sign) {
+    if (!(fabs(step) < kFixedLimit)) return false;  // also NaN
+    const std::int64_t next = column + sign * quantize(step);
+    if (!fixed_point_fits(next)) return false;
+    column = next;
+    return true;
+}
+
 // delta = E/(p0 c) - 1/beta0 with (p/p0)^2 = px^2 + py^2 + pz^2, written as
 // (|P|^2 - 1)/(E + 1/beta0) (since (1/beta0)^2 - 1/(beta0 gamma0)^2 = 1) so
 // no digits cancel; pz - 1 is exact near 1.

@@ -108,10 +108,7 @@ void ReversibleTracker<T>::add_quantized(int column, const HostArray<double>& in
     HostArray<std::int64_t>& col = fixed_.state[column];
     const double inv = 1.0 / fixed_.scale[column];
     bool fits = true;
-    for (std::size_t p = 0; p < col.size(); ++p) {
-        col[p] += sign * quantize(increment[p] * inv);
-        fits = fits && fixed_point_fits(col[p]);
-    }
+    for (std::size_t p = 0; p < col.size(); ++p) fits = fixed_point_add(col[p], increment[p] * inv, sign) && fits;
     if (!fits) overflow(kStateName[column]);
 }
 
