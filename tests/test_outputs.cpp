@@ -71,7 +71,8 @@ struct Run {
 // or ">&-"); stderr is captured outside the inspected directory.
 Run run(const std::string& program, const std::vector<std::string>& args, const std::string& stdout_to,
         const std::string& env = "") {
-    const fs::path err = fs::path(SCTAPE_TEST_TMPDIR) / "io_stderr.txt";
+    // one file per process: ctest runs the test cases in parallel
+    const fs::path err = fs::path(SCTAPE_TEST_TMPDIR) / ("io_stderr_" + std::to_string(::getpid()) + ".txt");
     std::string command = env + " " + quote(program);
     for (const auto& a : args) command += " " + quote(a);
     command += " </dev/null " + stdout_to + " 2>" + quote(err.string());
