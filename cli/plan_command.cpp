@@ -20,7 +20,7 @@ const char* kPlanUsage =
     "                   [--dtype float32|float64] [--strategy NAME] [--memory-GiB M]\n"
     "\n"
     "Predicts the tape bytes of a gradient run from the per-kick law fitted by\n"
-    "`sctape fit` (measure tape_bytes, scope total):\n"
+    "`sctape fit` (measure tape_bytes, or bytes from a labelled point list; scope total):\n"
     "    tape = N_kicks * (alpha_part * N_part + alpha_cells * N_cells [+ alpha_0])\n"
     "for every strategy in COEFFS (or one), and with --memory-GiB says whether it\n"
     "fits. The tape is what reverse mode adds to a forward run's working set;\n"
@@ -87,35 +87,75 @@ nlohmann::json read_coeffs(const std::string& path) {
 
 double number_or_zero(const nlohmann::json& v) { return v.is_number() ? v.get<double>() : 0.0; }
 
+std::string text(const nlohmann::json& f, const char* key) {
+    const auto it = f.find(key);
+    return it != f.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+// A total tape law: sctape's own (tape_bytes) or another code's point list (bytes).
+bool is_total_tape_fit(const nlohmann::json& f) {
+    const std::string measure = text(f, "measure");
+    return f.is_object() && (measure == "tape_bytes" || measure == "bytes") && text(f, "scope") == "total";
+}
+
+// Why nothing matched: a point list without "dtype" labels fits, but for no dtype.
+std::string no_fit_message(const nlohmann::json& fits, const PlanArgs& p) {
+    std::string msg = "no tape_bytes/total fit for dtype " + p.dtype +
+                      (p.strategy.empty() ? "" : " and strategy " + p.strategy) + " in '" + p.coeffs + "'";
+    for (const auto& f : fits)
+        if (is_total_tape_fit(f) && f.value("dtype", nlohmann::json()).is_null())
+            return msg + " (it has fits without a dtype: label each point of the list with \"dtype\")";
+    return msg;
+}
+
+struct PlanRow {
+    std::string label;
+    double a_part = 0, a_cells = 0, per_kick = 0, total = 0;
+};
+
+double number_at(const nlohmann::json& f, const char* key) { return number_or_zero(f.value(key, nlohmann::json())); }
+
+// The prediction of every matching fit; a hostile COEFFS (huge or negative
+// coefficients) is bad input, never an "inf" or negative row printed with exit 0.
+std::vector<PlanRow> predict(const nlohmann::json& fits, const PlanArgs& p) {
+    const double cells = p.grid[0] * p.grid[1] * p.grid[2];
+    std::vector<PlanRow> rows;
+    for (const auto& f : fits) {
+        if (!is_total_tape_fit(f) || text(f, "dtype") != p.dtype) continue;
+        const std::string strategy = text(f, "strategy");
+        if (!p.strategy.empty() && strategy != p.strategy) continue;
+        if (!f.value("alpha_part_bytes", nlohmann::json()).is_number() ||
+            !f.value("alpha_cells_bytes", nlohmann::json()).is_number())
+            continue;
+        PlanRow r{text(f, "code").empty() ? strategy : text(f, "code") + ":" + strategy,
+                  number_at(f, "alpha_part_bytes"), number_at(f, "alpha_cells_bytes")};
+        r.per_kick = r.a_part * p.n_part + r.a_cells * cells + number_at(f, "alpha_0_bytes");
+        r.total = r.per_kick * p.kicks;
+        if (!std::isfinite(r.total) || r.total < 0)
+            throw std::invalid_argument("the fit for " + r.label + " predicts " + std::to_string(r.total) +
+                                        " bytes: its coefficients in '" + p.coeffs + "' are not usable");
+        rows.push_back(r);
+    }
+    if (rows.empty()) throw std::invalid_argument(no_fit_message(fits, p));
+    return rows;
+}
+
 }  // namespace
 
 int plan_command(const std::vector<std::string>& argv) {
     return run_subcommand("plan", kPlanUsage, argv, [&] {
         const PlanArgs p = parse(argv);
-        const nlohmann::json coeffs = read_coeffs(p.coeffs);
-        const double cells = p.grid[0] * p.grid[1] * p.grid[2];
+        const std::vector<PlanRow> rows = predict(read_coeffs(p.coeffs)["fits"], p);
         std::printf("%-12s %-8s %14s %14s %16s %s\n", "strategy", "dtype", "per kick [MiB]", "tape [GiB]",
                     "alpha_part/cells", p.budget_gib > 0 ? "fits" : "");
-        int shown = 0, fitting = 0;
-        for (const auto& f : coeffs["fits"]) {
-            if (f.value("measure", "") != "tape_bytes" || f.value("scope", "") != "total" || f.value("dtype", "") != p.dtype)
-                continue;
-            const std::string strategy = f.value("strategy", "");
-            if (!p.strategy.empty() && strategy != p.strategy) continue;
-            if (!f["alpha_part_bytes"].is_number() || !f["alpha_cells_bytes"].is_number()) continue;
-            const double a_part = f["alpha_part_bytes"].get<double>(), a_cells = f["alpha_cells_bytes"].get<double>();
-            const double per_kick = a_part * p.n_part + a_cells * cells + number_or_zero(f["alpha_0_bytes"]);
-            const double total = per_kick * p.kicks;
-            const bool fits = p.budget_gib > 0 && total <= p.budget_gib * double(1ull << 30);
+        int fitting = 0;
+        for (const PlanRow& r : rows) {
+            const bool fits = p.budget_gib > 0 && r.total <= p.budget_gib * double(1ull << 30);
             fitting += fits;
-            ++shown;
-            std::printf("%-12s %-8s %14.1f %14.3f %8.1f/%-7.1f %s\n", strategy.c_str(), p.dtype.c_str(),
-                        per_kick / double(1 << 20), total / double(1ull << 30), a_part, a_cells,
+            std::printf("%-12s %-8s %14.1f %14.3f %8.1f/%-7.1f %s\n", r.label.c_str(), p.dtype.c_str(),
+                        r.per_kick / double(1 << 20), r.total / double(1ull << 30), r.a_part, r.a_cells,
                         p.budget_gib > 0 ? (fits ? "yes" : "no") : "");
         }
-        if (shown == 0) throw std::invalid_argument("no tape_bytes/total fit for dtype " + p.dtype +
-                                                    (p.strategy.empty() ? "" : " and strategy " + p.strategy) +
-                                                    " in '" + p.coeffs + "'");
         return p.budget_gib > 0 && fitting == 0 ? 1 : 0;
     });
 }
