@@ -706,8 +706,61 @@ TEST_CASE("plot.py: bad input exits 2 and draws nothing", "[fit][plot]") {
     const std::string output = read_text(log);
     INFO("plot.py output:\n" << output);
     CHECK(code == 2);
-    CHECK_THAT(output, Contains("plot.py: error: COEFFS has no \"fits\" list"));
+    CHECK_THAT(output, Contains("plot.py: error: '" + sweep.string() + "': COEFFS has no \"fits\" list"));
     CHECK_FALSE(fs::exists(none));
+}
+
+// `text` with the first occurrence of `from` replaced by `to` (REQUIREs that it occurs).
+std::string replace_once(std::string text, const std::string& from, const std::string& to) {
+    const auto at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    return text.replace(at, from.size(), to);
+}
+
+TEST_CASE("plot.py: a non-finite or mistyped value in any input exits 2 naming file and key, draws nothing",
+          "[fit][plot]") {
+    const fs::path dir = scratch_dir("plot_hostile");
+    const auto sweep = write_json(dir / "sweep.json", synthetic_sweep());
+    const fs::path coeffs = dir / "coeffs.json";
+    REQUIRE(run_cli({"fit", sweep.string(), "-o", coeffs.string()}, dir).exit_code == 0);
+    const auto timeline = write_json(dir / "timeline.json", synthetic_timeline());
+    const std::string sweep_text = read_text(sweep), coeffs_text = read_text(coeffs), timeline_text = read_text(timeline);
+    struct Case {
+        std::string name, file, text, message;
+    };
+    // Python's json reads NaN, Infinity and 1e999 as floats: each must be refused by plot.py itself.
+    const std::vector<Case> cases = {
+        {"nan_n_part", "sweep", replace_once(sweep_text, "\"N_part\": 1000.0", "\"N_part\": NaN"),
+         "benchmarks[0].N_part must be a positive finite number, got nan"},
+        {"inf_counter", "sweep", replace_once(sweep_text, "\"forward_ms\": 1.0", "\"forward_ms\": 1e999"),
+         "benchmarks[0].forward_ms must be a finite number, got inf"},
+        {"bool_kicks", "sweep", replace_once(sweep_text, "\"N_kicks\": 1", "\"N_kicks\": true"),
+         "benchmarks[0].N_kicks must be a positive finite number, got true"},
+        {"string_alpha", "coeffs", replace_once(coeffs_text, "\"alpha_part_bytes\": ", "\"alpha_part_bytes\": \"12\", \"x\": "),
+         "fits[0].alpha_part_bytes must be a finite number or null, got \"12\""},
+        {"infinite_slope", "coeffs", replace_once(coeffs_text, "\"slope_bytes_per_kick\": ", "\"slope_bytes_per_kick\": -Infinity, \"x\": "),
+         "kick_fits[0].slope_bytes_per_kick must be a finite number or null, got -inf"},
+        {"path_in_strategy", "coeffs", replace_once(coeffs_text, "\"strategy\": \"fused\"", "\"strategy\": \"../x\""),
+         "fits[0].strategy must be null or a name"},
+        {"nan_time", "timeline", replace_once(timeline_text, "\"time_s\": 0.0", "\"time_s\": NaN"),
+         "events[0].time_s must be a finite number, got nan"},
+        {"string_backward", "timeline", replace_once(timeline_text, "\"backward\": false", "\"backward\": \"no\""),
+         "events[0].backward must be true or false"},
+    };
+    for (const Case& c : cases) {
+        INFO("case " << c.name);
+        std::map<std::string, fs::path> files = {{"sweep", sweep}, {"coeffs", coeffs}, {"timeline", timeline}};
+        files[c.file] = dir / (c.name + ".json");
+        write_text(files[c.file], c.text);
+        const fs::path out = dir / ("out_" + c.name), log = dir / (c.name + ".log");
+        const int code = run_plot_py({files["sweep"].string(), files["coeffs"].string(), "--timeline",
+                                      files["timeline"].string(), "-o", out.string()}, log);
+        const std::string output = read_text(log);
+        INFO("plot.py output:\n" << output);
+        CHECK(code == 2);
+        CHECK_THAT(output, Contains("plot.py: error: '" + files[c.file].string() + "': " + c.message));
+        CHECK_FALSE(fs::exists(out));
+    }
 }
 
 TEST_CASE("sctape plan predicts tape bytes from the fitted law and checks a budget", "[fit][plan]") {
