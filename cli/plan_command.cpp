@@ -21,7 +21,7 @@ const char* kPlanUsage =
     "                   [--dtype float32|float64] [--strategy NAME] [--memory-GiB M]\n"
     "\n"
     "Predicts the tape bytes of a gradient run from the per-kick law fitted by\n"
-    "`sctape fit` (measure tape_bytes, scope total):\n"
+    "`sctape fit` (measure tape_bytes, or bytes from a labelled point list; scope total):\n"
     "    tape = N_kicks * (alpha_part * N_part + alpha_cells * N_cells [+ alpha_0])\n"
     "for every strategy in COEFFS (or one), and with --memory-GiB says whether it\n"
     "fits. The tape is what reverse mode adds to a forward run's working set;\n"
@@ -81,23 +81,39 @@ nlohmann::json read_coeffs(const std::string& path) {
     return j;
 }
 
+// Why nothing matched: a point list without "dtype" labels fits, but for no dtype.
+std::string no_fit_message(const nlohmann::json& fits, const PlanArgs& p) {
+    std::string msg = "no tape_bytes/total fit for dtype " + p.dtype +
+                      (p.strategy.empty() ? "" : " and strategy " + p.strategy) + " in '" + p.coeffs + "'";
+    for (const auto& f : fits)
+        if (f.is_object() && f.value("scope", nlohmann::json()) == "total" && f.value("dtype", nlohmann::json()).is_null())
+            return msg + " (it has fits without a dtype: label each point of the list with \"dtype\")";
+    return msg;
+}
+
 struct PlanRow {
     fit::TapeLaw law;
     double per_kick = 0, total = 0;
 };
 
-// The laws that match the request (fit::tape_laws keeps only finite
-// coefficients), each product checked finite before anything is printed.
-std::vector<PlanRow> plan_rows(const PlanArgs& p, const nlohmann::json& coeffs) {
+// The prediction of every matching law (fit::tape_laws keeps only finite
+// coefficients), checked before anything is printed: a hostile COEFFS (huge
+// or negative coefficients) or sizes that overflow are bad input, never an
+// "inf" or negative row printed with exit 0.
+std::vector<PlanRow> predict(const nlohmann::json& coeffs, const PlanArgs& p) {
     const double cells = p.grid[0] * p.grid[1] * p.grid[2];
     std::vector<PlanRow> rows;
     for (const fit::TapeLaw& law : fit::tape_laws(coeffs, p.dtype, p.strategy)) {
         PlanRow r{law, law.per_kick_bytes(p.n_part, cells), 0.0};
         r.total = r.per_kick * p.kicks;
-        if (!std::isfinite(r.per_kick) || !std::isfinite(r.total))
-            throw std::invalid_argument("the " + law.strategy + " tape overflows: --n-part, --grid and --kicks are too large");
+        if (std::isinf(r.per_kick) || std::isinf(r.total))
+            throw std::invalid_argument("the " + law.label() + " tape overflows: --n-part, --grid and --kicks are too large");
+        if (!std::isfinite(r.total) || r.total < 0)
+            throw std::invalid_argument("the fit for " + law.label() + " predicts " + std::to_string(r.total) +
+                                        " bytes: its coefficients in '" + p.coeffs + "' are not usable");
         rows.push_back(r);
     }
+    if (rows.empty()) throw std::invalid_argument(no_fit_message(coeffs["fits"], p));
     return rows;
 }
 
@@ -106,23 +122,17 @@ std::vector<PlanRow> plan_rows(const PlanArgs& p, const nlohmann::json& coeffs) 
 int plan_command(const std::vector<std::string>& argv) {
     return run_subcommand("plan", kPlanUsage, argv, [&] {
         const PlanArgs p = parse(argv);
-        const nlohmann::json coeffs = read_coeffs(p.coeffs);
-        const std::vector<PlanRow> rows = plan_rows(p, coeffs);  // checked before anything is printed
-        int shown = 0, fitting = 0;
-        if (!rows.empty())
-            std::printf("%-12s %-8s %14s %14s %16s %s\n", "strategy", "dtype", "per kick [MiB]", "tape [GiB]",
-                        "alpha_part/cells", p.budget_gib > 0 ? "fits" : "");
+        const std::vector<PlanRow> rows = predict(read_coeffs(p.coeffs), p);
+        std::printf("%-12s %-8s %14s %14s %16s %s\n", "strategy", "dtype", "per kick [MiB]", "tape [GiB]",
+                    "alpha_part/cells", p.budget_gib > 0 ? "fits" : "");
+        int fitting = 0;
         for (const PlanRow& r : rows) {
             const bool fits = p.budget_gib > 0 && r.total <= p.budget_gib * double(1ull << 30);
             fitting += fits;
-            ++shown;
-            std::printf("%-12s %-8s %14.1f %14.3f %8.1f/%-7.1f %s\n", r.law.strategy.c_str(), p.dtype.c_str(),
+            std::printf("%-12s %-8s %14.1f %14.3f %8.1f/%-7.1f %s\n", r.law.label().c_str(), p.dtype.c_str(),
                         r.per_kick / double(1 << 20), r.total / double(1ull << 30), r.law.alpha_part, r.law.alpha_cells,
                         p.budget_gib > 0 ? (fits ? "yes" : "no") : "");
         }
-        if (shown == 0) throw std::invalid_argument("no tape_bytes/total fit for dtype " + p.dtype +
-                                                    (p.strategy.empty() ? "" : " and strategy " + p.strategy) +
-                                                    " in '" + p.coeffs + "'");
         return p.budget_gib > 0 && fitting == 0 ? 1 : 0;
     });
 }

@@ -11,7 +11,7 @@ namespace sctape::fit {
 namespace {
 
 using nlohmann::json;
-using Key = std::tuple<std::string, std::string, std::string>;  // strategy, dtype, scope
+using Key = std::tuple<std::string, std::string, std::string, std::string>;  // code, strategy, dtype, scope
 
 const std::vector<std::string> kCompared = {"alpha_part_bytes", "alpha_cells_bytes", "alpha_0_bytes"};
 
@@ -29,15 +29,36 @@ Key key_of(const json& fit, const std::string& what) {
     for (const char* label : {"strategy", "scope"})
         if (!fit.contains(label) || !fit[label].is_string())
             throw FitError(what + ": a \"fits\" entry has no string \"" + label + "\"");
-    if (fit.contains("dtype") && !fit["dtype"].is_string() && !fit["dtype"].is_null())
-        throw FitError(what + ": \"dtype\" must be a string");
+    for (const char* label : {"dtype", "code"})
+        if (fit.contains(label) && !fit[label].is_string() && !fit[label].is_null())
+            throw FitError(what + ": \"" + label + "\" must be a string");
     for (const auto& q : kCompared)
         if (fit.contains(q) && !fit[q].is_number() && !fit[q].is_null())
             throw FitError(what + ": \"" + q + "\" must be a number or null");
-    return {fit["strategy"].get<std::string>(), text_or_dash(fit.value("dtype", json())), fit["scope"].get<std::string>()};
+    // `sctape fit` writes null coefficients only with a note saying why; an
+    // unexplained null is how nlohmann::json writes a NaN
+    if (what == "COEFFS" && !fit.value("note", json()).is_string())
+        for (const char* q : {"alpha_part_bytes", "alpha_cells_bytes", "max_relative_residual"})
+            if (!fit.value(q, json()).is_number())
+                throw FitError(what + ": a \"fits\" entry (strategy " + text_or_dash(fit["strategy"]) + ", scope " +
+                               text_or_dash(fit["scope"]) + ") has no number \"" + q + "\" and no note saying why");
+    if (fit.contains("n_points") && !(fit["n_points"].is_number_integer() && fit["n_points"].get<std::int64_t>() >= 0))
+        throw FitError(what + ": \"n_points\" must be a count, got " + fit["n_points"].dump());
+    const json code = fit.value("code", json());
+    return {code.is_string() ? code.get<std::string>() : "", fit["strategy"].get<std::string>(),
+            text_or_dash(fit.value("dtype", json())), fit["scope"].get<std::string>()};
 }
 
-bool is_tape_fit(const json& fit) { return !fit.contains("measure") || fit["measure"] == "tape_bytes"; }
+// "bytes" is what a point list from another code measured: its tape.
+bool is_tape_fit(const json& fit) {
+    return !fit.contains("measure") || fit["measure"] == "tape_bytes" || fit["measure"] == "bytes";
+}
+
+// "strategy fused, dtype float32, scope total", with "code X, " first when given.
+std::string key_text(const Key& key) {
+    const std::string code = std::get<0>(key).empty() ? "" : "code " + std::get<0>(key) + ", ";
+    return code + "strategy " + std::get<1>(key) + ", dtype " + std::get<2>(key) + ", scope " + std::get<3>(key);
+}
 
 std::map<Key, json> baseline_entries(const json& baseline) {
     std::map<Key, json> out;
@@ -45,8 +66,7 @@ std::map<Key, json> baseline_entries(const json& baseline) {
         const Key key = key_of(fit, "BASELINE");
         if (!is_tape_fit(fit)) continue;
         if (!out.emplace(key, fit).second)
-            throw FitError("BASELINE: more than one entry for strategy " + std::get<0>(key) + ", dtype " +
-                           std::get<1>(key) + ", scope " + std::get<2>(key));
+            throw FitError("BASELINE: more than one entry for " + key_text(key));
     }
     if (out.empty()) throw FitError("BASELINE has no tape_bytes fits");
     return out;
@@ -56,7 +76,10 @@ double threshold(double old_value) { return std::max(kRelativeTolerance * std::f
 
 CheckRow make_row(const Key& key, const std::string& quantity, double old_value) {
     CheckRow row;
-    std::tie(row.strategy, row.dtype, row.scope) = key;
+    std::string code;
+    std::tie(code, row.strategy, row.dtype, row.scope) = key;
+    // the table has one label column for both: another code's strategy reads "code:strategy"
+    if (!code.empty()) row.strategy = code + ":" + row.strategy;
     row.quantity = quantity;
     row.old_value = old_value;
     return row;
@@ -126,8 +149,11 @@ std::string format(double v, bool present) {
 std::string change(const CheckRow& r) {
     if (!r.has_old || !r.has_new || r.quantity == "max_relative_residual") return "";
     if (r.old_value == 0) return r.new_value == 0 ? "0%" : "new";
+    const double percent = (r.new_value - r.old_value) / std::fabs(r.old_value) * 100;
+    // from a denormal or to 1e308 the ratio overflows: the table says "huge", never "inf%"
+    if (!(std::fabs(percent) < 1e9)) return percent > 0 ? "+huge" : "-huge";
     char buf[32];
-    std::snprintf(buf, sizeof buf, "%+.2f%%", 100 * (r.new_value - r.old_value) / std::fabs(r.old_value));
+    std::snprintf(buf, sizeof buf, "%+.2f%%", percent);
     return buf;
 }
 
@@ -155,9 +181,8 @@ CheckReport check_coefficients(const json& baseline, const json& coeffs, const C
     }
     for (const auto& [key, fits] : new_fits) {
         if (!old_fits.count(key))
-            report.notes.push_back("not in the baseline: strategy " + std::get<0>(key) + ", dtype " + std::get<1>(key) +
-                                   ", scope " + std::get<2>(key));
-        if (std::get<2>(key) != "total") continue;
+            report.notes.push_back("not in the baseline: " + key_text(key));
+        if (std::get<3>(key) != "total") continue;
         const auto old_fit = old_fits.find(key);
         for (const json* fit : fits)
             report.rows.push_back(residual_row(key, *fit, old_fit == old_fits.end() ? json() : old_fit->second));
@@ -173,9 +198,12 @@ json baseline_from_coeffs(const json& coeffs) {
         if (!is_tape_fit(fit) || seen.count(key)) continue;  // tape bytes are the same on every backend
         seen[key] = true;
         json entry = {{"strategy", fit["strategy"]}, {"dtype", fit.value("dtype", json())}, {"scope", fit["scope"]},
-                      {"measure", "tape_bytes"}};
-        for (const char* q : {"alpha_part_bytes", "alpha_cells_bytes", "alpha_0_bytes", "max_relative_residual", "n_points"})
-            entry[q] = fit.value(q, json());
+                      {"measure", fit.value("measure", json("tape_bytes"))}};
+        if (fit.contains("code")) entry["code"] = fit["code"];
+        // only what COEFFS has: a key it lacks stays absent rather than becoming null
+        for (const char* q : {"alpha_part_bytes", "alpha_cells_bytes", "alpha_0_bytes", "max_relative_residual",
+                              "n_points", "note"})
+            if (fit.contains(q)) entry[q] = fit[q];
         fits.push_back(entry);
     }
     if (fits.empty()) throw FitError("COEFFS has no tape_bytes fits to make a baseline from");

@@ -1,6 +1,7 @@
 // check.hpp — the CI regression on the fitted tape coefficients. BASELINE
-// holds tape-byte coefficients per strategy × dtype × scope (backend-free:
-// tape bytes are identical across backends by construction); COEFFS is what
+// holds tape-byte coefficients per strategy × dtype × scope, and per code for
+// a point list's fits (measure "bytes") (backend-free: tape bytes are
+// identical across backends by construction); COEFFS is what
 // `sctape fit` wrote. A coefficient fails when it rose by more than
 // kRelativeTolerance of the baseline, with an absolute slack of
 // kAbsoluteSlackBytes so that near-zero coefficients (0 B per cell in fused)

@@ -282,6 +282,15 @@ std::string law_design_problem(const std::vector<const SweepEntry*>& law_entries
     return "";
 }
 
+// "code X, strategy Y, dtype Z, scope W" for the labels a group has.
+std::string point_group_label(const PointGroup& g) {
+    std::string out;
+    for (const auto& [name, value] : {std::pair<const char*, const std::string&>{"code", g.code},
+                                      {"strategy", g.strategy}, {"dtype", g.dtype}, {"scope", g.scope}})
+        if (!value.empty()) out += (out.empty() ? "" : ", ") + std::string(name) + " " + value;
+    return "points " + (out.empty() ? std::string("without labels") : "with " + out);
+}
+
 }  // namespace
 
 json fit_sweep(const Sweep& sweep, const FitOptions& options) {
@@ -309,10 +318,21 @@ json fit_sweep(const Sweep& sweep, const FitOptions& options) {
     return document(sweep.context, options, std::move(fits), std::move(kick_fits), std::move(notes));
 }
 
-json fit_point_list(const std::vector<LawPoint>& points, const FitOptions& options) {
-    json row = labels("input", nullptr, nullptr, "bytes", "total");
-    row.update(law_fit_json(fit_memory_law(points, options.with_constant)));
-    return document(json::object(), options, json::array({row}), json::array(), json::array());
+json fit_point_list(const std::vector<PointGroup>& groups, const FitOptions& options) {
+    json fits = json::array();
+    for (const PointGroup& g : groups) {
+        auto or_null = [](const std::string& label) { return label.empty() ? json(nullptr) : json(label); };
+        json row = labels(g.strategy.empty() ? "input" : g.strategy, or_null(g.dtype), nullptr, "bytes",
+                          g.scope.empty() ? "total" : g.scope);
+        row["code"] = or_null(g.code);
+        try {
+            row.update(law_fit_json(fit_memory_law(g.points, options.with_constant)));
+        } catch (const FitError& e) {
+            throw FitError(point_group_label(g) + ": " + e.what());
+        }
+        fits.push_back(row);
+    }
+    return document(json::object(), options, std::move(fits), json::array(), json::array());
 }
 
 json fit_document(const json& doc, const FitOptions& options) {

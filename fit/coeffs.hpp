@@ -6,12 +6,14 @@
 //                alpha_part_stderr_bytes, alpha_cells_bytes, alpha_cells_stderr_bytes,
 //                alpha_0_bytes, alpha_0_stderr_bytes, max_relative_residual,
 //                linearity_p_value, n_points, note
+//                (+ code, from a point list only)
 //   kick_fits[]: strategy, dtype, backend, measure, N_part, N_cells, grid,
 //                slope_bytes_per_kick, slope_stderr_bytes_per_kick, intercept_bytes,
 //                intercept_stderr_bytes, max_relative_residual, linearity_p_value,
 //                n_points, note
 //
-// measure: "tape_bytes" (logical) or "alloc_delta_bytes" (allocator growth);
+// measure: "tape_bytes" (logical), "alloc_delta_bytes" (allocator growth) or
+// "bytes" (a point list's, which `plan` and `check` treat as tape bytes);
 // scope: a substep, "drift", or "total". null = not fitted / not defined.
 #pragma once
 
@@ -35,8 +37,10 @@ struct FitOptions {
 // bytes are kept with null coefficients and a note; a total cannot.
 nlohmann::json fit_sweep(const Sweep& sweep, const FitOptions& options);
 
-// COEFFS for a plain point list: one fit, strategy "input", measure "bytes".
-nlohmann::json fit_point_list(const std::vector<LawPoint>& points, const FitOptions& options);
+// COEFFS for a plain point list: one fit per label group, measure "bytes",
+// with the group's "code" (null when not given), strategy ("input" when not
+// given), dtype (null when not given) and scope ("total" when not given).
+nlohmann::json fit_point_list(const std::vector<PointGroup>& groups, const FitOptions& options);
 
 // Dispatches on the document's shape (object with "benchmarks", or a list).
 nlohmann::json fit_document(const nlohmann::json& doc, const FitOptions& options);

@@ -8,6 +8,11 @@ extern const char* const kMeasuredCoeffsJson;  // generated from results/coeffs_
 
 namespace {
 
+std::string text(const nlohmann::json& fit, const char* key) {
+    const auto it = fit.find(key);
+    return it != fit.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 bool finite_number(const nlohmann::json& fit, const char* key) {
     const auto it = fit.find(key);
     return it != fit.end() && it->is_number() && std::isfinite(it->get<double>());
@@ -20,12 +25,13 @@ std::vector<TapeLaw> tape_laws(const nlohmann::json& coeffs, const std::string& 
     const auto fits = coeffs.find("fits");
     if (fits == coeffs.end() || !fits->is_array()) return laws;
     for (const auto& f : *fits) {
-        if (!f.is_object() || f.value("measure", "") != "tape_bytes" || f.value("scope", "") != "total" ||
-            f.value("dtype", "") != dtype)
+        if (!f.is_object()) continue;
+        const std::string measure = text(f, "measure");
+        if ((measure != "tape_bytes" && measure != "bytes") || text(f, "scope") != "total" || text(f, "dtype") != dtype)
             continue;
-        if (!strategy.empty() && f.value("strategy", "") != strategy) continue;
+        if (!strategy.empty() && text(f, "strategy") != strategy) continue;
         if (!finite_number(f, "alpha_part_bytes") || !finite_number(f, "alpha_cells_bytes")) continue;
-        TapeLaw law{f.value("strategy", ""), dtype, f["alpha_part_bytes"].get<double>(),
+        TapeLaw law{text(f, "strategy"), dtype, text(f, "code"), f["alpha_part_bytes"].get<double>(),
                     f["alpha_cells_bytes"].get<double>(), 0.0};
         if (finite_number(f, "alpha_0_bytes")) law.alpha_0 = f["alpha_0_bytes"].get<double>();
         laws.push_back(law);

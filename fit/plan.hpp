@@ -17,6 +17,8 @@ namespace sctape::fit {
 
 struct TapeLaw {
     std::string strategy, dtype;
+    std::string code;  // another code's label (point lists), empty for sctape's own
+    std::string label() const { return code.empty() ? strategy : code + ":" + strategy; }
     double alpha_part = 0, alpha_cells = 0, alpha_0 = 0;  // bytes per particle, per cell, per kick
     double per_kick_bytes(double n_part, double n_cells) const {
         return alpha_part * n_part + alpha_cells * n_cells + alpha_0;
@@ -24,7 +26,9 @@ struct TapeLaw {
 };
 
 // The per-kick tape laws in COEFFS for `dtype` (and `strategy` unless empty),
-// in file order. Fits without a finite alpha_part and alpha_cells are skipped.
+// in file order: sctape's own (measure tape_bytes) and other codes' point
+// lists (measure bytes), scope total. Fits without a finite alpha_part and
+// alpha_cells are skipped.
 std::vector<TapeLaw> tape_laws(const nlohmann::json& coeffs, const std::string& dtype,
                                const std::string& strategy = "");
 

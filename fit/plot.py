@@ -15,12 +15,20 @@ Writes PNG and SVG per figure:
 Strategies missing from one of the inputs are drawn from what there is (data
 without a fit line, or skipped with a message); nothing here recomputes a fit.
 Run it with Debian's /usr/bin/python3 (python3-matplotlib).
+
+Every input is checked before anything is drawn: a value a figure uses that is
+not a finite number (NaN, Infinity and 1e999 are valid to Python's json), a
+label that is not a plain name, or a list that is not a list of objects is
+`plot.py: error: 'FILE': KEY ...` with exit code 2, and nothing is written.
 """
 import argparse
 import json
 import math
 import os
+import re
+import shutil
 import sys
+import tempfile
 from collections import OrderedDict
 
 SUBSTEPS = ["s_to_t", "deposit", "green", "convolve", "field", "gather", "push", "t_to_s", "drift"]
@@ -42,35 +50,105 @@ def load_json(path):
             return json.load(f)
     except OSError as e:
         raise InputError(f"cannot read '{path}': {e.strerror}")
-    except json.JSONDecodeError as e:
+    except RecursionError:
+        raise InputError(f"'{path}' is nested too deeply")
+    except ValueError as e:  # JSONDecodeError, and UnicodeDecodeError for bytes that are not UTF-8
         raise InputError(f"'{path}' is not valid JSON: {e}")
 
 
-def sweep_entries(sweep):
+# Python's json accepts NaN, Infinity and 1e999 (inf); matplotlib would draw
+# them, or fail half way with some files written. Every value a figure uses
+# is checked here, before anything is drawn.
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_.:+-]+$")  # names become parts of file names
+SWEEP_NUMBERS = (["N_part", "N_cells", "N_kicks", "forward_ms", "backward_ms", "tape_bytes_total", "peak_bytes_total"]
+                 + [m[0] for m in MEASURES.values()]
+                 + [f"{p}{s}_bytes" for p in ("tape_", "alloc_") for s in SUBSTEPS])
+FIT_NUMBERS = ["alpha_part_bytes", "alpha_part_stderr_bytes", "alpha_cells_bytes", "alpha_cells_stderr_bytes",
+               "alpha_0_bytes", "alpha_0_stderr_bytes", "max_relative_residual", "linearity_p_value"]
+KICK_FIT_NUMBERS = ["N_part", "N_cells", "slope_bytes_per_kick", "slope_stderr_bytes_per_kick", "intercept_bytes",
+                    "intercept_stderr_bytes", "max_relative_residual", "linearity_p_value"]
+
+
+def shown(value):
+    text = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_number(obj, key, where, nullable=True, positive=False):
+    """obj[key], if present, is a finite number (or null when nullable); raises InputError naming where.key."""
+    if key not in obj or (nullable and obj[key] is None):
+        return
+    v = obj[key]
+    if not is_number(v) or not math.isfinite(v) or (positive and not v > 0):
+        need = "a positive finite number" if positive else "a finite number" + (" or null" if nullable else "")
+        raise InputError(f"{where}.{key} must be {need}, got {shown(v)}")
+
+
+def check_label(obj, key, where):
+    """obj[key], if present, is null or a name usable in a file name."""
+    v = obj.get(key)
+    if v is not None and not (isinstance(v, str) and SAFE_NAME.match(v)):
+        raise InputError(f"{where}.{key} must be null or a name of letters, digits and _.:+-, got {shown(v)}")
+
+
+def check_list_of_objects(doc, key, where):
+    items = doc.get(key)
+    if not isinstance(items, list):
+        raise InputError(f"{where}.{key} must be a list, got {shown(items)}")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InputError(f"{where}.{key}[{i}] must be an object, got {shown(item)}")
+    return items
+
+
+def sweep_entries(sweep, path):
     """kick_memory runs (iterations, no errors), first of each name, with strategy and dtype from the name."""
     if not isinstance(sweep, dict) or not isinstance(sweep.get("benchmarks"), list):
-        raise InputError("SWEEP is not a Google Benchmark JSON (no \"benchmarks\" list)")
+        raise InputError(f"'{path}': SWEEP is not a Google Benchmark JSON (no \"benchmarks\" list)")
     entries, seen = [], set()
-    for b in sweep["benchmarks"]:
+    for i, b in enumerate(check_list_of_objects(sweep, "benchmarks", f"'{path}'")):
         name = b.get("name", "")
+        where = f"'{path}': benchmarks[{i}]"
+        if not isinstance(name, str):
+            raise InputError(f"{where}.name must be a string, got {shown(name)}")
         parts = name.split("/")
         if not name.startswith("kick_memory/") or len(parts) < 3 or name in seen:
             continue
         if b.get("run_type", "iteration") != "iteration" or b.get("error_occurred"):
             continue
-        if not all(isinstance(b.get(k), (int, float)) for k in ("N_part", "N_cells", "N_kicks")):
-            raise InputError(f"sweep entry '{name}' lacks N_part/N_cells/N_kicks")
+        if not all(SAFE_NAME.match(part) for part in parts[1:3]):
+            raise InputError(f"{where}.name: strategy and dtype must be names of letters, digits and _.:+-, got {shown(name)}")
+        for key in ("N_part", "N_cells", "N_kicks"):
+            if key not in b:
+                raise InputError(f"sweep entry '{name}' lacks N_part/N_cells/N_kicks ({where}.{key})")
+            check_number(b, key, where, nullable=False, positive=True)
+        for key in SWEEP_NUMBERS:
+            check_number(b, key, where, nullable=False)
         seen.add(name)
         entries.append(dict(b, strategy=parts[1], dtype=parts[2]))
     if not entries:
-        raise InputError("SWEEP has no kick_memory measurements")
+        raise InputError(f"'{path}': SWEEP has no kick_memory measurements")
     return entries
 
 
-def coeff_fits(coeffs):
+def coeff_fits(coeffs, path):
     if not isinstance(coeffs, dict) or not isinstance(coeffs.get("fits"), list):
-        raise InputError("COEFFS has no \"fits\" list (write it with `sctape fit SWEEP.json -o COEFFS.json`)")
-    return coeffs["fits"], coeffs.get("kick_fits", [])
+        raise InputError(f"'{path}': COEFFS has no \"fits\" list (write it with `sctape fit SWEEP.json -o COEFFS.json`)")
+    fits = check_list_of_objects(coeffs, "fits", f"'{path}'")
+    kick_fits = check_list_of_objects(coeffs, "kick_fits", f"'{path}'") if "kick_fits" in coeffs else []
+    for name, rows, numbers in (("fits", fits, FIT_NUMBERS), ("kick_fits", kick_fits, KICK_FIT_NUMBERS)):
+        for i, row in enumerate(rows):
+            where = f"'{path}': {name}[{i}]"
+            for key in ("strategy", "dtype", "measure", "scope", "code"):
+                check_label(row, key, where)
+            for key in numbers:
+                check_number(row, key, where)
+    return fits, kick_fits
 
 
 def unique(values):
@@ -164,8 +242,9 @@ def plot_law(entries, fits, strategy, dtype, measure, out_dir, written):
         ax.set_ylabel(f"{label} [B]")
     title = f"{strategy}, {dtype}: {label}"
     if fit is not None:
-        title += (f"\nα_part = {fit['alpha_part_bytes']:.4g} B, α_cells = {fit['alpha_cells_bytes']:.4g} B"
-                  f", max |rel. res.| = {fit['max_relative_residual']:.2g}")
+        title += f"\nα_part = {fit['alpha_part_bytes']:.4g} B, α_cells = {fit['alpha_cells_bytes']:.4g} B"
+        if fit.get("max_relative_residual") is not None:
+            title += f", max |rel. res.| = {fit['max_relative_residual']:.2g}"
     top.set_title(title, fontsize=10)
     save(fig, out_dir, f"law_{strategy}_{dtype}_{measure}", written)
 
@@ -174,7 +253,7 @@ def plot_law(entries, fits, strategy, dtype, measure, out_dir, written):
 
 def plot_coefficients(fits, strategies, dtype, measure, out_dir, written):
     scopes = SUBSTEPS + ["total"]
-    rows = {s: {f["scope"]: f for f in fits if (f.get("strategy"), f.get("dtype"), f.get("measure")) == (s, dtype, measure)}
+    rows = {s: {f.get("scope"): f for f in fits if (f.get("strategy"), f.get("dtype"), f.get("measure")) == (s, dtype, measure)}
             for s in strategies}
     strategies = [s for s in strategies if rows[s]]
     if not strategies:
@@ -226,9 +305,18 @@ def load_timeline(path):
     events = doc.get("events") if isinstance(doc, dict) else None
     if not isinstance(events, list) or not events:
         raise InputError(f"'{path}' has no \"events\" list")
-    for e in events:
+    for i, e in enumerate(events):
         if not isinstance(e, dict) or not all(k in e for k in ("time_s", "current_bytes", "scope", "backward")):
-            raise InputError(f"'{path}': every event needs time_s, current_bytes, scope, backward")
+            raise InputError(f"'{path}': every event needs time_s, current_bytes, scope, backward (events[{i}])")
+        where = f"'{path}': events[{i}]"
+        for key in ("time_s", "current_bytes"):
+            check_number(e, key, where, nullable=False)
+        if not isinstance(e["scope"], str):
+            raise InputError(f"{where}.scope must be a string, got {shown(e['scope'])}")
+        if not isinstance(e["backward"], bool):
+            raise InputError(f"{where}.backward must be true or false, got {shown(e['backward'])}")
+    for key in ("strategy", "dtype"):
+        check_label(doc, key, f"'{path}'")
     return doc
 
 
@@ -267,10 +355,13 @@ def plot_kicks(entries, kick_fits, strategies, dtype, out_dir, written):
     drawn = False
     for i, strategy in enumerate(strategies):
         for fit in (k for k in kick_fits if (k.get("strategy"), k.get("dtype")) == (strategy, dtype)):
+            if fit.get("slope_bytes_per_kick") is None or fit.get("intercept_bytes") is None \
+                    or not isinstance(fit.get("measure"), str):
+                continue  # reported but not fitted (some totals <= 0): no line to draw
             style = "-" if fit["measure"] == "tape_bytes_total" else "--"
             pts = sorted((e["N_kicks"], e[fit["measure"]]) for e in entries
                          if (e["strategy"], e["dtype"], e["N_part"], e["N_cells"]) ==
-                         (strategy, dtype, fit["N_part"], fit["N_cells"]) and fit["measure"] in e)
+                         (strategy, dtype, fit.get("N_part"), fit.get("N_cells")) and fit["measure"] in e)
             if not pts:
                 continue
             ax.plot([p[0] for p in pts], [p[1] for p in pts], "o" if style == "-" else "s", color=f"C{i}",
@@ -362,31 +453,49 @@ def main(argv):
         return 2
     plt.rcParams["svg.hashsalt"] = "sctape"  # stable SVG ids
     try:
-        entries = sweep_entries(load_json(args.sweep))
-        fits, kick_fits = coeff_fits(load_json(args.coeffs))
+        entries = sweep_entries(load_json(args.sweep), args.sweep)
+        fits, kick_fits = coeff_fits(load_json(args.coeffs), args.coeffs)
         timelines = [load_timeline(path) for path in args.timeline]  # all input checked before any output
-        os.makedirs(args.out_dir, exist_ok=True)
-        written = []
-        strategies = unique([e["strategy"] for e in entries] + [f.get("strategy") for f in fits if f.get("dtype")])
-        dtypes = unique(e["dtype"] for e in entries)
-        measures = list(MEASURES) if args.measure == "all" else [args.measure]
-        for s in {f.get("strategy") for f in fits} - {e["strategy"] for e in entries} - {"input", None}:
-            print(f"plot.py: strategy '{s}' is in COEFFS but not in SWEEP: coefficients only", file=sys.stderr)
-        for dtype in dtypes:
-            for measure in measures:
-                for strategy in strategies:
-                    plot_law(entries, fits, strategy, dtype, measure, args.out_dir, written)
-                plot_coefficients(fits, strategies, dtype, measure, args.out_dir, written)
-            plot_kicks(entries, kick_fits, strategies, dtype, args.out_dir, written)
-            plot_timing(entries, strategies, dtype, args.out_dir, written)
-        for timeline in timelines:
-            plot_timeline(timeline, args.out_dir, written)
     except InputError as e:
         print(f"plot.py: error: {e}", file=sys.stderr)
         return 2
+    # Drawn into a scratch folder and moved into place at the end, so that a
+    # figure failing half way (values matplotlib cannot draw) leaves nothing.
+    staging = tempfile.mkdtemp(prefix="sctape-plot-")
+    try:
+        written = draw_all(args, entries, fits, kick_fits, timelines, staging)
+    except Exception as e:  # pylint: disable=broad-except
+        shutil.rmtree(staging, ignore_errors=True)
+        print(f"plot.py: error: cannot draw these inputs ({type(e).__name__}: {e}); nothing written", file=sys.stderr)
+        return 2
+    finally:
+        plt.close("all")
+    os.makedirs(args.out_dir, exist_ok=True)
     for path in written:
-        print(path)
+        final = os.path.join(args.out_dir, os.path.basename(path))
+        shutil.move(path, final)
+        print(final)
+    shutil.rmtree(staging, ignore_errors=True)
     return 0
+
+
+def draw_all(args, entries, fits, kick_fits, timelines, out_dir):
+    written = []
+    strategies = unique([e["strategy"] for e in entries] + [f.get("strategy") for f in fits if f.get("dtype")])
+    dtypes = unique(e["dtype"] for e in entries)
+    measures = list(MEASURES) if args.measure == "all" else [args.measure]
+    for s in {f.get("strategy") for f in fits} - {e["strategy"] for e in entries} - {"input", None}:
+        print(f"plot.py: strategy '{s}' is in COEFFS but not in SWEEP: coefficients only", file=sys.stderr)
+    for dtype in dtypes:
+        for measure in measures:
+            for strategy in strategies:
+                plot_law(entries, fits, strategy, dtype, measure, out_dir, written)
+            plot_coefficients(fits, strategies, dtype, measure, out_dir, written)
+        plot_kicks(entries, kick_fits, strategies, dtype, out_dir, written)
+        plot_timing(entries, strategies, dtype, out_dir, written)
+    for timeline in timelines:
+        plot_timeline(timeline, out_dir, written)
+    return written
 
 
 if __name__ == "__main__":

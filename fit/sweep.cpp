@@ -1,10 +1,11 @@
 #include "sweep.hpp"
 
-#include "json_input.hpp"
-
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include <sstream>
+
+#include "json_input.hpp"
 
 namespace sctape::fit {
 namespace {
@@ -68,6 +69,77 @@ json scalar_context(const json& context) {
     return out;
 }
 
+const std::vector<std::string> kPointKeys = {"N_part", "N_cells", "N_kicks", "bytes",
+                                            "code",   "strategy", "dtype", "scope"};
+
+// Unknown keys are typos until proven otherwise: "n_kicks" read as absent
+// would divide nothing and give a coefficient N_kicks times too large.
+void reject_unknown_keys(const json& p, const std::string& where) {
+    for (const auto& [key, value] : p.items())
+        if (std::find(kPointKeys.begin(), kPointKeys.end(), key) == kPointKeys.end()) {
+            std::string known;
+            for (const auto& k : kPointKeys) known += (known.empty() ? "" : ", ") + k;
+            throw FitError(where + " has unknown key \"" + key + "\" (known: " + known + ")");
+        }
+}
+
+double point_number(const json& p, const std::string& key, const std::string& where) {
+    if (!p.contains(key) || !p[key].is_number()) throw FitError(where + " has no number \"" + key + "\"");
+    const double v = p[key].get<double>();
+    // JSON has no NaN, but 1e999 parses as infinity
+    if (!std::isfinite(v)) throw FitError(where + " has " + key + " = " + p[key].dump() + ": must be finite");
+    return v;
+}
+
+std::string point_label(const json& p, const std::string& key, const std::string& where) {
+    if (!p.contains(key)) return "";
+    if (!p[key].is_string() || p[key].get<std::string>().empty())
+        throw FitError(where + ": \"" + key + "\" must be a non-empty string, got " + p[key].dump());
+    return p[key].get<std::string>();
+}
+
+double point_kicks(const json& p, const std::string& where) {
+    if (!p.contains("N_kicks")) return 1.0;
+    const double kicks = point_number(p, "N_kicks", where);
+    if (!(kicks >= 1) || kicks != std::floor(kicks))
+        throw FitError(where + " has N_kicks = " + p["N_kicks"].dump() + ": must be an integer >= 1");
+    return kicks;
+}
+
+void add_point(std::vector<PointGroup>& groups, const json& p, const std::string& where) {
+    if (!p.is_object()) throw FitError(where + " is not an object");
+    reject_unknown_keys(p, where);
+    PointGroup key{point_label(p, "code", where), point_label(p, "strategy", where), point_label(p, "dtype", where),
+                   point_label(p, "scope", where), {}};
+    const double n_part = point_number(p, "N_part", where), n_cells = point_number(p, "N_cells", where);
+    const double bytes = point_number(p, "bytes", where), kicks = point_kicks(p, where);
+    // no zero-series leniency here: a measured list with bytes <= 0 is an input error
+    if (!(bytes > 0)) throw FitError(where + " has bytes = " + p["bytes"].dump() + ": relative weights need bytes > 0");
+    auto same = [&](const PointGroup& g) {
+        return g.code == key.code && g.strategy == key.strategy && g.dtype == key.dtype && g.scope == key.scope;
+    };
+    auto it = std::find_if(groups.begin(), groups.end(), same);
+    if (it == groups.end()) it = groups.insert(groups.end(), key);
+    it->points.push_back({n_part, n_cells, bytes / kicks});
+}
+
+// A series (code, strategy, scope) whose points name a dtype for some and
+// not for others mixes float32 and float64 bytes in one fit, or splits one
+// dtype's points over two fits: either way the coefficients would be wrong.
+void check_dtypes_not_mixed(const json& doc) {
+    std::map<std::string, std::pair<std::size_t, bool>> first;  // series -> first point, has dtype
+    for (std::size_t i = 0; i < doc.size(); ++i) {
+        const json& p = doc[i];
+        const std::string series = p.value("code", "") + "\x1f" + p.value("strategy", "") + "\x1f" + p.value("scope", "");
+        const bool has = p.contains("dtype");
+        const auto [it, inserted] = first.emplace(series, std::make_pair(i, has));
+        if (!inserted && it->second.second != has)
+            throw FitError("point " + std::to_string(i) + (has ? " has" : " has no") + " \"dtype\" but point " +
+                           std::to_string(it->second.first) + " of the same code/strategy/scope " +
+                           (has ? "has none" : "has one") + ": mixed dtypes in one group");
+    }
+}
+
 }  // namespace
 
 json read_json_file(const std::string& path) {
@@ -106,26 +178,13 @@ Sweep parse_sweep(const json& doc) {
     return sweep;
 }
 
-std::vector<LawPoint> parse_point_list(const json& doc) {
+std::vector<PointGroup> parse_point_list(const json& doc) {
     if (!doc.is_array()) throw FitError("expected a JSON list of {\"N_part\", \"N_cells\", \"N_kicks\", \"bytes\"}");
     if (doc.empty()) throw FitError("empty list: no points to fit");
-    std::vector<LawPoint> points;
-    for (std::size_t i = 0; i < doc.size(); ++i) {
-        const json& p = doc[i];
-        const std::string where = "point " + std::to_string(i);
-        if (!p.is_object()) throw FitError(where + " is not an object");
-        for (const char* key : {"N_part", "N_cells", "bytes"})
-            if (!p.contains(key) || !p[key].is_number()) throw FitError(where + " has no number \"" + key + "\"");
-        if (p.contains("N_kicks") && !p["N_kicks"].is_number()) throw FitError(where + ": \"N_kicks\" is not a number");
-        const double kicks = p.contains("N_kicks") ? p["N_kicks"].get<double>() : 1.0;
-        if (!(std::isfinite(kicks) && kicks >= 1))
-            throw FitError(where + " has N_kicks = " + p["N_kicks"].dump() + ": must be >= 1");
-        // no zero-series leniency here: a measured list with bytes <= 0 is an input error
-        if (!(p["bytes"].get<double>() > 0))
-            throw FitError(where + " has bytes = " + p["bytes"].dump() + ": relative weights need bytes > 0");
-        points.push_back({p["N_part"].get<double>(), p["N_cells"].get<double>(), p["bytes"].get<double>() / kicks});
-    }
-    return points;
+    std::vector<PointGroup> groups;
+    for (std::size_t i = 0; i < doc.size(); ++i) add_point(groups, doc[i], "point " + std::to_string(i));
+    check_dtypes_not_mixed(doc);
+    return groups;
 }
 
 }  // namespace sctape::fit

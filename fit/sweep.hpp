@@ -1,6 +1,7 @@
 // sweep.hpp — reading what `sctape fit` fits: a Google Benchmark JSON from the
 // kick_memory sweep (bench/kick_memory.cpp), or a plain JSON list of
-// {"N_part", "N_cells", "N_kicks", "bytes"} points measured elsewhere.
+// {"N_part", "N_cells", "N_kicks", "bytes"} points measured elsewhere, each
+// optionally labelled with "code", "strategy", "dtype" and "scope".
 //
 //   nlohmann::json doc = sctape::fit::read_json_file("sweep.json");
 //   sctape::fit::Sweep s = sctape::fit::parse_sweep(doc);
@@ -37,8 +38,20 @@ nlohmann::json read_json_file(const std::string& path);
 // when no kick_memory run remains or an entry lacks N_part/N_cells/N_kicks.
 Sweep parse_sweep(const nlohmann::json& doc);
 
-// A plain list of points; "N_kicks" defaults to 1 and "bytes" is the growth
-// over all N_kicks kicks, so each point becomes bytes/N_kicks per kick.
-std::vector<LawPoint> parse_point_list(const nlohmann::json& doc);
+// The points of a plain list that share all four labels ("" = not given),
+// fitted on their own.
+struct PointGroup {
+    std::string code, strategy, dtype, scope;
+    std::vector<LawPoint> points;
+};
+
+// A plain list of points, grouped by labels in order of first appearance.
+// "N_kicks" defaults to 1 and "bytes" is the growth over all N_kicks kicks,
+// so each point becomes bytes/N_kicks per kick. Throws FitError naming the
+// point index on an unknown key (a typo such as "n_kicks" must not silently
+// become N_kicks = 1), a missing or non-finite number, a label that is not a
+// non-empty string, or mixed dtypes: points with and without "dtype" in one
+// code/strategy/scope series.
+std::vector<PointGroup> parse_point_list(const nlohmann::json& doc);
 
 }  // namespace sctape::fit

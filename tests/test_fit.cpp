@@ -466,6 +466,113 @@ TEST_CASE("sctape fit: bad input exits 2, names the problem, writes nothing", "[
     CHECK(run_cli({"fit", "a.json", "--bogus"}, dir).exit_code == 2);
 }
 
+// ---------------------------------------------------------------- point lists from other codes
+
+// kParts x kCells points of bytes = N_kicks * (a_part*N_part + a_cells*N_cells), with labels.
+json labelled_points(const json& labels, double a_part, double a_cells, int kicks) {
+    json list = json::array();
+    for (double np : kParts)
+        for (double nc : kCells) {
+            json p = labels;
+            p.update({{"N_part", np}, {"N_cells", nc}, {"N_kicks", kicks}, {"bytes", kicks * (a_part * np + a_cells * nc)}});
+            list.push_back(p);
+        }
+    return list;
+}
+
+const json* find_labelled(const json& coeffs, const std::string& code, const std::string& dtype) {
+    for (const json& f : coeffs["fits"])
+        if (f["code"] == code && f["dtype"] == dtype) return &f;
+    return nullptr;
+}
+
+TEST_CASE("point list: each label group fitted on its own, exact coefficients; plan and check use the fits",
+          "[fit][plan]") {
+    const fs::path dir = scratch_dir("labelled");
+    // Two codes, two dtypes, one strategy: groups interleaved point by point,
+    // so a fit that pooled them would give neither law.
+    const json a = labelled_points({{"code", "impactx"}, {"strategy", "fused"}, {"dtype", "float32"}}, 1400, 1200, 4);
+    const json b = labelled_points({{"code", "cheetah"}, {"strategy", "fused"}, {"dtype", "float64"}, {"scope", "total"}},
+                                   96, 16, 1);
+    json list = json::array();
+    for (std::size_t i = 0; i < a.size(); ++i) list.insert(list.end(), {a[i], b[i]});
+    const fs::path coeffs_path = dir / "coeffs.json";
+    REQUIRE(run_cli({"fit", write_json(dir / "points.json", list).string(), "-o", coeffs_path.string()}, dir).exit_code == 0);
+    const json coeffs = json::parse(read_text(coeffs_path));
+    REQUIRE(coeffs["fits"].size() == 2);
+    const json* fa = find_labelled(coeffs, "impactx", "float32");
+    const json* fb = find_labelled(coeffs, "cheetah", "float64");
+    REQUIRE(fa);
+    REQUIRE(fb);
+    // exact data: the relative least squares reproduces the coefficients to rounding
+    CHECK((*fa)["alpha_part_bytes"].get<double>() == Approx(1400).epsilon(1e-10));
+    CHECK((*fa)["alpha_cells_bytes"].get<double>() == Approx(1200).epsilon(1e-10));
+    CHECK((*fb)["alpha_part_bytes"].get<double>() == Approx(96).epsilon(1e-10));
+    CHECK((*fb)["alpha_cells_bytes"].get<double>() == Approx(16).epsilon(1e-10));
+    for (const json* f : {fa, fb}) {
+        CHECK((*f)["strategy"] == "fused");
+        CHECK((*f)["scope"] == "total");  // the default scope
+        CHECK((*f)["measure"] == "bytes");
+        CHECK((*f)["n_points"] == 16);
+        CHECK((*f)["max_relative_residual"].get<double>() < 1e-12);
+    }
+
+    // plan: 1e6 particles, 64^3 cells, 10 kicks with impactx float32:
+    // 10 * (1400e6 + 1200 * 262144) B = 1.71457e10 B = 15.968 GiB
+    const CliRun plan = run_cli({"plan", coeffs_path.string(), "--n-part", "1000000", "--grid", "64", "64", "64",
+                                 "--kicks", "10", "--dtype", "float32"}, dir);
+    INFO("plan stderr: " << plan.err);
+    REQUIRE(plan.exit_code == 0);
+    CHECK_THAT(plan.out, Contains("impactx:fused") && Contains("15.968"));
+    CHECK_THAT(plan.out, !Contains("cheetah"));  // float64 only
+
+    // check: a baseline from the same fits passes; a lower baseline for one code fails for that code
+    const fs::path baseline = dir / "baseline.json";
+    REQUIRE(run_cli({"check", "--write-baseline", coeffs_path.string(), baseline.string()}, dir).exit_code == 0);
+    json base = json::parse(read_text(baseline));
+    REQUIRE(base["fits"].size() == 2);
+    CHECK(run_cli({"check", baseline.string(), coeffs_path.string()}, dir).exit_code == 0);
+    for (json& f : base["fits"])
+        if (f["code"] == "cheetah") f["alpha_part_bytes"] = 90.0;
+    const CliRun rose = run_cli({"check", write_json(dir / "lower.json", base).string(), coeffs_path.string()}, dir);
+    CHECK(rose.exit_code == 1);
+    CHECK_THAT(rose.out, Contains("cheetah:fused") && Contains("ROSE"));
+}
+
+TEST_CASE("point list: the typo n_kicks, unknown keys, bad labels and mixed dtypes exit 2 naming key and point",
+          "[fit]") {
+    const fs::path dir = scratch_dir("labelled_bad");
+    const fs::path out = dir / "coeffs.json";
+    auto expect_bad = [&](const std::string& name, const json& list, const std::string& message) {
+        INFO(name);
+        const CliRun run = run_cli({"fit", write_json(dir / (name + ".json"), list).string(), "-o", out.string()}, dir);
+        CHECK(run.exit_code == 2);
+        CHECK_THAT(run.err, Contains("error: ") && Contains(message));
+        CHECK_FALSE(fs::exists(out));
+    };
+    json typo = labelled_points(json::object(), 1400, 1200, 10);
+    typo[3]["n_kicks"] = typo[3]["N_kicks"];
+    typo[3].erase("N_kicks");
+    // read as N_kicks = 1 it would give a coefficient 10x too large
+    expect_bad("typo", typo, "point 3 has unknown key \"n_kicks\"");
+    json unknown = labelled_points(json::object(), 1400, 1200, 1);
+    unknown[7]["backend"] = "cpu";
+    expect_bad("unknown", unknown, "point 7 has unknown key \"backend\"");
+    json mixed = labelled_points({{"dtype", "float32"}}, 1400, 1200, 1);
+    mixed[5].erase("dtype");
+    expect_bad("mixed", mixed, "point 5 has no \"dtype\" but point 0");
+    json bad_label = labelled_points({{"strategy", "fused"}}, 1400, 1200, 1);
+    bad_label[2]["strategy"] = 3;
+    expect_bad("bad_label", bad_label, "point 2: \"strategy\" must be a non-empty string");
+    json fractional = labelled_points(json::object(), 1400, 1200, 1);
+    fractional[1]["N_kicks"] = 2.5;
+    expect_bad("fractional", fractional, "point 1 has N_kicks = 2.5");
+    // one group of two points cannot be fitted: the error names the group
+    json small = labelled_points({{"code", "x"}}, 1400, 1200, 1);
+    small.push_back({{"code", "y"}, {"N_part", 1}, {"N_cells", 8}, {"bytes", 10}});
+    expect_bad("small", small, "points with code y");
+}
+
 TEST_CASE("sctape check: identical passes, a rise or a broken law fails, bad input is 2", "[fit]") {
     const fs::path dir = scratch_dir("check");
     const auto sweep = write_json(dir / "sweep.json", synthetic_sweep());
@@ -600,8 +707,61 @@ TEST_CASE("plot.py: bad input exits 2 and draws nothing", "[fit][plot]") {
     const std::string output = read_text(log);
     INFO("plot.py output:\n" << output);
     CHECK(code == 2);
-    CHECK_THAT(output, Contains("plot.py: error: COEFFS has no \"fits\" list"));
+    CHECK_THAT(output, Contains("plot.py: error: '" + sweep.string() + "': COEFFS has no \"fits\" list"));
     CHECK_FALSE(fs::exists(none));
+}
+
+// `text` with the first occurrence of `from` replaced by `to` (REQUIREs that it occurs).
+std::string replace_once(std::string text, const std::string& from, const std::string& to) {
+    const auto at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    return text.replace(at, from.size(), to);
+}
+
+TEST_CASE("plot.py: a non-finite or mistyped value in any input exits 2 naming file and key, draws nothing",
+          "[fit][plot]") {
+    const fs::path dir = scratch_dir("plot_hostile");
+    const auto sweep = write_json(dir / "sweep.json", synthetic_sweep());
+    const fs::path coeffs = dir / "coeffs.json";
+    REQUIRE(run_cli({"fit", sweep.string(), "-o", coeffs.string()}, dir).exit_code == 0);
+    const auto timeline = write_json(dir / "timeline.json", synthetic_timeline());
+    const std::string sweep_text = read_text(sweep), coeffs_text = read_text(coeffs), timeline_text = read_text(timeline);
+    struct Case {
+        std::string name, file, text, message;
+    };
+    // Python's json reads NaN, Infinity and 1e999 as floats: each must be refused by plot.py itself.
+    const std::vector<Case> cases = {
+        {"nan_n_part", "sweep", replace_once(sweep_text, "\"N_part\": 1000.0", "\"N_part\": NaN"),
+         "benchmarks[0].N_part must be a positive finite number, got nan"},
+        {"inf_counter", "sweep", replace_once(sweep_text, "\"forward_ms\": 1.0", "\"forward_ms\": 1e999"),
+         "benchmarks[0].forward_ms must be a finite number, got inf"},
+        {"bool_kicks", "sweep", replace_once(sweep_text, "\"N_kicks\": 1", "\"N_kicks\": true"),
+         "benchmarks[0].N_kicks must be a positive finite number, got true"},
+        {"string_alpha", "coeffs", replace_once(coeffs_text, "\"alpha_part_bytes\": ", "\"alpha_part_bytes\": \"12\", \"x\": "),
+         "fits[0].alpha_part_bytes must be a finite number or null, got \"12\""},
+        {"infinite_slope", "coeffs", replace_once(coeffs_text, "\"slope_bytes_per_kick\": ", "\"slope_bytes_per_kick\": -Infinity, \"x\": "),
+         "kick_fits[0].slope_bytes_per_kick must be a finite number or null, got -inf"},
+        {"path_in_strategy", "coeffs", replace_once(coeffs_text, "\"strategy\": \"fused\"", "\"strategy\": \"../x\""),
+         "fits[0].strategy must be null or a name"},
+        {"nan_time", "timeline", replace_once(timeline_text, "\"time_s\": 0.0", "\"time_s\": NaN"),
+         "events[0].time_s must be a finite number, got nan"},
+        {"string_backward", "timeline", replace_once(timeline_text, "\"backward\": false", "\"backward\": \"no\""),
+         "events[0].backward must be true or false"},
+    };
+    for (const Case& c : cases) {
+        INFO("case " << c.name);
+        std::map<std::string, fs::path> files = {{"sweep", sweep}, {"coeffs", coeffs}, {"timeline", timeline}};
+        files[c.file] = dir / (c.name + ".json");
+        write_text(files[c.file], c.text);
+        const fs::path out = dir / ("out_" + c.name), log = dir / (c.name + ".log");
+        const int code = run_plot_py({files["sweep"].string(), files["coeffs"].string(), "--timeline",
+                                      files["timeline"].string(), "-o", out.string()}, log);
+        const std::string output = read_text(log);
+        INFO("plot.py output:\n" << output);
+        CHECK(code == 2);
+        CHECK_THAT(output, Contains("plot.py: error: '" + files[c.file].string() + "': " + c.message));
+        CHECK_FALSE(fs::exists(out));
+    }
 }
 
 TEST_CASE("sctape plan predicts tape bytes from the fitted law and checks a budget", "[fit][plan]") {
