@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "support/files.hpp"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -25,17 +27,9 @@ using nlohmann::json;
 
 constexpr int kExitBadInput = 2;
 
-fs::path scratch_dir(const std::string& name) {
-    const fs::path dir = fs::path(SCTAPE_TEST_TMPDIR) / ("io_" + name);
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    return dir;
-}
+using sctape::test::read_text;
 
-std::string read_text(const fs::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+fs::path scratch_dir(const std::string& name) { return sctape::test::scratch_dir("io_" + name); }
 
 fs::path write_text(const fs::path& path, const std::string& text) {
     std::ofstream out(path, std::ios::binary | std::ios::trunc);

@@ -19,23 +19,16 @@
 #include <vector>
 
 #include "physics/fixed_point.hpp"
+#include "support/files.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-fs::path fresh_dir(const std::string& name) {
-    const fs::path dir = fs::path(SCTAPE_TEST_TMPDIR) / ("ranges_" + name);
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    return dir;
-}
+using sctape::test::read_text;
 
-std::string read_text(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-}
+fs::path fresh_dir(const std::string& name) { return sctape::test::scratch_dir("ranges_" + name); }
 
 std::set<std::string> listing(const fs::path& dir) {
     std::set<std::string> out;
