@@ -3,18 +3,14 @@
 # -fsanitize=fuzzer,address,undefined) and runs each for a bounded time:
 #   fuzz_config      CONFIG.json text -> parse_config     (seeds: examples/*.json)
 #   fuzz_point_list  `sctape fit` input -> fit_document   (seeds: results/*.json, a point list)
-# SCTAPE_FUZZ_SECONDS (default 30) per target. Without clang++ it says so and
-# exits 0: the fuzzers are an extra check where clang is installed. A finding
+# SCTAPE_FUZZ_SECONDS (default 30) per target. clang and libFuzzer come from
+# Debian (install-deps.sh fuzz). A finding
 # (crash, sanitizer report, an exception other than the reader's own) exits 1,
 # with the input saved under build/fuzz/findings/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${SCTAPE_FUZZ_SECONDS:-30}"
-if ! command -v clang++ >/dev/null 2>&1; then
-  echo "[fuzz] SKIPPED: clang++ not found (apt-get install clang libclang-rt-14-dev libomp-14-dev)" >&2
-  exit 0
-fi
-bash scripts/install-deps.sh
+bash scripts/install-deps.sh fuzz
 cmake --preset fuzz >&2
 cmake --build --preset fuzz >&2
 out=build/fuzz

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs sctape's build and run dependencies from Debian packages.
+# Installs sctape's build and run dependencies from Debian packages;
+# `install-deps.sh fuzz` adds clang with libFuzzer (scripts/fuzz.sh).
 # Idempotent: does nothing when every package is already installed.
 set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config
           libeigen3-dev nlohmann-json3-dev libbenchmark-dev catch2 libfftw3-dev
           python3 python3-matplotlib)
+if [ "${1:-}" = fuzz ]; then packages+=(clang libclang-rt-14-dev libomp-14-dev); fi
 
 missing=()
 for p in "${packages[@]}"; do
