@@ -28,8 +28,8 @@ const std::string kCase = "kick_memory/fused/float32/N_part:1000/grid:8x8x8/N_ki
 constexpr std::int64_t kParticles = 1000, kCells = 8 * 8 * 8, kKicks = 2;
 constexpr std::int64_t kWord = 4;  // bytes of a float32
 
-// What the fused tape gains per kick (kernels/ad/fused.cpp, record_slice;
-// README, "The tape"), w = 4 bytes, N = 1000 particles, C = 512 cells. The
+// What the fused tape gains per kick (kernels/ad/engine.hpp record_slice, cpu_engine.cpp record_kick;
+// docs/tape-accounting.md), w = 4 bytes, N = 1000 particles, C = 512 cells. The
 // per-kick counters are the growth of the last slice; a buffer counts once,
 // in the scope that saved it first, and the slice's first half-drift saves
 // the momenta the previous slice's second half-drift already saved:

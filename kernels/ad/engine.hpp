@@ -6,7 +6,8 @@
 //   static MemoryTracker& memory();            // host_memory() or the device's
 //   static std::shared_ptr<Run> start(bp, tracking, request, result);
 //   static void finish(Run&);                  // after backward (frees device state)
-//   explicit Engine(std::shared_ptr<Run>);     // no position until record_beam/restore
+//   explicit Engine(std::shared_ptr<Run>);     // CPU: no position until record_beam/restore;
+//                                              // GPU: the run's tracker is the position
 //   const std::shared_ptr<Run>& run();  const TrackSettings& tracking();  ParameterAdjoints& params();
 //   // taped, each in its memory scope(s)
 //   void record_beam(Tape&, MemoryReport&);
@@ -24,7 +25,9 @@
 //   void drift_adjoint_at(Reversible&, element, fraction);  // adjoint of the drift that led to its state
 //   void kick_adjoint_at(Reversible&, element, fraction);   // after undo_kick: that kick's adjoint, then the drift before it
 //
-// The slice is walked by physics' strang_slice, here and in every tracker.
+// The slice is walked by physics' strang_slice, here and in every tracker; a
+// new element map goes into each engine's drift/record_drift and, for
+// reversible, into the backends' quantized maps and their adjoints.
 // Internal: include only from the strategies' and engines' sources.
 #pragma once
 

@@ -16,6 +16,18 @@
 
 namespace sctape {
 
+// Marks a tracker's events as backward ones while it lives, exceptions included.
+class BackwardPhase {
+public:
+    explicit BackwardPhase(MemoryTracker& memory) : memory_(memory) { memory_.set_backward(true); }
+    ~BackwardPhase() { memory_.set_backward(false); }
+    BackwardPhase(const BackwardPhase&) = delete;
+    BackwardPhase& operator=(const BackwardPhase&) = delete;
+
+private:
+    MemoryTracker& memory_;
+};
+
 template <class Engine>
 GradientResult run_gradient(const BeamParameters& bp, const TrackSettings& tracking, const GradientRequest& request) {
     if (request.strategy == Strategy::autograd) throw std::logic_error("run_gradient: autograd is its own engine");
@@ -38,13 +50,17 @@ GradientResult run_gradient(const BeamParameters& bp, const TrackSettings& track
             engine.record_beam(tape, report);
             SliceMarks marks(memory);
             marks.mark(tape, report);
-            if (request.strategy == Strategy::fused) fused_forward(engine, tape, report, marks);
-            if (request.strategy == Strategy::checkpoint)
-                checkpoint_forward(engine, tape, report, marks, request.snapshots, counters);
-            if (request.strategy == Strategy::reversible) reversible_forward(engine, tape, report, marks);
+            switch (request.strategy) {
+                case Strategy::fused: fused_forward(engine, tape, report, marks); break;
+                case Strategy::checkpoint:
+                    checkpoint_forward(engine, tape, report, marks, request.snapshots, counters);
+                    break;
+                case Strategy::reversible: reversible_forward(engine, tape, report, marks); break;
+                case Strategy::autograd: break;  // refused above
+            }
             marks.finish(report);
             engine.record_objective(tape, report, request.objective, result);
-        }  // the final position and its snapshots are released before backward
+        }  // the final snapshots (and, on the CPU, the final beam) are released before backward
         for (const auto& [scope, row] : tape.by_scope()) report.tape_bytes_by_scope[scope] = row.bytes;
         report.tape_bytes = tape.tape_bytes();
         report.tape_entries = tape.entries();
@@ -52,9 +68,8 @@ GradientResult run_gradient(const BeamParameters& bp, const TrackSettings& track
         result.forward_seconds = std::chrono::duration<double>(t1 - t0).count();
         {
             cuda::NvtxRange range("backward");
-            memory.set_backward(true);  // timeline events of the backward pass
+            BackwardPhase phase(memory);  // timeline events of the backward pass
             tape.backward();
-            memory.set_backward(false);
         }
         result.backward_seconds = std::chrono::duration<double>(clock::now() - t1).count();
         report_gradients(bp, tracking.lattice, run->params, request.gradients, result);

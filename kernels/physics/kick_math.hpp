@@ -98,7 +98,7 @@ SCTAPE_HD void s_to_t_pz_adjoint(T px, T py, T delta, T pz, T pz_adj, T inv_beta
     inv_bg0_sq_adj -= 0.5 * double(r);
 }
 
-// ---- per-particle adjoints, shared by the CPU fused adjoints (fused.cpp) and
+// ---- per-particle adjoints, shared by the CPU fused adjoints (ad/cpu_engine.cpp) and
 // the CUDA backward kernels. `_adj` arguments are adjoints, updated in place;
 // double sums collect the adjoints of the run's scalars.
 

@@ -62,10 +62,10 @@ void ReversibleSlices::step(std::size_t slice) {
 }
 
 void ReversibleSlices::unstep(std::size_t slice) {
-    undo_half_drift(slice);
-    if (!space_charge()) return;
-    undo_kick(slice);
-    undo_half_drift(slice);
+    strang_slice(
+        tracking_, elements_[slice],
+        [&](std::size_t e, double f) { quantized_drift(f * tracking_.lattice[e].length_m, -1); },
+        [&](std::size_t, double ds) { quantized_kick(ds, -1); });
 }
 
 void ReversibleSlices::undo_half_drift(std::size_t slice) {

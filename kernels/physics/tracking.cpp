@@ -1,6 +1,7 @@
 #include "physics/tracking.hpp"
 
 #include <chrono>
+#include <stdexcept>
 #include <memory>
 
 namespace sctape {
@@ -53,6 +54,8 @@ template TrackReport track<float>(Beam<float>&, const TrackSettings&, const Prog
 template TrackReport track<double>(Beam<double>&, const TrackSettings&, const Progress&);
 
 std::vector<std::size_t> slice_elements(const Lattice& lattice) {
+    for (const Drift& d : lattice)
+        if (d.slices < 1) throw std::invalid_argument("a lattice element needs at least one slice");
     std::vector<std::size_t> out;
     for (std::size_t e = 0; e < lattice.size(); ++e) out.insert(out.end(), lattice[e].slices, e);
     return out;

@@ -47,8 +47,8 @@ inline double slice_kick_length(const TrackSettings& tracking, std::size_t eleme
 // map(e, f), kick(e, ds), map(e, f) with f = slice_map_fraction, ds =
 // slice_kick_length; without space charge, map(e, f) alone. map(e, f)
 // advances through fraction f of element e (for a drift of length L, a drift
-// of f L). Called with inverse steps in the same order it undoes the slice,
-// since the slice is symmetric.
+// of f L). The slice is symmetric: its inverse is the same walk with inverse
+// steps (ReversibleSlices::unstep).
 template <class Map, class Kick>
 void strang_slice(const TrackSettings& tracking, std::size_t element, Map&& map, Kick&& kick) {
     const double f = slice_map_fraction(tracking, element);

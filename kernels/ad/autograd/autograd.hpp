@@ -5,7 +5,7 @@
 // reproduces the paper's memory law; FFTs save nothing, the IGF is built from
 // elementwise float64 ops on cell arrays and dominates the per-cell bytes.
 // With request.backend == Backend::cuda every tensor lives on the GPU (the
-// CUDA build; gradient_on_gpu routes here) and the memory figures are the
+// CUDA build; compute_gradient routes here on either backend) and the memory figures are the
 // device allocator's; the tape holds the same bytes as on the CPU.
 //
 //   sctape::GradientRequest req;

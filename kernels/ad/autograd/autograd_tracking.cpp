@@ -435,15 +435,14 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
         for (std::size_t e = 0; e < tracking.lattice.size(); ++e) {
             const int slices = tracking.lattice[e].slices;
             if (slices <= 0) continue;
-            Scalar ds, half;
+            // taped scalars of the element's length, f L for each map (as every
+            // other tracker computes it) and L / slices for the kick
+            Scalar ds, map_length;
             {
                 Block block(rec, "drift");
                 ds = div_scalar(length[e], static_cast<double>(slices));
-                half = scale(ds, 0.5);
+                map_length = scale(length[e], slice_map_fraction(tracking, e));
             }
-            // the lengths are taped scalars of the element's length: `half`
-            // for the maps around a kick, `ds` for a slice without one
-            const Scalar& map_length = tracking.space_charge ? half : ds;
             for (int s = 0; s < slices; ++s) {
                 strang_slice(
                     tracking, e, [&](std::size_t, double) { drift(p, map_length, ref, rec); },
