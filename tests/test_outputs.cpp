@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "support/configs.hpp"
 #include "support/files.hpp"
 
 namespace {
@@ -91,17 +92,7 @@ void expect_refused(const fs::path& dir, const std::vector<std::string>& args, c
     CHECK(snapshot(dir) == before);
 }
 
-json small_config() {
-    return {{"kinetic_energy_eV", 250e6},
-            {"bunch_charge_C", 1e-9},
-            {"n_particles", 500},
-            {"distribution",
-             {{"type", "uniform_ellipsoid"}, {"radius_x_m", 1e-3}, {"radius_y_m", 1e-3}, {"radius_tau_m", 1e-3}}},
-            {"lattice", json::array({{{"type", "drift"}, {"length_m", 1.0}, {"slices", 2}}})},
-            {"space_charge", {{"enabled", true}, {"grid", {8, 8, 8}}}},
-            {"backend", "cpu"},
-            {"threads", 1}};
-}
+json small_config() { return sctape::test::small_track_config(500); }
 
 // The committed COEFFS of the default CPU sweep (results/ beside fit/).
 std::string committed_coeffs() {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "physics/fixed_point.hpp"
+#include "support/configs.hpp"
 #include "support/files.hpp"
 
 namespace {
@@ -51,18 +52,7 @@ Run run(const fs::path& dir, const std::string& args, const std::string& prefix 
     return {WEXITSTATUS(status), read_text(dir / "stdout.io"), read_text(dir / "stderr.io")};
 }
 
-json small_config() {
-    return {{"kinetic_energy_eV", 250e6},
-            {"bunch_charge_C", 1e-9},
-            {"n_particles", 2000},
-            {"seed", 3},
-            {"distribution",
-             {{"type", "uniform_ellipsoid"}, {"radius_x_m", 1e-3}, {"radius_y_m", 1e-3}, {"radius_tau_m", 1e-3}}},
-            {"lattice", json::array({{{"type", "drift"}, {"length_m", 1.0}, {"slices", 2}}})},
-            {"space_charge", {{"enabled", true}, {"grid", {8, 8, 8}}}},
-            {"backend", "cpu"},
-            {"threads", 1}};
-}
+json small_config() { return sctape::test::small_track_config(2000); }
 
 // Tracks `config` with --out and --dump-particles; returns the run.
 Run track(const fs::path& dir, const json& config) {
