@@ -45,6 +45,6 @@ std::vector<std::string> validate_run(RunConfig& config, int hardware_threads);
 // naming the value and, where known, the cause), and the final beam within
 // the paraxial range. The particle CSVs hold the beams and gradients whose
 // moments and rms are in the RESULT, so they are finite when it is.
-std::vector<std::string> check_result(const nlohmann::json& result);
+std::vector<std::string> check_result(const nlohmann::json& result, double gamma0);
 
 }  // namespace sctape

@@ -224,7 +224,8 @@ int track_command(const std::vector<std::string>& argv) {
         nlohmann::json result = config.dtype == Dtype::float32 ? run<float>(config, args, backend, reason, files)
                                                                : run<double>(config, args, backend, reason, files);
         // the one check of every number before anything is written
-        print_warnings(check_result(result));
+        const double gamma0 = Reference::from_kinetic(config.beam.species.mass_eV, config.beam.kinetic_energy_eV).gamma;
+        print_warnings(check_result(result, gamma0));
         if (!args.out.empty()) files.emplace_back(args.out, result.dump(2) + "\n");
         write_outputs(files, args, result);
         return 0;

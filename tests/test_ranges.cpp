@@ -244,3 +244,26 @@ TEST_CASE("ranges: plan prints only finite numbers and reads fits without alpha_
     CHECK(r.out.empty());
     CHECK(r.err == "sctape plan: error: the fused tape overflows: --n-part, --grid and --kicks are too large\n");
 }
+
+// The validation cases the project ships (examples/, the memory-scaling
+// paper's Table 1 bunch among them) lie inside the validated range: exit 0
+// and no warning. Particles and grid are reduced so the case runs in
+// milliseconds; the range checks depend on the beam and lattice, not on them.
+TEST_CASE("ranges: every shipped example runs without a warning", "[cli][ranges]") {
+    const fs::path examples = fs::path(SCTAPE_PLOT_PY).parent_path().parent_path() / "examples";
+    int checked = 0;
+    for (const auto& entry : fs::directory_iterator(examples)) {
+        if (entry.path().extension() != ".json") continue;
+        INFO(entry.path().filename().string());
+        json config = json::parse(read_text(entry.path()));
+        config["n_particles"] = 2000;
+        config["space_charge"]["grid"] = {8, 8, 8};
+        config["threads"] = 1;
+        const fs::path dir = fresh_dir("example_" + entry.path().stem().string());
+        const Run r = track(dir, config);
+        CHECK(r.code == 0);
+        CHECK(r.err.empty());
+        ++checked;
+    }
+    CHECK(checked >= 2);  // free_expansion.json and reverse_mode.json
+}
