@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "fit_commands.hpp"
-#include "json_input.hpp"
 #include "plan.hpp"
+#include "sweep.hpp"
 #include "subcommand.hpp"
 
 namespace sctape::cli {
@@ -75,7 +75,7 @@ PlanArgs parse(const std::vector<std::string>& args) {
 }
 
 nlohmann::json read_coeffs(const std::string& path) {
-    nlohmann::json j = read_json_input(path, "");
+    nlohmann::json j = fit::read_json_file(path);
     if (!j.is_object() || !j.contains("fits") || !j["fits"].is_array())
         throw std::invalid_argument("'" + path + "' has no \"fits\" list");
     return j;
