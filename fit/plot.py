@@ -190,7 +190,7 @@ def bytes_label(v):
 
 # ---------------------------------------------------------------- Fig. 2: the law
 
-def law_panel(ax, points, fit, x_key, group_key, x_label, group_label):
+def law_panel(ax, points, fit, x_key, group_key, x_label, group_label, legend=True):
     """Data vs x_key, one colour per value of group_key, with the fitted law as lines."""
     groups = sorted(unique(p[group_key] for p in points))
     for i, g in enumerate(groups):
@@ -209,7 +209,8 @@ def law_panel(ax, points, fit, x_key, group_key, x_label, group_label):
     ax.set_yscale("log")
     ax.set_xlabel(x_label)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    if legend:
+        ax.legend(fontsize=7)
 
 
 def law_kicks(entries, strategy, dtype):
@@ -221,12 +222,17 @@ def law_kicks(entries, strategy, dtype):
     return max(sorted(counts), key=lambda k: counts[k]) if counts else None
 
 
+def law_points(entries, strategy, dtype, counter):
+    """(N_part, N_cells, y = counter) of the N_part x grid sweep, where the counter is > 0 (log axes)."""
+    kicks = law_kicks(entries, strategy, dtype)
+    return [dict(N_part=e["N_part"], N_cells=e["N_cells"], y=e[counter]) for e in entries
+            if e["strategy"] == strategy and e["dtype"] == dtype and e["N_kicks"] == kicks
+            and isinstance(e.get(counter), (int, float)) and e[counter] > 0]
+
+
 def plot_law(entries, fits, strategy, dtype, measure, out_dir, written):
     counter, label = MEASURES[measure]
-    kicks = law_kicks(entries, strategy, dtype)
-    points = [dict(N_part=e["N_part"], N_cells=e["N_cells"], y=e[counter]) for e in entries
-              if e["strategy"] == strategy and e["dtype"] == dtype and e["N_kicks"] == kicks
-              and isinstance(e.get(counter), (int, float)) and e[counter] > 0]
+    points = law_points(entries, strategy, dtype, counter)
     if len({(p["N_part"], p["N_cells"]) for p in points}) < 2:
         print(f"plot.py: {strategy}/{dtype}: fewer than 2 sweep points with {counter} > 0: law plot skipped",
               file=sys.stderr)
@@ -249,9 +255,70 @@ def plot_law(entries, fits, strategy, dtype, measure, out_dir, written):
     save(fig, out_dir, f"law_{strategy}_{dtype}_{measure}", written)
 
 
+# ---------------------------------------------------------------- Figs. 2, 4-6 in the paper's layout
+
+# The paper measured ΔM with the allocator (torch.cuda.memory_allocated), so
+# its figures use the allocator's growth; the tape bytes are in results/plots.
+PAPER_MEASURE = "alloc_delta_bytes"
+PAPER_LAW_FIGURES = (("fig2", "total", "the whole kick"),
+                     ("fig4", "green", "the integrated Green function"),
+                     ("fig5", "deposit", "charge deposition"),
+                     ("fig6", "gather", "field gather"))
+PAPER_STRATEGY_ORDER = ["autograd", "fused", "checkpoint", "reversible"]  # the paper's case (autograd) first
+
+
+def coefficient_label(v):
+    """Bytes with 3 digits; round-off of a zero coefficient (|v| < 1e-6 B) shows as 0."""
+    return "0 B" if abs(v) < 1e-6 else f"{v:.3g} B"
+
+
+def plot_paper_law(entries, fits, strategies, dtype, fig_name, scope, what, out_dir, written):
+    """ΔM of `scope` per kick against N_part (top) and N_cells (bottom), one column per strategy,
+    points and fitted lines, as the paper's Figs. 2 and 4-6 (which show Cheetah's autograd alone)."""
+    counter = PAPER_MEASURE if scope == "total" else f"alloc_{scope}_bytes"
+    # the strategies the N_part x grid sweep ran (binomial runs only the N_kicks series)
+    columns = [s for s in strategies if len({(e["N_part"], e["N_cells"]) for e in entries
+                                              if (e["strategy"], e["dtype"]) == (s, dtype)}) >= 2]
+    columns.sort(key=lambda s: PAPER_STRATEGY_ORDER.index(s) if s in PAPER_STRATEGY_ORDER else len(PAPER_STRATEGY_ORDER))
+    if not columns:
+        return
+    fig, axes = plt.subplots(2, len(columns), figsize=(3.6 * len(columns), 7), sharey="row", squeeze=False)
+    for j, strategy in enumerate(columns):
+        top, bottom = axes[0][j], axes[1][j]
+        points = law_points(entries, strategy, dtype, counter)
+        top.set_title(strategy, fontsize=10)
+        if not points:  # nothing kept: a log axis has no place for 0
+            for ax in (top, bottom):
+                ax.text(0.5, 0.5, "ΔM = 0 B per kick\n(nothing kept" + ("" if scope == "total" else f" in {scope}") + ")", ha="center", va="center",
+                        transform=ax.transAxes, fontsize=9)
+                ax.set_xticks([])
+            continue
+        fit = find_fit(fits, strategy, dtype, PAPER_MEASURE, scope)
+        fit = fit if law_value(fit, 1, 1) is not None else None
+        law_panel(top, points, fit, "N_part", "N_cells", "N_part (macro-particles)", "N_cells", legend=j == 0)
+        law_panel(bottom, points, fit, "N_cells", "N_part", "N_cells (grid cells)", "N_part", legend=j == 0)
+        if fit is not None:
+            top.set_title(f"{strategy}\nα_part = {coefficient_label(fit['alpha_part_bytes'])}, "
+                          f"α_cells = {coefficient_label(fit['alpha_cells_bytes'])}", fontsize=9)
+    for row in axes:
+        row[0].set_ylabel("ΔM per kick [B]")
+    fig.suptitle(f"{fig_name.replace('fig', 'Fig. ')}: memory kept by {what}, per kick ({dtype}, "
+                 "forward pass with reverse mode; allocator growth)\npoints: measured; lines: fitted "
+                 "ΔM = α_part N_part + α_cells N_cells", fontsize=10)
+    fig.tight_layout()
+    save(fig, out_dir, f"{fig_name}_{scope}_{dtype}", written)
+
+
+def draw_paper_laws(entries, fits, strategies, dtypes, out_dir, written):
+    for dtype in dtypes:
+        for fig_name, scope, what in PAPER_LAW_FIGURES:
+            plot_paper_law(entries, fits, strategies, dtype, fig_name, scope, what, out_dir, written)
+        plot_coefficients(fits, strategies, dtype, PAPER_MEASURE, out_dir, written, stem=f"fig3_coefficients_{dtype}")
+
+
 # ---------------------------------------------------------------- Fig. 3: coefficients
 
-def plot_coefficients(fits, strategies, dtype, measure, out_dir, written):
+def plot_coefficients(fits, strategies, dtype, measure, out_dir, written, stem=None):
     scopes = SUBSTEPS + ["total"]
     rows = {s: {f.get("scope"): f for f in fits if (f.get("strategy"), f.get("dtype"), f.get("measure")) == (s, dtype, measure)}
             for s in strategies}
@@ -285,7 +352,7 @@ def plot_coefficients(fits, strategies, dtype, measure, out_dir, written):
     axes[1].set_xticks(range(len(scopes)))
     axes[1].set_xticklabels(scopes, rotation=30)
     axes[0].set_title(f"Coefficients per substep, {dtype}, {MEASURES[measure][1]} (total: whole kick)", fontsize=10)
-    save(fig, out_dir, f"coefficients_{dtype}_{measure}", written)
+    save(fig, out_dir, stem or f"coefficients_{dtype}_{measure}", written)
 
 
 # ---------------------------------------------------------------- Fig. 1: timeline
@@ -437,6 +504,10 @@ def parse_args(argv):
     p.add_argument("-o", "--out-dir", default=os.path.join("results", "plots"), help="output folder (default results/plots)")
     p.add_argument("--measure", choices=["tape_bytes", "alloc_delta_bytes", "all"], default="all",
                    help="which per-kick measure to draw in the law and coefficient plots (default all)")
+    p.add_argument("--paper", action="store_true",
+                   help="draw the memory-scaling paper's figures instead (fig2_total_*, fig3_coefficients_*, "
+                        "fig4_green_*, fig5_deposit_*, fig6_gather_*: allocator ΔM per kick, one column per "
+                        "strategy), e.g. -o results/paper")
     return p.parse_args(argv)
 
 
@@ -486,6 +557,9 @@ def draw_all(args, entries, fits, kick_fits, timelines, out_dir):
     measures = list(MEASURES) if args.measure == "all" else [args.measure]
     for s in {f.get("strategy") for f in fits} - {e["strategy"] for e in entries} - {"input", None}:
         print(f"plot.py: strategy '{s}' is in COEFFS but not in SWEEP: coefficients only", file=sys.stderr)
+    if args.paper:
+        draw_paper_laws(entries, fits, strategies, dtypes, out_dir, written)
+        return written
     for dtype in dtypes:
         for measure in measures:
             for strategy in strategies:

@@ -4,7 +4,8 @@
 #   1. the default sweep over N_part x grid x N_kicks x strategy x dtype,
 #   2. the fit of alpha_part and alpha_cells (coefficient table printed),
 #   3. memory timelines of a 4-kick gradient run per strategy,
-#   4. the plots (results/plots/*.png, *.svg), from the JSON only,
+#   4. the plots (results/plots/*.png, *.svg) and the memory-scaling paper's
+#      Figs. 2-6 (results/paper/), from the JSON only,
 #   5. the free-expansion validation and the forward-kick timing,
 #   6. when a GPU answers: the sweep, fit and plots on it (results/sweep_gpu.json,
 #      coeffs_gpu.json, plots_gpu/) and the forward-kick timing there
@@ -43,8 +44,9 @@ PY
   timelines+=(--timeline "results/timeline_$strategy.json")
 done
 
-step "4/6 plots -> results/plots/"
+step "4/6 plots -> results/plots/, the paper's Figs. 2-6 -> results/paper/"
 /usr/bin/python3 fit/plot.py results/sweep_cpu.json results/coeffs_cpu.json "${timelines[@]}" -o results/plots
+/usr/bin/python3 fit/plot.py results/sweep_cpu.json results/coeffs_cpu.json --paper -o results/paper
 
 step "5/6 free expansion (examples/free_expansion.json) and forward-kick timing"
 "$sctape" track examples/free_expansion.json --quiet --out results/free_expansion.json
