@@ -79,7 +79,9 @@ TEST_CASE("gradients of every input match central finite differences (float64)",
     for (auto [strategy, objective] : {std::pair{Strategy::fused, Objective::sigma_x},
                                        {Strategy::fused, Objective::emittance_tau},
                                        {Strategy::checkpoint, Objective::sigma_y},
-                                       {Strategy::reversible, Objective::sigma_tau}}) {
+                                       {Strategy::reversible, Objective::sigma_tau},
+                                       {Strategy::checkpoint, Objective::sigma_px},
+                                       {Strategy::reversible, Objective::sigma_delta}}) {
         Problem p = small_problem();
         GradientRequest request;
         request.strategy = strategy;
@@ -204,7 +206,7 @@ TEST_CASE("free expansion: sqrt(5) d sigma_x / dL at the doubling length matches
 // Both strategies differentiate the same float64 arithmetic, so they agree to
 // rounding accumulated over 3 kicks: 1e-10 relative (measured: ~3e-11).
 TEST_CASE("autograd and fused gradients agree (float64)", "[gradient][autograd]") {
-    for (Objective objective : {Objective::sigma_x, Objective::emittance_y}) {
+    for (Objective objective : {Objective::sigma_x, Objective::emittance_y, Objective::sigma_py}) {
         Problem p = small_problem();
         GradientRequest request;
         request.objective = objective;
@@ -213,7 +215,9 @@ TEST_CASE("autograd and fused gradients agree (float64)", "[gradient][autograd]"
         const auto fused = compute_gradient<double>(p.beam, p.tracking, request);
         request.strategy = Strategy::autograd;
         const auto autograd = compute_gradient<double>(p.beam, p.tracking, request);
-        CHECK(autograd.objective == fused.objective);
+        // the objective from the same final beam; measured: equal for sigma_x and emittance_y,
+        // sigma_py differs in its last bits (autograd's push rounds px in another order)
+        CHECK(autograd.objective == Approx(fused.objective).epsilon(1e-15));
         for (const auto& [name, value] : fused.gradients) {
             INFO(objective_name(objective) << " / " << name);
             CHECK(autograd.gradients.at(name) == Approx(value).epsilon(1e-10));

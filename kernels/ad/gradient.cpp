@@ -20,7 +20,9 @@ const char* size_key(DistributionType type, int axis) {
 }
 const char* kMomentumKey[3] = {"sigma_px", "sigma_py", "sigma_delta"};
 
-bool is_emittance(Objective o) { return static_cast<int>(o) >= 3; }
+bool is_emittance(Objective o) {
+    return o == Objective::emittance_x || o == Objective::emittance_y || o == Objective::emittance_tau;
+}
 
 }  // namespace
 
@@ -28,8 +30,13 @@ std::array<int, 2> objective_columns(Objective o) {
     switch (o) {
         case Objective::sigma_x: case Objective::emittance_x: return {0, 1};
         case Objective::sigma_y: case Objective::emittance_y: return {2, 3};
-        default: return {4, 5};
+        case Objective::sigma_tau: case Objective::emittance_tau: return {4, 5};
+        // an rms spread is the rms of the first column: the momentum, paired with its coordinate
+        case Objective::sigma_px: return {1, 0};
+        case Objective::sigma_py: return {3, 2};
+        case Objective::sigma_delta: return {5, 4};
     }
+    throw std::logic_error("objective_columns: unknown objective");
 }
 
 std::vector<std::string> gradient_names(const BeamParameters& beam, const Lattice& lattice) {

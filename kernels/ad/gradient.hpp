@@ -28,10 +28,10 @@
 namespace sctape {
 
 enum class Strategy { autograd, fused, checkpoint, reversible };
-enum class Objective { sigma_x, sigma_y, sigma_tau, emittance_x, emittance_y, emittance_tau };
+enum class Objective { sigma_x, sigma_y, sigma_tau, emittance_x, emittance_y, emittance_tau, sigma_px, sigma_py, sigma_delta };
 inline constexpr NameList<Strategy, 4> kStrategyNames{{"autograd", "fused", "checkpoint", "reversible"}};
-inline constexpr NameList<Objective, 6> kObjectiveNames{
-    {"sigma_x", "sigma_y", "sigma_tau", "emittance_x", "emittance_y", "emittance_tau"}};
+inline constexpr NameList<Objective, 9> kObjectiveNames{{"sigma_x", "sigma_y", "sigma_tau", "emittance_x", "emittance_y",
+                                                          "emittance_tau", "sigma_px", "sigma_py", "sigma_delta"}};
 
 inline const char* strategy_name(Strategy s) { return kStrategyNames.name(s); }
 inline const char* objective_name(Objective o) { return kObjectiveNames.name(o); }

@@ -348,16 +348,11 @@ void kick(Particles<T>& p, const Scalar& ds, const KickContext<T>& ctx) {
 template <class T>
 Scalar objective(const Particles<T>& p, Objective o, const RefTensors& ref) {
     using namespace ag;
-    int u_col = 0, p_col = 1;
-    switch (o) {
-        case Objective::sigma_x: case Objective::emittance_x: u_col = 0; p_col = 1; break;
-        case Objective::sigma_y: case Objective::emittance_y: u_col = 2; p_col = 3; break;
-        default: u_col = 4; p_col = 5; break;
-    }
+    const auto [u_col, p_col] = objective_columns(o);
     Tensor<double> u = cast<double>(p.column(u_col));
     Tensor<double> du = sub(u, mean(u));
     Scalar uu = mean(mul(du, du));
-    if (o == Objective::sigma_x || o == Objective::sigma_y || o == Objective::sigma_tau) return sqrt(uu);
+    if (o != Objective::emittance_x && o != Objective::emittance_y && o != Objective::emittance_tau) return sqrt(uu);
     Tensor<double> q = cast<double>(p.column(p_col));
     Tensor<double> dq = sub(q, mean(q));
     Scalar qq = mean(mul(dq, dq)), uq = mean(mul(du, dq));
