@@ -3,6 +3,7 @@
 sctape-bench, COEFFS.json from `sctape fit`, optional TIMELINE.json files).
 
     /usr/bin/python3 fit/plot.py SWEEP.json COEFFS.json [--timeline T.json ...] [-o results/plots]
+    /usr/bin/python3 fit/plot.py --lorentz-force LF.json --free-expansion FE.json -o results/paper
 
 Writes PNG and SVG per figure:
   law_<strategy>_<dtype>_<measure>    ΔM per kick vs N_part at fixed N_cells and vs N_cells at
@@ -11,6 +12,10 @@ Writes PNG and SVG per figure:
   timeline_<strategy>_<dtype>         memory vs time, forward/backward, substep bands (paper Fig. 1)
   kicks_<dtype>                       tape and peak bytes vs N_kicks with the fitted lines
   timing_<dtype>                      forward and backward time per strategy
+  fig7_lorentz_force                  Lorentz force in a Gaussian bunch vs Eqs. 7-8 (paper Fig. 7;
+                                      --lorentz-force, from `sctape-validate lorentz_force`)
+  fig8_free_expansion                 R(s) and dR/ds of a cold uniform bunch vs Eq. 9 (paper Fig. 8;
+                                      --free-expansion, from `sctape-validate free_expansion`)
 
 Strategies missing from one of the inputs are drawn from what there is (data
 without a fit line, or skipped with a message); nothing here recomputes a fit.
@@ -488,16 +493,159 @@ def plot_timing(entries, strategies, dtype, out_dir, written):
     save(fig, out_dir, f"timing_{dtype}", written)
 
 
+# ---------------------------------------------------------------- paper Figs. 7 and 8 (validation)
+# From sctape-validate's JSON (results/paper/lorentz_force.json and
+# free_expansion_envelope.json); every value drawn is checked first.
+
+def check_numbers(obj, key, where, length=None):
+    """obj[key] is a non-empty list of finite numbers (of `length` items when given); returns it."""
+    v = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(v, list) or not v or not all(is_number(x) and math.isfinite(x) for x in v):
+        raise InputError(f"{where}.{key} must be a non-empty list of finite numbers, got {shown(v)}")
+    if length is not None and len(v) != length:
+        raise InputError(f"{where}.{key} must have {length} items like its neighbours, got {len(v)}")
+    return v
+
+
+def check_case(doc, path, case):
+    if not isinstance(doc, dict) or doc.get("case") != case or doc.get("schema_version") != 1:
+        raise InputError(f"'{path}' is not sctape-validate {case} output (schema_version 1)")
+
+
+def load_lorentz_force(path):
+    """The Fig. 7 data: per gamma, the force along x and along z with its reference."""
+    doc = load_json(path)
+    check_case(doc, path, "lorentz_force")
+    for i, c in enumerate(check_list_of_objects(doc, "cases", f"'{path}'")):
+        where = f"'{path}'.cases[{i}]"
+        check_number(c, "gamma", where, nullable=False, positive=True)
+        for axis in ("x", "z"):
+            line = c.get(f"along_{axis}")
+            if not isinstance(line, dict):
+                raise InputError(f"{where}.along_{axis} must be an object")
+            n = len(check_numbers(line, f"{axis}_m", f"{where}.along_{axis}"))
+            for key in (f"F_{axis}_eV_per_m", f"F_{axis}_reference_eV_per_m"):
+                check_numbers(line, key, f"{where}.along_{axis}", n)
+    if not doc["cases"]:
+        raise InputError(f"'{path}'.cases is empty")
+    return doc
+
+
+def load_free_expansion(path):
+    """The Fig. 8 data: R and dR/ds at the slice ends with references, and the envelope curve."""
+    doc = load_json(path)
+    check_case(doc, path, "free_expansion")
+    where = f"'{path}'"
+    n = len(check_numbers(doc, "s_m", where))
+    for key in ("R_m", "R_reference_m", "R_relative_error", "dR_ds", "dR_ds_reference", "dR_ds_relative_error"):
+        check_numbers(doc, key, where, n)
+    for key in ("tolerance_R_relative", "tolerance_dR_ds_relative"):
+        check_number(doc, key, where, nullable=False, positive=True)
+    curve = doc.get("envelope_curve")
+    if not isinstance(curve, dict):
+        raise InputError(f"{where}.envelope_curve must be an object")
+    m = len(check_numbers(curve, "s_m", f"{where}.envelope_curve"))
+    for key in ("R_m", "dR_ds"):
+        check_numbers(curve, key, f"{where}.envelope_curve", m)
+    return doc
+
+
+def plot_lorentz_force(doc, out_dir, written):
+    """Paper Fig. 7: F_x against x and F_z against z, per gamma; sctape points, quadrature lines."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    for i, c in enumerate(sorted(doc["cases"], key=lambda c: c["gamma"])):
+        color = f"C{i}"
+        label = f"γ = {c['gamma']:g}"
+        for ax, axis, scale in ((axes[0], "x", 1e3), (axes[1], "z", 1e6)):
+            line = c[f"along_{axis}"]
+            pos = [p * scale for p in line[f"{axis}_m"]]
+            ax.plot(pos, line[f"F_{axis}_reference_eV_per_m"], "-", color=color, lw=1.2,
+                    label=f"{label}, Eq. {7 if axis == 'x' else 8}")
+            ax.plot(pos, line[f"F_{axis}_eV_per_m"], "o", color=color, ms=3, mfc="none",
+                    label=f"{label}, sctape ({100 * line.get('max_error_of_peak', float('nan')):.2g}% of peak)")
+    axes[0].set_xlabel("x [mm]  (y ≈ 0, z ≈ 0)")
+    axes[0].set_ylabel("$F_x$ on an electron [eV/m]")
+    axes[1].set_xlabel("z [µm]  (x ≈ 0, y ≈ 0)")
+    axes[1].set_ylabel("$F_z$ on an electron [eV/m]")
+    for ax in axes:
+        ax.set_yscale("symlog", linthresh=max(1e-3, min_peak(doc) / 100))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6.5, ncol=1)
+    numerics = doc.get("numerics", {})
+    grid = "×".join(str(g) for g in numerics.get("grid", [])) or "?"
+    fig.suptitle(f"Lorentz force in a Gaussian bunch (1 nC, σx = σy = 1 mm, σz = 1 µm): "
+                 f"sctape ({numerics.get('particles', '?')} particles, {grid}, ±6σ) vs Eqs. 7–8", fontsize=10)
+    fig.tight_layout()
+    save(fig, out_dir, "fig7_lorentz_force", written)
+
+
+def min_peak(doc):
+    """The smallest peak |F| over the gammas and axes: sets the linear part of the symlog axes."""
+    return min(max(abs(f) for f in c[f"along_{a}"][f"F_{a}_reference_eV_per_m"]) for c in doc["cases"] for a in "xz")
+
+
+def plot_free_expansion(doc, out_dir, written):
+    """Paper Fig. 8: R(s) and dR/ds, sctape points against the envelope equation, relative errors below."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
+    curve = doc["envelope_curve"]
+    panels = (("R_m", "R_reference_m", "R_relative_error", 1e3, "R [mm]", "tolerance_R_relative", "R = √5 σx"),
+              ("dR_ds", "dR_ds_reference", "dR_ds_relative_error", 1e3, "dR/ds [mrad]", "tolerance_dR_ds_relative",
+               "dR/ds, reverse mode"))
+    for col, (key, ref_key, err_key, scale, label, tol_key, what) in enumerate(panels):
+        top, bottom = axes[0][col], axes[1][col]
+        top.plot(curve["s_m"], [v * scale for v in curve[key]], "-", color="C0", label="envelope equation (Eq. 9), RK4")
+        top.plot(doc["s_m"], [v * scale for v in doc[key]], "o", color="C3", ms=5, mfc="none", label=f"sctape: {what}")
+        top.set_ylabel(label)
+        top.grid(alpha=0.3)
+        top.legend(fontsize=8)
+        bottom.plot(doc["s_m"], [100 * e for e in doc[err_key]], "o-", color="C3", ms=4)
+        bottom.axhline(100 * doc[tol_key], color="k", ls="--", lw=0.8, label=f"tolerance {100 * doc[tol_key]:g}%")
+        bottom.set_ylim(0, 110 * doc[tol_key])
+        bottom.set_ylabel("|rel. error| [%]")
+        bottom.set_xlabel("s [m]")
+        bottom.grid(alpha=0.3)
+        bottom.legend(fontsize=8)
+    numerics = doc.get("numerics", {})
+    fig.suptitle(f"Free expansion of a cold uniform bunch (10 nC, 250 MeV, R = L = 1 mm): sctape "
+                 f"({numerics.get('particles', '?')} particles, {numerics.get('slices', '?')} slices) vs Eq. 9",
+                 fontsize=10)
+    fig.tight_layout()
+    save(fig, out_dir, "fig8_free_expansion", written)
+
+
+def load_paper_inputs(args):
+    """The paper-figure inputs asked for, checked: {"lorentz_force": doc, "free_expansion": doc}."""
+    paper = {}
+    if args.lorentz_force:
+        paper["lorentz_force"] = load_lorentz_force(args.lorentz_force)
+    if args.free_expansion:
+        paper["free_expansion"] = load_free_expansion(args.free_expansion)
+    return paper
+
+
+def draw_paper(paper, out_dir):
+    written = []
+    if "lorentz_force" in paper:
+        plot_lorentz_force(paper["lorentz_force"], out_dir, written)
+    if "free_expansion" in paper:
+        plot_free_expansion(paper["free_expansion"], out_dir, written)
+    return written
+
+
 # ---------------------------------------------------------------- main
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="plot.py",
         description="Plots of the memory scaling suite from SWEEP.json (sctape-bench kick_memory) and "
-                    "COEFFS.json (sctape fit), optionally TIMELINE.json files. Writes PNG and SVG.",
+                    "COEFFS.json (sctape fit), optionally TIMELINE.json files, and the paper's validation "
+                    "figures 7 and 8 from sctape-validate JSON. Writes PNG and SVG.",
         epilog="Exit codes: 0 plots written, 2 bad input. Run with /usr/bin/python3 (Debian python3-matplotlib).")
-    p.add_argument("sweep", metavar="SWEEP.json", help="Google Benchmark JSON from sctape-bench --benchmark_filter=kick_memory")
-    p.add_argument("coeffs", metavar="COEFFS.json", help="coefficients from `sctape fit SWEEP.json -o COEFFS.json`")
+    p.add_argument("sweep", metavar="SWEEP.json", nargs="?",
+                   help="Google Benchmark JSON from sctape-bench --benchmark_filter=kick_memory")
+    p.add_argument("coeffs", metavar="COEFFS.json", nargs="?",
+                   help="coefficients from `sctape fit SWEEP.json -o COEFFS.json` (given with SWEEP.json; "
+                        "both may be left out when only the paper figures below are asked for)")
     p.add_argument("--timeline", metavar="TIMELINE.json", action="append", default=[],
                    help="memory timeline {schema_version, events: [{time_s, current_bytes, scope, backward}], "
                         "strategy, dtype}; repeat for one file per strategy")
@@ -505,10 +653,21 @@ def parse_args(argv):
     p.add_argument("--measure", choices=["tape_bytes", "alloc_delta_bytes", "all"], default="all",
                    help="which per-kick measure to draw in the law and coefficient plots (default all)")
     p.add_argument("--paper", action="store_true",
-                   help="draw the memory-scaling paper's figures instead (fig2_total_*, fig3_coefficients_*, "
-                        "fig4_green_*, fig5_deposit_*, fig6_gather_*: allocator ΔM per kick, one column per "
-                        "strategy), e.g. -o results/paper")
-    return p.parse_args(argv)
+                   help="draw the memory-scaling paper's figures from SWEEP and COEFFS instead of the suite's "
+                        "(fig2_total_*, fig3_coefficients_*, fig4_green_*, fig5_deposit_*, fig6_gather_*: "
+                        "allocator ΔM per kick, one column per strategy), e.g. -o results/paper")
+    p.add_argument("--lorentz-force", metavar="LORENTZ_FORCE.json",
+                   help="paper Fig. 7 (fig7_lorentz_force) from `sctape-validate lorentz_force` output")
+    p.add_argument("--free-expansion", metavar="FREE_EXPANSION.json",
+                   help="paper Fig. 8 (fig8_free_expansion) from `sctape-validate free_expansion` output")
+    args = p.parse_args(argv)
+    if (args.sweep is None) != (args.coeffs is None):
+        p.error("SWEEP.json and COEFFS.json go together")
+    if args.sweep is None and not (args.lorentz_force or args.free_expansion):
+        p.error("nothing to draw: give SWEEP.json COEFFS.json, --lorentz-force or --free-expansion")
+    if args.paper and args.sweep is None:
+        p.error("--paper draws from SWEEP.json and COEFFS.json: give them")
+    return args
 
 
 def main(argv):
@@ -524,8 +683,9 @@ def main(argv):
         return 2
     plt.rcParams["svg.hashsalt"] = "sctape"  # stable SVG ids
     try:
-        entries = sweep_entries(load_json(args.sweep), args.sweep)
-        fits, kick_fits = coeff_fits(load_json(args.coeffs), args.coeffs)
+        entries = sweep_entries(load_json(args.sweep), args.sweep) if args.sweep else []
+        fits, kick_fits = coeff_fits(load_json(args.coeffs), args.coeffs) if args.coeffs else ([], [])
+        paper = load_paper_inputs(args)
         timelines = [load_timeline(path) for path in args.timeline]  # all input checked before any output
     except InputError as e:
         print(f"plot.py: error: {e}", file=sys.stderr)
@@ -534,7 +694,7 @@ def main(argv):
     # figure failing half way (values matplotlib cannot draw) leaves nothing.
     staging = tempfile.mkdtemp(prefix="sctape-plot-")
     try:
-        written = draw_all(args, entries, fits, kick_fits, timelines, staging)
+        written = draw_all(args, entries, fits, kick_fits, timelines, staging) + draw_paper(paper, staging)
     except Exception as e:  # pylint: disable=broad-except
         shutil.rmtree(staging, ignore_errors=True)
         print(f"plot.py: error: cannot draw these inputs ({type(e).__name__}: {e}); nothing written", file=sys.stderr)

@@ -7,6 +7,7 @@
 #   4. the plots (results/plots/*.png, *.svg) and the memory-scaling paper's
 #      Figs. 2-6 (results/paper/), from the JSON only,
 #   5. the free-expansion validation and the forward-kick timing,
+#      and the paper's Figs. 7-8 (sctape-validate; results/paper/, ~45 s),
 #   6. when a GPU answers: the sweep, fit and plots on it (results/sweep_gpu.json,
 #      coeffs_gpu.json, plots_gpu/) and the forward-kick timing there
 #      (kick_time_gpu.json).
@@ -59,6 +60,12 @@ print("free expansion, size ratio after the doubling length (expected 2):",
 PY
 "$bench" --backend cpu --benchmark_filter=kick_time --benchmark_out="$tmp/kick_time.json" --benchmark_out_format=json >&2
 mv "$tmp/kick_time.json" results/kick_time_cpu.json
+step "paper Figs. 7-8: sctape-validate -> results/paper/lorentz_force.json, free_expansion_envelope.json, fig7/fig8"
+mkdir -p results/paper
+"$build/bench/sctape-validate" lorentz_force --out results/paper/lorentz_force.json
+"$build/bench/sctape-validate" free_expansion --out results/paper/free_expansion_envelope.json
+/usr/bin/python3 fit/plot.py --lorentz-force results/paper/lorentz_force.json \
+  --free-expansion results/paper/free_expansion_envelope.json -o results/paper
 if "$bench" --backend cuda --benchmark_list_tests > /dev/null 2>&1; then
   step "6/6 a GPU answers: sweep, fit and plots on it, and its forward kick timing"
   "$bench" --backend cuda --benchmark_filter=kick_memory --benchmark_counters_tabular=false \
