@@ -3,8 +3,9 @@
 # suite's main job on this machine's CPU, and on its GPU when one answers:
 #   1. the default sweep over N_part x grid x N_kicks x strategy x dtype,
 #   2. the fit of alpha_part and alpha_cells (coefficient table printed),
-#   3. memory timelines of a 4-kick gradient run per strategy,
-#   4. the plots (results/plots/*.png, *.svg), from the JSON only,
+#   3. memory timelines of a 4-kick gradient run per strategy, and of the
+#      paper's Fig. 1 case (results/paper/timeline_*.json),
+#   4. the plots (results/plots/*.png, *.svg; results/paper/fig1_*), from the JSON only,
 #   5. the free-expansion validation and the forward-kick timing,
 #   6. when a GPU answers: the sweep, fit and plots on it (results/sweep_gpu.json,
 #      coeffs_gpu.json, plots_gpu/) and the forward-kick timing there
@@ -42,9 +43,12 @@ PY
     --timeline "results/timeline_$strategy.json"
   timelines+=(--timeline "results/timeline_$strategy.json")
 done
+step "3/6 the paper's Fig. 1 case (examples/paper_table1.json): forward only and per strategy -> results/paper/"
+bash scripts/paper_timelines.sh "$sctape" results/paper > /dev/null
 
 step "4/6 plots -> results/plots/"
 /usr/bin/python3 fit/plot.py results/sweep_cpu.json results/coeffs_cpu.json "${timelines[@]}" -o results/plots
+/usr/bin/python3 fit/plot.py --paper-timelines results/paper -o results/paper
 
 step "5/6 free expansion (examples/free_expansion.json) and forward-kick timing"
 "$sctape" track examples/free_expansion.json --quiet --out results/free_expansion.json
