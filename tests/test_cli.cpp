@@ -945,7 +945,7 @@ int forward_kicks(const json& timeline) {
     return count;
 }
 
-TEST_CASE("--timeline records the kicks of a forward-only and of a reverse-mode run", "[cli][timeline]") {
+TEST_CASE("track timeline: the kicks of a forward-only and of a reverse-mode run", "[cli][timeline]") {
     const fs::path dir = scratch_dir("timeline_kicks");
     json config = good_config();
     config["lattice"][0]["slices"] = 3;
