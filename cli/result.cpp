@@ -62,20 +62,38 @@ nlohmann::json gradient_json(const GradientResult& r, const GradientRequest& req
     };
 }
 
-nlohmann::json timeline_json(const std::vector<MemoryEvent>& events, const GradientRequest& request, Dtype dtype,
-                             std::int64_t start_bytes) {
+namespace {
+
+// Kicks in time order, numbered from 0 within their pass (forward or backward).
+nlohmann::json kicks_json(const std::vector<KickEvent>& kicks, double origin_s) {
     nlohmann::json list = nlohmann::json::array();
-    const std::int64_t base = start_bytes;
-    for (const MemoryEvent& e : events)
-        list.push_back({{"time_s", e.time_s - events.front().time_s},
-                        {"current_bytes", e.current_bytes - base},
-                        {"scope", e.scope},
-                        {"backward", e.backward}});
-    return {{"schema_version", kResultSchemaVersion},
-            {"strategy", strategy_name(request.strategy)},
-            {"dtype", dtype_name(dtype)},
-            {"note", "current_bytes above the level before the run; time_s from the first event"},
-            {"events", list}};
+    int forward = 0, backward = 0;
+    for (const KickEvent& k : kicks)
+        list.push_back({{"index", k.backward ? backward++ : forward++},
+                        {"start_s", k.start_s - origin_s},
+                        {"end_s", k.end_s - origin_s},
+                        {"backward", k.backward}});
+    return list;
+}
+
+}  // namespace
+
+nlohmann::json timeline_json(const MemoryTracker& tracker, const TimelineRun& run) {
+    nlohmann::json events = nlohmann::json::array();
+    for (const MemoryEvent& e : tracker.timeline())
+        events.push_back({{"time_s", e.time_s - run.origin_s},
+                          {"current_bytes", e.current_bytes - run.start_bytes},
+                          {"scope", e.scope},
+                          {"backward", e.backward}});
+    return {{"schema_version", kTimelineSchemaVersion},
+            {"sctape_version", SCTAPE_VERSION},
+            {"mode", run.reverse_mode ? "reverse" : "forward"},
+            {"strategy", run.reverse_mode ? nlohmann::json(strategy_name(run.strategy)) : nlohmann::json()},
+            {"dtype", dtype_name(run.dtype)},
+            {"memory_space", run.device_memory ? "device" : "host"},
+            {"note", "current_bytes above the level before the run; time_s, start_s, end_s from the start of the run"},
+            {"events", events},
+            {"kicks", kicks_json(tracker.kicks(), run.origin_s)}};
 }
 
 std::string particle_gradient_csv(const GradientResult& r) {

@@ -19,16 +19,26 @@
 namespace sctape {
 
 constexpr int kResultSchemaVersion = 1;
+// TIMELINE files: 2 since forward-only runs and the kick markers (`mode`, `kicks`).
+constexpr int kTimelineSchemaVersion = 2;
 
 nlohmann::json moments_json(const Moments& m);
 
 // RESULT sections of a reverse-mode run: "objective", "gradients", "memory".
 nlohmann::json gradient_json(const GradientResult& r, const GradientRequest& request);
 nlohmann::json memory_json(const MemoryReport& m);
-// The allocator's timeline: {"schema_version", "strategy", "dtype", "events": [{time_s, current_bytes, scope, backward}]}.
-// current_bytes are relative to `start_bytes` (the level before the run).
-nlohmann::json timeline_json(const std::vector<MemoryEvent>& events, const GradientRequest& request, Dtype dtype,
-                             std::int64_t start_bytes);
+// What a TIMELINE file says about its run, besides the tracker's records.
+struct TimelineRun {
+    bool reverse_mode = false;
+    Strategy strategy = Strategy::fused;  // reverse mode only
+    Dtype dtype = Dtype::float64;
+    bool device_memory = false;           // whose allocator: the device's or the host's
+    std::int64_t start_bytes = 0;         // the allocator's level before the run
+    double origin_s = 0;                  // the tracker's clock at the start of the run
+};
+// The allocator's timeline (docs/result-schema.md, TIMELINE): the events and
+// kick markers `tracker` recorded, bytes above start_bytes, times from origin_s.
+nlohmann::json timeline_json(const MemoryTracker& tracker, const TimelineRun& run);
 
 template <class T>
 std::string particles_csv(const Beam<T>& beam);

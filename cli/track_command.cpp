@@ -36,8 +36,9 @@ std::string track_usage() {
     "  --dump-particles PREFIX  also write PREFIX_initial.csv and PREFIX_final.csv\n"
     "                           (header x,px,y,py,tau,delta), and with reverse mode\n"
     "                           PREFIX_gradient.csv (d objective / d initial coordinates)\n"
-    "  --timeline TIMELINE.json with reverse mode: the allocator's events (time, bytes,\n"
-    "                           substep, forward/backward) over the gradient run\n"
+    "  --timeline TIMELINE.json the allocator's events (time, bytes, substep, forward/\n"
+    "                           backward) and the kicks' start and end: over the gradient\n"
+    "                           run in reverse mode, else over the forward tracking\n"
     "  --quiet                  no progress on standard error\n"
     "\n"
     "CONFIG keys: species, kinetic_energy_eV, bunch_charge_C, n_particles, seed,\n"
@@ -87,6 +88,30 @@ Progress progress_printer(bool quiet) {
     };
 }
 
+// The allocator whose bytes a run on `backend` counts: the device's on the GPU.
+MemoryTracker& run_memory(Backend backend) {
+#ifdef SCTAPE_HAVE_CUDA
+    if (backend == Backend::cuda) return cuda::device_memory();
+#endif
+    (void)backend;
+    return host_memory();
+}
+
+// Starts recording `tracker`'s timeline (when `on`) from its current level and time.
+TimelineRun start_timeline(MemoryTracker& tracker, bool on, const RunConfig& config, Backend backend) {
+    TimelineRun run;
+    run.reverse_mode = config.differentiate;
+    run.strategy = config.gradient.strategy;
+    run.dtype = config.dtype;
+    run.device_memory = backend == Backend::cuda;
+    tracker.set_timeline(false);
+    tracker.clear_timeline();
+    run.start_bytes = tracker.current_bytes();
+    run.origin_s = tracker.seconds_since_start();
+    tracker.set_timeline(on);
+    return run;
+}
+
 void print_warnings(const std::vector<std::string>& warnings) {
     for (const auto& w : warnings) std::cerr << "sctape track: warning: " << w << "\n";
 }
@@ -99,12 +124,18 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backe
     const Moments initial = compute_moments(beam);
     std::string initial_csv;
     if (!args.dump_prefix.empty()) initial_csv = particles_csv(beam);
+    // a forward-only run's timeline covers the tracking itself (a reverse-mode one, the gradient run)
+    const bool forward_timeline = !args.timeline.empty() && !config.differentiate;
+    MemoryTracker& memory = run_memory(backend);
+    const TimelineRun forward_run = start_timeline(memory, forward_timeline, config, backend);
     TrackReport report;
 #ifdef SCTAPE_HAVE_CUDA
     if (backend == Backend::cuda) report = track_on_gpu(beam, config.tracking, progress_printer(args.quiet));
     else
 #endif
         report = track(beam, config.tracking, progress_printer(args.quiet));
+    memory.set_timeline(false);
+    if (forward_timeline) files.emplace_back(args.timeline, timeline_json(memory, forward_run).dump() + "\n");
     const Moments final_moments = compute_moments(beam);
 
     nlohmann::json per_substep = nlohmann::json::object(), per_kick = nlohmann::json::object();
@@ -139,20 +170,10 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backe
                       << objective_name(config.gradient.objective) << "\n";
         GradientRequest request = config.gradient;
         request.backend = backend;  // every strategy runs on either backend
-        // the allocator of the memory the gradient uses: device bytes on the GPU
-        MemoryTracker& memory = host_memory();
-#ifdef SCTAPE_HAVE_CUDA
-        MemoryTracker& used = request.backend == Backend::cuda ? cuda::device_memory() : memory;
-#else
-        MemoryTracker& used = memory;
-#endif
-        used.clear_timeline();
-        const std::int64_t start_bytes = used.current_bytes();
-        used.set_timeline(!args.timeline.empty());
+        const TimelineRun gradient_run = start_timeline(memory, !args.timeline.empty(), config, backend);
         GradientResult g = compute_gradient<T>(config.beam, config.tracking, request);
-        used.set_timeline(false);
-        if (!args.timeline.empty())
-            files.emplace_back(args.timeline, timeline_json(used.timeline(), config.gradient, config.dtype, start_bytes).dump() + "\n");
+        memory.set_timeline(false);
+        if (!args.timeline.empty()) files.emplace_back(args.timeline, timeline_json(memory, gradient_run).dump() + "\n");
         result["reverse_mode"] = gradient_json(g, config.gradient);
         result["reverse_mode"]["backend"] = backend_name(request.backend);
         result["reverse_mode"]["memory_space"] = request.backend == Backend::cuda ? "device" : "host";
@@ -192,8 +213,6 @@ int track_command(const std::vector<std::string>& argv) {
         TrackArgs args = parse_args(argv);
         RunConfig config = load_config(args.config);
         print_warnings(validate_run(config, omp_get_num_procs()));
-        if (!args.timeline.empty() && !config.differentiate)
-            throw ConfigError("--timeline records a reverse-mode run: add \"strategy\" or \"gradients\" to the config");
         check_output_targets(output_targets(args, config), {args.config});
         const double tracking = estimate_tracking_bytes(config), tape = estimate_tape_bytes(config);
         const double have = available_memory_bytes();

@@ -3,7 +3,8 @@
 sctape-bench, COEFFS.json from `sctape fit`, optional TIMELINE.json files).
 
     /usr/bin/python3 fit/plot.py SWEEP.json COEFFS.json [--timeline T.json ...] [-o results/plots]
-    /usr/bin/python3 fit/plot.py --lorentz-force LF.json --free-expansion FE.json -o results/paper
+    /usr/bin/python3 fit/plot.py SWEEP.json COEFFS.json --paper --paper-timelines results/paper \
+        --lorentz-force LF.json --free-expansion FE.json -o results/paper
 
 Writes PNG and SVG per figure:
   law_<strategy>_<dtype>_<measure>    ΔM per kick vs N_part at fixed N_cells and vs N_cells at
@@ -12,6 +13,10 @@ Writes PNG and SVG per figure:
   timeline_<strategy>_<dtype>         memory vs time, forward/backward, substep bands (paper Fig. 1)
   kicks_<dtype>                       tape and peak bytes vs N_kicks with the fitted lines
   timing_<dtype>                      forward and backward time per strategy
+  fig1_timeline_<strategy>            with --paper-timelines DIR: the paper's Fig. 1, (a) memory vs time
+                                      without derivatives, (b) in reverse mode, kicks as dashed lines
+  fig2_total_<dtype> ... fig6_gather_<dtype>  with --paper: the paper's Figs. 2-6 (ΔM per kick of the
+                                      whole kick, coefficients, Green function, deposit, gather)
   fig7_lorentz_force                  Lorentz force in a Gaussian bunch vs Eqs. 7-8 (paper Fig. 7;
                                       --lorentz-force, from `sctape-validate lorentz_force`)
   fig8_free_expansion                 R(s) and dR/ds of a cold uniform bunch vs Eq. 9 (paper Fig. 8;
@@ -394,7 +399,7 @@ def load_timeline(path):
 
 def plot_timeline(doc, out_dir, written):
     events = sorted(doc["events"], key=lambda e: e["time_s"])
-    strategy, dtype = doc.get("strategy", "unknown"), doc.get("dtype", "unknown")
+    strategy, dtype = doc.get("strategy") or doc.get("mode", "unknown"), doc.get("dtype", "unknown")
     t = [1e3 * e["time_s"] for e in events]
     mb = [e["current_bytes"] / 1e6 for e in events]
     fig, ax = plt.subplots(figsize=(10, 4.5))
@@ -418,6 +423,114 @@ def plot_timeline(doc, out_dir, written):
     ax.legend(fontsize=7, ncol=2, loc="upper left")
     ax.grid(True, alpha=0.3)
     save(fig, out_dir, f"timeline_{strategy}_{dtype}", written)
+
+
+# ---------------------------------------------------------------- paper Fig. 1: timelines with kick markers
+
+PAPER_STRATEGIES = ["autograd", "fused", "checkpoint", "reversible"]
+MIB = 2 ** 20
+
+
+def check_kicks(doc, path):
+    """doc["kicks"] (TIMELINE schema 2) is a list of {index, start_s, end_s, backward} with finite times."""
+    kicks = check_list_of_objects(doc, "kicks", f"'{path}'")
+    for i, k in enumerate(kicks):
+        where = f"'{path}': kicks[{i}]"
+        for key in ("index", "start_s", "end_s"):
+            if key not in k:
+                raise InputError(f"{where} lacks {key}")
+            check_number(k, key, where, nullable=False)
+        if not isinstance(k.get("backward"), bool):
+            raise InputError(f"{where}.backward must be true or false, got {shown(k.get('backward'))}")
+    return kicks
+
+
+def load_paper_timeline(path, mode, strategy):
+    """A TIMELINE file (schema 2) of the given mode and strategy (None in forward mode), checked."""
+    doc = load_timeline(path)
+    if not is_number(doc.get("schema_version")) or doc["schema_version"] < 2:
+        raise InputError(f"'{path}': needs TIMELINE schema_version 2 or later (kick markers), "
+                         f"got {shown(doc.get('schema_version'))}: rerun `sctape track --timeline`")
+    if doc.get("mode") != mode or doc.get("strategy") != strategy:
+        raise InputError(f"'{path}': expected mode {shown(mode)} and strategy {shown(strategy)}, "
+                         f"got {shown(doc.get('mode'))} and {shown(doc.get('strategy'))}")
+    check_kicks(doc, path)
+    return doc
+
+
+def load_paper_timelines(directory):
+    """(forward, {strategy: reverse}) from DIR/timeline_forward.json and DIR/timeline_<strategy>.json."""
+    if not os.path.isdir(directory):
+        raise InputError(f"--paper-timelines '{directory}' is not a folder")
+    forward_path = os.path.join(directory, "timeline_forward.json")
+    if not os.path.isfile(forward_path):
+        raise InputError(f"--paper-timelines '{directory}' has no timeline_forward.json "
+                         "(run scripts/paper_timelines.sh)")
+    forward = load_paper_timeline(forward_path, "forward", None)
+    reverse = OrderedDict()
+    for strategy in PAPER_STRATEGIES:
+        path = os.path.join(directory, f"timeline_{strategy}.json")
+        if os.path.isfile(path):
+            reverse[strategy] = load_paper_timeline(path, "reverse", strategy)
+    if not reverse:
+        raise InputError(f"--paper-timelines '{directory}' has no timeline_<strategy>.json for any of "
+                         + ", ".join(PAPER_STRATEGIES))
+    return forward, reverse
+
+
+def draw_kick_lines(ax, kicks):
+    """Each kick's start and end as dashed lines: black in the forward pass, grey when backward re-runs it."""
+    for k in kicks:
+        color = "grey" if k["backward"] else "black"
+        for t in (k["start_s"], k["end_s"]):
+            ax.axvline(1e3 * t, color=color, ls="--", lw=0.7, alpha=0.8)
+
+
+def timeline_panel(ax, doc, title):
+    """Allocated MiB against ms, the kicks dashed, the backward pass shaded."""
+    events = sorted(doc["events"], key=lambda e: e["time_s"])
+    # the run starts at 0 bytes above its start level: draw from there
+    t = [0.0] + [1e3 * e["time_s"] for e in events]
+    mib = [0.0] + [e["current_bytes"] / MIB for e in events]
+    backward = [1e3 * e["time_s"] for e in events if e["backward"]]
+    if backward:
+        ax.axvspan(min(backward), t[-1], color="C1", alpha=0.12, lw=0, label="backward pass")
+    draw_kick_lines(ax, doc["kicks"])
+    ax.step(t, mib, where="post", color="C0", lw=1.3, label="allocated")
+    ax.set_xlabel("time [ms]")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+
+
+def kick_legend_handles():
+    from matplotlib.lines import Line2D
+    return [Line2D([], [], color="black", ls="--", lw=0.7, label="kick start / end (forward)"),
+            Line2D([], [], color="grey", ls="--", lw=0.7, label="kick re-run in backward")]
+
+
+def plot_paper_fig1(forward, reverse_doc, out_dir, written):
+    """The paper's Fig. 1 for one strategy: (a) no derivatives, (b) reverse mode, on one memory scale."""
+    strategy, dtype = reverse_doc["strategy"], reverse_doc.get("dtype", "")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    timeline_panel(left, forward, "(a) without derivatives")
+    timeline_panel(right, reverse_doc, f"(b) reverse mode, {strategy}")
+    left.set_ylabel(f"allocated above the start [MiB] ({forward.get('memory_space', 'host')})")
+    left.set_ylim(bottom=0)
+    handles, _ = right.get_legend_handles_labels()
+    # below the panels: inside, it would hide the peak of one strategy or another
+    fig.legend(handles=handles + kick_legend_handles(), fontsize=8, ncol=4, loc="upper center",
+               bbox_to_anchor=(0.5, 0.0), frameon=False)
+    fig.suptitle(f"Memory timeline of the Table 1 case ({dtype}): {len(forward['kicks'])} kicks, dashed",
+                 fontsize=11)
+    save(fig, out_dir, f"fig1_timeline_{strategy}", written)
+
+
+def draw_paper_timelines(paper, out_dir):
+    forward, reverse = paper
+    written = []
+    for doc in reverse.values():
+        plot_paper_fig1(forward, doc, out_dir, written)
+    return written
 
 
 # ---------------------------------------------------------------- totals vs N_kicks
@@ -614,8 +727,10 @@ def plot_free_expansion(doc, out_dir, written):
 
 
 def load_paper_inputs(args):
-    """The paper-figure inputs asked for, checked: {"lorentz_force": doc, "free_expansion": doc}."""
+    """The paper-figure inputs asked for, checked: {"timelines": ..., "lorentz_force": doc, "free_expansion": doc}."""
     paper = {}
+    if args.paper_timelines:
+        paper["timelines"] = load_paper_timelines(args.paper_timelines)
     if args.lorentz_force:
         paper["lorentz_force"] = load_lorentz_force(args.lorentz_force)
     if args.free_expansion:
@@ -624,7 +739,7 @@ def load_paper_inputs(args):
 
 
 def draw_paper(paper, out_dir):
-    written = []
+    written = draw_paper_timelines(paper["timelines"], out_dir) if "timelines" in paper else []
     if "lorentz_force" in paper:
         plot_lorentz_force(paper["lorentz_force"], out_dir, written)
     if "free_expansion" in paper:
@@ -638,17 +753,21 @@ def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="plot.py",
         description="Plots of the memory scaling suite from SWEEP.json (sctape-bench kick_memory) and "
-                    "COEFFS.json (sctape fit), optionally TIMELINE.json files, and the paper's validation "
-                    "figures 7 and 8 from sctape-validate JSON. Writes PNG and SVG.",
+                    "COEFFS.json (sctape fit), optionally TIMELINE.json files, and the memory-scaling paper's "
+                    "figures (--paper, --paper-timelines, --lorentz-force, --free-expansion). Writes PNG and SVG.",
         epilog="Exit codes: 0 plots written, 2 bad input. Run with /usr/bin/python3 (Debian python3-matplotlib).")
     p.add_argument("sweep", metavar="SWEEP.json", nargs="?",
                    help="Google Benchmark JSON from sctape-bench --benchmark_filter=kick_memory")
     p.add_argument("coeffs", metavar="COEFFS.json", nargs="?",
                    help="coefficients from `sctape fit SWEEP.json -o COEFFS.json` (given with SWEEP.json; "
-                        "both may be left out when only the paper figures below are asked for)")
+                        "both may be left out when only --paper-timelines, --lorentz-force or --free-expansion "
+                        "figures are asked for)")
     p.add_argument("--timeline", metavar="TIMELINE.json", action="append", default=[],
                    help="memory timeline {schema_version, events: [{time_s, current_bytes, scope, backward}], "
                         "strategy, dtype}; repeat for one file per strategy")
+    p.add_argument("--paper-timelines", metavar="DIR",
+                   help="folder with timeline_forward.json and timeline_<strategy>.json (TIMELINE schema 2, "
+                        "from scripts/paper_timelines.sh): draws fig1_timeline_<strategy> per strategy found")
     p.add_argument("-o", "--out-dir", default=os.path.join("results", "plots"), help="output folder (default results/plots)")
     p.add_argument("--measure", choices=["tape_bytes", "alloc_delta_bytes", "all"], default="all",
                    help="which per-kick measure to draw in the law and coefficient plots (default all)")
@@ -663,8 +782,8 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if (args.sweep is None) != (args.coeffs is None):
         p.error("SWEEP.json and COEFFS.json go together")
-    if args.sweep is None and not (args.lorentz_force or args.free_expansion):
-        p.error("nothing to draw: give SWEEP.json COEFFS.json, --lorentz-force or --free-expansion")
+    if args.sweep is None and not (args.paper_timelines or args.lorentz_force or args.free_expansion):
+        p.error("nothing to draw: give SWEEP.json COEFFS.json, --paper-timelines, --lorentz-force or --free-expansion")
     if args.paper and args.sweep is None:
         p.error("--paper draws from SWEEP.json and COEFFS.json: give them")
     return args

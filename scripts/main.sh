@@ -3,12 +3,14 @@
 # suite's main job on this machine's CPU, and on its GPU when one answers:
 #   1. the default sweep over N_part x grid x N_kicks x strategy x dtype,
 #   2. the fit of alpha_part and alpha_cells (coefficient table printed),
-#   3. memory timelines of a 4-kick gradient run per strategy,
-#   4. the plots (results/plots/*.png, *.svg) and the memory-scaling paper's
-#      Figs. 2-6 (results/paper/), from the JSON only,
-#   5. the free-expansion validation and the forward-kick timing,
-#      and the paper's Figs. 7-8 (sctape-validate; results/paper/, ~45 s),
-#   6. when a GPU answers: the sweep, fit and plots on it (results/sweep_gpu.json,
+#   3. memory timelines of a 4-kick gradient run per strategy, and of the
+#      memory-scaling paper's Fig. 1 case (results/paper/timeline_*.json),
+#   4. the paper's validation cases, Figs. 7-8 (sctape-validate, ~45 s),
+#   5. the plots (results/plots/) and every figure of the paper
+#      (results/paper/fig1..fig8, README.md with the paper's numbers beside
+#      sctape's), from the JSON only,
+#   6. the free-expansion validation and the forward-kick timing,
+#   7. when a GPU answers: the sweep, fit and plots on it (results/sweep_gpu.json,
 #      coeffs_gpu.json, plots_gpu/) and the forward-kick timing there
 #      (kick_time_gpu.json).
 # Everything lands in results/. SCTAPE_BENCH_QUICK=1 runs the CI subset.
@@ -17,21 +19,21 @@ cd "$(dirname "$0")/.."
 build=$(bash scripts/build.sh)
 sctape="$build/cli/sctape"
 bench="$build/bench/sctape-bench"
-mkdir -p results/plots
+mkdir -p results/plots results/paper
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 step() { echo "[sctape] $*" >&2; }
 
-step "1/6 sweep: one line per run as it finishes -> results/sweep_cpu.json"
+step "1/7 sweep: one line per run as it finishes -> results/sweep_cpu.json"
 "$bench" --backend cpu --benchmark_filter=kick_memory --benchmark_counters_tabular=false \
   --benchmark_out="$tmp/sweep.json" --benchmark_out_format=json >&2
 mv "$tmp/sweep.json" results/sweep_cpu.json
 
-step "2/6 fit -> results/coeffs_cpu.json"
+step "2/7 fit -> results/coeffs_cpu.json"
 "$sctape" fit results/sweep_cpu.json -o results/coeffs_cpu.json
 
-step "3/6 memory timelines (examples/reverse_mode.json, one run per strategy)"
+step "3/7 memory timelines (examples/reverse_mode.json, one run per strategy)"
 timelines=()
 for strategy in autograd fused checkpoint reversible; do
   /usr/bin/python3 - "$strategy" "$tmp/$strategy.json" <<'PY'
@@ -44,12 +46,23 @@ PY
     --timeline "results/timeline_$strategy.json"
   timelines+=(--timeline "results/timeline_$strategy.json")
 done
+step "3/7 the paper's Fig. 1 case (examples/paper_table1.json): forward only and per strategy -> results/paper/"
+bash scripts/paper_timelines.sh "$sctape" results/paper > /dev/null
 
-step "4/6 plots -> results/plots/, the paper's Figs. 2-6 -> results/paper/"
+step "4/7 the paper's Figs. 7-8: sctape-validate -> results/paper/lorentz_force.json, free_expansion_envelope.json"
+"$build/bench/sctape-validate" lorentz_force --out results/paper/lorentz_force.json
+"$build/bench/sctape-validate" free_expansion --out results/paper/free_expansion_envelope.json
+
+step "5/7 plots -> results/plots/; the paper's Figs. 1-8 and their summary -> results/paper/"
 /usr/bin/python3 fit/plot.py results/sweep_cpu.json results/coeffs_cpu.json "${timelines[@]}" -o results/plots
-/usr/bin/python3 fit/plot.py results/sweep_cpu.json results/coeffs_cpu.json --paper -o results/paper
+/usr/bin/python3 fit/plot.py results/sweep_cpu.json results/coeffs_cpu.json --paper --paper-timelines results/paper \
+  --lorentz-force results/paper/lorentz_force.json --free-expansion results/paper/free_expansion_envelope.json \
+  -o results/paper
+/usr/bin/python3 fit/paper_summary.py --coeffs results/coeffs_cpu.json --timelines results/paper \
+  --lorentz-force results/paper/lorentz_force.json --free-expansion results/paper/free_expansion_envelope.json \
+  -o results/paper/README.md
 
-step "5/6 free expansion (examples/free_expansion.json) and forward-kick timing"
+step "6/7 free expansion (examples/free_expansion.json) and forward-kick timing"
 "$sctape" track examples/free_expansion.json --quiet --out results/free_expansion.json
 /usr/bin/python3 - <<'PY'
 import json
@@ -60,14 +73,8 @@ print("free expansion, size ratio after the doubling length (expected 2):",
 PY
 "$bench" --backend cpu --benchmark_filter=kick_time --benchmark_out="$tmp/kick_time.json" --benchmark_out_format=json >&2
 mv "$tmp/kick_time.json" results/kick_time_cpu.json
-step "paper Figs. 7-8: sctape-validate -> results/paper/lorentz_force.json, free_expansion_envelope.json, fig7/fig8"
-mkdir -p results/paper
-"$build/bench/sctape-validate" lorentz_force --out results/paper/lorentz_force.json
-"$build/bench/sctape-validate" free_expansion --out results/paper/free_expansion_envelope.json
-/usr/bin/python3 fit/plot.py --lorentz-force results/paper/lorentz_force.json \
-  --free-expansion results/paper/free_expansion_envelope.json -o results/paper
 if "$bench" --backend cuda --benchmark_list_tests > /dev/null 2>&1; then
-  step "6/6 a GPU answers: sweep, fit and plots on it, and its forward kick timing"
+  step "7/7 a GPU answers: sweep, fit and plots on it, and its forward kick timing"
   "$bench" --backend cuda --benchmark_filter=kick_memory --benchmark_counters_tabular=false \
     --benchmark_out="$tmp/sweep_gpu.json" --benchmark_out_format=json >&2
   mv "$tmp/sweep_gpu.json" results/sweep_gpu.json
@@ -76,6 +83,6 @@ if "$bench" --backend cuda --benchmark_list_tests > /dev/null 2>&1; then
   "$bench" --backend cuda --benchmark_filter=kick_time --benchmark_out="$tmp/kick_time_gpu.json" --benchmark_out_format=json >&2
   mv "$tmp/kick_time_gpu.json" results/kick_time_gpu.json
 else
-  step "6/6 no GPU answers: GPU sweep and timing skipped (results/*_gpu.json unchanged)"
+  step "7/7 no GPU answers: GPU sweep and timing skipped (results/*_gpu.json unchanged)"
 fi
 step "done: results/ holds the sweep, the coefficients, timelines and plots"

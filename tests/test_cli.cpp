@@ -919,12 +919,74 @@ TEST_CASE("reverse mode writes gradients, memory and a timeline", "[cli][gradien
     CHECK(rm.at("memory").at("tape_bytes").get<std::int64_t>() > 0);
     CHECK(rm.at("memory").at("bytes_after_backward") == 0);
     const json timeline = json::parse(std::ifstream(dir / "timeline.json"));
-    CHECK(timeline.at("schema_version") == 1);
+    CHECK(timeline.at("schema_version") == 2);
+    CHECK(timeline.at("mode") == "reverse");
     REQUIRE(!timeline.at("events").empty());
     bool saw_backward = false;
     for (const json& e : timeline.at("events")) saw_backward = saw_backward || e.at("backward").get<bool>();
     CHECK(saw_backward);
     CHECK(fs::exists(dir / "beam_gradient.csv"));
+}
+
+// The kick markers of a TIMELINE file: those of the forward pass (backward
+// false) numbered 0, 1, ... in time order, each ending after it starts and
+// before the next one starts. Returns how many there are.
+int forward_kicks(const json& timeline) {
+    int count = 0;
+    double last_end = 0;
+    for (const json& k : timeline.at("kicks")) {
+        if (k.at("backward").get<bool>()) continue;
+        CHECK(k.at("index") == count);
+        CHECK(k.at("start_s").get<double>() >= last_end);
+        CHECK(k.at("end_s").get<double>() > k.at("start_s").get<double>());
+        last_end = k.at("end_s").get<double>();
+        ++count;
+    }
+    return count;
+}
+
+TEST_CASE("track timeline: the kicks of a forward-only and of a reverse-mode run", "[cli][timeline]") {
+    const fs::path dir = scratch_dir("timeline_kicks");
+    json config = good_config();
+    config["lattice"][0]["slices"] = 3;
+    config["backend"] = "cpu";  // the host allocator's timeline
+
+    SECTION("forward only: three kicks, and the memory back at its start level") {
+        const fs::path cfg = write_config(dir / "forward.json", config);
+        CliRun r = run_cli({"track", cfg.string(), "--out", (dir / "result.json").string(), "--timeline",
+                            (dir / "timeline.json").string(), "--quiet"},
+                           dir.string() + ".forward.io");
+        REQUIRE(r.exit_code == kExitOk);
+        const json timeline = json::parse(std::ifstream(dir / "timeline.json"));
+        CHECK(timeline.at("schema_version") == 2);
+        CHECK(timeline.at("mode") == "forward");
+        CHECK(timeline.at("strategy").is_null());
+        CHECK(forward_kicks(timeline) == 3);
+        CHECK(timeline.at("kicks").size() == 3);
+        const json& events = timeline.at("events");
+        REQUIRE(!events.empty());
+        CHECK(events.back().at("current_bytes") == 0);
+        for (const json& e : events) CHECK(!e.at("backward").get<bool>());
+    }
+    SECTION("reverse mode: three forward kicks for every strategy") {
+        config["objective"] = "sigma_x";
+        config["gradients"] = {"bunch_charge_C"};
+        for (const char* strategy : {"autograd", "fused", "checkpoint", "reversible"}) {
+            INFO("strategy " << strategy);
+            config["strategy"] = strategy;
+            const fs::path cfg = write_config(dir / (std::string(strategy) + ".json"), config);
+            const fs::path out = dir / (std::string("timeline_") + strategy + ".json");
+            CliRun r = run_cli({"track", cfg.string(), "--out", (dir / "result.json").string(), "--timeline",
+                                out.string(), "--quiet"},
+                               dir.string() + "." + strategy + ".io");
+            REQUIRE(r.exit_code == kExitOk);
+            const json timeline = json::parse(std::ifstream(out));
+            CHECK(timeline.at("mode") == "reverse");
+            CHECK(timeline.at("strategy") == strategy);
+            CHECK(forward_kicks(timeline) == 3);
+            CHECK(timeline.at("events").back().at("current_bytes") == 0);
+        }
+    }
 }
 
 TEST_CASE("reverse-mode bad input: unknown gradient, strategy, snapshots without checkpoint", "[cli][gradient]") {

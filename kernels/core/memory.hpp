@@ -8,6 +8,7 @@
 //   std::int64_t before = mem.current_bytes();
 //   { sctape::MemoryScope scope("deposit"); ... }   // events tagged "deposit"
 //   std::int64_t peak = mem.peak_bytes();
+//   { sctape::KickMark mark; kick(...); }         // a kick's start and end on the timeline
 #pragma once
 
 #include <atomic>
@@ -18,6 +19,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sctape {
@@ -29,9 +31,18 @@ struct MemoryEvent {
     bool backward;              // recorded during a backward pass
 };
 
+// One evaluation of the space-charge kick, as a timeline marker.
+struct KickEvent {
+    double start_s, end_s;  // same clock as MemoryEvent::time_s
+    bool backward;          // evaluated during a backward pass (a recomputation)
+};
+
 class MemoryTracker {
 public:
-    MemoryTracker() : start_(std::chrono::steady_clock::now()) {}
+    MemoryTracker();  // registers itself for KickMark
+    ~MemoryTracker();
+    MemoryTracker(const MemoryTracker&) = delete;
+    MemoryTracker& operator=(const MemoryTracker&) = delete;
 
     void on_alloc(std::size_t bytes) {
         allocations_.fetch_add(1);
@@ -49,8 +60,13 @@ public:
     void reset_peak() { peak_.store(current_.load()); }
 
     void set_timeline(bool enabled);
+    bool timeline_enabled() const { return timeline_enabled_.load(); }
     std::vector<MemoryEvent> timeline() const;
+    // The kicks that ran while the timeline was on; cleared with it.
+    std::vector<KickEvent> kicks() const;
     void clear_timeline();
+    void add_kick(double start_s, double end_s);
+    double seconds_since_start() const;
 
     // Scope and direction tags for the timeline; MemoryScope sets them.
     const char* scope() const { return scope_; }
@@ -68,6 +84,7 @@ private:
     std::atomic<bool> timeline_enabled_{false};
     mutable std::mutex timeline_mutex_;
     std::vector<MemoryEvent> timeline_;
+    std::vector<KickEvent> kicks_;
     const char* scope_ = "none";
     bool backward_ = false;
     std::chrono::steady_clock::time_point start_;
@@ -75,6 +92,20 @@ private:
 
 // The tracker for host memory (the CUDA backend has its own).
 MemoryTracker& host_memory();
+
+// RAII: marks one kick on the timeline of every tracker recording one. The
+// kick's code does not know which allocator (host or device) the run counts,
+// so the mark goes to whichever timeline is on; with none on it costs nothing.
+class KickMark {
+public:
+    KickMark();
+    ~KickMark();
+    KickMark(const KickMark&) = delete;
+    KickMark& operator=(const KickMark&) = delete;
+
+private:
+    std::vector<std::pair<MemoryTracker*, double>> started_;  // tracker, start time
+};
 
 // RAII: tags allocation events with a scope name for its lifetime.
 class MemoryScope {

@@ -74,6 +74,7 @@ void ReversibleSlices::undo_half_drift(std::size_t slice) {
 }
 
 void ReversibleSlices::undo_kick(std::size_t slice) {
+    KickMark mark;  // backward re-evaluates the kick to undo it
     quantized_kick(slice_kick_length(tracking_, elements_[slice]), -1);
 }
 

@@ -11,6 +11,7 @@
 #include <functional>
 #include <vector>
 
+#include "core/memory.hpp"
 #include "physics/beam.hpp"
 #include "physics/space_charge.hpp"
 
@@ -48,13 +49,17 @@ inline double slice_kick_length(const TrackSettings& tracking, std::size_t eleme
 // slice_kick_length; without space charge, map(e, f) alone. map(e, f)
 // advances through fraction f of element e (for a drift of length L, a drift
 // of f L). The slice is symmetric: its inverse is the same walk with inverse
-// steps (ReversibleSlices::unstep).
+// steps (ReversibleSlices::unstep). The kick is marked on the memory
+// timeline here, so every tracker and strategy reports its kicks the same way.
 template <class Map, class Kick>
 void strang_slice(const TrackSettings& tracking, std::size_t element, Map&& map, Kick&& kick) {
     const double f = slice_map_fraction(tracking, element);
     map(element, f);
     if (!tracking.space_charge) return;
-    kick(element, slice_kick_length(tracking, element));
+    {
+        KickMark mark;
+        kick(element, slice_kick_length(tracking, element));
+    }
     map(element, f);
 }
 
