@@ -1,5 +1,6 @@
 // `sctape plan`: the memory a gradient run will keep, predicted from fitted
 // coefficients before the run is launched, per strategy, against a budget.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "fit_commands.hpp"
+#include "memory_model.hpp"
 #include "plan.hpp"
 #include "sweep.hpp"
 #include "subcommand.hpp"
@@ -18,21 +20,32 @@ namespace {
 
 const char* kPlanUsage =
     "usage: sctape plan COEFFS.json --n-part N --grid NX NY NZ --kicks K\n"
-    "                   [--dtype float32|float64] [--strategy NAME] [--memory-GiB M]\n"
+    "                   [--dtype float32|float64] [--strategy NAME] [--snapshots S] [--memory-GiB M]\n"
+    "       sctape plan COEFFS.json --against RUNS.json [--snapshots S] [--tolerance T]\n"
     "\n"
-    "Predicts the tape bytes of a gradient run from the per-kick law fitted by\n"
-    "`sctape fit` (measure tape_bytes, or bytes from a labelled point list; scope total):\n"
-    "    tape = N_kicks * (alpha_part * N_part + alpha_cells * N_cells [+ alpha_0])\n"
-    "for every strategy in COEFFS (or one), and with --memory-GiB says whether it\n"
-    "fits. The tape is what reverse mode adds to a forward run's working set;\n"
-    "checkpoint with `snapshots` and reversible keep a number of states that does\n"
-    "not grow with N_kicks (see README), not covered by this per-kick law.\n"
-    "Exit codes: 0 printed, 1 nothing fits the budget, 2 bad input.\n";
+    "Predicts, for every strategy in COEFFS (or one), the tape a gradient run keeps\n"
+    "after its forward pass and the allocator's peak during the run\n"
+    "(docs/tape-accounting.md, \"Predicting a run's memory\"):\n"
+    "    tape = kept * per_kick(N_part, N_cells) + fixed(N_part, N_cells)\n"
+    "    peak = held * per_kick + fixed + overhead(N_part, N_cells)\n"
+    "per_kick and fixed are exact for fused, checkpoint and reversible and fitted\n"
+    "by `sctape fit` for autograd (measures tape_bytes, tape_fixed_bytes); overhead\n"
+    "is fitted (peak_overhead_bytes: the larger of two laws). kept = held = N_kicks, except binomial\n"
+    "checkpointing (--snapshots S adds a `binomial` row: checkpoint with S states).\n"
+    "Fits of other codes (point lists) give N_kicks * per-kick law and no peak.\n"
+    "--memory-GiB compares the peak (the tape where no peak is known) with M GiB.\n"
+    "--against RUNS.json (a kick_memory Google Benchmark JSON of sctape-bench)\n"
+    "prints each run's measured and predicted tape_bytes_total and peak_bytes_total\n"
+    "with their relative errors; --snapshots S is the binomial runs' snapshots;\n"
+    "--tolerance T (default 0.02) is the largest relative error that passes.\n"
+    "Exit codes: 0 printed (and every run within T), 1 nothing fits the budget or a\n"
+    "run is beyond T, 2 bad input.\n";
 
 struct PlanArgs {
-    std::string coeffs, dtype = "float32", strategy;
-    double n_part = 0, kicks = 0, budget_gib = 0;
+    std::string coeffs, dtype = "float32", strategy, against;
+    double n_part = 0, kicks = 0, budget_gib = 0, tolerance = 0.02;
     double grid[3] = {0, 0, 0};
+    int snapshots = 0;
 };
 
 double positive_number(const std::string& text, const std::string& flag) {
@@ -48,6 +61,32 @@ double positive_number(const std::string& text, const std::string& flag) {
     return v;
 }
 
+// Binomial checkpointing's schedule is replayed state by state: a few thousand at most.
+constexpr double kMaxSnapshots = 10000;
+
+int snapshot_count(const std::string& text) {
+    const double v = positive_number(text, "--snapshots");
+    if (v != std::floor(v) || v > kMaxSnapshots)
+        throw std::invalid_argument("--snapshots needs a whole number from 1 to 10000, got '" + text + "'");
+    return static_cast<int>(v);
+}
+
+void check_args(const PlanArgs& p) {
+    if (p.coeffs.empty()) throw std::invalid_argument("missing COEFFS.json");
+    if (p.dtype != "float32" && p.dtype != "float64") throw std::invalid_argument("--dtype must be float32 or float64");
+    if (!p.against.empty()) {
+        if (p.n_part > 0 || p.kicks > 0 || p.grid[2] > 0 || p.budget_gib > 0)
+            throw std::invalid_argument("--against takes its cases from RUNS.json: drop --n-part, --grid, --kicks and --memory-GiB");
+        return;
+    }
+    if (p.n_part <= 0 || p.kicks <= 0 || p.grid[2] <= 0)
+        throw std::invalid_argument("--n-part, --grid NX NY NZ and --kicks are required (or --against RUNS.json)");
+    if (p.strategy == "binomial" && p.snapshots == 0)
+        throw std::invalid_argument("--strategy binomial needs --snapshots S");
+    if (p.snapshots > 0 && p.kicks > fit::kMaxBinomialKicks)
+        throw std::invalid_argument("--snapshots: binomial checkpointing is predicted for at most 10^7 kicks");
+}
+
 PlanArgs parse(const std::vector<std::string>& args) {
     PlanArgs p;
     for (std::size_t i = 0; i < args.size(); ++i) {
@@ -59,18 +98,18 @@ PlanArgs parse(const std::vector<std::string>& args) {
         if (a == "--n-part") p.n_part = positive_number(next(), a);
         else if (a == "--kicks") p.kicks = positive_number(next(), a);
         else if (a == "--memory-GiB") p.budget_gib = positive_number(next(), a);
+        else if (a == "--tolerance") p.tolerance = positive_number(next(), a);
+        else if (a == "--snapshots") p.snapshots = snapshot_count(next());
         else if (a == "--dtype") p.dtype = next();
         else if (a == "--strategy") p.strategy = next();
+        else if (a == "--against") p.against = next();
         else if (a == "--grid")
             for (double& g : p.grid) g = positive_number(next(), a);
         else if (!a.empty() && a[0] == '-') throw std::invalid_argument("unknown option '" + a + "'");
         else if (p.coeffs.empty()) p.coeffs = a;
         else throw std::invalid_argument("unexpected argument '" + a + "'");
     }
-    if (p.coeffs.empty()) throw std::invalid_argument("missing COEFFS.json");
-    if (p.n_part <= 0 || p.kicks <= 0 || p.grid[2] <= 0)
-        throw std::invalid_argument("--n-part, --grid NX NY NZ and --kicks are required");
-    if (p.dtype != "float32" && p.dtype != "float64") throw std::invalid_argument("--dtype must be float32 or float64");
+    check_args(p);
     return p;
 }
 
@@ -92,29 +131,144 @@ std::string no_fit_message(const nlohmann::json& fits, const PlanArgs& p) {
 }
 
 struct PlanRow {
-    fit::TapeLaw law;
-    double per_kick = 0, total = 0;
+    std::string label;
+    double per_kick = 0, tape = 0, peak = NAN;  // peak NaN: not predicted
 };
 
-// The prediction of every matching law (fit::tape_laws keeps only finite
-// coefficients), checked before anything is printed: a hostile COEFFS (huge
-// or negative coefficients) or sizes that overflow are bad input, never an
-// "inf" or negative row printed with exit 0.
-std::vector<PlanRow> predict(const nlohmann::json& coeffs, const PlanArgs& p) {
+// A hostile COEFFS (huge or negative coefficients) or sizes that overflow are
+// bad input, never an "inf" or negative row printed with exit 0.
+void check_bytes(double bytes, const std::string& what, const PlanArgs& p) {
+    if (std::isinf(bytes))
+        throw std::invalid_argument("the " + what + " overflows: --n-part, --grid and --kicks are too large");
+    if (!std::isfinite(bytes) || bytes < 0)
+        throw std::invalid_argument("the " + what + " is predicted as " + std::to_string(bytes) +
+                                    " bytes: the coefficients in '" + p.coeffs + "' are not usable");
+}
+
+// sctape's own strategies from the memory model; other codes' point lists
+// (or a strategy COEFFS has no whole-run fits for) as N_kicks x per-kick law.
+PlanRow predict_row(const nlohmann::json& coeffs, const fit::TapeLaw& law, const std::string& label,
+                    int snapshots, const PlanArgs& p) {
     const double cells = p.grid[0] * p.grid[1] * p.grid[2];
+    PlanRow r{label, law.per_kick_bytes(p.n_part, cells), 0.0, NAN};
+    r.tape = r.per_kick * p.kicks;
+    const auto model = law.code.empty() ? fit::memory_model(coeffs, law.strategy, p.dtype) : std::nullopt;
+    if (model) {
+        const fit::MemoryPrediction m = fit::predict(*model, {p.n_part, cells, p.kicks, snapshots});
+        r.per_kick = model->per_kick.at(p.n_part, cells);
+        r.tape = m.tape_bytes;
+        r.peak = m.peak_bytes;
+    }
+    check_bytes(r.tape, label + " tape", p);
+    check_bytes(r.per_kick, label + " tape per kick", p);
+    if (!std::isnan(r.peak)) check_bytes(r.peak, label + " peak", p);
+    return r;
+}
+
+// One row per law in COEFFS, and binomial after checkpoint with --snapshots.
+std::vector<PlanRow> predict(const nlohmann::json& coeffs, const PlanArgs& p) {
     std::vector<PlanRow> rows;
-    for (const fit::TapeLaw& law : fit::tape_laws(coeffs, p.dtype, p.strategy)) {
-        PlanRow r{law, law.per_kick_bytes(p.n_part, cells), 0.0};
-        r.total = r.per_kick * p.kicks;
-        if (std::isinf(r.per_kick) || std::isinf(r.total))
-            throw std::invalid_argument("the " + law.label() + " tape overflows: --n-part, --grid and --kicks are too large");
-        if (!std::isfinite(r.total) || r.total < 0)
-            throw std::invalid_argument("the fit for " + law.label() + " predicts " + std::to_string(r.total) +
-                                        " bytes: its coefficients in '" + p.coeffs + "' are not usable");
-        rows.push_back(r);
+    auto wanted = [&](const std::string& label) { return p.strategy.empty() || p.strategy == label; };
+    for (const fit::TapeLaw& law : fit::tape_laws(coeffs, p.dtype)) {
+        if (wanted(law.label())) rows.push_back(predict_row(coeffs, law, law.label(), 0, p));
+        if (law.code.empty() && law.strategy == "checkpoint" && p.snapshots > 0 && wanted("binomial"))
+            rows.push_back(predict_row(coeffs, law, "binomial", p.snapshots, p));
     }
     if (rows.empty()) throw std::invalid_argument(no_fit_message(coeffs["fits"], p));
     return rows;
+}
+
+std::string gib(double bytes) {
+    if (std::isnan(bytes)) return "-";
+    char text[32];
+    std::snprintf(text, sizeof text, "%.3f", bytes / double(1ull << 30));
+    return text;
+}
+
+int print_plan(const std::vector<PlanRow>& rows, const PlanArgs& p) {
+    const bool budget = p.budget_gib > 0;
+    std::printf("%-18s %-8s %14s %12s %12s %s\n", "strategy", "dtype", "per kick [MiB]", "tape [GiB]", "peak [GiB]",
+                budget ? "fits" : "");
+    int fitting = 0;
+    bool peak_missing = false;
+    for (const PlanRow& r : rows) {
+        // the budget must hold the peak; where no peak is known, at least the tape
+        const double needed = std::isnan(r.peak) ? r.tape : r.peak;
+        peak_missing |= std::isnan(r.peak);
+        const bool fits = budget && needed <= p.budget_gib * double(1ull << 30);
+        fitting += fits;
+        std::printf("%-18s %-8s %14.1f %12s %12s %s\n", r.label.c_str(), p.dtype.c_str(), r.per_kick / double(1 << 20),
+                    gib(r.tape).c_str(), gib(r.peak).c_str(), budget ? (fits ? "yes" : "no") : "");
+    }
+    if (p.snapshots > 0) std::printf("binomial: checkpoint with %d snapshots\n", p.snapshots);
+    if (peak_missing)
+        std::printf("peak -: COEFFS has no peak_overhead_bytes fit for it%s\n",
+                    budget ? " (the budget is compared with the tape)" : "");
+    return budget && fitting == 0 ? 1 : 0;
+}
+
+// ------------------------------------------------------------ --against
+
+struct RunCheck {
+    std::string name;
+    double tape = 0, predicted_tape = 0, peak = 0, predicted_peak = 0;
+};
+
+double relative_error(double predicted, double measured) {
+    if (measured == 0) return predicted == 0 ? 0.0 : INFINITY;
+    return (predicted - measured) / measured;
+}
+
+double counter(const fit::SweepEntry& e, const char* name) {
+    const auto it = e.counters.find(name);
+    if (it == e.counters.end()) throw std::invalid_argument("run '" + e.name + "' has no " + name);
+    return it->second;
+}
+
+RunCheck check_run(const nlohmann::json& coeffs, const fit::SweepEntry& e, const PlanArgs& p) {
+    const bool binomial = e.strategy == "binomial";
+    if (binomial && p.snapshots == 0)
+        throw std::invalid_argument("run '" + e.name + "' is binomial checkpointing: give its --snapshots S");
+    const auto model = fit::memory_model(coeffs, e.strategy, e.dtype);
+    if (!model)
+        throw std::invalid_argument("'" + p.coeffs + "' has no memory model for " + e.strategy + "/" + e.dtype +
+                                    " (tape_bytes and tape_fixed_bytes fits)");
+    if (model->overhead.empty())
+        throw std::invalid_argument("'" + p.coeffs + "' has no peak_overhead_bytes fit for " + model->strategy + "/" +
+                                    e.dtype + ": regenerate it with `sctape fit`");
+    const fit::MemoryPrediction m = fit::predict(*model, {e.n_part, e.n_cells, e.n_kicks, binomial ? p.snapshots : 0});
+    return {e.name, counter(e, "tape_bytes_total"), m.tape_bytes, counter(e, "peak_bytes_total"), m.peak_bytes};
+}
+
+// The run's name without Google Benchmark's "/iterations:1" and the prefix.
+std::string short_name(std::string name) {
+    const std::string prefix = "kick_memory/";
+    if (name.rfind(prefix, 0) == 0) name.erase(0, prefix.size());
+    if (const auto at = name.find("/iterations:"); at != std::string::npos) name.erase(at);
+    return name;
+}
+
+int check_against(const nlohmann::json& coeffs, const PlanArgs& p) {
+    const fit::Sweep runs = fit::parse_sweep(fit::read_json_file(p.against));
+    std::vector<RunCheck> checks;
+    for (const fit::SweepEntry& e : runs.entries) checks.push_back(check_run(coeffs, e, p));
+    std::printf("%-58s %13s %13s %8s %13s %13s %8s\n", "run", "tape [B]", "predicted", "error", "peak [B]",
+                "predicted", "error");
+    int beyond = 0;
+    double worst = 0;
+    for (const RunCheck& c : checks) {
+        const double tape_error = relative_error(c.predicted_tape, c.tape);
+        const double peak_error = relative_error(c.predicted_peak, c.peak);
+        const bool ok = std::fabs(tape_error) <= p.tolerance && std::fabs(peak_error) <= p.tolerance;
+        beyond += !ok;
+        worst = std::max({worst, std::fabs(tape_error), std::fabs(peak_error)});
+        std::printf("%-58s %13.0f %13.0f %+7.3f%% %13.0f %13.0f %+7.3f%% %s\n", short_name(c.name).c_str(), c.tape,
+                    c.predicted_tape, 100 * tape_error, c.peak, c.predicted_peak, 100 * peak_error,
+                    ok ? "ok" : "BEYOND");
+    }
+    std::printf("%zu runs, largest |error| %.3f%%, %d beyond the tolerance %.3g%%\n", checks.size(), 100 * worst,
+                beyond, 100 * p.tolerance);
+    return beyond > 0 ? 1 : 0;
 }
 
 }  // namespace
@@ -122,18 +276,9 @@ std::vector<PlanRow> predict(const nlohmann::json& coeffs, const PlanArgs& p) {
 int plan_command(const std::vector<std::string>& argv) {
     return run_subcommand("plan", kPlanUsage, argv, [&] {
         const PlanArgs p = parse(argv);
-        const std::vector<PlanRow> rows = predict(read_coeffs(p.coeffs), p);
-        std::printf("%-12s %-8s %14s %14s %16s %s\n", "strategy", "dtype", "per kick [MiB]", "tape [GiB]",
-                    "alpha_part/cells", p.budget_gib > 0 ? "fits" : "");
-        int fitting = 0;
-        for (const PlanRow& r : rows) {
-            const bool fits = p.budget_gib > 0 && r.total <= p.budget_gib * double(1ull << 30);
-            fitting += fits;
-            std::printf("%-12s %-8s %14.1f %14.3f %8.1f/%-7.1f %s\n", r.law.label().c_str(), p.dtype.c_str(),
-                        r.per_kick / double(1 << 20), r.total / double(1ull << 30), r.law.alpha_part, r.law.alpha_cells,
-                        p.budget_gib > 0 ? (fits ? "yes" : "no") : "");
-        }
-        return p.budget_gib > 0 && fitting == 0 ? 1 : 0;
+        const nlohmann::json coeffs = read_coeffs(p.coeffs);
+        if (!p.against.empty()) return check_against(coeffs, p);
+        return print_plan(predict(coeffs, p), p);
     });
 }
 

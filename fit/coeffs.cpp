@@ -25,6 +25,8 @@ const std::vector<std::string> kKickMeasures = {"tape_bytes_total", "peak_bytes_
 
 const char* kLaw =
     "bytes per kick = alpha_part_bytes*N_part + alpha_cells_bytes*N_cells [+ alpha_0_bytes]; "
+    "whole run: tape_fixed_bytes = alpha_part_bytes*N_part + alpha_cells_bytes*N_cells + alpha_0_bytes, "
+    "peak_overhead_bytes = the larger of its two rows' laws (scopes particles, grid); "
     "totals = slope_bytes_per_kick*N_kicks + intercept_bytes";
 const char* kWeighting = "relative: minimize sum(((A*x - y)/y)^2) (memory-scaling paper, App. D)";
 
@@ -189,6 +191,56 @@ std::string series_label(const std::string& strategy, const std::string& dtype, 
     return "strategy " + strategy + ", dtype " + dtype + ", measure " + measure + ", scope " + scope;
 }
 
+// Whole-run measures derived from the totals of the per-kick law's runs, for
+// the memory model (memory_model.hpp), both fitted with a constant (a few
+// scalars, FFT plans): what the tape keeps besides the kicks, one law; and
+// what the peak adds to the tape (the forward and backward working set), the
+// larger of two laws, because the peak is reached in a particle-bound or a
+// grid-bound phase (one affine law misses it by up to 12% in the default sweep).
+double tape_fixed_bytes(const SweepEntry& e) {
+    return e.counters.at("tape_bytes_total") - e.n_kicks * e.counters.at("tape_bytes");
+}
+double peak_overhead_bytes(const SweepEntry& e) {
+    return e.counters.at("peak_bytes_total") - e.counters.at("tape_bytes_total");
+}
+
+bool has_totals(const SweepEntry& e) {
+    return e.counters.count("tape_bytes") && e.counters.count("tape_bytes_total") && e.counters.count("peak_bytes_total");
+}
+
+std::vector<LawPoint> derived_points(const std::vector<const SweepEntry*>& entries, double (*bytes)(const SweepEntry&)) {
+    std::vector<LawPoint> points;
+    for (const auto* e : entries) points.push_back({e->n_part, e->n_cells, bytes(*e)});
+    return points;
+}
+
+// Rows of measure tape_fixed_bytes (scope total) and peak_overhead_bytes
+// (scopes particles and grid); none when some run lacks the totals (an older
+// sweep), rows with a note when the bytes cannot be fitted.
+void add_derived_fits(const Sweep& sweep, const std::string& strategy, const std::string& dtype,
+                      const std::vector<const SweepEntry*>& law_entries, json& fits) {
+    if (!std::all_of(law_entries.begin(), law_entries.end(), [](const SweepEntry* e) { return has_totals(*e); })) return;
+    const int n = static_cast<int>(law_entries.size());
+    auto add = [&](const std::string& measure, const std::string& scope, const json& fit) {
+        json row = labels(strategy, dtype, sweep.backend, measure, scope);
+        row.update(fit);
+        fits.push_back(row);
+    };
+    try {
+        add("tape_fixed_bytes", "total", law_fit_json(fit_memory_law(derived_points(law_entries, tape_fixed_bytes), true)));
+    } catch (const FitError& e) {
+        add("tape_fixed_bytes", "total", unfitted_json(n, std::string("not fitted: ") + e.what()));
+    }
+    try {
+        const LargerOfTwoFit f = fit_larger_of_two_laws(derived_points(law_entries, peak_overhead_bytes));
+        add("peak_overhead_bytes", "particles", law_fit_json(f.particles));
+        add("peak_overhead_bytes", "grid", law_fit_json(f.grid));
+    } catch (const FitError& e) {
+        for (const char* scope : {"particles", "grid"})
+            add("peak_overhead_bytes", scope, unfitted_json(n, std::string("not fitted: ") + e.what()));
+    }
+}
+
 void add_law_fits(const Sweep& sweep, const std::string& strategy, const std::string& dtype,
                   const std::vector<const SweepEntry*>& law_entries, const FitOptions& options, json& fits) {
     for (const Measure& m : kMeasures)
@@ -302,6 +354,7 @@ json fit_sweep(const Sweep& sweep, const FitOptions& options) {
         const std::string group = "strategy " + strategy + ", dtype " + dtype;
         if (const std::string problem = law_design_problem(law_entries, options); problem.empty()) {
             add_law_fits(sweep, strategy, dtype, law_entries, options, fits);
+            add_derived_fits(sweep, strategy, dtype, law_entries, fits);
         } else {
             notes.push_back(group + ": no per-kick law fitted (" + problem + ")");
             unfitted.push_back(group + ": " + problem);

@@ -13,8 +13,16 @@
 //                n_points, note
 //
 // measure: "tape_bytes" (logical), "alloc_delta_bytes" (allocator growth) or
-// "bytes" (a point list's, which `plan` and `check` treat as tape bytes);
+// "bytes" (a point list's, which `plan` and `check` treat as tape bytes), all
+// per kick; and two whole-run measures of a sweep, always
+// fitted with alpha_0_bytes (the memory model of `plan`, memory_model.hpp):
+// "tape_fixed_bytes" = tape_bytes_total - N_kicks * tape_bytes (what the tape
+// keeps outside the kicks) and "peak_overhead_bytes" = peak_bytes_total -
+// tape_bytes_total (the forward and backward working set above the tape),
+// the larger of two laws: scopes "particles" and "grid", the phases where
+// the peak is reached (the first has the larger alpha_part).
 // scope: a substep, "drift", or "total". null = not fitted / not defined.
+// Readers select rows by measure: schema 1 readers ignore the whole-run rows.
 #pragma once
 
 #include <nlohmann/json.hpp>

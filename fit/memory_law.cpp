@@ -1,5 +1,6 @@
 #include "memory_law.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include <sstream>
@@ -146,6 +147,50 @@ LawFit fit_memory_law(const std::vector<LawPoint>& points, bool with_constant) {
     fit.linearity_p_value = lin.p_value;
     fit.note = join_notes(stderr_note(r), lin.note);
     return fit;
+}
+
+namespace {
+
+double law_at(const LawFit& f, const LawPoint& p) {
+    return f.alpha_part.value * p.n_part + f.alpha_cells.value * p.n_cells + (f.alpha_0 ? f.alpha_0->value : 0.0);
+}
+
+std::vector<LawPoint> members(const std::vector<LawPoint>& points, const std::vector<int>& group, int which) {
+    std::vector<LawPoint> out;
+    for (std::size_t i = 0; i < points.size(); ++i)
+        if (group[i] == which) out.push_back(points[i]);
+    return out;
+}
+
+}  // namespace
+
+LargerOfTwoFit fit_larger_of_two_laws(const std::vector<LawPoint>& points) {
+    const LawFit all = fit_memory_law(points, true);
+    // start from the split by particles per cell: the upper half particle-bound
+    std::vector<std::size_t> order(points.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        return points[a].n_part * points[b].n_cells > points[b].n_part * points[a].n_cells;
+    });
+    std::vector<int> group(points.size(), 1);
+    for (std::size_t k = 0; k < order.size() / 2; ++k) group[order[k]] = 0;
+    LargerOfTwoFit best{all, all};
+    constexpr int kMaxRounds = 50;  // the split settles in a few
+    for (int round = 0; round < kMaxRounds; ++round) {
+        LargerOfTwoFit f;
+        try {
+            f = {fit_memory_law(members(points, group, 0), true), fit_memory_law(members(points, group, 1), true)};
+        } catch (const FitError&) {
+            break;  // a phase with too few points to fit: keep the last fit
+        }
+        best = f;
+        std::vector<int> next(points.size());
+        for (std::size_t i = 0; i < points.size(); ++i) next[i] = law_at(f.particles, points[i]) >= law_at(f.grid, points[i]) ? 0 : 1;
+        if (next == group) break;
+        group = next;
+    }
+    if (best.particles.alpha_part.value < best.grid.alpha_part.value) std::swap(best.particles, best.grid);
+    return best;
 }
 
 KickFit fit_kick_scaling(const std::vector<KickPoint>& points) {

@@ -49,6 +49,16 @@ LawFit fit_memory_law(const std::vector<LawPoint>& points, bool with_constant);
 // FitError when these points cannot determine the law's coefficients.
 void check_law_design(const std::vector<LawPoint>& points, bool with_constant);
 
+// The larger of two affine laws, each fitted with a constant: a peak reached
+// in one of two phases (particle-bound or grid-bound). `particles` has the
+// larger alpha_part. Points go to the law that predicts more, refitted until
+// the split is stable; with one phase only, both laws fit all points. Throws
+// FitError as fit_memory_law(points, true) does.
+struct LargerOfTwoFit {
+    LawFit particles, grid;
+};
+LargerOfTwoFit fit_larger_of_two_laws(const std::vector<LawPoint>& points);
+
 struct KickPoint {
     double n_kicks = 0, bytes = 0;  // bytes over the whole run
 };

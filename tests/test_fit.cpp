@@ -327,8 +327,17 @@ TEST_CASE("fit of a sweep: per substep, zero series reported as 0 with a note, k
     CHECK((*green)["alpha_cells_bytes"] == 0.0);
     CHECK_THAT((*green)["note"].get<std::string>(), Contains("all bytes are 0"));
 
-    // 10 scopes (8 substeps, drift, total) × 2 measures.
-    CHECK(coeffs["fits"].size() == 20);
+    // 10 scopes (8 substeps, drift, total) × 2 measures, and the whole-run
+    // tape_fixed_bytes and peak_overhead_bytes (two phases: one law here).
+    CHECK(coeffs["fits"].size() == 23);
+    const json* fixed = find_fit(coeffs, "tape_fixed_bytes", "total");
+    REQUIRE(fixed);  // tape_bytes_total - N_kicks * tape_bytes = 4 N_part
+    CHECK((*fixed)["alpha_part_bytes"].get<double>() == Approx(4).epsilon(1e-9));
+    CHECK(std::fabs((*fixed)["alpha_cells_bytes"].get<double>()) < 1e-6);
+    const json* overhead = find_fit(coeffs, "peak_overhead_bytes", "grid");
+    REQUIRE(overhead);  // 3 tape + 100 N_cells - (tape + 4 N_part), tape = 36 N_part + 8 N_cells
+    CHECK((*overhead)["alpha_part_bytes"].get<double>() == Approx(68).epsilon(1e-9));
+    CHECK((*overhead)["alpha_cells_bytes"].get<double>() == Approx(116).epsilon(1e-9));
     REQUIRE(coeffs["kick_fits"].size() == 2);  // tape_bytes_total, peak_bytes_total
     const json& kick = coeffs["kick_fits"][0];
     CHECK(kick["measure"] == "tape_bytes_total");
@@ -776,12 +785,14 @@ TEST_CASE("sctape plan predicts tape bytes from the fitted law and checks a budg
     const std::string cli = SCTAPE_CLI_PATH;
     const std::string base = cli + " plan " + (dir / "coeffs.json").string() + " --n-part 1000000 --grid 64 64 64 --kicks 100";
     const std::string out = (dir / "out.txt").string();
-    // 100 * (24e6 + 8 * 262144) bytes = 2.6097e9 B = 2.430 GiB
+    // the closed form: 100 * (24e6 + 8 * 262144) + 16e6 bytes = 2.6257e9 B = 2.445 GiB;
+    // no peak_overhead_bytes fit: no peak, and the budget holds the tape
     int rc = std::system((base + " --memory-GiB 3 > " + out).c_str());
     CHECK(WEXITSTATUS(rc) == 0);
     std::ifstream in(out);
     const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    CHECK_THAT(text, Catch::Contains("2.430"));
+    CHECK_THAT(text, Catch::Contains("2.445"));
+    CHECK_THAT(text, Catch::Contains("no peak_overhead_bytes fit"));
     CHECK_THAT(text, Catch::Contains("yes"));
     rc = std::system((base + " --memory-GiB 2 > " + out + " 2>&1").c_str());
     CHECK(WEXITSTATUS(rc) == 1);  // does not fit
