@@ -87,7 +87,7 @@ SurfaceFields surface_fields(const std::array<double, 3>& axes, double charge_C)
 // released (the bunch starts at rest in its frame and only expands).
 double lattice_length(const Lattice& lattice) {
     double length = 0;
-    for (const Drift& d : lattice) length += d.length_m;
+    for (const Element& d : lattice) length += d.length_m;
     return length;
 }
 
@@ -147,7 +147,7 @@ void check_float32(const RunConfig& c, const Reference& r, const SurfaceFields& 
                    std::vector<std::string>& warnings) {
     if (c.dtype != Dtype::float32) return;
     double ds = INFINITY;
-    for (const Drift& d : c.tracking.lattice) ds = std::min(ds, d.length_m / d.slices);
+    for (const Element& d : c.tracking.lattice) ds = std::min(ds, d.length_m / d.slices);
     const double dpz = std::fabs(c.beam.species.charge_e) * f.longitudinal * ds /
                        (r.beta * r.beta * r.gamma * r.mass_eV);
     const double bits = std::log2(dpz / kFloat32Roundoff);
