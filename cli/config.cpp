@@ -105,17 +105,19 @@ Species parse_species(const json& v) {
 Distribution parse_distribution(const json& v) {
     ObjectReader r(v, "distribution");
     Distribution d;
-    std::string type = r.choice("type", {"uniform_ellipsoid", "gaussian"});
+    std::string type = r.choice("type", {"uniform_ellipsoid", "gaussian", "waterbag"});
     if (type == "uniform_ellipsoid") {
         d.type = DistributionType::uniform_ellipsoid;
         d.size_m = {r.positive("radius_x_m"), r.positive("radius_y_m"), r.positive("radius_tau_m")};
     } else {
-        d.type = DistributionType::gaussian;
+        d.type = type == "gaussian" ? DistributionType::gaussian : DistributionType::waterbag;
         d.size_m = {r.positive("sigma_x_m"), r.positive("sigma_y_m"), r.positive("sigma_tau_m")};
     }
+    // the waterbag is 6D: its momentum spreads are part of it, so required
+    const bool momenta_required = d.type == DistributionType::waterbag;
     const char* momentum_keys[3] = {"sigma_px", "sigma_py", "sigma_delta"};
     for (int a = 0; a < 3; ++a)
-        if (r.has(momentum_keys[a])) d.momentum_rms[a] = r.non_negative(momentum_keys[a]);
+        if (momenta_required || r.has(momentum_keys[a])) d.momentum_rms[a] = r.non_negative(momentum_keys[a]);
     r.finish();
     return d;
 }
@@ -171,8 +173,8 @@ void flatten_lattice(const json& v, const std::string& path, int depth, Lattice&
             if (count > kMaxSlices || cell_slices * count > kMaxSlices - slices_before)
                 fail(r.name("count"), "the lattice flattens to more than " + std::to_string(kMaxSlices) + " slices");
             r.finish();
-            const std::size_t cell_end = out.size();
-            for (std::int64_t c = 1; c < count; ++c) out.insert(out.end(), out.begin() + first, out.begin() + cell_end);
+            const Lattice cell(out.begin() + first, out.end());
+            for (std::int64_t c = 1; c < count; ++c) out.insert(out.end(), cell.begin(), cell.end());
             slices = slices_before + cell_slices * count;
             continue;
         }
