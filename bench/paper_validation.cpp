@@ -315,7 +315,7 @@ constexpr double kProbe_m = 1e-6;
 DriftEnd slice_end(const BeamParameters& beam, const Options& o, double drift_m, int nodes, int i) {
     const double ds = drift_m / o.slices;
     TrackSettings tracking;
-    tracking.lattice = {Drift{i * ds, i}, Drift{kProbe_m, 1}};
+    tracking.lattice = {Element{i * ds, i}, Element{kProbe_m, 1}};  // drifts
     tracking.space_charge = true;
     tracking.grid.shape = {nodes, nodes, nodes};
     tracking.threads = o.threads;

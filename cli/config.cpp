@@ -105,35 +105,93 @@ Species parse_species(const json& v) {
 Distribution parse_distribution(const json& v) {
     ObjectReader r(v, "distribution");
     Distribution d;
-    std::string type = r.choice("type", {"uniform_ellipsoid", "gaussian"});
+    std::string type = r.choice("type", {"uniform_ellipsoid", "gaussian", "waterbag"});
     if (type == "uniform_ellipsoid") {
         d.type = DistributionType::uniform_ellipsoid;
         d.size_m = {r.positive("radius_x_m"), r.positive("radius_y_m"), r.positive("radius_tau_m")};
     } else {
-        d.type = DistributionType::gaussian;
+        d.type = type == "gaussian" ? DistributionType::gaussian : DistributionType::waterbag;
         d.size_m = {r.positive("sigma_x_m"), r.positive("sigma_y_m"), r.positive("sigma_tau_m")};
     }
+    // the waterbag is 6D: its momentum spreads are part of it, so required
+    const bool momenta_required = d.type == DistributionType::waterbag;
     const char* momentum_keys[3] = {"sigma_px", "sigma_py", "sigma_delta"};
     for (int a = 0; a < 3; ++a)
-        if (r.has(momentum_keys[a])) d.momentum_rms[a] = r.non_negative(momentum_keys[a]);
+        if (momenta_required || r.has(momentum_keys[a])) d.momentum_rms[a] = r.non_negative(momentum_keys[a]);
     r.finish();
     return d;
 }
 
-Lattice parse_lattice(const json& v) {
-    if (!v.is_array() || v.empty()) fail("lattice", "must be a non-empty array of elements");
-    Lattice lattice;
-    for (std::size_t i = 0; i < v.size(); ++i) {
-        ObjectReader r(v[i], "lattice." + std::to_string(i));
-        r.choice("type", {"drift"});
-        Drift d;
-        d.length_m = r.positive("length_m");
-        std::int64_t slices = r.positive_integer("slices");
-        if (slices > 1000000) fail(r.name("slices"), "must be at most 1000000");
-        d.slices = static_cast<int>(slices);
-        r.finish();
-        lattice.push_back(d);
+// Limits on what a config's lattice may expand to: repeats nest at most
+// kMaxRepeatDepth deep and flatten to at most kMaxSlices slices (kicks).
+constexpr int kMaxRepeatDepth = 16;
+constexpr std::int64_t kMaxSlices = 10000000;
+
+// Appends the elements of the config list `v` at `path` (e.g. "lattice" or
+// "lattice.1.lattice") to `out`, repeats flattened; `slices` counts the
+// slices so far (the limit is checked as the list grows, so a huge count
+// fails before anything large is built).
+void flatten_lattice(const json& v, const std::string& path, int depth, Lattice& out, std::int64_t& slices);
+
+void check_slice_count(std::int64_t slices, const std::string& key) {
+    if (slices > kMaxSlices)
+        fail(key, "the lattice flattens to more than " + std::to_string(kMaxSlices) + " slices");
+}
+
+Element parse_element(ObjectReader& r, const std::string& type) {
+    Element e;
+    e.length_m = r.positive("length_m");
+    const std::int64_t slices = r.positive_integer("slices");
+    if (slices > 1000000) fail(r.name("slices"), "must be at most 1000000");
+    e.slices = static_cast<int>(slices);
+    if (type == "quadrupole") {
+        e.kind = ElementKind::quadrupole;
+        e.k1_per_m2 = r.number("k1_per_m2");
+    } else if (type == "constant_focusing") {
+        e.kind = ElementKind::constant_focusing;
+        e.kx_per_m = r.number("kx_per_m");
+        e.ky_per_m = r.number("ky_per_m");
+        e.kt_per_m = r.non_negative("kt_per_m");  // ImpactX's ConstF: kt >= 0
     }
+    return e;
+}
+
+void flatten_lattice(const json& v, const std::string& path, int depth, Lattice& out, std::int64_t& slices) {
+    if (!v.is_array() || v.empty()) fail(path, "must be a non-empty array of elements");
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        const std::string here = path + "." + std::to_string(i);
+        ObjectReader r(v[i], here);
+        const std::string type = r.choice("type", {"drift", "quadrupole", "constant_focusing", "repeat"});
+        if (type == "repeat") {
+            if (depth >= kMaxRepeatDepth)
+                fail(here, "repeats nest more than " + std::to_string(kMaxRepeatDepth) + " deep");
+            const std::int64_t count = r.positive_integer("count");
+            const std::size_t first = out.size();
+            const std::int64_t slices_before = slices;
+            flatten_lattice(r.at("lattice"), r.name("lattice"), depth + 1, out, slices);
+            const std::int64_t cell_slices = slices - slices_before;
+            if (count > kMaxSlices || cell_slices * count > kMaxSlices - slices_before)
+                fail(r.name("count"), "the lattice flattens to more than " + std::to_string(kMaxSlices) + " slices");
+            r.finish();
+            const Lattice cell(out.begin() + first, out.end());
+            for (std::int64_t c = 1; c < count; ++c) out.insert(out.end(), cell.begin(), cell.end());
+            slices = slices_before + cell_slices * count;
+            continue;
+        }
+        Element e = parse_element(r, type);
+        r.finish();
+        e.source = here;
+        slices += e.slices;
+        check_slice_count(slices, here + ".slices");
+        out.push_back(e);
+    }
+}
+
+// The config's lattice as the flat list of elements the trackers walk.
+Lattice parse_lattice(const json& v) {
+    Lattice lattice;
+    std::int64_t slices = 0;
+    flatten_lattice(v, "lattice", 0, lattice, slices);
     return lattice;
 }
 

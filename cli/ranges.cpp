@@ -50,9 +50,9 @@ Reference checked_reference(const BeamParameters& beam) {
 }
 
 // Semi-axes of the bunch in its rest frame: x, y, and z = gamma0 beta0 tau.
-// A Gaussian counts as the uniform ellipsoid of the same rms (sqrt(5) sigma).
+// A Gaussian or waterbag counts as the uniform ellipsoid of the same rms (sqrt(5) sigma).
 std::array<double, 3> rest_semi_axes(const Distribution& d, const Reference& r) {
-    const double f = d.type == DistributionType::gaussian ? std::sqrt(5.0) : 1.0;
+    const double f = d.type == DistributionType::uniform_ellipsoid ? 1.0 : std::sqrt(5.0);
     return {f * d.size_m[0], f * d.size_m[1], f * d.size_m[2] * r.beta_gamma()};
 }
 
@@ -87,7 +87,7 @@ SurfaceFields surface_fields(const std::array<double, 3>& axes, double charge_C)
 // released (the bunch starts at rest in its frame and only expands).
 double lattice_length(const Lattice& lattice) {
     double length = 0;
-    for (const Drift& d : lattice) length += d.length_m;
+    for (const Element& d : lattice) length += d.length_m;
     return length;
 }
 
@@ -147,7 +147,7 @@ void check_float32(const RunConfig& c, const Reference& r, const SurfaceFields& 
                    std::vector<std::string>& warnings) {
     if (c.dtype != Dtype::float32) return;
     double ds = INFINITY;
-    for (const Drift& d : c.tracking.lattice) ds = std::min(ds, d.length_m / d.slices);
+    for (const Element& d : c.tracking.lattice) ds = std::min(ds, d.length_m / d.slices);
     const double dpz = std::fabs(c.beam.species.charge_e) * f.longitudinal * ds /
                        (r.beta * r.beta * r.gamma * r.mass_eV);
     const double bits = std::log2(dpz / kFloat32Roundoff);
@@ -181,6 +181,20 @@ void check_sizes(const RunConfig& c) {
                                 " bytes) overflows 64-bit byte counts");
 }
 
+// The reversible strategy factors each map into three exact shears
+// (physics/fixed_point.hpp), well conditioned up to a phase advance of pi/2
+// per map (half a slice with space charge).
+void check_reversible_phase_advance(const RunConfig& c) {
+    if (!c.differentiate || c.gradient.strategy != Strategy::reversible) return;
+    for (std::size_t i = 0; i < c.tracking.lattice.size(); ++i) {
+        const double mu = element_phase_advance(c.tracking.lattice[i], slice_map_fraction(c.tracking, i));
+        if (mu > kPi / 2)
+            fail(element_path(c.tracking.lattice, i) + ".slices",
+                 "the phase advance per map is " + num(mu) + " rad; the reversible strategy's exact fixed-point "
+                 "maps need at most pi/2: give the element more slices");
+    }
+}
+
 void check_threads(RunConfig& c, int hardware, std::vector<std::string>& warnings) {
     if (hardware < 1 || c.tracking.threads <= hardware) return;
     warnings.push_back("threads " + std::to_string(c.tracking.threads) + " is above the " +
@@ -194,6 +208,7 @@ std::vector<std::string> validate_run(RunConfig& config, int hardware_threads) {
     std::vector<std::string> warnings;
     check_sizes(config);
     check_threads(config, hardware_threads, warnings);
+    check_reversible_phase_advance(config);
     const Reference r = checked_reference(config.beam);
     const auto& mom = config.beam.distribution.momentum_rms;
     const std::string hint = "distribution.sigma_px, sigma_py, sigma_delta";

@@ -137,7 +137,7 @@ double estimate_tape_bytes(const RunConfig& c) {
     const auto& s = c.tracking.grid.shape;
     const double cells = c.tracking.space_charge ? double(s[0]) * s[1] * s[2] : 0.0;
     double kicks = 0;
-    for (const Drift& d : c.tracking.lattice) kicks += d.slices;
+    for (const Element& d : c.tracking.lattice) kicks += d.slices;
     // the per-kick law measured by the committed default sweep
     const auto laws = fit::tape_laws(fit::measured_coeffs(), dtype_name(c.dtype), strategy_name(c.gradient.strategy));
     if (laws.empty())

@@ -19,7 +19,7 @@ const char* kUsage =
     "\n"
     "commands:\n"
     "  track CONFIG.json [--out RESULT.json] [--dump-particles PREFIX]\n"
-    "        track a beam through drifts with space-charge kicks\n"
+    "        track a beam through a lattice with space-charge kicks\n"
     "  fit SWEEP.json [-o COEFFS.json] [--constant]\n"
     "        fit the memory law (alpha_part, alpha_cells per kick) to a sweep\n"
     "  check BASELINE.json COEFFS.json\n"

@@ -49,11 +49,19 @@ DUP = "@@DUPLICATE@@"
 # ---------------------------------------------------------------- the base inputs
 
 
+def small_element(element):
+    """One slice per element, repeats twice (their nesting and every key kept, so each is mutated)."""
+    if element.get("type") == "repeat":
+        return dict(element, count=2, lattice=[small_element(e) for e in element["lattice"]])
+    return dict(element, slices=1)
+
+
 def small_config(example):
-    """The example shrunk so that one run takes milliseconds: 200 particles, one slice, an 8^3 grid, one thread."""
+    """The example shrunk so that one run takes milliseconds: 200 particles, one slice per element (the first
+    element only, or a repeat's cell twice), an 8^3 grid, one thread."""
     cfg = copy.deepcopy(example)
     cfg["n_particles"] = 200
-    cfg["lattice"] = [dict(cfg["lattice"][0], slices=1)]
+    cfg["lattice"] = [small_element(cfg["lattice"][0])]
     if isinstance(cfg.get("space_charge"), dict) and "grid" in cfg["space_charge"]:
         cfg["space_charge"]["grid"] = [8, 8, 8]
     cfg["threads"] = 1

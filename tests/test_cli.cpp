@@ -640,13 +640,13 @@ TEST_CASE("bad config: invalid enum values list the allowed ones", "[cli]") {
         "bad_enum",
         {
             {"dtype float16", [](json& c) { c["dtype"] = "float16"; }, {"'dtype'", "\"float32\"", "\"float64\""}},
-            {"distribution type", [](json& c) { c["distribution"]["type"] = "waterbag"; },
-             {"'distribution.type'", "\"gaussian\"", "\"uniform_ellipsoid\""}},
+            {"distribution type", [](json& c) { c["distribution"]["type"] = "kv"; },
+             {"'distribution.type'", "\"gaussian\"", "\"uniform_ellipsoid\"", "\"waterbag\""}},
             {"extent mode", [](json& c) { c["space_charge"]["extent"] = {{"mode", "box"}}; },
              {"'space_charge.extent.mode'", "\"minmax\"", "\"sigma\""}},
             {"backend", [](json& c) { c["backend"] = "gpu"; }, {"'backend'", "\"cpu\"", "\"cuda\"", "\"auto\""}},
-            {"lattice element type", [](json& c) { lattice0(c)["type"] = "quadrupole"; },
-             {"'lattice.0.type'", "\"drift\""}},
+            {"lattice element type", [](json& c) { lattice0(c)["type"] = "sextupole"; },
+             {"'lattice.0.type'", "\"drift\"", "\"quadrupole\"", "\"constant_focusing\"", "\"repeat\""}},
             {"species name", [](json& c) { c["species"] = "muon"; }, {"'species'", "\"electron\""}},
             {"enum given as a number", [](json& c) { c["dtype"] = 32; }, {"'dtype'", "must be one of"}},
         });

@@ -188,3 +188,91 @@ TEST_CASE("load_config: a missing file and malformed JSON are ConfigErrors namin
     // after the prefix comes nlohmann::json's own parse message, not pinned here
     CHECK_THAT(load_error(malformed), Catch::StartsWith("config file '" + malformed + "' is not valid JSON: "));
 }
+
+namespace {
+
+json element(const std::string& type, double length, int slices) {
+    return {{"type", type}, {"length_m", length}, {"slices", slices}};
+}
+
+// full_config() with `lattice` as its lattice.
+json with_lattice(const json& lattice) {
+    json config = full_config();
+    config["lattice"] = lattice;
+    return config;
+}
+
+// `depth` repeats nested around one drift.
+json nested_repeats(int depth) {
+    json lattice = json::array({element("drift", 1.0, 1)});
+    for (int d = 0; d < depth; ++d) lattice = json::array({{{"type", "repeat"}, {"count", 1}, {"lattice", lattice}}});
+    return lattice;
+}
+
+}  // namespace
+
+TEST_CASE("parse_config: lattice elements and repeats, and their errors naming the key", "[config][lattice]") {
+    json quad = element("quadrupole", 0.2, 2);
+    quad["k1_per_m2"] = -4.0;
+    json cf = element("constant_focusing", 0.5, 4);
+    cf.update({{"kx_per_m", 1.0}, {"ky_per_m", -0.5}, {"kt_per_m", 0.1}});
+    const sctape::RunConfig c =
+        parse_config(with_lattice(json::array({quad, {{"type", "repeat"}, {"count", 3}, {"lattice", {cf}}}})));
+    REQUIRE(c.tracking.lattice.size() == 4);
+    CHECK(c.tracking.lattice[0].kind == sctape::ElementKind::quadrupole);
+    CHECK(c.tracking.lattice[0].k1_per_m2 == -4.0);
+    CHECK(c.tracking.lattice[3].kind == sctape::ElementKind::constant_focusing);
+    CHECK(c.tracking.lattice[3].ky_per_m == -0.5);
+    CHECK(c.tracking.lattice[3].source == "lattice.1.lattice.0");
+
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    json bad = quad;
+    bad["k1_per_m2"] = nan;
+    CHECK(config_error(with_lattice(json::array({bad}))) == "config key 'lattice.0.k1_per_m2': must be finite");
+    bad = quad;
+    bad["length_m"] = -0.2;
+    CHECK(config_error(with_lattice(json::array({bad}))) == "config key 'lattice.0.length_m': must be positive");
+    bad = quad;
+    bad["slices"] = 0;
+    CHECK(config_error(with_lattice(json::array({bad}))) == "config key 'lattice.0.slices': must be positive");
+    bad = quad;
+    bad["kx_per_m"] = 1.0;
+    CHECK(config_error(with_lattice(json::array({bad}))) == "config key 'lattice.0.kx_per_m': is not a known key");
+    bad = quad;
+    bad.erase("k1_per_m2");
+    CHECK(config_error(with_lattice(json::array({bad}))) == "config key 'lattice.0.k1_per_m2': is required");
+    bad = cf;
+    bad["kt_per_m"] = -0.1;
+    CHECK(config_error(with_lattice(json::array({bad}))) == "config key 'lattice.0.kt_per_m': must not be negative");
+    CHECK(config_error(with_lattice(json::array({{{"type", "repeat"}, {"count", 0}, {"lattice", {quad}}}}))) ==
+          "config key 'lattice.0.count': must be positive");
+    CHECK(config_error(with_lattice(json::array({{{"type", "repeat"}, {"count", 2}, {"lattice", json::array()}}}))) ==
+          "config key 'lattice.0.lattice': must be a non-empty array of elements");
+    CHECK(config_error(with_lattice(
+              json::array({{{"type", "repeat"}, {"count", 2}, {"lattice", {quad}}, {"slices", 1}}}))) ==
+          "config key 'lattice.0.slices': is not a known key");
+    CHECK(config_error(with_lattice(nested_repeats(16))).empty());
+    CHECK(config_error(with_lattice(nested_repeats(17))) ==
+          "config key 'lattice.0.lattice.0.lattice.0.lattice.0.lattice.0.lattice.0.lattice.0.lattice.0.lattice.0."
+          "lattice.0.lattice.0.lattice.0.lattice.0.lattice.0.lattice.0.lattice.0.lattice.0': repeats nest more than "
+          "16 deep");
+    // 10^4 x 10^4 x 1 slices: refused before it is built
+    json huge = {{"type", "repeat"}, {"count", 10000},
+                 {"lattice", {{{"type", "repeat"}, {"count", 10000}, {"lattice", {element("drift", 1.0, 1)}}}}}};
+    CHECK(config_error(with_lattice(json::array({huge}))) == "config key 'lattice.0.count': the lattice flattens to more than "
+                                                "10000000 slices");
+    json many = element("drift", 1.0, 1000000);
+    CHECK(config_error(with_lattice(json::array({many, many, many, many, many, many, many, many, many, many, many}))) ==
+          "config key 'lattice.10.slices': the lattice flattens to more than 10000000 slices");
+}
+
+TEST_CASE("parse_config: the waterbag needs its six rms values", "[config][beam]") {
+    json config = full_config();
+    config["distribution"] = {{"type", "waterbag"}, {"sigma_x_m", 1e-3}, {"sigma_y_m", 1e-3}, {"sigma_tau_m", 1e-3},
+                              {"sigma_px", 1e-4}, {"sigma_py", 1e-4}, {"sigma_delta", 1e-4}};
+    const sctape::RunConfig c = parse_config(config);
+    CHECK(c.beam.distribution.type == sctape::DistributionType::waterbag);
+    CHECK(c.beam.distribution.momentum_rms[2] == 1e-4);
+    config["distribution"].erase("sigma_py");
+    CHECK(config_error(config) == "config key 'distribution.sigma_py': is required");
+}

@@ -362,9 +362,8 @@ TrackSettings gradient_lattice(ExtentMode mode) {
 // the CPU's run of the same strategy, relative to the largest of its kind,
 // and the two tapes buffer for buffer.
 template <class T>
-void gradients_agree(Strategy strategy, ExtentMode mode, double tol) {
+void gradients_agree(Strategy strategy, const TrackSettings& tracking, double tol) {
     const BeamParameters beam = sphere(20000, DistributionType::gaussian);
-    const TrackSettings tracking = gradient_lattice(mode);
     GradientRequest req;
     req.strategy = strategy;
     req.snapshots = strategy == Strategy::checkpoint ? 2 : 0;
@@ -392,7 +391,42 @@ void gradients_agree(Strategy strategy, ExtentMode mode, double tol) {
     CHECK(gpu.memory.max_recomputations == cpu.memory.max_recomputations);
 }
 
+template <class T>
+void gradients_agree(Strategy strategy, ExtentMode mode, double tol) {
+    gradients_agree<T>(strategy, gradient_lattice(mode), tol);
+}
+
+// A focusing and a defocusing quadrupole (the second used twice: one shared
+// parameter), a drift and constant focusing: every element map and its
+// parameter adjoints (lengths, strengths) on the device.
+TrackSettings element_lattice() {
+    TrackSettings t = gradient_lattice(ExtentMode::minmax);
+    Element qf(0.2, 2, ElementKind::quadrupole), qd(0.2, 2, ElementKind::quadrupole);
+    qf.k1_per_m2 = 3.0;
+    qf.source = "lattice.0";
+    qd.k1_per_m2 = -3.0;
+    qd.source = "lattice.1";
+    Element d(0.3, 1);
+    d.source = "lattice.2";
+    Element cf(0.3, 2, ElementKind::constant_focusing);
+    cf.kx_per_m = 1.5;
+    cf.ky_per_m = -0.5;
+    cf.kt_per_m = 0.05;
+    cf.source = "lattice.3";
+    t.lattice = {qf, qd, d, qd, cf};
+    return t;
+}
+
 }  // namespace
+
+// Tolerance 1e-9 relative: the device's atomic summation order (this file's header).
+TEST_CASE("GPU gradients through quadrupoles and constant focusing match the CPU, every strategy", "[gpu]") {
+    REQUIRE_GPU();
+    for (Strategy s : {Strategy::fused, Strategy::checkpoint, Strategy::reversible, Strategy::autograd}) {
+        INFO("strategy " << strategy_name(s));
+        gradients_agree<double>(s, element_lattice(), 1e-9);
+    }
+}
 
 TEST_CASE("GPU fused gradients match the CPU in float64", "[gpu]") {
     REQUIRE_GPU();

@@ -102,7 +102,7 @@ TEST_CASE("cold uniform sphere doubles its size over the closed-form length and 
     const Moments m0 = compute_moments(beam);
     std::vector<double> s_at, ux, uy, ut;
     TrackSettings settings;
-    settings.lattice = {Drift{length, slices}};
+    settings.lattice = {Element{length, slices}};
     settings.space_charge = true;
     settings.grid = GridSettings{};  // 32^3, min/max extent, 5% padding
     settings.threads = kThreads;
@@ -472,7 +472,7 @@ TEST_CASE("float32 and float64 tracking agree within float32 precision", "[physi
     Beam<double> bd = make_beam<double>(p);
     Beam<float> bf = make_beam<float>(p);
     TrackSettings settings;
-    settings.lattice = {Drift{0.5, 5}};  // 5 kicks, ~25% growth of the beam
+    settings.lattice = {Element{0.5, 5}};  // 5 kicks, ~25% growth of the beam
     settings.grid.shape = {16, 16, 16};
     settings.threads = kThreads;
     track(bd, settings);

@@ -168,19 +168,36 @@ void s_to_t_backward(CpuRun<T>& ctx, KickState<T>& s) {
     s.z = s.pz = s.z_adj = s.pz_adj = HostArray<T>();
 }
 
-// Adjoint of a drift of `fraction` of element `element`, given the momenta it read.
+// Adjoint of the map over `fraction` of element `element`, given its input
+// coordinates (x, px, y, py, tau, delta order; a drift's positions may be
+// null: its adjoint reads the momenta only).
 template <class T>
-void drift_adjoint(CpuRun<T>& ctx, const HostArray<T>& px, const HostArray<T>& py, const HostArray<T>& delta,
-                   std::size_t element, double fraction) {
+void map_adjoint(CpuRun<T>& ctx, const std::array<const HostArray<T>*, 6>& in, std::size_t element, double fraction) {
     auto& A = ctx.adj;
-    const double length = fraction * ctx.tracking.lattice[element].length_m;
-    const double bg = ctx.ref.beta_gamma();
-    const T l = T(length), l_tau = T(-length / (bg * bg));
-    double length_adj = 0, tau_term_adj = 0;
-    for (std::int64_t p = 0; p < ctx.n; ++p)
-        drift_adjoint_particle(px[p], py[p], delta[p], A[kX][p], A[kY][p], A[kTau][p], l, l_tau, bg * bg, A[kPx][p],
-                               A[kPy][p], A[kDelta][p], length_adj, tau_term_adj);
-    add_drift_adjoint(ctx.params, ctx.ref, element, fraction, length, length_adj, tau_term_adj);
+    const Element& e = ctx.tracking.lattice[element];
+    const ElementMap map = element_map(e, fraction, ctx.ref.beta_gamma());
+    const bool has_positions = in[kX] != nullptr;
+    double sums[12] = {};
+    for (std::int64_t p = 0; p < ctx.n; ++p) {
+        T values[6];
+        for (int c = 0; c < 6; ++c) values[c] = in[c] ? (*in[c])[p] : T(0);
+        T* adj[6] = {&A[kX][p], &A[kPx][p], &A[kY][p], &A[kPy][p], &A[kTau][p], &A[kDelta][p]};
+        map_adjoint_particle(map, values, has_positions, adj, sums);
+    }
+    add_map_adjoint(ctx.params, ctx.ref, e, element, fraction, sums);
+}
+
+// The map's input, rebuilt from its output by the inverse map (for the
+// reversible strategy, which holds states after a map).
+template <class T>
+void undo_map(const CpuRun<T>& ctx, Beam<T>& beam, std::size_t element, double fraction) {
+    const ElementMap inverse = inverse_map(element_map(ctx.tracking.lattice[element], fraction, ctx.ref.beta_gamma()));
+    apply_element_map(beam, inverse, ctx.threads);
+}
+
+template <class T>
+std::array<const HostArray<T>*, 6> columns_of(const Beam<T>& beam) {
+    return beam.columns();
 }
 
 // Adjoint of one kick of element `element`, given its input coordinates
@@ -191,7 +208,7 @@ template <class T>
 void kick_adjoint(CpuRun<T>& ctx, const std::array<Column<T>, 6>& input, const SpaceChargeKick<T>& kick,
                   std::size_t element) {
     KickState<T> s;
-    const Drift& d = ctx.tracking.lattice[element];
+    const Element& d = ctx.tracking.lattice[element];
     s.ds = d.length_m / d.slices;
     s.element = element;
     s.slices = d.slices;
@@ -229,7 +246,7 @@ std::shared_ptr<CpuRun<T>> CpuEngine<T>::start(const BeamParameters& bp, const T
     ctx->charge_e = bp.species.charge_e;
     ctx->n = bp.n_particles;
     ctx->threads = std::max(tracking.threads, 1);
-    ctx->params.drift_length_m.assign(tracking.lattice.size(), 0.0);
+    ctx->params.start(tracking.lattice);
     ctx->particle_gradient = &result.particle_gradient;
     if (tracking.space_charge) {
         ctx->kick = std::make_unique<SpaceChargeKick<T>>(tracking.grid, ctx->threads);
@@ -253,13 +270,24 @@ void CpuEngine<T>::record_beam(Tape& tape, MemoryReport& report) {
 }
 
 template <class T>
-void CpuEngine<T>::record_drift(Tape& tape, MemoryReport& report, std::size_t element, double fraction) {
+void CpuEngine<T>::record_map(Tape& tape, MemoryReport& report, std::size_t element, double fraction) {
     measured(tape, report, "drift", [&] {
-        Column<T> px = snaps_.get(kPx), py = snaps_.get(kPy), delta = snaps_.get(kDelta);
-        drift(element, fraction);
-        snaps_.changed({kX, kY, kTau});
-        tape.record({Tape::save(px), Tape::save(py), Tape::save(delta)}, [ctx = run_, px, py, delta, element, fraction] {
-            drift_adjoint(*ctx, *px, *py, *delta, element, fraction);
+        // a drift's adjoint reads the momenta only; other maps read every input
+        const bool drift_only = run_->tracking.lattice[element].kind == ElementKind::drift;
+        std::array<Column<T>, 6> in;
+        for (int c : {kPx, kPy, kDelta}) in[c] = snaps_.get(c);
+        if (!drift_only)
+            for (int c : {kX, kY, kTau}) in[c] = snaps_.get(c);
+        map(element, fraction);
+        snaps_.changed(drift_only ? std::initializer_list<int>{kX, kY, kTau}
+                                  : std::initializer_list<int>{kX, kPx, kY, kPy, kTau, kDelta});
+        std::vector<SavedBuffer> saved;
+        for (int c : {kPx, kPy, kDelta, kX, kY, kTau})
+            if (in[c]) saved.push_back(Tape::save(in[c]));
+        tape.record(std::move(saved), [ctx = run_, in, element, fraction] {
+            std::array<const HostArray<T>*, 6> columns{};
+            for (int c = 0; c < 6; ++c) columns[c] = in[c].get();
+            map_adjoint(*ctx, columns, element, fraction);
         });
     }, memory());
 }
@@ -340,8 +368,9 @@ void CpuEngine<T>::record_objective(Tape& tape, MemoryReport& report, Objective 
 }
 
 template <class T>
-void CpuEngine<T>::drift(std::size_t element, double fraction) {
-    sctape::drift(beam_, fraction * run_->tracking.lattice[element].length_m, run_->threads);
+void CpuEngine<T>::map(std::size_t element, double fraction) {
+    apply_element_map(beam_, element_map(run_->tracking.lattice[element], fraction, run_->ref.beta_gamma()),
+                      run_->threads);
 }
 
 template <class T>
@@ -392,9 +421,10 @@ void CpuEngine<T>::take_position(Reversible& rev) {
 }
 
 template <class T>
-void CpuEngine<T>::drift_adjoint_at(Reversible& rev, std::size_t element, double fraction) {
-    const Beam<T> after = rev.beam();
-    sctape::drift_adjoint(*run_, after.px, after.py, after.delta, element, fraction);
+void CpuEngine<T>::map_adjoint_at(Reversible& rev, std::size_t element, double fraction) {
+    Beam<T> input = rev.beam();
+    undo_map(*run_, input, element, fraction);
+    sctape::map_adjoint(*run_, columns_of(input), element, fraction);
 }
 
 template <class T>
@@ -404,7 +434,15 @@ void CpuEngine<T>::kick_adjoint_at(Reversible& rev, std::size_t element, double 
     const std::array<Column<T>, 6> in = {column(input.x),  column(input.px),  column(input.y),
                                          column(input.py), column(input.tau), column(input.delta)};
     sctape::kick_adjoint(*run_, in, *rev.kick(), element);
-    sctape::drift_adjoint(*run_, *in[kPx], *in[kPy], *in[kDelta], element, fraction);
+    if (run_->tracking.lattice[element].kind == ElementKind::drift) {
+        // a drift's adjoint reads the momenta, which the drift leaves unchanged
+        sctape::map_adjoint(*run_, {nullptr, in[kPx].get(), nullptr, in[kPy].get(), nullptr, in[kDelta].get()}, element,
+                            fraction);
+        return;
+    }
+    Beam<T> map_input = rev.beam();
+    undo_map(*run_, map_input, element, fraction);
+    sctape::map_adjoint(*run_, columns_of(map_input), element, fraction);
 }
 
 template <class T>

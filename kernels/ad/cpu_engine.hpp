@@ -56,11 +56,11 @@ public:
     const TrackSettings& tracking() const { return run_->tracking; }
 
     void record_beam(Tape& tape, MemoryReport& report);
-    void record_drift(Tape& tape, MemoryReport& report, std::size_t element, double fraction);
+    void record_map(Tape& tape, MemoryReport& report, std::size_t element, double fraction);
     void record_kick(Tape& tape, MemoryReport& report, std::size_t element, double ds);
     void record_objective(Tape& tape, MemoryReport& report, Objective objective, GradientResult& result);
 
-    void drift(std::size_t element, double fraction);
+    void map(std::size_t element, double fraction);
     void kick(std::size_t element, double ds);
     State capture() const;
     void restore(const State& state);
@@ -70,7 +70,7 @@ public:
 
     std::shared_ptr<Reversible> start_reversible();
     void take_position(Reversible& rev);
-    void drift_adjoint_at(Reversible& rev, std::size_t element, double fraction);
+    void map_adjoint_at(Reversible& rev, std::size_t element, double fraction);
     void kick_adjoint_at(Reversible& rev, std::size_t element, double fraction);
 
 private:

@@ -11,23 +11,24 @@
 //   const std::shared_ptr<Run>& run();  const TrackSettings& tracking();  ParameterAdjoints& params();
 //   // taped, each in its memory scope(s)
 //   void record_beam(Tape&, MemoryReport&);
-//   void record_drift(Tape&, MemoryReport&, std::size_t element, double fraction);
+//   void record_map(Tape&, MemoryReport&, std::size_t element, double fraction);  // element map, scope "drift"
 //   void record_kick(Tape&, MemoryReport&, std::size_t element, double ds);
 //   void record_objective(Tape&, MemoryReport&, Objective, GradientResult&);
 //   // untaped
-//   void drift(std::size_t element, double fraction);  void kick(std::size_t element, double ds);
+//   void map(std::size_t element, double fraction);  void kick(std::size_t element, double ds);
 //   State capture();  void restore(const State&);  static std::vector<SavedBuffer> saved(const State&);
 //   void forget_snapshots();   // the position changed outside record_*
 //   void drop();               // release the position (and its snapshots)
 //   // reversible tracking (Reversible: a ReversibleSlices of this backend)
 //   std::shared_ptr<Reversible> start_reversible();   // quantizes the position
 //   void take_position(Reversible&);                  // the position := its state
-//   void drift_adjoint_at(Reversible&, element, fraction);  // adjoint of the drift that led to its state
-//   void kick_adjoint_at(Reversible&, element, fraction);   // after undo_kick: that kick's adjoint, then the drift before it
+//   void map_adjoint_at(Reversible&, element, fraction);  // adjoint of the map that led to its state
+//   void kick_adjoint_at(Reversible&, element, fraction);   // after undo_kick: that kick's adjoint, then the map before it
 //
 // The slice is walked by physics' strang_slice, here and in every tracker; a
-// new element map goes into each engine's drift/record_drift and, for
-// reversible, into the backends' quantized maps and their adjoints.
+// element's map comes from physics/elements.hpp (element_map), applied and
+// adjoined by the SCTAPE_HD bodies of physics/map_bodies.hpp in every engine;
+// reversible tracking factors it into exact integer shears (fixed_point.hpp).
 // Internal: include only from the strategies' and engines' sources.
 #pragma once
 
@@ -81,7 +82,7 @@ enum Col { kX = 0, kPx = 1, kY = 2, kPy = 3, kTau = 4, kDelta = 5 };
 template <class Engine>
 void record_slice(Engine& engine, Tape& tape, MemoryReport& report, std::size_t element) {
     strang_slice(
-        engine.tracking(), element, [&](std::size_t e, double f) { engine.record_drift(tape, report, e, f); },
+        engine.tracking(), element, [&](std::size_t e, double f) { engine.record_map(tape, report, e, f); },
         [&](std::size_t e, double ds) {
             engine.record_kick(tape, report, e, ds);
             ++report.kicks;
@@ -92,7 +93,7 @@ void record_slice(Engine& engine, Tape& tape, MemoryReport& report, std::size_t 
 template <class Engine>
 void advance_slice(Engine& engine, std::size_t element) {
     strang_slice(
-        engine.tracking(), element, [&](std::size_t e, double f) { engine.drift(e, f); },
+        engine.tracking(), element, [&](std::size_t e, double f) { engine.map(e, f); },
         [&](std::size_t e, double ds) { engine.kick(e, ds); });
 }
 

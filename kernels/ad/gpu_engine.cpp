@@ -9,6 +9,17 @@
 namespace sctape {
 namespace {
 
+// beta0 gamma0 of the run's reference particle (as make_beam sets it).
+template <class T>
+double beta_gamma_of(const GpuRun<T>& run) {
+    const BeamParameters& bp = run.beam_parameters;
+    return Reference::from_kinetic(bp.species.mass_eV, bp.kinetic_energy_eV).beta_gamma();
+}
+
+}  // namespace
+
+namespace {
+
 template <class T>
 SavedBuffer save(const DeviceColumn<T>& c) {
     return {c.owner, c.bytes()};
@@ -30,7 +41,7 @@ std::shared_ptr<GpuRun<T>> GpuEngine<T>::start(const BeamParameters& bp, const T
     run->options = GpuOptions::from_environment();
     // reversible's undo recomputes each kick's field and must get the same bits
     if (request.strategy == Strategy::reversible) run->options.deterministic_deposit = true;
-    run->params.drift_length_m.assign(tracking.lattice.size(), 0.0);
+    run->params.start(tracking.lattice);
     run->particle_gradient = &result.particle_gradient;
     return run;
 }
@@ -53,14 +64,22 @@ void GpuEngine<T>::record_beam(Tape& tape, MemoryReport& report) {
 }
 
 template <class T>
-void GpuEngine<T>::record_drift(Tape& tape, MemoryReport& report, std::size_t element, double fraction) {
+void GpuEngine<T>::record_map(Tape& tape, MemoryReport& report, std::size_t element, double fraction) {
     measured(tape, report, "drift", [&] {
-        const double element_length = run_->tracking.lattice[element].length_m;
-        DeviceColumn<T> px = snaps_.get(kPx), py = snaps_.get(kPy), delta = snaps_.get(kDelta);
-        drift(element, fraction);
-        snaps_.changed({kX, kY, kTau});
-        tape.record({save(px), save(py), save(delta)}, [run = run_, px, py, delta, element, fraction, element_length] {
-            run->gpu->drift_adjoint(px, py, delta, element, fraction, element_length, run->params);
+        // a drift's adjoint reads the momenta only; other maps read every input
+        const bool drift_only = run_->tracking.lattice[element].kind == ElementKind::drift;
+        std::array<DeviceColumn<T>, 6> in;
+        for (int c : {kPx, kPy, kDelta}) in[c] = snaps_.get(c);
+        if (!drift_only)
+            for (int c : {kX, kY, kTau}) in[c] = snaps_.get(c);
+        map(element, fraction);
+        snaps_.changed(drift_only ? std::initializer_list<int>{kX, kY, kTau}
+                                  : std::initializer_list<int>{kX, kPx, kY, kPy, kTau, kDelta});
+        std::vector<SavedBuffer> saved;
+        for (int c : {kPx, kPy, kDelta, kX, kY, kTau})
+            if (in[c]) saved.push_back(save(in[c]));
+        tape.record(std::move(saved), [run = run_, in, element, fraction] {
+            run->gpu->map_adjoint(in, run->tracking.lattice, element, fraction, run->params);
         });
     }, memory());
 }
@@ -132,8 +151,8 @@ void GpuEngine<T>::record_objective(Tape& tape, MemoryReport& report, Objective 
 }
 
 template <class T>
-void GpuEngine<T>::drift(std::size_t element, double fraction) {
-    run_->gpu->drift(fraction * run_->tracking.lattice[element].length_m);
+void GpuEngine<T>::map(std::size_t element, double fraction) {
+    run_->gpu->map(element_map(run_->tracking.lattice[element], fraction, beta_gamma_of(*run_)));
 }
 
 template <class T>
@@ -185,14 +204,22 @@ void GpuEngine<T>::take_position(Reversible& rev) {
     snaps_.clear();
 }
 
-// The reversible tracker's state, copied into the tracker's coordinates,
-// gives the momenta the drift's adjoint reads.
+// The map's input, rebuilt in the tracker's coordinates from the reversible
+// state after the map (the coordinates are scratch in the reversible
+// backward), and that map's adjoint.
 template <class T>
-void GpuEngine<T>::drift_adjoint_at(Reversible& rev, std::size_t element, double fraction) {
+void GpuEngine<T>::map_adjoint_from_output(std::size_t element, double fraction) {
     GpuTracker<T>& gpu = *run_->gpu;
+    gpu.unmap(element_map(run_->tracking.lattice[element], fraction, beta_gamma_of(*run_)));
+    std::array<DeviceColumn<T>, 6> in;
+    for (int c = 0; c < 6; ++c) in[c] = gpu.snapshot(static_cast<GpuBuffer>(c));
+    gpu.map_adjoint(in, run_->tracking.lattice, element, fraction, run_->params);
+}
+
+template <class T>
+void GpuEngine<T>::map_adjoint_at(Reversible& rev, std::size_t element, double fraction) {
     rev.to_tracker();
-    gpu.drift_adjoint(gpu.snapshot(GpuBuffer::px), gpu.snapshot(GpuBuffer::py), gpu.snapshot(GpuBuffer::delta), element,
-                      fraction, run_->tracking.lattice[element].length_m, run_->params);
+    map_adjoint_from_output(element, fraction);
 }
 
 // undo_kick left the kick's rho, phi and geometry in the tracker; its input
@@ -200,7 +227,7 @@ void GpuEngine<T>::drift_adjoint_at(Reversible& rev, std::size_t element, double
 template <class T>
 void GpuEngine<T>::kick_adjoint_at(Reversible& rev, std::size_t element, double fraction) {
     GpuTracker<T>& gpu = *run_->gpu;
-    const Drift& d = run_->tracking.lattice[element];
+    const Element& d = run_->tracking.lattice[element];
     GpuKickSaved<T> saved;
     saved.rho = gpu.snapshot(GpuBuffer::charge_density);
     saved.phi = gpu.snapshot(GpuBuffer::potential);
@@ -208,8 +235,8 @@ void GpuEngine<T>::kick_adjoint_at(Reversible& rev, std::size_t element, double 
     rev.to_tracker();
     for (int c = 0; c < 6; ++c) saved.input[c] = gpu.snapshot(static_cast<GpuBuffer>(c));
     gpu.kick_adjoint(saved, slice_kick_length(run_->tracking, element), element, d.slices, run_->params);
-    gpu.drift_adjoint(saved.input[kPx], saved.input[kPy], saved.input[kDelta], element, fraction, d.length_m,
-                      run_->params);
+    rev.to_tracker();  // the kick's adjoint may have used the coordinates
+    map_adjoint_from_output(element, fraction);
 }
 
 template <class T>

@@ -1,6 +1,7 @@
 #include "ad/gradient.hpp"
 
 #include <cmath>
+#include <map>
 #include <stdexcept>
 
 #include "ad/autograd/autograd.hpp"
@@ -24,6 +25,32 @@ bool is_emittance(Objective o) {
     return o == Objective::emittance_x || o == Objective::emittance_y || o == Objective::emittance_tau;
 }
 
+const char* kStrengthKey[4] = {"k1_per_m2", "kx_per_m", "ky_per_m", "kt_per_m"};
+
+// The strength keys (kStrengthKey indices) an element kind has.
+std::vector<int> strength_keys(ElementKind kind) {
+    switch (kind) {
+        case ElementKind::quadrupole: return {0};
+        case ElementKind::constant_focusing: return {1, 2, 3};
+        default: return {};
+    }
+}
+
+// Every element parameter's gradient, keyed by its config path: the flat
+// elements of one config element (repetitions) share a path, so their
+// adjoints sum.
+std::map<std::string, double> element_gradients(const Lattice& lattice, const ParameterAdjoints* adj) {
+    std::map<std::string, double> out;
+    for (std::size_t i = 0; i < lattice.size(); ++i) {
+        const std::string path = element_path(lattice, i);
+        const bool have = adj && i < adj->element_length_m.size();
+        out[path + ".length_m"] += have ? adj->element_length_m[i] : 0.0;
+        for (int k : strength_keys(lattice[i].kind))
+            out[path + "." + kStrengthKey[k]] += have && i < adj->element_strength.size() ? adj->element_strength[i][k] : 0.0;
+    }
+    return out;
+}
+
 }  // namespace
 
 std::array<int, 2> objective_columns(Objective o) {
@@ -43,7 +70,7 @@ std::vector<std::string> gradient_names(const BeamParameters& beam, const Lattic
     std::vector<std::string> names = {"bunch_charge_C", "kinetic_energy_eV"};
     for (int a = 0; a < 3; ++a) names.push_back(std::string("distribution.") + size_key(beam.distribution.type, a));
     for (int a = 0; a < 3; ++a) names.push_back(std::string("distribution.") + kMomentumKey[a]);
-    for (std::size_t i = 0; i < lattice.size(); ++i) names.push_back("lattice." + std::to_string(i) + ".length_m");
+    for (const auto& element : element_gradients(lattice, nullptr)) names.push_back(element.first);
     return names;
 }
 
@@ -109,8 +136,7 @@ void report_gradients(const BeamParameters& beam, const Lattice& lattice, const 
         all[std::string("distribution.") + size_key(beam.distribution.type, a)] = adj.size_m[a];
         all[std::string("distribution.") + kMomentumKey[a]] = adj.momentum_rms[a];
     }
-    for (std::size_t i = 0; i < lattice.size(); ++i)
-        all["lattice." + std::to_string(i) + ".length_m"] = i < adj.drift_length_m.size() ? adj.drift_length_m[i] : 0.0;
+    for (const auto& element : element_gradients(lattice, &adj)) all[element.first] = element.second;
     for (const std::string& name : names) {
         auto it = all.find(name);
         if (it == all.end()) throw std::invalid_argument("unknown gradient name '" + name + "'");

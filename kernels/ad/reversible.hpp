@@ -21,12 +21,12 @@ void reverse_and_adjoin(Engine& engine, typename Engine::Reversible& rev) {
     for (std::size_t i = rev.slices(); i-- > 0;) {
         const std::size_t e = elements[i];
         const double f = slice_map_fraction(engine.tracking(), e);
-        engine.drift_adjoint_at(rev, e, f);
-        rev.undo_half_drift(i);
+        engine.map_adjoint_at(rev, e, f);
+        rev.undo_half_map(i);
         if (!rev.space_charge()) continue;
         rev.undo_kick(i);
         engine.kick_adjoint_at(rev, e, f);
-        rev.undo_half_drift(i);
+        rev.undo_half_map(i);
     }
 }
 

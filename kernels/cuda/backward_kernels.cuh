@@ -1,4 +1,4 @@
-// backward_kernels.cuh — the kernels of the kick's and drift's adjoints:
+// backward_kernels.cuh — the kernels of the kick's and element maps' adjoints:
 // grid-stride loops around the SCTAPE_HD bodies of physics/adjoint_bodies.hpp and
 // kick_math.hpp. Grid adjoints from particles scatter with atomics; scalar
 // adjoints (parameters, grid geometry) reduce through block_sums. Adjoint
@@ -12,6 +12,7 @@
 #include "physics/adjoint_bodies.hpp"
 #include "physics/kick_bodies.hpp"
 #include "physics/kick_math.hpp"
+#include "physics/map_bodies.hpp"
 #include "cuda/launch.cuh"
 
 namespace sctape::cuda {
@@ -23,16 +24,20 @@ struct AdjointColumns {
     T* a[6];
 };
 
-// sums: d/d(length), d/d(tau term)
+// Adjoint of an element map given its input columns (positions may be null:
+// a drift reads the momenta only). sums: the 12 block-entry adjoints.
 template <class T>
-__global__ void drift_adjoint_kernel(const T* px, const T* py, const T* delta, AdjointColumns<T> A, std::int64_t n,
-                                     T l, T l_tau, double bg_sq, double* partials) {
-    double local[2] = {0, 0};
+__global__ void map_adjoint_kernel(const T* x, const T* px, const T* y, const T* py, const T* tau, const T* delta,
+                                   AdjointColumns<T> A, std::int64_t n, ElementMap map, double* partials) {
+    double local[12] = {};
+    const bool has_positions = x != nullptr;
     SCTAPE_GRID_LOOP(p, n) {
-        drift_adjoint_particle(px[p], py[p], delta[p], A.a[0][p], A.a[2][p], A.a[4][p], l, l_tau, bg_sq, A.a[1][p],
-                               A.a[3][p], A.a[5][p], local[0], local[1]);
+        const T in[6] = {has_positions ? x[p] : T(0), px[p], has_positions ? y[p] : T(0),
+                         py[p], has_positions ? tau[p] : T(0), delta[p]};
+        T* adj[6] = {&A.a[0][p], &A.a[1][p], &A.a[2][p], &A.a[3][p], &A.a[4][p], &A.a[5][p]};
+        map_adjoint_particle(map, in, has_positions, adj, local);
     }
-    block_sums<2>(local, partials);
+    block_sums<12>(local, partials);
 }
 
 // Writes dP's adjoint into dp_adj and pz's into pz_adj. sums: d/d(1/beta0), d/d(1/(beta0 gamma0)^2)

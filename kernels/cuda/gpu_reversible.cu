@@ -1,4 +1,4 @@
-// gpu_reversible.cu — the fixed-point drift and kick of reversible tracking
+// gpu_reversible.cu — the fixed-point element maps and kick of reversible tracking
 // on the device (gpu_reversible.hpp): grid-stride kernels around the
 // SCTAPE_HD functions of fixed_point.hpp, plus the host glue.
 #include <cuda_runtime.h>
@@ -28,13 +28,15 @@ __device__ inline void add_checked(std::int64_t& column, double step, int sign, 
     if (!fixed_point_add(column, step, sign)) atomicOr(overflow, 1 << bit);
 }
 
-__global__ void fixed_drift_kernel(FixedColumns s, std::int64_t n, double length_m, double inv_beta0,
-                                   double inv_bg0_sq, int sign, int* overflow) {
+// The map's shears on each particle (fixed_point_map, as on the CPU).
+__global__ void fixed_map_kernel(FixedColumns s, std::int64_t n, FixedPointMap map, double inv_beta0,
+                                 double inv_bg0_sq, int sign, int* overflow) {
     SCTAPE_GRID_LOOP(p, n) {
-        double inc[3];
-        drift_increments(s.q[kFixedPx][p], s.q[kFixedPy][p], s.q[kFixedPz][p], length_m, inv_beta0, inv_bg0_sq, inc);
-        for (int a = 0; a < 3; ++a)
-            add_checked(s.q[kFixedX + a][p], inc[a] * (1.0 / s.scale[a]), sign, kFixedX + a, overflow);
+        std::int64_t q[6];
+        for (int c = 0; c < 6; ++c) q[c] = s.q[c][p];
+        const int bits = fixed_point_map(map, q, s.scale, inv_beta0, inv_bg0_sq, sign);
+        for (int c = 0; c < 6; ++c) s.q[c][p] = q[c];
+        if (bits) atomicOr(overflow, bits);
     }
 }
 
@@ -114,7 +116,7 @@ struct GpuReversible<T>::Impl {
 
 template <class T>
 GpuReversible<T>::GpuReversible(const Beam<T>& beam, const TrackSettings& tracking, GpuTracker<T>& gpu)
-    : ReversibleSlices(tracking) {
+    : ReversibleSlices(tracking, beam.reference.beta_gamma()) {
     if (tracking.space_charge && !gpu.options().deterministic_deposit)
         throw std::invalid_argument(
             "reversible tracking on the GPU needs deterministic deposit (the undo must recompute the field bit for bit)");
@@ -138,13 +140,13 @@ template <class T>
 GpuReversible<T>::~GpuReversible() = default;
 
 template <class T>
-void GpuReversible<T>::quantized_drift(double length_m, int sign) {
+void GpuReversible<T>::quantized_map(const FixedPointMap& map, int sign) {
     Impl& g = *impl_;
     cuda::NvtxRange range("drift");
     MemoryScope scope("drift", cuda::device_memory());
     g.checked([&](int* overflow) {
-        cuda::launch(g.stream, g.n, "fixed-point drift", cuda::fixed_drift_kernel, g.columns, g.n, length_m,
-                     g.inv_beta0(), g.inv_bg0_sq(), sign, overflow);
+        cuda::launch(g.stream, g.n, "fixed-point map", cuda::fixed_map_kernel, g.columns, g.n, map, g.inv_beta0(),
+                     g.inv_bg0_sq(), sign, overflow);
     });
 }
 

@@ -41,7 +41,7 @@ public:
     std::int64_t state_bytes() const;
 
 private:
-    void quantized_drift(double length_m, int sign) override;
+    void quantized_map(const FixedPointMap& map, int sign) override;
     void quantized_kick(double ds_m, int sign) override;
     struct Impl;
     std::unique_ptr<Impl> impl_;

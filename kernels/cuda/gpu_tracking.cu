@@ -36,12 +36,9 @@ namespace {
 // ---------------------------------------------------------------- kernels
 
 template <class T>
-__global__ void drift_kernel(T* x, T* y, T* tau, const T* px, const T* py, const T* delta, std::int64_t n, T l,
-                             T l_tau) {
+__global__ void map_kernel(T* x, T* px, T* y, T* py, T* tau, T* delta, std::int64_t n, ElementMap map) {
     SCTAPE_GRID_LOOP(p, n) {
-        x[p] += l * px[p];
-        y[p] += l * py[p];
-        tau[p] += l_tau * delta[p];
+        apply_map_particle(map, x[p], px[p], y[p], py[p], tau[p], delta[p]);
     }
 }
 
@@ -398,15 +395,14 @@ struct GpuTracker<T>::Impl {
         drift_seconds += events.elapsed_s(kSubstepCount);
     }
 
-    void drift(double length_m) {
+    // scope and NVTX range "drift": the element maps keep the schema's name
+    void map(const ElementMap& map) {
         cuda::NvtxRange range("drift");
         MemoryScope scope("drift", cuda::device_memory());
         flush_drift_timing();
-        const double bg = reference.beta_gamma();
-        const T l = T(length_m), l_tau = T(-length_m / (bg * bg));
         cuda::check(cudaEventRecord(events.start[kSubstepCount], stream), "cudaEventRecord");
-        cuda::launch(stream, n, "drift", cuda::drift_kernel<T>, coord[0].data(), coord[2].data(), coord[4].data(),
-                     (const T*)coord[1].data(), (const T*)coord[3].data(), (const T*)coord[5].data(), n, l, l_tau);
+        cuda::launch(stream, n, "map", cuda::map_kernel<T>, coord[0].data(), coord[1].data(), coord[2].data(),
+                     coord[3].data(), coord[4].data(), coord[5].data(), n, map);
         cuda::check(cudaEventRecord(events.stop[kSubstepCount], stream), "cudaEventRecord");
         drift_pending = true;
     }
@@ -617,17 +613,16 @@ struct GpuAdjoint {
         cuda::check(cudaMemsetAsync(a.data(), 0, a.bytes(), g.stream), "cudaMemsetAsync");
     }
 
-    static void drift(Impl& g, const DeviceColumn<T>& px, const DeviceColumn<T>& py, const DeviceColumn<T>& delta,
-                      std::size_t element, double fraction, double element_length_m, ParameterAdjoints& params) {
+    static void map(Impl& g, const std::array<DeviceColumn<T>, 6>& in, const Lattice& lattice, std::size_t element,
+                    double fraction, ParameterAdjoints& params) {
         cuda::NvtxRange range("drift");
         MemoryScope scope("drift", cuda::device_memory());
-        const double length = fraction * element_length_m;
-        const double bg = g.reference.beta_gamma();
-        const T l = T(length), l_tau = T(-length / (bg * bg));
-        cuda::launch_sums(g.stream, g.n, "drift adjoint", cuda::drift_adjoint_kernel<T>, px.data, py.data, delta.data,
-                          columns(g), g.n, l, l_tau, bg * bg, g.sum_partials.data());
-        const auto s = sums<2>(g, g.n);
-        add_drift_adjoint(params, g.reference, element, fraction, length, s[0], s[1]);
+        const Element& e = lattice[element];
+        const ElementMap m = element_map(e, fraction, g.reference.beta_gamma());
+        cuda::launch_sums(g.stream, g.n, "map adjoint", cuda::map_adjoint_kernel<T>, in[0].data, in[1].data,
+                          in[2].data, in[3].data, in[4].data, in[5].data, columns(g), g.n, m, g.sum_partials.data());
+        const auto s = sums<12>(g, g.n);
+        add_map_adjoint(params, g.reference, e, element, fraction, s.data());
     }
 
     // Substep adjoint inside its NVTX range and device memory scope.
@@ -905,10 +900,14 @@ void GpuTracker<T>::get_adjoint(std::array<HostArray<T>, 6>& adjoint) const {
 }
 
 template <class T>
-void GpuTracker<T>::drift_adjoint(const DeviceColumn<T>& px, const DeviceColumn<T>& py, const DeviceColumn<T>& delta,
-                                  std::size_t element, double fraction, double element_length_m,
-                                  ParameterAdjoints& params) {
-    GpuAdjoint<T>::drift(*impl_, px, py, delta, element, fraction, element_length_m, params);
+void GpuTracker<T>::map_adjoint(const std::array<DeviceColumn<T>, 6>& input, const Lattice& lattice,
+                                std::size_t element, double fraction, ParameterAdjoints& params) {
+    GpuAdjoint<T>::map(*impl_, input, lattice, element, fraction, params);
+}
+
+template <class T>
+void GpuTracker<T>::unmap(const ElementMap& map) {
+    impl_->map(inverse_map(map));
 }
 
 template <class T>
@@ -925,8 +924,8 @@ template <class T>
 GpuTracker<T>::~GpuTracker() = default;
 
 template <class T>
-void GpuTracker<T>::drift(double length_m) {
-    impl_->drift(length_m);
+void GpuTracker<T>::map(const ElementMap& map) {
+    impl_->map(map);
 }
 
 template <class T>
@@ -1017,13 +1016,14 @@ TrackReport track_on_gpu(Beam<T>& beam, const TrackSettings& settings, const Pro
     GpuTracker<T> gpu(beam, settings.space_charge, settings.grid, options);
     const std::vector<std::size_t> elements = slice_elements(settings.lattice);
     const int total_slices = static_cast<int>(elements.size());
-    auto drift = [&](std::size_t e, double f) { gpu.drift(f * settings.lattice[e].length_m); };
+    const double bg = beam.reference.beta_gamma();
+    auto map = [&](std::size_t e, double f) { gpu.map(element_map(settings.lattice[e], f, bg)); };
     auto kick = [&](std::size_t, double ds) {
         gpu.kick(ds);
         ++report.kicks;
     };
     for (int done = 0; done < total_slices; ++done) {
-        strang_slice(settings, elements[done], drift, kick);
+        strang_slice(settings, elements[done], map, kick);
         if (progress) progress(done + 1, total_slices);
     }
     gpu.download(beam);

@@ -10,13 +10,13 @@
 //   sctape::TrackReport r = sctape::track_on_gpu(beam, settings, progress);  // beam copied back
 //
 //   sctape::GpuTracker<double> gpu(beam, /*space_charge=*/true, grid);     // beam copied to the device
-//   gpu.drift(0.05); gpu.kick(0.1); gpu.drift(0.05);
+//   gpu.map(element_map(drift, 0.5, bg)); gpu.kick(0.1); gpu.map(element_map(drift, 0.5, bg));
 //   gpu.download(beam);
 //   std::vector<double> rho = gpu.charge_density();                        // last kick's grid, C/m^3
 //
 // Reverse mode (ad/gpu_engine.hpp drives it): snapshot() copies a column or
 // the kick's rho / phi into a DeviceColumn a tape entry can hold;
-// drift_adjoint() and kick_adjoint() run the adjoints on the device against
+// map_adjoint() and kick_adjoint() run the adjoints on the device against
 // the adjoint columns set by set_adjoint(), with the same saved data as the
 // CPU's fused tape (kick inputs, rho, phi); the IGF, z, pz and the fields are
 // recomputed on the device.
@@ -78,8 +78,8 @@ public:
     GpuTracker(const GpuTracker&) = delete;
     GpuTracker& operator=(const GpuTracker&) = delete;
 
-    // Cheetah's linear drift (tracking.hpp), on the device.
-    void drift(double length_m);
+    // A linear element map (physics/elements.hpp), on the device.
+    void map(const ElementMap& map);
     // One space-charge kick over ds_m: the eight substeps. Throws
     // std::runtime_error with the CPU kick's messages (non-finite momenta or
     // coordinates, zero extent, particles outside a sigma grid).
@@ -104,10 +104,14 @@ public:
     // The six adjoint columns: upload (allocating them on first use), download.
     void set_adjoint(const std::array<HostArray<T>, 6>& adjoint);
     void get_adjoint(std::array<HostArray<T>, 6>& adjoint) const;
-    // Adjoint of drift(fraction * element_length_m) of lattice element
-    // `element`, given the momenta it read; scalars into `params`.
-    void drift_adjoint(const DeviceColumn<T>& px, const DeviceColumn<T>& py, const DeviceColumn<T>& delta,
-                       std::size_t element, double fraction, double element_length_m, ParameterAdjoints& params);
+    // Adjoint of the map over `fraction` of `lattice[element]`, given its
+    // input columns (x, px, y, py, tau, delta; a drift's positions may be
+    // empty: it reads the momenta only); scalars into `params`.
+    void map_adjoint(const std::array<DeviceColumn<T>, 6>& input, const Lattice& lattice, std::size_t element,
+                     double fraction, ParameterAdjoints& params);
+    // Applies the inverse of a map to the coordinates (the reversible
+    // strategy rebuilds a map's input from its output).
+    void unmap(const ElementMap& map);
     // Adjoint of kick(ds_m) of a slice of `element` (of `slices` slices): the
     // eight substep adjoints, last first, each in an NVTX range and memory
     // scope named after its substep. Leaves kick state (rho, phi, fields) overwritten.
@@ -127,7 +131,7 @@ public:
     void* stream() const;
     const GpuOptions& options() const;
 
-    // Device seconds per substep (CUDA events) since construction, and in drifts.
+    // Device seconds per substep (CUDA events) since construction, and in the element maps.
     const std::array<double, kSubstepCount>& seconds() const;
     double drift_seconds() const;
 
@@ -145,7 +149,7 @@ template <class T>
 void device_axis_extents(const T* x, const T* y, const T* z, std::int64_t n, AxisExtent extent[3]);
 
 // track() on the device: uploads the beam, runs the Strang-split lattice
-// (drift ds/2, kick ds, drift ds/2 per slice) and copies the beam back.
+// (map ds/2, kick ds, map ds/2 per slice) and copies the beam back.
 template <class T>
 TrackReport track_on_gpu(Beam<T>& beam, const TrackSettings& settings, const Progress& progress);
 template <class T>

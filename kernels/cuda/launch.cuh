@@ -3,13 +3,13 @@
 // adjoints' scalar reductions (fixed shape and tree order, so a sum is the
 // same bits run to run).
 //
-//   launch(stream, n, "drift", drift_kernel<T>, x, ..., n, l, l_tau);
+//   launch(stream, n, "map", map_kernel<T>, x, ..., n, map);
 //   __global__ void k(..., double* partials) {
 //       double local[2] = {0, 0};
 //       SCTAPE_GRID_LOOP(p, n) { local[0] += ...; }
 //       block_sums<2>(local, partials);          // partials[k * gridDim.x + blockIdx.x]
 //   }
-//   launch_sums<2>(stream, n, "drift adjoint", k, partials, ...)   // sum_blocks(n) blocks
+//   launch_sums(stream, n, "map adjoint", k, partials, ...)   // sum_blocks(n) blocks
 #pragma once
 
 #include <cuda_runtime.h>
@@ -25,7 +25,7 @@ constexpr int kThreads = 256;        // threads per block of every kernel
 constexpr int kMaxBlocks = 1 << 16;  // grid-stride loops beyond that
 constexpr int kExtentBlocks = 1024;  // partial sums per axis (fixed: reproducible reductions)
 constexpr int kSumBlocks = 512;      // blocks of a scalar-sum kernel (fixed: reproducible)
-constexpr int kMaxSums = 8;          // scalars one sum kernel may reduce
+constexpr int kMaxSums = 12;         // scalars one sum kernel may reduce (a map adjoint's 12)
 
 inline unsigned blocks_for(std::int64_t n) {
     return unsigned(std::max<std::int64_t>(1, std::min<std::int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks)));

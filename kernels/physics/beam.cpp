@@ -19,6 +19,26 @@ std::array<double, 2> standard_normal_pair(std::mt19937_64& rng) {
     return {r * std::cos(2.0 * kPi * u2), r * std::sin(2.0 * kPi * u2)};
 }
 
+// A point uniform in the 6D unit-rms waterbag: uniform in the 6-ball of
+// radius sqrt(8) (each coordinate of a uniform n-ball of radius R has
+// variance R^2/(n + 2)), drawn as a normal direction times R u^(1/6).
+std::array<double, 6> waterbag_point(std::mt19937_64& rng) {
+    std::array<double, 6> v;
+    double norm2 = 0;
+    do {
+        for (int k = 0; k < 3; ++k) {
+            const auto pair = standard_normal_pair(rng);
+            v[2 * k] = pair[0];
+            v[2 * k + 1] = pair[1];
+        }
+        norm2 = 0;
+        for (double c : v) norm2 += c * c;
+    } while (!(norm2 > 0));
+    const double radius = std::sqrt(8.0) * std::pow(uniform01(rng), 1.0 / 6.0) / std::sqrt(norm2);
+    for (double& c : v) c *= radius;
+    return v;
+}
+
 }  // namespace
 
 ReferenceSample make_reference_sample(DistributionType type, std::int64_t n, std::uint64_t seed) {
@@ -27,6 +47,11 @@ ReferenceSample make_reference_sample(DistributionType type, std::int64_t n, std
     for (auto& c : s.column) c.resize(static_cast<std::size_t>(n));
     std::mt19937_64 rng(seed);
     for (std::int64_t i = 0; i < n; ++i) {
+        if (type == DistributionType::waterbag) {  // (x, px, y, py, tau, delta), correlated only through the 6-ball
+            const std::array<double, 6> v = waterbag_point(rng);
+            for (int c = 0; c < 6; ++c) s.column[c][i] = v[c];
+            continue;
+        }
         std::array<double, 3> pos;
         if (type == DistributionType::uniform_ellipsoid) {
             do {  // rejection from the cube: uniform in the unit ball

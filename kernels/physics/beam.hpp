@@ -21,13 +21,14 @@
 
 namespace sctape {
 
-enum class DistributionType { uniform_ellipsoid, gaussian };
+enum class DistributionType { uniform_ellipsoid, gaussian, waterbag };
 
 struct Distribution {
     DistributionType type = DistributionType::uniform_ellipsoid;
-    // Semi-axes (uniform_ellipsoid) or rms sizes (gaussian) in x, y, tau.
+    // Semi-axes (uniform_ellipsoid) or rms sizes (gaussian, waterbag) in x, y, tau.
     std::array<double, 3> size_m = {1e-3, 1e-3, 1e-3};
-    // rms of px, py, delta (Gaussian in each, independent of position).
+    // rms of px, py, delta (Gaussian in each, independent of position; for
+    // waterbag, the momenta's rms of the 6D uniform ellipsoid).
     std::array<double, 3> momentum_rms = {0.0, 0.0, 0.0};
 };
 

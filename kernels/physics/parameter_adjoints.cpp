@@ -17,16 +17,35 @@ void add_inv_bg_sq_adjoint(ParameterAdjoints& adj, const Reference& ref, double 
     adj.beta_gamma -= 2.0 * v / (bg * bg * bg);
 }
 
-void add_drift_adjoint(ParameterAdjoints& adj, const Reference& ref, std::size_t element, double fraction,
-                       double length_m, double length_adj, double tau_term_adj) {
-    const double bg = ref.beta_gamma();
-    adj.drift_length_m[element] += fraction * length_adj;
-    adj.beta_gamma += tau_term_adj * 2.0 * length_m / (bg * bg * bg);
+void ParameterAdjoints::start(const Lattice& lattice) {
+    element_length_m.assign(lattice.size(), 0.0);
+    element_strength.assign(lattice.size(), {0.0, 0.0, 0.0, 0.0});
+}
+
+void add_map_adjoint(ParameterAdjoints& adj, const Reference& ref, const Element& element, std::size_t index,
+                     double fraction, const double sums[12]) {
+    auto chain = [&](MapParameter p) {
+        const ElementMap dm = element_map_derivative(element, fraction, ref.beta_gamma(), p);
+        double v = 0;
+        for (int k = 0; k < 3; ++k) {
+            const MapBlock& b = dm.block[k];
+            v += sums[4 * k] * b.a + sums[4 * k + 1] * b.b + sums[4 * k + 2] * b.c + sums[4 * k + 3] * b.d;
+        }
+        return v;
+    };
+    adj.element_length_m[index] += chain(MapParameter::length_m);
+    adj.beta_gamma += chain(MapParameter::beta_gamma);
+    if (element.kind == ElementKind::quadrupole) adj.element_strength[index][0] += chain(MapParameter::k1_per_m2);
+    if (element.kind == ElementKind::constant_focusing) {
+        adj.element_strength[index][1] += chain(MapParameter::kx_per_m);
+        adj.element_strength[index][2] += chain(MapParameter::ky_per_m);
+        adj.element_strength[index][3] += chain(MapParameter::kt_per_m);
+    }
 }
 
 void add_push_scale_adjoint(ParameterAdjoints& adj, const Reference& ref, std::size_t element, double ds, int slices,
                             double v_scaled) {
-    adj.drift_length_m[element] += v_scaled / ds / slices;
+    adj.element_length_m[element] += v_scaled / ds / slices;
     adj.reference.beta -= v_scaled / ref.beta;
     adj.reference.gamma -= 2.0 * v_scaled / ref.gamma;
     adj.reference.p0c_eV -= v_scaled / ref.p0c_eV;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "physics/beam.hpp"
+#include "physics/elements.hpp"
 
 namespace sctape {
 
@@ -25,17 +26,22 @@ struct ParameterAdjoints {
     double beta_gamma = 0;                  // d/d(beta0 gamma0), added to `reference`
     std::array<double, 3> size_m{};         // distribution.size_m
     std::array<double, 3> momentum_rms{};   // distribution.momentum_rms
-    std::vector<double> drift_length_m;     // per lattice element
+    std::vector<double> element_length_m;   // per element of the flat lattice
+    // d/d(k1_per_m2, kx_per_m, ky_per_m, kt_per_m), per element of the flat lattice
+    std::vector<std::array<double, 4>> element_strength;
+    // Sizes both per-element vectors for `lattice`.
+    void start(const Lattice& lattice);
 };
 
 // Chain rules from the scalars a slice's adjoint collects to the parameters,
 // shared by the CPU and CUDA adjoints. v is the adjoint of the named quantity.
 void add_inv_beta_adjoint(ParameterAdjoints& adj, const Reference& ref, double v);   // 1/beta0
 void add_inv_bg_sq_adjoint(ParameterAdjoints& adj, const Reference& ref, double v);  // 1/(beta0 gamma0)^2
-// A drift of `fraction` of element `element` (length_m long): length_adj and
-// tau_term_adj as drift_adjoint_particle sums them.
-void add_drift_adjoint(ParameterAdjoints& adj, const Reference& ref, std::size_t element, double fraction,
-                       double length_m, double length_adj, double tau_term_adj);
+// The map over `fraction` of element `index` (lattice[index]): sums[12] as
+// map_adjoint_particle collects them (d/d of each block entry), carried to
+// the element's length and strengths and to beta0 gamma0.
+void add_map_adjoint(ParameterAdjoints& adj, const Reference& ref, const Element& element, std::size_t index,
+                     double fraction, const double sums[12]);
 // The push's scale = charge ds / (beta0 gamma0^2 p0c) of a kick over ds =
 // length / slices of element `element`; v_scaled = scale * d/d(scale).
 void add_push_scale_adjoint(ParameterAdjoints& adj, const Reference& ref, std::size_t element, double ds, int slices,

@@ -51,26 +51,55 @@ FixedPointBeam quantize_beam(const Beam<T>& beam) {
     return fixed;
 }
 
-ReversibleSlices::ReversibleSlices(const TrackSettings& tracking)
-    : tracking_(tracking), elements_(slice_elements(tracking.lattice)) {}
+FixedPointMap fixed_point_map_of(const Element& element, double fraction, double beta_gamma) {
+    constexpr double kHalfPi = 1.5707963267948966;
+    if (element_phase_advance(element, fraction) > kHalfPi)
+        throw std::invalid_argument("reversible tracking: an element advances the phase by more than pi/2 in half a "
+                                    "slice (the exact fixed-point factorisation needs less); give it more slices");
+    const ElementMap m = element_map(element, fraction, beta_gamma);
+    const auto minus1 = element_map_diagonal_minus_one(element, fraction, beta_gamma);
+    const double ibg2 = 1.0 / (beta_gamma * beta_gamma);
+    FixedPointMap out;
+    auto push = [&](int kind, int axis, double coefficient) { out.step[out.count++] = FixedShear{kind, axis, coefficient}; };
+    // lower-upper-lower: p += q u, u += b p, p += q u with q = (a - 1)/b
+    auto three_shears = [&](int momentum_kind, int position_kind, int axis, const MapBlock& b, double a_minus_1) {
+        const double q = a_minus_1 / b.b;
+        push(momentum_kind, axis, q);
+        push(position_kind, axis, b.b);
+        push(momentum_kind, axis, q);
+    };
+    for (int axis = 0; axis < 2; ++axis) {
+        const MapBlock& b = m.block[axis];
+        if (is_shear(b)) push(kShiftPosition, axis, b.b);
+        else three_shears(kShiftMomentum, kShiftPosition, axis, b, minus1[axis][0]);
+    }
+    const MapBlock& t = m.block[kBlockTau];
+    // the drift's tau shear, -L delta / (beta0 gamma0)^2, as the drift-only tracker formed it
+    if (is_shear(t)) push(kShiftTau, 0, -(fraction * element.length_m) * ibg2);
+    else three_shears(kShiftDelta, kShiftTau, 0, t, minus1[kBlockTau][0]);
+    return out;
+}
+
+ReversibleSlices::ReversibleSlices(const TrackSettings& tracking, double beta_gamma)
+    : tracking_(tracking), elements_(slice_elements(tracking.lattice)) {
+    for (std::size_t e = 0; e < tracking.lattice.size(); ++e)
+        maps_.push_back(fixed_point_map_of(tracking.lattice[e], slice_map_fraction(tracking, e), beta_gamma));
+}
 
 void ReversibleSlices::step(std::size_t slice) {
     strang_slice(
-        tracking_, elements_[slice],
-        [&](std::size_t e, double f) { quantized_drift(f * tracking_.lattice[e].length_m, +1); },
+        tracking_, elements_[slice], [&](std::size_t e, double) { quantized_map(maps_[e], +1); },
         [&](std::size_t, double ds) { quantized_kick(ds, +1); });
 }
 
 void ReversibleSlices::unstep(std::size_t slice) {
     strang_slice(
-        tracking_, elements_[slice],
-        [&](std::size_t e, double f) { quantized_drift(f * tracking_.lattice[e].length_m, -1); },
+        tracking_, elements_[slice], [&](std::size_t e, double) { quantized_map(maps_[e], -1); },
         [&](std::size_t, double ds) { quantized_kick(ds, -1); });
 }
 
-void ReversibleSlices::undo_half_drift(std::size_t slice) {
-    const std::size_t e = elements_[slice];
-    quantized_drift(slice_map_fraction(tracking_, e) * tracking_.lattice[e].length_m, -1);
+void ReversibleSlices::undo_half_map(std::size_t slice) {
+    quantized_map(maps_[elements_[slice]], -1);
 }
 
 void ReversibleSlices::undo_kick(std::size_t slice) {
@@ -85,7 +114,7 @@ void ReversibleSlices::overflow(const char* column) {
 
 template <class T>
 ReversibleTracker<T>::ReversibleTracker(const Beam<T>& beam, const TrackSettings& tracking, SpaceChargeKick<T>* kick)
-    : ReversibleSlices(tracking), fixed_(quantize_beam(beam)) {
+    : ReversibleSlices(tracking, beam.reference.beta_gamma()), fixed_(quantize_beam(beam)) {
     prototype_.species = beam.species;
     prototype_.reference = beam.reference;
     prototype_.bunch_charge_C = beam.bunch_charge_C;
@@ -114,19 +143,21 @@ void ReversibleTracker<T>::add_quantized(int column, const HostArray<double>& in
 }
 
 template <class T>
-void ReversibleTracker<T>::quantized_drift(double length_m, int sign) {
+void ReversibleTracker<T>::quantized_map(const FixedPointMap& map, int sign) {
     const Reference& ref = prototype_.reference;
     const double ib = 1.0 / ref.beta, ibg2 = 1.0 / (ref.beta_gamma() * ref.beta_gamma());
-    const auto& q = fixed_.state;
+    auto& q = fixed_.state;
+    const double scale[3] = {fixed_.scale[kFixedX], fixed_.scale[kFixedY], fixed_.scale[kFixedTau]};
     const std::size_t n = q[0].size();
-    std::array<HostArray<double>, 3> inc;
-    for (auto& v : inc) v.resize(n);
+    int overflow_bits = 0;
     for (std::size_t p = 0; p < n; ++p) {
-        double d[3];
-        drift_increments(q[kFixedPx][p], q[kFixedPy][p], q[kFixedPz][p], length_m, ib, ibg2, d);
-        for (int a = 0; a < 3; ++a) inc[a][p] = d[a];
+        std::int64_t particle[6];
+        for (int c = 0; c < 6; ++c) particle[c] = q[c][p];
+        overflow_bits |= fixed_point_map(map, particle, scale, ib, ibg2, sign);
+        for (int c = 0; c < 6; ++c) q[c][p] = particle[c];
     }
-    for (int a = 0; a < 3; ++a) add_quantized(kFixedX + a, inc[a], sign);
+    for (int c = 0; c < 6; ++c)
+        if (overflow_bits & (1 << c)) overflow(kStateName[c]);
 }
 
 // P += Q(S E(X)): the field depends on the positions only, and every step of

@@ -33,35 +33,41 @@ struct FixedPointBeam {
 template <class T>
 FixedPointBeam quantize_beam(const Beam<T>& beam);
 
+// The shears of the map over `fraction` of an element (fixed_point.hpp).
+// Throws std::invalid_argument when a focusing plane advances its phase by
+// more than pi/2 in one map (the factorisation's condition; more slices).
+FixedPointMap fixed_point_map_of(const Element& element, double fraction, double beta_gamma);
+
 // The slice structure of reversible tracking, shared by the CPU tracker below
-// and the GPU's (cuda/gpu_reversible.hpp): a slice is drift ds/2, kick ds,
-// drift ds/2 (a drift ds without space charge); the backend supplies the
-// quantized drift and kick, each with a sign (+1 forward, -1 undo).
+// and the GPU's (cuda/gpu_reversible.hpp): a slice is map ds/2, kick ds,
+// map ds/2 (a map over ds without space charge); the backend supplies the
+// quantized map and kick, each with a sign (+1 forward, -1 undo).
 class ReversibleSlices {
 public:
-    explicit ReversibleSlices(const TrackSettings& tracking);
+    ReversibleSlices(const TrackSettings& tracking, double beta_gamma);
     virtual ~ReversibleSlices() = default;
 
-    void step(std::size_t slice);    // drift ds/2, kick ds, drift ds/2 of that slice's element
+    void step(std::size_t slice);    // map ds/2, kick ds, map ds/2 of that slice's element
     void unstep(std::size_t slice);  // its exact inverse
     // The inverse in parts, for adjoints that need the states in between:
-    // undo_half_drift, then undo_kick (which leaves that kick's rho, phi and
-    // geometry in the backend's kick), then undo_half_drift. Without space
-    // charge undo_half_drift undoes the whole drift.
-    void undo_half_drift(std::size_t slice);
+    // undo_half_map, then undo_kick (which leaves that kick's rho, phi and
+    // geometry in the backend's kick), then undo_half_map. Without space
+    // charge undo_half_map undoes the whole slice's map.
+    void undo_half_map(std::size_t slice);
     void undo_kick(std::size_t slice);
     std::size_t slices() const { return elements_.size(); }
     bool space_charge() const { return tracking_.space_charge; }
 
 protected:
-    // position += sign * Q(length_m * f(momentum)); momentum += sign * Q(ds_m * F(position)).
-    virtual void quantized_drift(double length_m, int sign) = 0;
+    // The map's shears (sign -1: undone in reverse order); momentum += sign * Q(ds_m * F(position)).
+    virtual void quantized_map(const FixedPointMap& map, int sign) = 0;
     virtual void quantized_kick(double ds_m, int sign) = 0;
     // Throws std::overflow_error naming the column that left the fixed-point range.
     [[noreturn]] static void overflow(const char* column);
 
     TrackSettings tracking_;
     std::vector<std::size_t> elements_;
+    std::vector<FixedPointMap> maps_;  // per element, over slice_map_fraction
 };
 
 template <class T>
@@ -80,7 +86,7 @@ public:
     Beam<T> beam() const;
 
 private:
-    void quantized_drift(double length_m, int sign) override;
+    void quantized_map(const FixedPointMap& map, int sign) override;
     void quantized_kick(double ds_m, int sign) override;
     void add_quantized(int column, const HostArray<double>& increment, int sign);
 

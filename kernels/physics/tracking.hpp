@@ -1,5 +1,6 @@
-// tracking.hpp — Strang-split tracking through a lattice of drifts with
-// space-charge kicks: per slice of length ds, drift ds/2, kick ds, drift ds/2.
+// tracking.hpp — Strang-split tracking through a lattice of elements
+// (physics/elements.hpp) with space-charge kicks: per slice of length ds, the
+// element's map over ds/2, kick ds, map over ds/2.
 //
 //   sctape::Lattice lattice = {{/*length_m=*/1.0, /*slices=*/10}};
 //   sctape::TrackSettings s{lattice, /*space_charge=*/true, sctape::GridSettings{}, /*threads=*/2};
@@ -13,15 +14,10 @@
 
 #include "core/memory.hpp"
 #include "physics/beam.hpp"
+#include "physics/elements.hpp"
 #include "physics/space_charge.hpp"
 
 namespace sctape {
-
-struct Drift {
-    double length_m = 0;
-    int slices = 1;
-};
-using Lattice = std::vector<Drift>;
 
 // The lattice element of every slice, in tracking order.
 std::vector<std::size_t> slice_elements(const Lattice& lattice);
@@ -40,17 +36,17 @@ inline double slice_map_fraction(const TrackSettings& tracking, std::size_t elem
 }
 // The length ds a slice's kick integrates over (L / slices).
 inline double slice_kick_length(const TrackSettings& tracking, std::size_t element) {
-    const Drift& d = tracking.lattice[element];
+    const Element& d = tracking.lattice[element];
     return d.length_m / d.slices;
 }
 
 // The Strang slice, written once for every tracker, strategy and backend:
 // map(e, f), kick(e, ds), map(e, f) with f = slice_map_fraction, ds =
 // slice_kick_length; without space charge, map(e, f) alone. map(e, f)
-// advances through fraction f of element e (for a drift of length L, a drift
-// of f L). The slice is symmetric: its inverse is the same walk with inverse
-// steps (ReversibleSlices::unstep). The kick is marked on the memory
-// timeline here, so every tracker and strategy reports its kicks the same way.
+// advances through fraction f of element e (element_map(e, f)). The slice is
+// symmetric: its inverse is the same walk with inverse steps
+// (ReversibleSlices::unstep). The kick is marked on the memory timeline here,
+// so every tracker and strategy reports its kicks the same way.
 template <class Map, class Kick>
 void strang_slice(const TrackSettings& tracking, std::size_t element, Map&& map, Kick&& kick) {
     const double f = slice_map_fraction(tracking, element);
@@ -66,13 +62,13 @@ void strang_slice(const TrackSettings& tracking, std::size_t element, Map&& map,
 struct TrackReport {
     int kicks = 0;
     std::array<double, kSubstepCount> substep_seconds{};
-    double drift_seconds = 0;
+    double drift_seconds = 0;  // in the element maps (the schema's name)
     double total_seconds = 0;
 };
 
-// Linear drift (Cheetah's): x += L px, y += L py, tau -= L delta / (beta0 gamma0)^2.
+// Applies a linear element map (element_map) to every particle.
 template <class T>
-void drift(Beam<T>& beam, double length_m, int threads);
+void apply_element_map(Beam<T>& beam, const ElementMap& map, int threads);
 
 // Called after each slice with (slices done, slices in total).
 using Progress = std::function<void(int, int)>;

@@ -1,5 +1,5 @@
 // autograd.hpp — the `autograd` strategy: the whole differentiable tracking
-// (drifts, the eight substeps of every kick, the objective) written as a
+// (element maps, the eight substeps of every kick, the objective) written as a
 // chain of the generic ops of autograd/tensor.hpp, so the tape holds what a
 // generic op-by-op autograd (PyTorch) would hold. It is the baseline that
 // reproduces the paper's memory law; FFTs save nothing, the IGF is built from

@@ -127,6 +127,55 @@ void drift(Particles<T>& p, const Scalar& length, const RefTensors& ref, const R
     p.tau = add(p.tau, mul(l_tau, p.delta));
 }
 
+// The taped scalars an element map depends on (MapParameter order; null: not
+// differentiated, e.g. a drift's strengths).
+using MapInputs = std::array<const Scalar*, kMapParameterCount>;
+
+// The map's 12 block entries as taped scalars: each is its value v plus
+// sum_i dv/dtheta_i (theta_i - value(theta_i)), exactly v forward and exactly
+// the derivatives of element_map backward (the op set has no sin or cosh;
+// the derivatives come from element_map_derivative).
+std::array<Scalar, 12> map_entries(const Element& e, double fraction, const MapInputs& inputs, double beta_gamma,
+                                   Device device) {
+    using namespace ag;
+    const ElementMap m = element_map(e, fraction, beta_gamma);
+    std::array<Scalar, 12> out;
+    for (int i = 0; i < 12; ++i) {
+        const MapBlock& b = m.block[i / 4];
+        const double values[4] = {b.a, b.b, b.c, b.d};
+        out[i] = constant_scalar(values[i % 4], device);
+    }
+    for (int p = 0; p < kMapParameterCount; ++p) {
+        if (!inputs[p]) continue;
+        const Scalar& theta = *inputs[p];
+        const Scalar offset = sub(theta, constant_scalar(theta.item(), device));  // 0, with d/d(theta) = 1
+        const ElementMap dm = element_map_derivative(e, fraction, beta_gamma, static_cast<MapParameter>(p));
+        for (int i = 0; i < 12; ++i) {
+            const MapBlock& b = dm.block[i / 4];
+            const double d[4] = {b.a, b.b, b.c, b.d};
+            if (d[i % 4] != 0) out[i] = add(out[i], scale(offset, d[i % 4]));
+        }
+    }
+    return out;
+}
+
+// A linear element map other than a drift: u' = a u + b p, p' = c u + d p per block.
+template <class T>
+void element_map_op(Particles<T>& p, const std::array<Scalar, 12>& entries, const Recorder& rec) {
+    using namespace ag;
+    Block block(rec, "drift");
+    Tensor<T>* cols[6] = {&p.x, &p.px, &p.y, &p.py, &p.tau, &p.delta};
+    for (int k = 0; k < 3; ++k) {
+        Tensor<T> a = cast<T>(entries[4 * k]), b = cast<T>(entries[4 * k + 1]);
+        Tensor<T> c = cast<T>(entries[4 * k + 2]), d = cast<T>(entries[4 * k + 3]);
+        Tensor<T>& u = *cols[2 * k];
+        Tensor<T>& pu = *cols[2 * k + 1];
+        Tensor<T> u_new = add(mul(a, u), mul(b, pu));
+        pu = add(mul(c, u), mul(d, pu));
+        u = u_new;
+    }
+}
+
 // Grid geometry along one axis (grid_covering), differentiable in the positions:
 // edges lo - margin, hi + margin (minmax) or mean -+ k rms (sigma),
 // origin = first edge, cell = (last - first) / (n - 1).
@@ -404,7 +453,15 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
             momentum[a] = parameter_scalar(dist.momentum_rms[a], device);
         }
         std::vector<Scalar> length;
-        for (const Drift& d : tracking.lattice) length.push_back(parameter_scalar(d.length_m, device));
+        // strengths (k1, kx, ky, kt) only for the elements that have them
+        std::vector<std::array<Scalar, 4>> strength(tracking.lattice.size());
+        for (std::size_t e = 0; e < tracking.lattice.size(); ++e) {
+            const Element& d = tracking.lattice[e];
+            length.push_back(parameter_scalar(d.length_m, device));
+            if (d.kind == ElementKind::drift) continue;
+            const double k[4] = {d.k1_per_m2, d.kx_per_m, d.ky_per_m, d.kt_per_m};
+            for (int i = 0; i < 4; ++i) strength[e][i] = parameter_scalar(k[i], device);
+        }
 
         Particles<T> p;
         std::array<Tensor<T>, 6> initial;
@@ -432,15 +489,29 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
             if (slices <= 0) continue;
             // taped scalars of the element's length, f L for each map (as every
             // other tracker computes it) and L / slices for the kick
+            const Element& element = tracking.lattice[e];
+            const bool is_drift = element.kind == ElementKind::drift;
             Scalar ds, map_length;
+            std::array<Scalar, 12> entries;
             {
                 Block block(rec, "drift");
                 ds = div_scalar(length[e], static_cast<double>(slices));
-                map_length = scale(length[e], slice_map_fraction(tracking, e));
+                const double f = slice_map_fraction(tracking, e);
+                if (is_drift) {
+                    map_length = scale(length[e], f);
+                } else {
+                    const MapInputs inputs = {&length[e], &strength[e][0], &strength[e][1], &strength[e][2],
+                                              &strength[e][3], &ref.bg};
+                    entries = map_entries(element, f, inputs, ref.bg.item(), device);
+                }
             }
+            auto map = [&](std::size_t, double) {
+                if (is_drift) drift(p, map_length, ref, rec);
+                else element_map_op(p, entries, rec);
+            };
             for (int s = 0; s < slices; ++s) {
                 strang_slice(
-                    tracking, e, [&](std::size_t, double) { drift(p, map_length, ref, rec); },
+                    tracking, e, map,
                     [&](std::size_t, double) {
                         kick(p, ds, ctx);
                         ++kicks;
@@ -483,7 +554,12 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
             adj.size_m[a] = scalar_grad(size[a]);
             adj.momentum_rms[a] = scalar_grad(momentum[a]);
         }
-        for (const Scalar& l : length) adj.drift_length_m.push_back(scalar_grad(l));
+        adj.start(tracking.lattice);
+        for (std::size_t e = 0; e < length.size(); ++e) {
+            adj.element_length_m[e] = scalar_grad(length[e]);
+            if (tracking.lattice[e].kind == ElementKind::drift) continue;
+            for (int i = 0; i < 4; ++i) adj.element_strength[e][i] = scalar_grad(strength[e][i]);
+        }
         for (int c = 0; c < 6; ++c) {
             const ag::Array<T>* g = initial[c].grad();
             auto& out = result.particle_gradient[c];
