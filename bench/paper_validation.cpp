@@ -55,10 +55,10 @@ cases:
                   10 nC, 250 MeV, R = L = 1 mm; N_slices = 10 over the drift
                   that doubles R, 1.8975 m):
                   at each slice end R = sqrt(5) sigma_x, and dR/ds by reverse mode
-                  (fused): the gradient with respect to the length of a
-                  zero-length probe drift appended there; against the envelope
-                  equation (Eq. 9)
-                  integrated by RK4. Tolerances: R 2%, dR/ds 3% (relative).
+                  (fused): the gradient with respect to the length of a 1 um
+                  probe drift appended there; against the envelope equation
+                  (Eq. 9) integrated by RK4. Tolerances: R 2%, dR/ds 3%
+                  (relative).
 
 options:
   --out FILE        JSON written here (required; written whole or not at all)

@@ -13,6 +13,7 @@ Writes PNG and SVG per figure:
   timeline_<strategy>_<dtype>         memory vs time, forward/backward, substep bands (paper Fig. 1)
   kicks_<dtype>                       tape and peak bytes vs N_kicks with the fitted lines
   timing_<dtype>                      forward and backward time per strategy
+  long_lattice_<dtype>                with --long-lattice RUNS.json: peak and tape vs N_kicks, log-log
   fig1_timeline_<strategy>            with --paper-timelines DIR: the paper's Fig. 1, (a) memory vs time
                                       without derivatives, (b) in reverse mode, kicks as dashed lines
   fig2_total_<dtype> ... fig6_gather_<dtype>  with --paper: the paper's Figs. 2-6 (ΔM per kick of the
@@ -569,6 +570,33 @@ def plot_kicks(entries, kick_fits, strategies, dtype, out_dir, written):
     save(fig, out_dir, f"kicks_{dtype}", written)
 
 
+# ---------------------------------------------------------------- long lattices
+
+def plot_long_lattice(entries, out_dir, written):
+    """Peak (solid) and tape after the forward pass (dashed) against N_kicks, log-log, per strategy:
+    the runs of `SCTAPE_BENCH_LONG=1 sctape-bench` (a FODO ring, one N_part and grid)."""
+    for dtype in unique(e["dtype"] for e in entries):
+        runs = [e for e in entries if e["dtype"] == dtype]
+        cases = unique((e["N_part"], e["N_cells"]) for e in runs)
+        fig, ax = plt.subplots(figsize=(6.8, 5))
+        for i, strategy in enumerate(unique(e["strategy"] for e in runs)):
+            pts = sorted((e["N_kicks"], e["peak_bytes_total"], e["tape_bytes_total"]) for e in runs
+                         if e["strategy"] == strategy)
+            ks = [p[0] for p in pts]
+            ax.plot(ks, [p[1] for p in pts], "o-", color=f"C{i}", label=f"{strategy} peak")
+            ax.plot(ks, [max(p[2], 1.0) for p in pts], "s--", color=f"C{i}", fillstyle="none", alpha=0.7,
+                    label=f"{strategy} tape")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("N_kicks")
+        ax.set_ylabel("bytes over the gradient run")
+        what = ", ".join(f"N_part = {n:.0f}, N_cells = {c:.0f}" for n, c in cases)
+        ax.set_title(f"Peak and tape against N_kicks ({what}, {dtype})", fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, ncol=2)
+        save(fig, out_dir, f"long_lattice_{dtype}", written)
+
+
 # ---------------------------------------------------------------- timing
 
 def plot_timing(entries, strategies, dtype, out_dir, written):
@@ -771,6 +799,9 @@ def parse_args(argv):
     p.add_argument("-o", "--out-dir", default=os.path.join("results", "plots"), help="output folder (default results/plots)")
     p.add_argument("--measure", choices=["tape_bytes", "alloc_delta_bytes", "all"], default="all",
                    help="which per-kick measure to draw in the law and coefficient plots (default all)")
+    p.add_argument("--long-lattice", metavar="RUNS.json",
+                   help="long_lattice_<dtype>: peak and tape against N_kicks, log-log, from "
+                        "`SCTAPE_BENCH_LONG=1 sctape-bench` (results/long_lattice_cpu.json)")
     p.add_argument("--paper", action="store_true",
                    help="draw the memory-scaling paper's figures from SWEEP and COEFFS instead of the suite's "
                         "(fig2_total_*, fig3_coefficients_*, fig4_green_*, fig5_deposit_*, fig6_gather_*: "
@@ -782,8 +813,8 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if (args.sweep is None) != (args.coeffs is None):
         p.error("SWEEP.json and COEFFS.json go together")
-    if args.sweep is None and not (args.paper_timelines or args.lorentz_force or args.free_expansion):
-        p.error("nothing to draw: give SWEEP.json COEFFS.json, --paper-timelines, --lorentz-force or --free-expansion")
+    if args.sweep is None and not (args.paper_timelines or args.lorentz_force or args.free_expansion or args.long_lattice):
+        p.error("nothing to draw: give SWEEP.json COEFFS.json, --paper-timelines, --lorentz-force, --free-expansion or --long-lattice")
     if args.paper and args.sweep is None:
         p.error("--paper draws from SWEEP.json and COEFFS.json: give them")
     return args
@@ -805,6 +836,7 @@ def main(argv):
         entries = sweep_entries(load_json(args.sweep), args.sweep) if args.sweep else []
         fits, kick_fits = coeff_fits(load_json(args.coeffs), args.coeffs) if args.coeffs else ([], [])
         paper = load_paper_inputs(args)
+        long_runs = sweep_entries(load_json(args.long_lattice), args.long_lattice) if args.long_lattice else []
         timelines = [load_timeline(path) for path in args.timeline]  # all input checked before any output
     except InputError as e:
         print(f"plot.py: error: {e}", file=sys.stderr)
@@ -814,6 +846,8 @@ def main(argv):
     staging = tempfile.mkdtemp(prefix="sctape-plot-")
     try:
         written = draw_all(args, entries, fits, kick_fits, timelines, staging) + draw_paper(paper, staging)
+        if long_runs:
+            plot_long_lattice(long_runs, staging, written)
     except Exception as e:  # pylint: disable=broad-except
         shutil.rmtree(staging, ignore_errors=True)
         print(f"plot.py: error: cannot draw these inputs ({type(e).__name__}: {e}); nothing written", file=sys.stderr)
