@@ -88,6 +88,32 @@ double overhead_bytes(const MemoryModel& model, const RunCase& run) {
     return bytes;
 }
 
+namespace {
+
+bool has_maps(const RunCase& run) {
+    return std::find(run.map_cell.begin(), run.map_cell.end(), true) != run.map_cell.end();
+}
+
+// fused's tape over a lattice with element maps, in words per particle
+// (docs/tape-accounting.md, "Lattices with element maps"): per slice the
+// kick's 3 input positions and the second map's inputs (a drift's 3 momenta,
+// another map's 6 columns), the first map's 3 input positions when it is not
+// a drift, and its 3 input momenta unless the slice before ended in a drift
+// (which leaves them as it saved them); after the last slice the objective's
+// 2 columns, its momentum shared when that slice ended in a drift.
+double fused_particle_words(const std::vector<bool>& cell, std::int64_t n_kicks) {
+    double words = 0;
+    bool previous_map = true;  // the first slice shares nothing
+    for (std::int64_t i = 0; i < n_kicks; ++i) {
+        const bool map = cell[std::size_t(i % std::int64_t(cell.size()))];
+        words += 3 + (map ? 6 : 3) + (map ? 3 : 0) + (previous_map ? 3 : 0);
+        previous_map = map;
+    }
+    return words + (previous_map ? 2 : 1);
+}
+
+}  // namespace
+
 MemoryPrediction predict(const MemoryModel& model, const RunCase& run) {
     double kept = run.n_kicks, at_peak = run.n_kicks;
     if (model.strategy == "checkpoint" && run.snapshots > 0) {
@@ -99,16 +125,30 @@ MemoryPrediction predict(const MemoryModel& model, const RunCase& run) {
     }
     const double per_kick = model.per_kick.at(run.n_part, run.n_cells);
     const double fixed = model.fixed.at(run.n_part, run.n_cells);
+    const double nan = std::numeric_limits<double>::quiet_NaN();
     MemoryPrediction p;
     p.tape_bytes = kept * per_kick + fixed;
-    p.peak_bytes = model.overhead.empty() ? std::numeric_limits<double>::quiet_NaN()
-                                          : at_peak * per_kick + fixed + overhead_bytes(model, run);
+    double overhead = model.overhead.empty() ? nan : overhead_bytes(model, run);
+    if (has_maps(run)) {
+        if (!model.exact_tape) return {nan, nan};
+        if (model.strategy == "fused") {
+            if (!(run.n_kicks >= 1 && run.n_kicks <= kMaxBinomialKicks))
+                throw std::invalid_argument("a lattice with element maps is predicted for 1 to 10^7 kicks");
+            p.tape_bytes = model.word_bytes * (run.n_part * fused_particle_words(run.map_cell, std::llround(run.n_kicks)) +
+                                               2 * run.n_cells * run.n_kicks);
+            return {p.tape_bytes, p.tape_bytes + overhead};
+        }
+        // checkpoint re-records one slice at a time: a slice with a map keeps
+        // 6 words per particle more than the drift slice the overhead was fitted on
+        if (model.strategy == "checkpoint") overhead += 6 * model.word_bytes * run.n_part;
+    }
+    p.peak_bytes = at_peak * per_kick + fixed + overhead;
     return p;
 }
 
 std::optional<MemoryModel> exact_tape_model(const std::string& strategy, const std::string& dtype) {
     const double w = word_bytes(dtype);
-    MemoryModel m{strategy, dtype, {}, {}, {}, true};
+    MemoryModel m{strategy, dtype, {}, {}, {}, true, w};
     if (strategy == "fused") {  // the kick's input coordinates, rho and phi; the last momenta and the objective's columns
         m.per_kick = {6 * w, 2 * w, 0};
         m.fixed = {4 * w, 0, 0};
@@ -131,7 +171,7 @@ std::optional<MemoryModel> memory_model(const nlohmann::json& coeffs, const std:
         const auto per_kick = fitted_law(coeffs, name, dtype, "tape_bytes");
         const auto fixed = fitted_law(coeffs, name, dtype, "tape_fixed_bytes");
         if (!per_kick || !fixed) return std::nullopt;
-        model = MemoryModel{name, dtype, *per_kick, *fixed, {}, false};
+        model = MemoryModel{name, dtype, *per_kick, *fixed, {}, false, word_bytes(dtype)};
     }
     model->overhead = fitted_laws(coeffs, name, dtype, "peak_overhead_bytes", "");
     return model;

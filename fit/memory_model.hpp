@@ -37,6 +37,10 @@ struct LinearLaw {
 struct RunCase {
     double n_part = 0, n_cells = 0, n_kicks = 0;
     int snapshots = 0;  // > 0: binomial checkpointing (checkpoint only)
+    // The lattice's slices, one flag per slice, true where the element's map
+    // is not a drift (a quadrupole or constant focusing), repeated cyclically
+    // to n_kicks; empty: drifts only, as in the sweep.
+    std::vector<bool> map_cell;
 };
 
 struct MemoryModel {
@@ -44,6 +48,7 @@ struct MemoryModel {
     LinearLaw per_kick, fixed;
     std::vector<LinearLaw> overhead;  // the larger of these laws; none: COEFFS has no peak_overhead_bytes fit
     bool exact_tape = false;            // per_kick and fixed are closed forms, not fits
+    double word_bytes = 0;              // 4 or 8 (closed forms)
 };
 
 // States a checkpoint run keeps: after the forward pass, and at most at once.
@@ -56,6 +61,8 @@ CheckpointStates checkpoint_states(std::int64_t n_kicks, int snapshots);
 
 struct MemoryPrediction {
     double tape_bytes = 0, peak_bytes = 0;  // peak_bytes NaN when the model has no overhead
+    // tape and peak NaN: the run's lattice has maps whose tape the model does
+    // not know (autograd's, fitted on drifts only)
 };
 
 // Throws std::invalid_argument for binomial checkpointing beyond this many
