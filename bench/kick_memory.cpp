@@ -30,6 +30,7 @@
 
 #include "core/backend.hpp"
 #include "ad/gradient.hpp"
+#include "config.hpp"
 #include "kick_time.hpp"
 #ifdef SCTAPE_HAVE_CUDA
 #include "cuda/device.hpp"
@@ -87,37 +88,25 @@ std::int64_t forward_working_set(const sctape::BeamParameters& beam, sctape::Tra
     return mem.peak_bytes() - start;
 }
 
-// The FODO cell of the long-lattice runs (examples/fodo_ring.json's, sliced
-// into 10 kicks): half focusing quadrupole, drift, defocusing quadrupole,
-// drift, half focusing quadrupole; 1.0 m, k1 = +-8 m^-2.
-sctape::Lattice fodo_cell() {
-    using sctape::Element;
-    using sctape::ElementKind;
-    Element half_f{0.05, 1, ElementKind::quadrupole}, drift{0.4, 3}, d{0.1, 2, ElementKind::quadrupole};
-    half_f.k1_per_m2 = 8.0;
-    d.k1_per_m2 = -8.0;
-    return {half_f, drift, d, drift, half_f};
+// The long-lattice runs: examples/fodo_cell.json's matched waterbag beam
+// (10 pC, 10 MeV electrons) through its FODO cell (half focusing quadrupole,
+// drift, defocusing quadrupole, drift, half focusing quadrupole; 1.0 m,
+// 10 kicks), repeated N_kicks / 10 times: a ring.
+const sctape::RunConfig& fodo_cell() {
+    static const sctape::RunConfig config = sctape::load_config(SCTAPE_FODO_CELL);
+    return config;
 }
 
-// The ring of the long-lattice runs: kicks / 10 FODO cells, flattened.
 sctape::Lattice fodo_ring(int kicks) {
+    const sctape::Lattice& cell = fodo_cell().tracking.lattice;
     sctape::Lattice ring;
-    const sctape::Lattice cell = fodo_cell();
     for (int i = 0; i < kicks / 10; ++i) ring.insert(ring.end(), cell.begin(), cell.end());
     return ring;
 }
 
-// The beam of the long-lattice runs: examples/fodo_ring.json's waterbag
-// (10 pC, 10 MeV electrons), matched at the focusing quadrupole's centre
-// (beta_x = 3.22 m, beta_y = 2.24 m).
 sctape::BeamParameters ring_beam(std::int64_t n_particles) {
-    sctape::BeamParameters p;
+    sctape::BeamParameters p = fodo_cell().beam;
     p.n_particles = n_particles;
-    p.bunch_charge_C = 1e-11;
-    p.kinetic_energy_eV = 1e7;
-    p.distribution.type = sctape::DistributionType::waterbag;
-    p.distribution.size_m = {1e-3, 0.834e-3, 1e-3};
-    p.distribution.momentum_rms = {0.31e-3, 0.373e-3, 1e-4};
     return p;
 }
 
@@ -266,8 +255,8 @@ void register_kick_memory(sctape::Backend backend) {
     benchmark::AddCustomContext("gpu_probe", probe.description);
     benchmark::AddCustomContext("memory_space", gpu ? "device (cuda::device_memory)" : "host (host_memory)");
     benchmark::AddCustomContext("threads", "1");
-    benchmark::AddCustomContext("lattice", g_ring ? "FODO ring: N_kicks/10 cells of 10 kicks (bench/kick_memory.cpp fodo_cell), "
-                                                    "matched waterbag beam, 10 pC, 10 MeV electrons"
+    benchmark::AddCustomContext("lattice", g_ring ? "FODO ring: N_kicks/10 cells of examples/fodo_cell.json (10 kicks), "
+                                                    "its matched waterbag beam (10 pC, 10 MeV electrons)"
                                                   : "a drift of 0.01 m per kick");
     benchmark::AddCustomContext("fftw_version", fftw_version);
     benchmark::AddCustomContext("compiler", __VERSION__);
