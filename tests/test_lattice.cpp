@@ -421,15 +421,16 @@ struct Problem {
     TrackSettings tracking;
 };
 
-// 2000 Gaussian particles, 16^3: a focusing and a defocusing quadrupole (the
-// defocusing one used twice, as a repeat would: one shared parameter), a
-// drift and constant focusing: 11 kicks.
+// 2000 waterbag particles (the Gaussian's gradients are test_gradients.cpp's),
+// 16^3: a focusing and a defocusing quadrupole (the defocusing one used
+// twice, as a repeat would: one shared parameter), a drift and constant
+// focusing: 11 kicks.
 Problem lattice_problem() {
     Problem p;
     p.beam.n_particles = 2000;
     p.beam.bunch_charge_C = 1e-9;
     p.beam.kinetic_energy_eV = 10e6;
-    p.beam.distribution.type = DistributionType::gaussian;
+    p.beam.distribution.type = DistributionType::waterbag;
     p.beam.distribution.size_m = {1e-3, 1.2e-3, 0.8e-3};
     p.beam.distribution.momentum_rms = {1e-4, 2e-4, 1e-4};
     Element qd = quad(0.2, 2, -3.0);

@@ -5,8 +5,8 @@
 // a reduction, and the CPU adjoints of grid_ops.cpp call them inside their
 // OpenMP loops (per-thread grids instead of atomics). The [gpu-emulation]
 // tests (tests/test_gpu.cpp) run them in the GPU's sequence of plain loops
-// against the CPU adjoints. The per-particle adjoints of drift, s_to_t and
-// t_to_s are in kick_math.hpp, shared the same way.
+// against the CPU adjoints. The per-particle adjoints of s_to_t and t_to_s
+// are in kick_math.hpp, the element maps' in map_bodies.hpp, shared the same way.
 #pragma once
 
 #include <cstdint>

@@ -63,17 +63,6 @@ SCTAPE_HD double pz_from_delta(double px, double py, double delta, double inv_be
     return sqrt(e * e - inv_bg0_sq - px * px - py * py);
 }
 
-// What a drift of `length_m` adds to (x, y, tau), in SI, given the quantized
-// momenta: Cheetah's linear drift (tau changes by -L delta / (beta0 gamma0)^2).
-SCTAPE_HD void drift_increments(std::int64_t qpx, std::int64_t qpy, std::int64_t qpz, double length_m,
-                                double inv_beta0, double inv_bg0_sq, double inc[3]) {
-    const double px = double(qpx) * kFixedMomentumScale, py = double(qpy) * kFixedMomentumScale;
-    const double pz = double(qpz) * kFixedMomentumScale;
-    inc[0] = length_m * px;
-    inc[1] = length_m * py;
-    inc[2] = -length_m * inv_bg0_sq * delta_from_momentum(px, py, pz, inv_beta0, inv_bg0_sq);
-}
-
 // ---- element maps as exact integer shears
 //
 // A 2x2 block [[a, b], [c, d]] of det 1 is the product of three shears,

@@ -102,19 +102,6 @@ SCTAPE_HD void s_to_t_pz_adjoint(T px, T py, T delta, T pz, T pz_adj, T inv_beta
 // the CUDA backward kernels. `_adj` arguments are adjoints, updated in place;
 // double sums collect the adjoints of the run's scalars.
 
-// Adjoint of the linear drift x += l px, y += l py, tau += l_tau delta, with
-// l_tau = -l / (beta0 gamma0)^2: d/d(l) and d/d(delta) * delta, the latter
-// before the caller's chain rule through 1/(beta0 gamma0)^2.
-template <class T>
-SCTAPE_HD void drift_adjoint_particle(T px, T py, T delta, T x_adj, T y_adj, T tau_adj, T l, T l_tau, double bg_sq,
-                                      T& px_adj, T& py_adj, T& delta_adj, double& length_adj, double& tau_term_adj) {
-    length_adj += double(px) * x_adj + double(py) * y_adj - double(delta) * tau_adj / bg_sq;
-    tau_term_adj += double(delta) * tau_adj;
-    px_adj += l * x_adj;
-    py_adj += l * y_adj;
-    delta_adj += l_tau * tau_adj;
-}
-
 // Adjoint of s_to_t: z = -beta0 tau and pz from (px, py, delta).
 template <class T>
 SCTAPE_HD void s_to_t_adjoint_particle(T px, T py, T tau, T delta, T pz, T z_adj, T pz_adj, T beta0, T inv_beta0,
