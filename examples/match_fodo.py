@@ -11,7 +11,11 @@ smooth approximation; printed with the result). The beam matched at zero
 current (beta_x = 3.22 m, beta_y = 2.24 m) is then visibly mismatched.
 
 The four parameters p = (sigma_x_m, sigma_px, sigma_y_m, sigma_py) of the
-initial beam are fitted so that the channel gives back the beam it got:
+initial beam are fitted, at the fixed rms emittance of fodo_ring.json
+(3.1e-7 m per plane: sigma_u = sqrt(beta_u eps), sigma_pu = sqrt(eps/beta_u),
+so the unknowns are beta_x and beta_y; with sizes and spreads free, the fit
+lowers M by inflating the emittance, which weakens space charge), so that
+the channel gives back the beam it got:
 
     M = sum over checkpoints c and u = x, y of (sigma_u(c)/sigma_u(0) - 1)^2
                                              + (sigma_pu(c)/sigma_pu(0) - 1)^2
@@ -30,10 +34,10 @@ dr_k/dp_j takes one reverse-mode run per moment (objectives sigma_x,
 sigma_px, sigma_y, sigma_py), each with the `reversible` strategy and the
 gradients of all four parameters; the chain rule through sigma_u(0) (which
 scales with its parameter) is applied here on the host. With the exact 4x4
-Jacobian, Levenberg-Marquardt (Gauss-Newton with a damping that grows when
-a step fails) converges in a few iterations. It works in log-parameters,
-so no size or spread can become negative, and caps each step at 30% per
-parameter. A trial point is first tracked without gradients (cheap); only
+Jacobian (chained once more to log-betas), Levenberg-Marquardt (Gauss-Newton
+with a damping that grows when a step fails) converges in a few iterations.
+It works in log-betas, so no size or spread can become negative, and caps
+each step at a factor exp(0.3) in beta. A trial point is first tracked without gradients (cheap); only
 an accepted point pays for the four gradient runs.
 
 `reversible` keeps no tape per kick: one fixed-point state for the whole
@@ -69,7 +73,7 @@ OBJECTIVES = ["sigma_x", "sigma_px", "sigma_y", "sigma_py"]  # the final moment 
 EMITTANCE_M = 3.1e-7  # rms geometric emittance in x and y, as in fodo_ring.json
 CELL_LENGTH_M = 1.0
 KICKS_PER_CELL = 8
-MAX_LOG_STEP = 0.3  # at most a 35% change of a parameter per iteration
+MAX_LOG_STEP = 0.3  # at most a 35% change of a beta per iteration
 
 
 def fodo_cell():
@@ -113,10 +117,15 @@ def zero_current_optics():
     return optics
 
 
-def zero_current_matched_beam(optics):
-    beta_x, beta_y = optics["x"]["beta_m"], optics["y"]["beta_m"]
+def beam_of_betas(betas):
+    """(sigma_x_m, sigma_px, sigma_y_m, sigma_py) of the given emittance, alpha = 0."""
+    beta_x, beta_y = betas
     return [math.sqrt(beta_x * EMITTANCE_M), math.sqrt(EMITTANCE_M / beta_x),
             math.sqrt(beta_y * EMITTANCE_M), math.sqrt(EMITTANCE_M / beta_y)]
+
+
+# d log p / d log beta: sigma_u grows as beta^(1/2), sigma_pu as beta^(-1/2).
+LOG_PARAMS_PER_LOG_BETA = [[0.5, 0.0], [-0.5, 0.0], [0.0, 0.5], [0.0, -0.5]]
 
 
 def tune_depression(charge_C, sigma_tau_m, kinetic_energy_eV, optics):
@@ -241,6 +250,11 @@ def solve(a, b):
     return x
 
 
+def jacobian_in_log_betas(jacobian_log_params):
+    return [[sum(row[i] * LOG_PARAMS_PER_LOG_BETA[i][j] for i in range(4)) for j in range(2)]
+            for row in jacobian_log_params]
+
+
 def levenberg_marquardt_step(jacobian, r, damping):
     """Solve (J^T J + damping diag(J^T J)) d = -J^T r; cap |d_j| at MAX_LOG_STEP."""
     n, rows = len(jacobian[0]), range(len(r))
@@ -279,8 +293,9 @@ def checkpoint_runs(case, params, checkpoints, tag, with_gradients):
             for cells in checkpoints for objective in objectives]
 
 
-def evaluate(pool, sctape, workdir, case, params, checkpoints, tag, with_gradients):
-    """Residuals of every checkpoint (and their Jacobian, and the full channel's RESULT)."""
+def evaluate(pool, sctape, workdir, case, betas, checkpoints, tag, with_gradients):
+    """Residuals of every checkpoint (and their Jacobian in log-betas, and the RESULTs)."""
+    params = beam_of_betas(betas)
     results = track_all(pool, sctape, workdir, checkpoint_runs(case, params, checkpoints, tag, with_gradients))
     per_checkpoint = 4 if with_gradients else 1
     r, jacobian = [], []
@@ -288,7 +303,7 @@ def evaluate(pool, sctape, workdir, case, params, checkpoints, tag, with_gradien
         runs = results[c * per_checkpoint:(c + 1) * per_checkpoint]
         r += residuals(runs[0])
         if with_gradients:
-            jacobian += jacobian_in_log_params(runs, params)
+            jacobian += jacobian_in_log_betas(jacobian_in_log_params(runs, params))
     return r, jacobian, results
 
 
@@ -297,38 +312,40 @@ def run_seconds(results):
                + res.get("reverse_mode", {}).get("timing", {}).get("backward_s", 0) for res in results)
 
 
-def optimize(pool, sctape, workdir, case, start_params, checkpoints, args):
-    """Levenberg-Marquardt in log-parameters; returns the iteration history."""
-    params, damping, history = list(start_params), 1e-3, []
+def optimize(pool, sctape, workdir, case, start_betas, checkpoints, args):
+    """Levenberg-Marquardt in log-betas; returns the iteration history."""
+    betas, damping, history = list(start_betas), 1e-3, []
     start_time = time.time()
     for iteration in range(args.iterations + 1):
         tag = "it%02d" % iteration
-        r, jacobian, results = evaluate(pool, sctape, workdir, case, params, checkpoints, tag, True)
+        r, jacobian, results = evaluate(pool, sctape, workdir, case, betas, checkpoints, tag, True)
+        params = beam_of_betas(betas)
         channel_end = results[0]  # the first checkpoint is the whole channel
         history.append({"iteration": iteration, "mismatch": mismatch(r),
                         "mismatch_channel_end": mismatch(residuals(channel_end)),
+                        "beta_x_m": betas[0], "beta_y_m": betas[1],
                         "parameters": dict(zip(PARAMETERS, params)), "residuals": r,
                         "gradient_runs": len(results), "gradient_runs_cpu_s": run_seconds(results),
                         "memory": memory_record(channel_end, case)})
         progress(start_time, iteration + 1, args.iterations + 1,
-                 "iteration %d/%d: M = %.3e (channel end alone %.3e), sizes %s" % (
-                     iteration, args.iterations, mismatch(r), history[-1]["mismatch_channel_end"],
-                     " ".join("%.4g" % p for p in params)))
-        if iteration == args.iterations or mismatch(r) < args.tolerance:
-            break
-        params, damping = next_accepted_point(pool, sctape, workdir, case, params, jacobian, r, damping,
-                                              checkpoints, tag)
-        if params is None:
+                 "iteration %d/%d: M = %.3e (channel end alone %.3e), beta_x %.3f m, beta_y %.3f m" % (
+                     iteration, args.iterations, mismatch(r), history[-1]["mismatch_channel_end"], *betas))
+        converged = iteration > 0 and history[-2]["mismatch"] - mismatch(r) < 0.01 * history[-2]["mismatch"]
+        if iteration == args.iterations or mismatch(r) < args.tolerance or converged:
+            break  # converged: M fell by less than 1% in the last iteration
+        betas, damping = next_accepted_point(pool, sctape, workdir, case, betas, jacobian, r, damping,
+                                             checkpoints, tag)
+        if betas is None:
             print("[match_fodo] no step lowers M further: stopping", flush=True)
             break
     return history
 
 
-def next_accepted_point(pool, sctape, workdir, case, params, jacobian, r, damping, checkpoints, tag):
+def next_accepted_point(pool, sctape, workdir, case, betas, jacobian, r, damping, checkpoints, tag):
     """Raise the damping until a trial point, tracked without gradients, lowers M."""
     for attempt in range(6):
         step = levenberg_marquardt_step(jacobian, r, damping)
-        trial = [p * math.exp(d) for p, d in zip(params, step)]
+        trial = [b * math.exp(d) for b, d in zip(betas, step)]
         trial_r, _, _ = evaluate(pool, sctape, workdir, case, trial, checkpoints, "%s_trial%d" % (tag, attempt), False)
         if mismatch(trial_r) < mismatch(r):
             return trial, damping / 3
@@ -368,7 +385,8 @@ def plot(summary, directory):
     ax_m.semilogy([it["iteration"] for it in iterations], [it["mismatch"] for it in iterations], "o-")
     ax_m.set_xlabel("Gauss-Newton iteration")
     ax_m.set_ylabel("mismatch M")
-    ax_m.set_title("M = sum (sigma(end)/sigma(0) - 1)^2, %d kicks" % summary["channel"]["kicks"])
+    ax_m.set_title("mismatch M (cells %s; %d kicks in all)" % (
+        ", ".join(str(c) for c in sorted(summary["checkpoint_cells"])), summary["channel"]["kicks"]), fontsize=10)
     ax_m.grid(True, which="both", alpha=0.3)
     styles = {"zero_current_matched_no_space_charge": ("0.6", ":", "zero-current match, no space charge"),
               "zero_current_matched": ("C3", "--", "zero-current match (before)"),
@@ -382,7 +400,7 @@ def plot(summary, directory):
                     alpha=0.6, label=label + ": y")
     ax_env.set_xlabel("s at cell ends [m]")
     ax_env.set_ylabel("rms size [mm]")
-    ax_env.set_title("sigma_x (circles), sigma_y (squares) at the focusing quadrupole's centre")
+    ax_env.set_title("rms sizes at cell ends (x: circles, y: squares)", fontsize=10)
     ax_env.legend(fontsize=7)
     ax_env.grid(True, alpha=0.3)
     fig.tight_layout()
@@ -429,7 +447,8 @@ def main():
             "grid": [args.grid] * 3, "sigma_tau_m": 1e-3, "sigma_delta": 1e-4}
     optics = zero_current_optics()
     depression = tune_depression(case["bunch_charge_C"], case["sigma_tau_m"], case["kinetic_energy_eV"], optics)
-    start = zero_current_matched_beam(optics)
+    start_betas = [optics["x"]["beta_m"], optics["y"]["beta_m"]]
+    start = beam_of_betas(start_betas)
     print("[match_fodo] %s; %d cells = %d kicks, %d particles, %s grid, %.0f pC: tune depression ~%.0f%%" % (
         sctape, args.cells, args.cells * KICKS_PER_CELL, args.particles, case["grid"], args.charge_pC,
         100 * depression["tune_depression"]), flush=True)
@@ -439,7 +458,7 @@ def main():
         # The whole channel first: its runs are the longest, so they start first.
         checkpoints = [args.cells] + sorted({int(c) for c in args.match_cells.split(",")
                                              if c.strip() and 0 < int(c) < args.cells})
-        history = optimize(pool, sctape, workdir, case, start, checkpoints, args)
+        history = optimize(pool, sctape, workdir, case, start_betas, checkpoints, args)
         optimization_s = time.time() - began
         matched = [history[-1]["parameters"][p] for p in PARAMETERS]
         cell_ends = sorted(set(list(range(1, min(args.dense_cells, args.cells) + 1))
@@ -470,6 +489,8 @@ def main():
         "mismatch_channel_end_after": history[-1]["mismatch_channel_end"],
         "mismatch_before": history[0]["mismatch"],
         "mismatch_after": history[-1]["mismatch"],
+        "beta_m_before": {"x": history[0]["beta_x_m"], "y": history[0]["beta_y_m"]},
+        "beta_m_after": {"x": history[-1]["beta_x_m"], "y": history[-1]["beta_y_m"]},
         "parameters_before": history[0]["parameters"],
         "parameters_after": history[-1]["parameters"],
         "iterations": history,
