@@ -151,9 +151,10 @@ double estimate_tape_bytes(const RunConfig& c) {
     if (c.gradient.strategy == Strategy::checkpoint && c.gradient.snapshots > 0)
         kicks = std::min(kicks, double(c.gradient.snapshots));
     // the law is measured on drifts, whose maps keep only the momenta; a
-    // quadrupole's or constant focusing's maps keep all six input columns:
-    // measured 8.5 (fused) and 8.3 (autograd) more words per particle per
-    // slice, bounded here by 12 (checkpoint and reversible tape no maps)
+    // quadrupole's or constant focusing's maps keep all six input columns: at
+    // most 9 more words per particle per slice for fused (docs/tape-accounting.md,
+    // "Lattices with element maps"), 8.3 measured for autograd; bounded here
+    // by 12 (checkpoint and reversible tape no maps)
     const bool tapes_maps = c.gradient.strategy == Strategy::fused || c.gradient.strategy == Strategy::autograd;
     const double map_bytes = tapes_maps ? focusing_slices * 12 * n * word : 0.0;
     // plus the adjoint arrays and one fixed-point or snapshot state
