@@ -1,22 +1,31 @@
 // kick_time — wall time of one forward space-charge kick and of each of its
 // substeps, float32 and float64: on the CPU with one thread and all threads
-// (N_part = 1e5, 32^3), or on the GPU with `--backend cuda` (1e5 with 32^3,
-// 1e6 with 64^3 and 128^3).
+// (N_part = 1e5, 32^3 and 64^3), or on the GPU with `--backend cuda` (1e5
+// with 32^3, 1e6 with 64^3 and 128^3).
 //
 //   sctape-bench --benchmark_filter=kick_time --benchmark_out=kick_time.json
 //   sctape-bench --backend cuda --benchmark_filter=kick_time
 //
 // Names: kick_time/<dtype>/N_part:<n>/grid:<n>/threads:<t> (CPU) or
 // kick_time_gpu/<dtype>/N_part:<n>/grid:<n>; user counters <substep>_ms hold
-// the mean time per kick of each substep (CUDA events on the GPU).
+// the mean time per kick of each substep (CUDA events on the GPU). On the CPU
+// also: kick_ms (their sum); fft_floor_ms, one r2c and one c2r of the whole
+// doubled grid with the kick's own FFTW plans (the classic Hockney kick runs
+// three); kick_over_fft_floor, their ratio; green_uncached_ms, one IGF and
+// spectrum build (the repeated kick here reuses its IGF: same geometry).
 #include "kick_time.hpp"
 
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
+#include <algorithm>
+#include <chrono>
+#include <limits>
 #include <string>
 
+#include "core/fft_cpu.hpp"
 #include "physics/beam.hpp"
+#include "physics/grid_ops.hpp"
 #include "physics/space_charge.hpp"
 #ifdef SCTAPE_HAVE_CUDA
 #include "cuda/gpu_tracking.hpp"
@@ -51,16 +60,59 @@ void substep_counters(benchmark::State& state, const std::array<double, sctape::
     state.counters["N_cells"] = static_cast<double>(n) * n * n;
 }
 
+// The fastest of `repeats` runs of work(), in ms.
+template <class Work>
+double min_ms(int repeats, Work&& work) {
+    double best = std::numeric_limits<double>::infinity();
+    for (int r = 0; r < repeats; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        work();
+        best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    return best;
+}
+
+// One forward r2c and one inverse c2r of the doubled grid, through the plans
+// the kick's convolver holds: the floor of a kick that transforms it whole.
+template <class T>
+double fft_floor_ms(sctape::SpaceChargeKick<T>& kick) {
+    const sctape::RealFft3d<T>& fft = kick.convolver().doubled_fft();
+    sctape::HostArray<T> real(fft.real_size(), T(1));
+    sctape::HostArray<std::complex<T>> spectrum(fft.spectrum_size());
+    return min_ms(5, [&] {
+        fft.forward(real.data(), spectrum.data());
+        fft.inverse(spectrum.data(), real.data());
+    });
+}
+
+// The IGF and its spectrum built anew (what `green` costs when the geometry changes).
+template <class T>
+double green_uncached_ms(sctape::SpaceChargeKick<T>& kick, double gamma, int threads) {
+    sctape::HostArray<T> green(kick.green_function().size()), spectrum(kick.green_spectrum().size());
+    return min_ms(3, [&] {
+        sctape::build_green(kick.geometry(), gamma, threads, green.data());
+        kick.convolver().green_spectrum(green.data(), spectrum.data());
+    });
+}
+
 template <class T>
 void kick_time(benchmark::State& state) {
     const sctape::BeamParameters p = kick_beam(state.range(0));
     const int n = static_cast<int>(state.range(1));
     sctape::Beam<T> beam = sctape::make_beam<T>(p);
-    sctape::SpaceChargeKick<T> kick(cubic_grid(n), static_cast<int>(state.range(2)));
+    const int threads = static_cast<int>(state.range(2));
+    sctape::SpaceChargeKick<T> kick(cubic_grid(n), threads);
     kick.apply(beam, 1e-3);  // warm-up: first touch of every buffer
     const auto warm = kick.seconds();
     for (auto _ : state) kick.apply(beam, 1e-3);
     substep_counters(state, warm, kick.seconds(), p.n_particles, n);
+    double kick_ms = 0;
+    for (sctape::Substep s : sctape::kAllSubsteps) kick_ms += state.counters[std::string(sctape::substep_name(s)) + "_ms"];
+    const double floor_ms = fft_floor_ms(kick);
+    state.counters["kick_ms"] = kick_ms;
+    state.counters["fft_floor_ms"] = floor_ms;
+    state.counters["kick_over_fft_floor"] = kick_ms / floor_ms;
+    state.counters["green_uncached_ms"] = green_uncached_ms(kick, beam.reference.gamma, threads);
 }
 
 #ifdef SCTAPE_HAVE_CUDA
@@ -95,8 +147,10 @@ void register_kick_time(sctape::Backend backend) {
     const int all = omp_get_max_threads();
     for (auto [name, fn] : {std::pair{"kick_time/float32", kick_time<float>}, std::pair{"kick_time/float64", kick_time<double>}}) {
         auto* b = benchmark::RegisterBenchmark(name, fn);
-        b->Args({100000, 32, 1});
-        if (all > 1) b->Args({100000, 32, all});
+        for (int n : {32, 64}) {
+            b->Args({100000, n, 1});
+            if (all > 1) b->Args({100000, n, all});
+        }
         b->ArgNames({"N_part", "grid", "threads"})->Unit(benchmark::kMillisecond)->UseRealTime();
     }
 }

@@ -1,7 +1,7 @@
 // sctape-bench's JSON [bench]: `sctape fit` (fit/sweep.cpp) reads the
 // kick_memory entries by name and counter, so one small case is run through
 // the real binary (SCTAPE_BENCH_PATH) and its counter names and tape bytes
-// are pinned. Tape bytes are deterministic (same run, same bytes): they are
+// are pinned; so are kick_time's counter names (one short 32^3 run). Tape bytes are deterministic (same run, same bytes): they are
 // asserted exactly.
 #include <sys/wait.h>
 
@@ -60,6 +60,11 @@ const std::set<std::string> kCounters = {
     "alloc_reversible_bytes", "alloc_s_to_t_bytes", "alloc_deposit_bytes", "alloc_green_bytes",
     "alloc_convolve_bytes", "alloc_field_bytes", "alloc_gather_bytes", "alloc_push_bytes", "alloc_t_to_s_bytes"};
 
+// What kick_time.cpp writes to state.counters on the CPU, and nothing else.
+const std::set<std::string> kKickTimeCounters = {
+    "s_to_t_ms", "deposit_ms", "green_ms", "convolve_ms", "field_ms", "gather_ms", "push_ms", "t_to_s_ms",
+    "N_part", "N_cells", "kick_ms", "fft_floor_ms", "kick_over_fft_floor", "green_uncached_ms"};
+
 // The fields Google Benchmark (1.7) itself writes for one iteration run with a
 // MemoryManager; a newer release that adds one shows up below as an
 // unexpected counter, to be added here.
@@ -73,15 +78,15 @@ std::string read_text(const fs::path& path) {
     return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// Runs sctape-bench on kCase alone (an anchored filter; SCTAPE_BENCH_QUICK=1,
-// the CI subset, which holds it) and returns the parsed JSON.
-json run_bench_case() {
-    const fs::path dir = fs::path(SCTAPE_TEST_TMPDIR) / "bench_json";
+// Runs sctape-bench on the cases `filter` matches (SCTAPE_BENCH_QUICK=1, the
+// CI subset, holds kCase) with `extra` arguments and returns the parsed JSON.
+json run_bench(const std::string& name, const std::string& filter, const std::string& extra) {
+    const fs::path dir = fs::path(SCTAPE_TEST_TMPDIR) / name;
     fs::remove_all(dir);
     fs::create_directories(dir);
-    const fs::path out = dir / "sweep.json", log = dir / "bench.log";
+    const fs::path out = dir / "bench.json", log = dir / "bench.log";
     const std::string command = "SCTAPE_BENCH_QUICK=1 '" + std::string(SCTAPE_BENCH_PATH) +
-                                "' --backend cpu '--benchmark_filter=^" + kCase + "/iterations:1$'" +
+                                "' --backend cpu '--benchmark_filter=" + filter + "' " + extra +
                                 " '--benchmark_out=" + out.string() + "' --benchmark_out_format=json >'" +
                                 log.string() + "' 2>&1";
     const int status = std::system(command.c_str());
@@ -93,6 +98,9 @@ json run_bench_case() {
     return doc;
 }
 
+// kCase alone (an anchored filter).
+json run_bench_case() { return run_bench("bench_json", "^" + kCase + "/iterations:1$", ""); }
+
 // The names in `a` that are not in `b`, comma-separated ("" when none).
 std::string names_missing_from(const std::set<std::string>& a, const std::set<std::string>& b) {
     std::string list;
@@ -103,12 +111,12 @@ std::string names_missing_from(const std::set<std::string>& a, const std::set<st
 
 // Every counter is in the entry, and the entry has no other field besides
 // Google Benchmark's own.
-void check_counter_names(const json& entry) {
+void check_counter_names(const json& entry, const std::set<std::string>& counters = kCounters) {
     std::set<std::string> names;
     for (const auto& [key, value] : entry.items())
         if (!kGoogleBenchmarkFields.count(key)) names.insert(key);
-    CHECK(names_missing_from(kCounters, names) == "");
-    CHECK(names_missing_from(names, kCounters) == "");  // unexpected counters
+    CHECK(names_missing_from(counters, names) == "");
+    CHECK(names_missing_from(names, counters) == "");  // unexpected counters
 }
 
 void check_exact(const json& entry, const std::string& counter, std::int64_t expected) {
@@ -171,4 +179,22 @@ TEST_CASE("sctape-bench kick_memory JSON: counter names and exact fused tape byt
         CHECK(e.n_kicks == kKicks);
         CHECK(e.counters.at("tape_bytes") == double(kTapePerKick));
     }
+}
+
+TEST_CASE("sctape-bench kick_time JSON: counter names, the FFT floor and its ratio", "[bench]") {
+    const std::string name = "kick_time/float32/N_part:100000/grid:32/threads:1/real_time";
+    const json doc = run_bench("bench_json_kick_time", "^" + name + "$", "--benchmark_min_time=0.01");
+    REQUIRE(doc.at("benchmarks").size() == 1);
+    const json& entry = doc.at("benchmarks").at(0);
+    CHECK(entry.at("name") == name);
+    CHECK_FALSE(entry.contains("error_occurred"));
+    check_counter_names(entry, kKickTimeCounters);
+    for (const auto& counter : kKickTimeCounters) {
+        INFO(counter);
+        CHECK(std::isfinite(entry.at(counter).get<double>()));
+        CHECK(entry.at(counter).get<double>() >= 0);
+    }
+    const double kick = entry.at("kick_ms").get<double>(), floor = entry.at("fft_floor_ms").get<double>();
+    CHECK(floor > 0);
+    CHECK(entry.at("kick_over_fft_floor").get<double>() == Approx(kick / floor));
 }

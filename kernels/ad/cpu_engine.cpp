@@ -24,6 +24,7 @@ struct KickState {
     // adjoints passed between the kick's backward entries
     HostArray<T> z_adj, pz_adj, phi_adj, rho_adj, green_adj, green;
     Column<T> green_given;  // the IGF when the caller still has it (else rebuilt)
+    const HostArray<T>* green_spectrum_given = nullptr;  // and its spectrum (else recomputed)
     const SpaceChargeKick<T>* fields_from = nullptr;  // a kick holding this kick's fields (else recomputed)
     std::array<HostArray<T>, 3> dp_adj, e_part_adj, e_grid_adj;
     GeometryAdjoint geo_adj;
@@ -121,14 +122,21 @@ void field_backward(CpuRun<T>& ctx, KickState<T>& s) {
 
 template <class T>
 void convolve_backward(CpuRun<T>& ctx, KickState<T>& s) {
+    HockneyConvolver<T>& conv = ctx.kick->convolver();
     if (!s.green_given) {
-        s.green.resize(ctx.kick->convolver().doubled_size());
+        s.green.resize(conv.doubled_size());
         build_green(s.geometry, ctx.ref.gamma, ctx.threads, s.green.data());
     }
     const T* green = s.green_given ? s.green_given->data() : s.green.data();
+    HostArray<T> spectrum;  // the IGF's real spectrum, when the kick's is not at hand
+    if (!s.green_spectrum_given) {
+        spectrum.resize(conv.green_spectrum_size());
+        conv.green_spectrum(green, spectrum.data());
+    }
+    const T* green_spectrum = s.green_spectrum_given ? s.green_spectrum_given->data() : spectrum.data();
     s.rho_adj.assign(s.geometry.cells(), T(0));
-    s.green_adj.resize(ctx.kick->convolver().doubled_size());
-    ctx.kick->convolver().convolve_adjoint(s.rho->data(), green, s.phi_adj.data(), s.rho_adj.data(), s.green_adj.data());
+    s.green_adj.resize(conv.doubled_size());
+    conv.convolve_adjoint_even(s.rho->data(), green_spectrum, s.phi_adj.data(), s.rho_adj.data(), s.green_adj.data());
     s.phi_adj = s.green = HostArray<T>();
 }
 
@@ -223,6 +231,7 @@ void kick_adjoint(CpuRun<T>& ctx, const std::array<Column<T>, 6>& input, const S
     s.rho = Column<T>(Column<T>(), &kick.charge_density());
     s.phi = Column<T>(Column<T>(), &kick.potential());
     s.green_given = Column<T>(Column<T>(), &kick.green_function());
+    s.green_spectrum_given = &kick.green_spectrum();
     s.fields_from = &kick;
     t_to_s_backward(ctx, s);
     push_backward(ctx, s);

@@ -258,64 +258,107 @@ void field_from_potential_adjoint(const GridGeometry& g, const T* const e[3], co
 
 template <class T>
 HockneyConvolver<T>::HockneyConvolver(std::array<int, 3> n, int threads)
-    : n_(n), threads_(threads), fft_({2 * n[0], 2 * n[1], 2 * n[2]}, threads) {
-    work_a_.resize(fft_.real_size());
+    : n_(n),
+      threads_(threads),
+      fft_({2 * n[0], 2 * n[1], 2 * n[2]}, threads),
+      padded_(n, threads),
+      even_(n, threads) {
     spec_a_.resize(fft_.spectrum_size());
     spec_b_.resize(fft_.spectrum_size());
 }
 
 template <class T>
-void HockneyConvolver<T>::pad(const T* cells, T* doubled) const {
-    const int my = 2 * n_[1], mz = 2 * n_[2];
-    std::fill(doubled, doubled + fft_.real_size(), T(0));
-    for (int i = 0; i < n_[0]; ++i)
-        for (int j = 0; j < n_[1]; ++j)
-            std::copy_n(cells + (std::int64_t(i) * n_[1] + j) * n_[2], n_[2], doubled + (std::int64_t(i) * my + j) * mz);
-}
-
-template <class T>
-void HockneyConvolver<T>::convolve(const T* rho, const T* green_doubled, T* phi) {
-    pad(rho, work_a_.data());
-    fft_.forward(work_a_.data(), spec_a_.data());
+void HockneyConvolver<T>::transform_green(const T* green_doubled) {
+    work_a_.resize(fft_.real_size());
     std::copy_n(green_doubled, fft_.real_size(), work_a_.data());
     fft_.forward(work_a_.data(), spec_b_.data());
     const T norm = T(1.0 / double(fft_.real_size()));
     const std::int64_t ns = fft_.spectrum_size();
 #pragma omp parallel for num_threads(threads_) schedule(static)
-    for (std::int64_t c = 0; c < ns; ++c) spec_a_[c] *= spec_b_[c] * norm;
-    fft_.inverse(spec_a_.data(), work_a_.data());
-    const int my = 2 * n_[1], mz = 2 * n_[2];
-    for (int i = 0; i < n_[0]; ++i)
-        for (int j = 0; j < n_[1]; ++j)
-            std::copy_n(work_a_.data() + (std::int64_t(i) * my + j) * mz, n_[2], phi + (std::int64_t(i) * n_[1] + j) * n_[2]);
+    for (std::int64_t c = 0; c < ns; ++c) spec_b_[c] *= norm;
+}
+
+template <class T>
+void HockneyConvolver<T>::convolve(const T* rho, const T* green_doubled, T* phi) {
+    transform_green(green_doubled);
+    padded_.forward(rho, spec_a_.data());
+    const std::int64_t ns = fft_.spectrum_size();
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (std::int64_t c = 0; c < ns; ++c) spec_a_[c] *= spec_b_[c];
+    padded_.inverse(spec_a_.data(), phi, false);
+}
+
+// The first octant of the doubled grid (indices 0..n, G[n] = 0) through the
+// DCT-I: for an even green this is its DFT, real, at frequencies 0..n.
+template <class T>
+void HockneyConvolver<T>::green_spectrum(const T* green_doubled, T* spectrum) {
+    const int nx = n_[0], ny = n_[1], nz = n_[2], my = 2 * ny, mz = 2 * nz;
+    const T norm = T(1.0 / double(fft_.real_size()));
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (int i = 0; i <= nx; ++i)
+        for (int j = 0; j <= ny; ++j)
+            for (int k = 0; k <= nz; ++k)
+                spectrum[(std::int64_t(i) * (ny + 1) + j) * (nz + 1) + k] =
+                    green_doubled[(std::int64_t(i) * my + j) * mz + k] * norm;
+    even_.transform(spectrum);
+}
+
+// Frequency k of the doubled grid and 2n - k have the same even-spectrum value.
+template <class T>
+void HockneyConvolver<T>::multiply_even(std::complex<T>* spectrum, const T* green_spectrum) const {
+    const int nx = n_[0], ny = n_[1], kz = n_[2] + 1;
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (int i = 0; i < 2 * nx; ++i) {
+        const int fi = i <= nx ? i : 2 * nx - i;
+        for (int j = 0; j < 2 * ny; ++j) {
+            const int fj = j <= ny ? j : 2 * ny - j;
+            std::complex<T>* row = spectrum + (std::int64_t(i) * 2 * ny + j) * kz;
+            const T* g = green_spectrum + (std::int64_t(fi) * (ny + 1) + fj) * kz;
+            for (int k = 0; k < kz; ++k) row[k] *= g[k];
+        }
+    }
+}
+
+template <class T>
+void HockneyConvolver<T>::convolve_even(const T* rho, const T* green_spectrum, T* phi) {
+    padded_.forward(rho, spec_a_.data());
+    multiply_even(spec_a_.data(), green_spectrum);
+    padded_.inverse(spec_a_.data(), phi, false);
+}
+
+template <class T>
+void HockneyConvolver<T>::green_adjoint(const T* rho, T* green_doubled_adj) {
+    padded_.forward(rho, spec_b_.data());
+    const T norm = T(1.0 / double(fft_.real_size()));
+    const std::int64_t ns = fft_.spectrum_size();
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (std::int64_t c = 0; c < ns; ++c) spec_b_[c] = spec_a_[c] * std::conj(spec_b_[c]) * norm;
+    fft_.inverse(spec_b_.data(), green_doubled_adj);
 }
 
 // Both adjoints are circular correlations with pad(phi_adj): with
 // A = FFT(pad(phi_adj)), d/d(rho) = crop(c2r(A conj(FFT(green)))) / M and
-// d/d(green) = c2r(A conj(FFT(pad(rho)))) / M. Only the work arrays are used.
+// d/d(green) = c2r(A conj(FFT(pad(rho)))) / M, the whole doubled grid.
 template <class T>
 void HockneyConvolver<T>::convolve_adjoint(const T* rho, const T* green_doubled, const T* phi_adj, T* rho_adj,
                                            T* green_doubled_adj) {
-    const std::int64_t m = fft_.real_size(), ns = fft_.spectrum_size();
-    const T norm = T(1.0 / double(m));
-    auto correlate_into = [&](T* out) {  // out = c2r(spec_a * conj(spec_b)) / M; spec_b is overwritten
+    transform_green(green_doubled);
+    padded_.forward(phi_adj, spec_a_.data());
+    const std::int64_t ns = fft_.spectrum_size();
 #pragma omp parallel for num_threads(threads_) schedule(static)
-        for (std::int64_t c = 0; c < ns; ++c) spec_b_[c] = spec_a_[c] * std::conj(spec_b_[c]) * norm;
-        fft_.inverse(spec_b_.data(), out);
-    };
-    pad(phi_adj, work_a_.data());
-    fft_.forward(work_a_.data(), spec_a_.data());
-    std::copy_n(green_doubled, m, work_a_.data());
-    fft_.forward(work_a_.data(), spec_b_.data());
-    correlate_into(work_a_.data());
-    const int my = 2 * n_[1], mz = 2 * n_[2];
-    for (int i = 0; i < n_[0]; ++i)
-        for (int j = 0; j < n_[1]; ++j)
-            for (int k = 0; k < n_[2]; ++k)
-                rho_adj[(std::int64_t(i) * n_[1] + j) * n_[2] + k] += work_a_[(std::int64_t(i) * my + j) * mz + k];
-    pad(rho, work_a_.data());
-    fft_.forward(work_a_.data(), spec_b_.data());
-    correlate_into(green_doubled_adj);
+    for (std::int64_t c = 0; c < ns; ++c) spec_b_[c] = spec_a_[c] * std::conj(spec_b_[c]);
+    padded_.inverse(spec_b_.data(), rho_adj, true);
+    green_adjoint(rho, green_doubled_adj);
+}
+
+template <class T>
+void HockneyConvolver<T>::convolve_adjoint_even(const T* rho, const T* green_spectrum, const T* phi_adj, T* rho_adj,
+                                                T* green_doubled_adj) {
+    padded_.forward(phi_adj, spec_a_.data());
+    std::copy(spec_a_.begin(), spec_a_.end(), spec_b_.begin());
+    multiply_even(spec_b_.data(), green_spectrum);
+    padded_.inverse(spec_b_.data(), rho_adj, true);
+    green_adjoint(rho, green_doubled_adj);
 }
 
 template <class T>

@@ -57,24 +57,46 @@ template <class T>
 void field_from_potential_adjoint(const GridGeometry& g, const T* const e[3], const T* const e_adj[3], int threads,
                                   T* phi_adj, GeometryAdjoint& geo_adj);
 
-// Hockney's free-space convolution on the doubled grid.
+// Hockney's free-space convolution on the doubled grid. rho fills one octant
+// of it and only one octant of phi is kept, so rho and phi (and their
+// adjoints) go through PaddedFft3d, which skips the zeros. The kick's Green
+// function is even (mirrored), so its spectrum is real: it is computed once
+// per geometry (green_spectrum) and multiplied in (the *_even functions).
 template <class T>
 class HockneyConvolver {
 public:
     HockneyConvolver(std::array<int, 3> n, int threads);
-    // phi = crop(pad(rho) (*) green_doubled)
+    // phi = crop(pad(rho) (*) green_doubled), for any green
     void convolve(const T* rho, const T* green_doubled, T* phi);
+    // the same for an even green given by green_spectrum's output
+    void convolve_even(const T* rho, const T* green_spectrum, T* phi);
+    // The real DFT of an even green (G[2n - i] = G[i] along each axis, as
+    // build_green makes it) divided by the doubled grid's size, at
+    // frequencies 0..n of each axis (green_spectrum_size() values).
+    void green_spectrum(const T* green_doubled, T* spectrum);
     // rho_adj += crop(pad(phi_adj) correlated with green_doubled);
     // green_doubled_adj = pad(phi_adj) correlated with pad(rho) (overwritten).
     void convolve_adjoint(const T* rho, const T* green_doubled, const T* phi_adj, T* rho_adj, T* green_doubled_adj);
+    // the same for an even green given by its spectrum (correlation with it is convolution)
+    void convolve_adjoint_even(const T* rho, const T* green_spectrum, const T* phi_adj, T* rho_adj,
+                               T* green_doubled_adj);
     std::int64_t doubled_size() const { return fft_.real_size(); }
+    std::int64_t green_spectrum_size() const { return even_.size(); }
+    // the full doubled-grid transforms (a general green, the green's adjoint)
+    const RealFft3d<T>& doubled_fft() const { return fft_; }
 
 private:
-    void pad(const T* cells, T* doubled) const;
+    void multiply_even(std::complex<T>* spectrum, const T* green_spectrum) const;
+    // spec_b_ = FFT(green_doubled) / M
+    void transform_green(const T* green_doubled);
+    // green_doubled_adj = c2r(spec_a_ * conj(spec_b_)) / M with spec_b_ = FFT(pad(rho))
+    void green_adjoint(const T* rho, T* green_doubled_adj);
 
     std::array<int, 3> n_;
     int threads_;
     RealFft3d<T> fft_;
+    PaddedFft3d<T> padded_;
+    EvenDft3d<T> even_;
     HostArray<T> work_a_;
     HostArray<std::complex<T>> spec_a_, spec_b_;
 };

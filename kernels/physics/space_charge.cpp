@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -89,6 +90,7 @@ SpaceChargeKick<T>::SpaceChargeKick(const GridSettings& settings, int threads)
     phi_.resize(cells);
     for (auto& e : e_grid_) e.resize(cells);
     green_doubled_.resize(convolver_->doubled_size());
+    green_spectrum_.resize(convolver_->green_spectrum_size());
 }
 
 template <class T>
@@ -147,12 +149,18 @@ void SpaceChargeKick<T>::deposit(const Beam<T>& beam) {
 
 template <class T>
 void SpaceChargeKick<T>::green(const Beam<T>& beam) {
+    const std::array<double, 4> key = {geometry_.cell_m[0], geometry_.cell_m[1], geometry_.cell_m[2],
+                                       beam.reference.gamma};
+    if (green_valid_ && std::memcmp(key.data(), green_key_.data(), sizeof key) == 0) return;
     build_green(geometry_, beam.reference.gamma, threads_, green_doubled_.data());
+    convolver_->green_spectrum(green_doubled_.data(), green_spectrum_.data());
+    green_key_ = key;
+    green_valid_ = true;
 }
 
 template <class T>
 void SpaceChargeKick<T>::convolve() {
-    convolver_->convolve(rho_.data(), green_doubled_.data(), phi_.data());
+    convolver_->convolve_even(rho_.data(), green_spectrum_.data(), phi_.data());
 }
 
 template <class T>

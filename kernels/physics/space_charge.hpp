@@ -111,6 +111,8 @@ public:
     const HostArray<T>& charge_density() const { return rho_; }   // C/m^3
     const HostArray<T>& potential() const { return phi_; }        // V
     const HostArray<T>& green_function() const { return green_doubled_; }  // IGF / (4 pi eps0), doubled grid
+    // its real spectrum over the doubled grid's size (HockneyConvolver::green_spectrum)
+    const HostArray<T>& green_spectrum() const { return green_spectrum_; }
     const std::array<HostArray<T>, 3>& field_on_grid() const { return e_grid_; }  // -grad phi, V/m
     const HostArray<T>& z() const { return z_; }                  // -beta0*tau, m
     const std::array<HostArray<T>, 3>& momentum_kick() const { return dp_; }  // over p0
@@ -132,7 +134,11 @@ private:
     std::array<HostArray<T>, 3> e_part_, dp_;
     HostArray<T> rho_, deposit_scratch_, phi_;
     std::array<HostArray<T>, 3> e_grid_;
-    HostArray<T> green_doubled_;
+    HostArray<T> green_doubled_, green_spectrum_;
+    // The IGF depends on the cell sizes and gamma only (the shape is fixed):
+    // when both repeat bit for bit, the last one is reused as it is.
+    std::array<double, 4> green_key_{};
+    bool green_valid_ = false;
     std::unique_ptr<HockneyConvolver<T>> convolver_;
     std::array<double, kSubstepCount> seconds_{};
 };
