@@ -177,7 +177,8 @@ PlanRow predict_row(const nlohmann::json& coeffs, const fit::TapeLaw& law, const
         r.tape = m.tape_bytes;
         r.peak = m.peak_bytes;
         if (std::isnan(r.tape)) return r;  // the lattice's maps are not modelled for it
-        if (!p.map_cell.empty()) r.per_kick = (r.tape - model->fixed.at(p.n_part, cells)) / p.kicks;
+        // fused's tape per kick depends on the lattice's maps: their mean over the run
+        if (!p.map_cell.empty() && model->strategy == "fused") r.per_kick = r.tape / p.kicks;
     }
     check_bytes(r.tape, label + " tape", p);
     check_bytes(r.per_kick, label + " tape per kick", p);
