@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -35,6 +36,8 @@ struct LinearLaw {
 };
 
 struct RunCase {
+    RunCase(double part, double cells, double kicks, int snapshot_count = 0, std::vector<bool> maps = {})
+        : n_part(part), n_cells(cells), n_kicks(kicks), snapshots(snapshot_count), map_cell(std::move(maps)) {}
     double n_part = 0, n_cells = 0, n_kicks = 0;
     int snapshots = 0;  // > 0: binomial checkpointing (checkpoint only)
     // The lattice's slices, one flag per slice, true where the element's map
