@@ -229,7 +229,7 @@ void register_kick_memory(sctape::Backend backend) {
             const Variant binomial{"binomial", Strategy::checkpoint, 10};
             for (const Variant& v : {kFused, kCheckpoint})
                 if (kicks <= 1000) register_case(v, c, false, true);
-            for (const Variant& v : {binomial, kReversible}) register_case(v, c, false, true);
+            for (const Variant& v : {kReversible, binomial}) register_case(v, c, false, true);
             if (kicks == 10) register_case(kAutograd, c, false, true);
         }
     } else {
