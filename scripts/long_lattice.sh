@@ -16,4 +16,5 @@ SCTAPE_BENCH_LONG=1 "$build/bench/sctape-bench" --backend cpu --benchmark_filter
   --benchmark_counters_tabular=false --benchmark_out="$tmp/long.json" --benchmark_out_format=json >&2
 mv "$tmp/long.json" results/long_lattice_cpu.json
 /usr/bin/python3 fit/plot.py --long-lattice results/long_lattice_cpu.json -o results/plots
-"$build/cli/sctape" plan results/coeffs_cpu.json --against results/long_lattice_cpu.json --snapshots 10
+"$build/cli/sctape" plan results/coeffs_cpu.json --against results/long_lattice_cpu.json --snapshots 10 \
+  --lattice examples/fodo_cell.json
