@@ -36,6 +36,7 @@
 #include <functional>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include "ad/gradient.hpp"
 
@@ -63,7 +64,7 @@ public:
         if (!snap_[c]) snap_[c] = take_(c);
         return snap_[c];
     }
-    void changed(std::initializer_list<int> cols) {
+    void changed(const std::vector<int>& cols) {
         for (int c : cols) snap_[c] = Column();
     }
     void clear() {
@@ -77,6 +78,17 @@ private:
 
 // Column indices of a beam state (x, px, y, py, tau, delta order).
 enum Col { kX = 0, kPx = 1, kY = 2, kPy = 3, kTau = 4, kDelta = 5 };
+
+// What a taped element map keeps and changes, for every engine's record_map: a
+// drift's adjoint reads only the momenta and a drift moves only the positions;
+// any other map reads and changes all six columns. Saved in this order.
+struct MapColumns {
+    std::vector<int> read, changed;
+};
+inline MapColumns map_columns(bool drift) {
+    if (drift) return {{kPx, kPy, kDelta}, {kX, kY, kTau}};
+    return {{kPx, kPy, kDelta, kX, kY, kTau}, {kX, kPx, kY, kPy, kTau, kDelta}};
+}
 
 // One slice of lattice element `element` with its adjoint on the tape.
 template <class Engine>

@@ -66,18 +66,13 @@ void GpuEngine<T>::record_beam(Tape& tape, MemoryReport& report) {
 template <class T>
 void GpuEngine<T>::record_map(Tape& tape, MemoryReport& report, std::size_t element, double fraction) {
     measured(tape, report, "drift", [&] {
-        // a drift's adjoint reads the momenta only; other maps read every input
-        const bool drift_only = run_->tracking.lattice[element].kind == ElementKind::drift;
+        const MapColumns columns = map_columns(run_->tracking.lattice[element].kind == ElementKind::drift);
         std::array<DeviceColumn<T>, 6> in;
-        for (int c : {kPx, kPy, kDelta}) in[c] = snaps_.get(c);
-        if (!drift_only)
-            for (int c : {kX, kY, kTau}) in[c] = snaps_.get(c);
+        for (int c : columns.read) in[c] = snaps_.get(c);
         map(element, fraction);
-        snaps_.changed(drift_only ? std::initializer_list<int>{kX, kY, kTau}
-                                  : std::initializer_list<int>{kX, kPx, kY, kPy, kTau, kDelta});
+        snaps_.changed(columns.changed);
         std::vector<SavedBuffer> saved;
-        for (int c : {kPx, kPy, kDelta, kX, kY, kTau})
-            if (in[c]) saved.push_back(save(in[c]));
+        for (int c : columns.read) saved.push_back(save(in[c]));
         tape.record(std::move(saved), [run = run_, in, element, fraction] {
             run->gpu->map_adjoint(in, run->tracking.lattice, element, fraction, run->params);
         });
