@@ -27,6 +27,16 @@ inline void add_grid_coordinate_adjoint(const bodies::CicGrid<T>& cg, const bodi
     for (int a = 0; a < 3; ++a) pos_adj[a][p] += u_adj[a];
 }
 
+// Adds the CIC weights of particles [begin, end) to `grid`.
+template <class T>
+void deposit_particles(const bodies::CicGrid<T>& cg, const T* const pos[3], std::int64_t begin, std::int64_t end,
+                       T* grid) {
+    for (std::int64_t p = begin; p < end; ++p) {
+        const bodies::CicPoint<T> c = bodies::cic_point(cg, pos[0][p], pos[1][p], pos[2][p]);
+        for (int m = 0; m < 8; ++m) grid[c.base + bodies::cic_offset(cg, m)] += c.w[m];
+    }
+}
+
 // Sums per-thread grids into `out` (+=), in thread order.
 template <class T>
 void reduce_thread_grids(const T* scratch, std::int64_t cells, int threads, T scale, T* out, bool accumulate) {
@@ -44,18 +54,25 @@ template <class T>
 void deposit_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, T scale, int threads,
                  HostArray<T>& scratch, T* rho) {
     const std::int64_t cells = g.cells();
-    scratch.assign(std::size_t(cells * threads), T(0));
     const bodies::CicGrid<T> cg = bodies::cic_grid<T>(g);
+    if (threads == 1) {
+        // one grid: deposit straight into rho and scale it in place (the same
+        // bits as the per-thread path, as 0 + x is x)
+        std::fill_n(rho, cells, T(0));
+        deposit_particles(cg, pos, 0, n, rho);
+        for (std::int64_t c = 0; c < cells; ++c) rho[c] *= scale;
+        return;
+    }
+    scratch.assign(std::size_t(cells * threads), T(0));
     // Each thread deposits into its own grid; the grids are summed in thread
     // order, so the result is reproducible for a given thread count.
 #pragma omp parallel num_threads(threads)
     {
-        T* grid = scratch.data() + cells * omp_get_thread_num();
-#pragma omp for schedule(static)
-        for (std::int64_t p = 0; p < n; ++p) {
-            const bodies::CicPoint<T> c = bodies::cic_point(cg, pos[0][p], pos[1][p], pos[2][p]);
-            for (int m = 0; m < 8; ++m) grid[c.base + bodies::cic_offset(cg, m)] += c.w[m];
-        }
+        // contiguous shares, as schedule(static); the team may be smaller than asked
+        const int t = omp_get_thread_num(), team = omp_get_num_threads();
+        const std::int64_t chunk = n / team, extra = n % team;
+        const std::int64_t begin = t * chunk + std::min<std::int64_t>(t, extra);
+        deposit_particles(cg, pos, begin, begin + chunk + (t < extra ? 1 : 0), scratch.data() + cells * t);
     }
     reduce_thread_grids(scratch.data(), cells, threads, scale, rho, false);
 }
@@ -86,7 +103,9 @@ void gather_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, co
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (std::int64_t p = 0; p < n; ++p) {
         const bodies::CicPoint<T> c = bodies::cic_point(cg, pos[0][p], pos[1][p], pos[2][p]);
-        for (int a = 0; a < 3; ++a) e_part[a][p] = bodies::cic_gather(cg, c, e_grid[a]);
+        T e[3];
+        bodies::cic_gather3(cg, c, e_grid, e);
+        for (int a = 0; a < 3; ++a) e_part[a][p] = e[a];
     }
 }
 
