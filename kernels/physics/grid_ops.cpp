@@ -235,44 +235,61 @@ double build_green_adjoint(const GridGeometry& g, double gamma, const T* green_d
     return g.cell_m[2] * h_adj[2];
 }
 
+// Both directions walk the nodes as (i, j, k) loops, so every node's index
+// along each axis is known without a 64-bit division (which cost more than
+// the stencils), and take all three axes in one pass over the grid. The
+// per-node bodies are the GPU kernels' (kick_bodies.hpp, adjoint_bodies.hpp);
+// each node's value and, on one thread, each sum is what the axis-by-axis
+// loops gave, bit for bit.
 template <class T>
 void field_from_potential(const GridGeometry& g, const T* phi, T* const e[3], int threads) {
     const std::int64_t stride[3] = {std::int64_t(g.n[1]) * g.n[2], g.n[2], 1};
+    T inv_h[3], inv_2h[3];
     for (int a = 0; a < 3; ++a) {
-        const int len = g.n[a];
-        const std::int64_t s = stride[a];
-        const T inv_2h = T(0.5 / g.cell_m[a]), inv_h = T(1.0 / g.cell_m[a]);
-        T* out = e[a];
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (std::int64_t c = 0; c < g.cells(); ++c) {
-            const int i = int((c / s) % len);
-            if (i == 0) out[c] = -(phi[c + s] - phi[c]) * inv_h;
-            else if (i == len - 1) out[c] = -(phi[c] - phi[c - s]) * inv_h;
-            else out[c] = -(phi[c + s] - phi[c - s]) * inv_2h;
-        }
+        inv_h[a] = T(1.0 / g.cell_m[a]);
+        inv_2h[a] = T(0.5 / g.cell_m[a]);
     }
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int i = 0; i < g.n[0]; ++i)
+        for (int j = 0; j < g.n[1]; ++j) {
+            const std::int64_t row = i * stride[0] + j * stride[1];
+            for (int k = 0; k < g.n[2]; ++k) {
+                const std::int64_t c = row + k;
+                const int index[3] = {i, j, k};
+                for (int a = 0; a < 3; ++a)
+                    e[a][c] = bodies::field_component_at(phi, c, stride[a], index[a], g.n[a], inv_h[a], inv_2h[a]);
+            }
+        }
 }
 
 template <class T>
 void field_from_potential_adjoint(const GridGeometry& g, const T* const e[3], const T* const e_adj[3], int threads,
                                   T* phi_adj, GeometryAdjoint& geo_adj) {
     const std::int64_t stride[3] = {std::int64_t(g.n[1]) * g.n[2], g.n[2], 1};
+    T inv_h[3], inv_2h[3];
     for (int a = 0; a < 3; ++a) {
-        const int len = g.n[a];
-        const std::int64_t s = stride[a];
-        const T inv_2h = T(0.5 / g.cell_m[a]), inv_h = T(1.0 / g.cell_m[a]);
-        const T* ea = e_adj[a];
-        double h_adj = 0;
-        // Gather form of the transposed stencil: each node collects from the
-        // nodes whose difference used it, so no two threads write one node.
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : h_adj)
-        for (std::int64_t c = 0; c < g.cells(); ++c) {
-            double h_term;
-            phi_adj[c] += bodies::field_adjoint_node(e[a], ea, c, s, len, inv_h, inv_2h, g.cell_m[a], h_term);
-            h_adj += h_term;
-        }
-        geo_adj.cell_m[a] += h_adj;
+        inv_h[a] = T(1.0 / g.cell_m[a]);
+        inv_2h[a] = T(0.5 / g.cell_m[a]);
     }
+    double h_adj[3] = {0, 0, 0};
+    // Gather form of the transposed stencil: each node collects from the
+    // nodes whose difference used it, so no two threads write one node.
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : h_adj[:3])
+    for (int i = 0; i < g.n[0]; ++i)
+        for (int j = 0; j < g.n[1]; ++j) {
+            const std::int64_t row = i * stride[0] + j * stride[1];
+            for (int k = 0; k < g.n[2]; ++k) {
+                const std::int64_t c = row + k;
+                const int index[3] = {i, j, k};
+                for (int a = 0; a < 3; ++a) {
+                    double h_term;
+                    phi_adj[c] += bodies::field_adjoint_node_at(e[a], e_adj[a], c, stride[a], index[a], g.n[a],
+                                                                inv_h[a], inv_2h[a], g.cell_m[a], h_term);
+                    h_adj[a] += h_term;
+                }
+            }
+        }
+    for (int a = 0; a < 3; ++a) geo_adj.cell_m[a] += h_adj[a];
 }
 
 template <class T>

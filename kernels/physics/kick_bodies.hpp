@@ -183,12 +183,17 @@ SCTAPE_HD void spectrum_product(T& a_re, T& a_im, T b_re, T b_im, T norm) {
 
 // ---- field: -d(phi)/d(axis) at node c (field_from_potential) ----
 
+// i is node c's index along the axis (a loop that walks the axes knows it).
 template <class T>
-SCTAPE_HD T field_component(const T* phi, std::int64_t c, std::int64_t stride, int len, T inv_h, T inv_2h) {
-    const int i = int((c / stride) % len);
+SCTAPE_HD T field_component_at(const T* phi, std::int64_t c, std::int64_t stride, int i, int len, T inv_h, T inv_2h) {
     if (i == 0) return -(phi[c + stride] - phi[c]) * inv_h;
     if (i == len - 1) return -(phi[c] - phi[c - stride]) * inv_h;
     return -(phi[c + stride] - phi[c - stride]) * inv_2h;
+}
+
+template <class T>
+SCTAPE_HD T field_component(const T* phi, std::int64_t c, std::int64_t stride, int len, T inv_h, T inv_2h) {
+    return field_component_at(phi, c, stride, int((c / stride) % len), len, inv_h, inv_2h);
 }
 
 // The host side (grid geometry from the device's per-axis reductions, and the
