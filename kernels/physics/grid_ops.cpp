@@ -402,29 +402,27 @@ void grid_covering_adjoint(const GridSettings& settings, const T* const pos[3], 
                            const GeometryAdjoint& geo_adj, T* const pos_adj[3]) {
     for (int a = 0; a < 3; ++a) {
         const double o_adj = geo_adj.origin_m[a], h_adj = geo_adj.cell_m[a];
-        const int nodes = settings.shape[a];
+        const ExtentJacobian jac = extent_jacobian(settings, a);
+        // the adjoints of the two extent statistics (lo, hi or mean, rms)
+        const double stat_adj[2] = {o_adj * jac.origin[0] + h_adj * jac.cell[0],
+                                    o_adj * jac.origin[1] + h_adj * jac.cell[1]};
         if (settings.mode == ExtentMode::minmax) {
-            // origin = lo - (hi-lo) pad/2, cell = (hi-lo)(1+pad)/(n-1)
-            const double w = 1.0 + settings.padding;
             std::int64_t lo = 0, hi = 0;
             for (std::int64_t p = 1; p < n; ++p) {
                 if (pos[a][p] < pos[a][lo]) lo = p;
                 if (pos[a][p] > pos[a][hi]) hi = p;
             }
-            pos_adj[a][lo] += T(o_adj * (0.5 + 0.5 * w) - h_adj * w / (nodes - 1));
-            pos_adj[a][hi] += T(o_adj * (0.5 - 0.5 * w) + h_adj * w / (nodes - 1));
+            pos_adj[a][lo] += T(stat_adj[0]);
+            pos_adj[a][hi] += T(stat_adj[1]);
         } else {
-            // origin = mean - k*rms, cell = 2k*rms/(n-1)
             double sum = 0, sum2 = 0;
             for (std::int64_t p = 0; p < n; ++p) {
                 sum += pos[a][p];
                 sum2 += double(pos[a][p]) * pos[a][p];
             }
             const double mean = sum / n, rms = std::sqrt(std::max(sum2 / n - mean * mean, 0.0));
-            const double k = settings.sigma_factor[a];
-            const double mean_adj = o_adj, rms_adj = -k * o_adj + 2 * k * h_adj / (nodes - 1);
             for (std::int64_t p = 0; p < n; ++p)
-                pos_adj[a][p] += T(mean_adj / n + rms_adj * (pos[a][p] - mean) / (n * rms));
+                pos_adj[a][p] += T(stat_adj[0] / n + stat_adj[1] * (pos[a][p] - mean) / (n * rms));
         }
     }
 }

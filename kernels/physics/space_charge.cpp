@@ -23,6 +23,29 @@ namespace {
 const char* kAxisName[3] = {"x", "y", "z"};
 }  // namespace
 
+double quantized_cell(double cell_m, double quantum) {
+    const double step = std::log1p(quantum);
+    const double k = std::ceil(std::log(cell_m) / step);
+    const double cell = std::exp(k * step);
+    return cell >= cell_m ? cell : std::exp((k + 1) * step);  // log's rounding may land one step low
+}
+
+ExtentJacobian extent_jacobian(const GridSettings& settings, int axis) {
+    const int last_node = settings.shape[axis] - 1;
+    const bool quantized = settings.cell_quantum > 0;  // the cell is then constant between steps
+    if (settings.mode == ExtentMode::minmax) {
+        // exact: origin = lo - (hi-lo) pad/2, cell = (hi-lo)(1+pad)/(n-1);
+        // quantized: origin = (lo+hi)/2 - (n-1) cell/2
+        const double w = 1.0 + settings.padding;
+        if (quantized) return {{0.5, 0.5}, {0, 0}};
+        return {{0.5 + 0.5 * w, 0.5 - 0.5 * w}, {-w / last_node, w / last_node}};
+    }
+    // exact: origin = mean - k rms, cell = 2k rms/(n-1); quantized: origin = mean - (n-1) cell/2
+    const double k = settings.sigma_factor[axis];
+    if (quantized) return {{1, 0}, {0, 0}};
+    return {{1, -k}, {0, 2 * k / last_node}};
+}
+
 GridGeometry geometry_from_extents(const GridSettings& settings, const AxisExtent extent[3], std::int64_t n) {
     GridGeometry g;
     g.n = settings.shape;
@@ -46,6 +69,11 @@ GridGeometry geometry_from_extents(const GridSettings& settings, const AxisExten
         if (!(last > first)) throw std::runtime_error(std::string("beam has zero extent along ") + kAxisName[a]);
         g.origin_m[a] = first;
         g.cell_m[a] = (last - first) / (g.n[a] - 1);
+        if (settings.cell_quantum > 0) {
+            // the wider quantized grid, centred where the exact one was
+            g.cell_m[a] = quantized_cell(g.cell_m[a], settings.cell_quantum);
+            g.origin_m[a] = 0.5 * (first + last) - 0.5 * (g.n[a] - 1) * g.cell_m[a];
+        }
         if (e.lo < first || e.hi > last) {
             std::ostringstream msg;
             msg << "particles outside the grid along " << kAxisName[a] << ": beam spans [" << e.lo << ", " << e.hi
@@ -160,6 +188,7 @@ void SpaceChargeKick<T>::green(const Beam<T>& beam) {
     convolver_->green_spectrum(green_doubled_.data(), green_spectrum_.data());
     green_key_ = key;
     green_valid_ = true;
+    ++green_builds_;
 }
 
 template <class T>
