@@ -370,8 +370,8 @@ class Probe:
         self._sample()
         loss.backward()
         self._synchronize()
-        gc.collect()  # the graph is gone: finalizers have run
         self.backward_s = self._now() - self.forward_s
+        gc.collect()  # what the graph still held in reference cycles is released: its finalizers run
         self._sample()
 
     def _synchronize(self):

@@ -11,7 +11,8 @@
 # OUT_DIR/coeffs_with_sctape.json (the fit of it merged with
 # results/sweep_cpu.json) and OUT_DIR/coefficients_<dtype>_tape_bytes.{png,svg}:
 # alpha_part and alpha_cells per phase, Cheetah, Cheetah with checkpointing and
-# sctape's autograd, fused, checkpoint and reversible side by side.
+# sctape's autograd, fused, checkpoint and reversible side by side, and
+# OUT_DIR/timeline_<strategy>_float32.{png,svg} (memory against time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=()
@@ -27,10 +28,15 @@ trap 'rm -rf "$tmp"' EXIT
 # one sweep and one fit for plot.py: the probe's runs and sctape's committed default sweep
 /usr/bin/python3 bench/torch_probe.py merge results/sweep_cpu.json "$out/sweep_cpu.json" -o "$tmp/sweep.json" > /dev/null
 "$sctape" fit "$tmp/sweep.json" -o "$out/coeffs_with_sctape.json" > /dev/null
-/usr/bin/python3 fit/plot.py "$tmp/sweep.json" "$out/coeffs_with_sctape.json" --measure tape_bytes -o "$tmp/plots" > /dev/null
-for dtype in float32 float64; do
-  for ext in png svg; do
+/usr/bin/python3 fit/plot.py "$tmp/sweep.json" "$out/coeffs_with_sctape.json" --measure tape_bytes -o "$tmp/plots" \
+  --timeline "$out/timeline_autograd_float32.json" --timeline "$out/timeline_checkpoint_float32.json" > /dev/null
+for ext in png svg; do
+  for dtype in float32 float64; do
     cp "$tmp/plots/coefficients_${dtype}_tape_bytes.$ext" "$out/"
     echo "$out/coefficients_${dtype}_tape_bytes.$ext"
+  done
+  for strategy in autograd checkpoint; do  # plot.py names them after the label cheetah:<strategy>
+    cp "$tmp/plots/timeline_cheetah:${strategy}_float32.$ext" "$out/timeline_${strategy}_float32.$ext"
+    echo "$out/timeline_${strategy}_float32.$ext"
   done
 done
