@@ -155,16 +155,17 @@ class _Saved:
 
 
 class _Storage:
-    __slots__ = ("nbytes", "scope", "refs")
+    __slots__ = ("nbytes", "refs")
 
-    def __init__(self, nbytes, scope):
-        self.nbytes, self.scope, self.refs = nbytes, scope, 0
+    def __init__(self, nbytes):
+        self.nbytes, self.refs = nbytes, 0
 
 
 def _storage_key_and_bytes(t):
     """(key, bytes) of the storage behind t; views of one storage share the key."""
     try:
-        storage = t.storage()
+        # untyped_storage: torch >= 2 (where storage() warns); storage(): 1.13
+        storage = t.untyped_storage() if hasattr(t, "untyped_storage") else t.storage()
         return (t.device.type, t.device.index, storage.data_ptr()), storage.nbytes()
     except (RuntimeError, NotImplementedError):  # sparse and other tensors without one storage
         return ("tensor", id(t)), t.element_size() * t.nelement()
@@ -268,7 +269,7 @@ class Probe:
         entry = self._live.get(key)
         if entry is None:
             path = self.scope_path()
-            entry = self._live[key] = _Storage(nbytes, path)
+            entry = self._live[key] = _Storage(nbytes)
             self.tape_bytes += nbytes
             self.tape_bytes_by_scope[path] = self.tape_bytes_by_scope.get(path, 0) + nbytes
             if self._kick is not None:
@@ -371,7 +372,6 @@ class Probe:
         loss.backward()
         self._synchronize()
         self.backward_s = self._now() - self.forward_s
-        gc.collect()  # what the graph still held in reference cycles is released: its finalizers run
         self._sample()
 
     def _synchronize(self):
@@ -573,11 +573,13 @@ def write_json(doc, path, indent=1):
 
 def merge_sweeps(docs):
     """One sweep of several (sctape-bench's and the probe's): benchmarks concatenated, first context kept."""
-    merged = {"context": dict(docs[0][1].get("context", {})), "benchmarks": []}
-    merged["context"]["merged_from"] = ", ".join(path for path, _ in docs)
     for path, doc in docs:
         if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
             raise ProbeError(f"'{path}' is not a Google Benchmark JSON (no \"benchmarks\" list)")
+    context = docs[0][1].get("context")
+    merged = {"context": dict(context) if isinstance(context, dict) else {}, "benchmarks": []}
+    merged["context"]["merged_from"] = ", ".join(path for path, _ in docs)
+    for _, doc in docs:
         merged["benchmarks"].extend(doc["benchmarks"])
     return merged
 
@@ -601,7 +603,10 @@ def main(argv):
                 raise ProbeError(f"cannot read '{path}': {e}")
         if os.path.abspath(args.out) in {os.path.abspath(s) for s in args.sweeps}:
             raise ProbeError(f"--out '{args.out}' is one of the inputs")
-        write_json(merge_sweeps(docs), args.out)
+        try:
+            write_json(merge_sweeps(docs), args.out)
+        except OSError as e:
+            raise ProbeError(f"cannot write '{args.out}': {e.strerror}")
     except ProbeError as e:
         print(f"torch_probe: error: {e}", file=sys.stderr)
         return 2

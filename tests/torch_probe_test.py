@@ -3,7 +3,7 @@
 
     /usr/bin/python3 tests/torch_probe_test.py CASE [--sctape PATH] [--tmp DIR]
 
-CASE: appendix_a, cic_fft, scopes, fit_round_trip, no_torch. Exit 0 passed,
+CASE: appendix_a, cic_fft, scopes, fit_round_trip, cli_errors, no_torch. Exit 0 passed,
 1 failed, 77 skipped (torch not importable: the case was NOT tested).
 
 Tape bytes are deterministic: every assertion on them is exact.
@@ -317,6 +317,26 @@ def fit_round_trip(args):
           f"sctape plan's row toy:autograd float32 {per_kick_mib} MiB per kick:\n{r.stdout}")
 
 
+def cli_errors(args):
+    """Bad input to `torch_probe.py merge`: exit 2 with an error line naming the cause, nothing written."""
+    tmp = tempfile.mkdtemp(dir=args.tmp)
+    not_a_sweep = os.path.join(tmp, "list.json")
+    with open(not_a_sweep, "w", encoding="utf-8") as f:
+        f.write("[1, 2]")
+    out = os.path.join(tmp, "out.json")
+    script = os.path.join(ROOT, "bench", "torch_probe.py")
+    for argv, cause in (([not_a_sweep], "not a Google Benchmark JSON"),
+                        ([os.path.join(tmp, "missing.json")], "cannot read"),
+                        ([not_a_sweep, "-o", not_a_sweep], "one of the inputs"),
+                        ([os.path.join(ROOT, "results", "cheetah", "sweep_cpu.json"), "-o",
+                          os.path.join(tmp, "no", "such", "folder.json")], "cannot write")):
+        argv = argv if "-o" in argv else argv + ["-o", out]
+        r = subprocess.run([sys.executable, script, "merge", *argv], capture_output=True, text=True)
+        check(r.returncode == 2 and "torch_probe: error:" in r.stderr and cause in r.stderr,
+              f"merge {' '.join(os.path.basename(a) for a in argv)}: exit 2, '{cause}' ({r.stderr.strip()!r})")
+    check(not os.path.exists(out) and sorted(os.listdir(tmp)) == ["list.json"], "nothing written")
+
+
 def no_torch(args):
     """With a `torch` that fails to import: a clear message and exit 2, nothing written."""
     shim = tempfile.mkdtemp(dir=args.tmp)
@@ -337,7 +357,7 @@ def no_torch(args):
 
 
 CASES = {"appendix_a": appendix_a, "cic_fft": cic_fft, "scopes": scopes, "fit_round_trip": fit_round_trip,
-         "no_torch": no_torch}
+         "cli_errors": cli_errors, "no_torch": no_torch}
 NEEDS_TORCH_1_13 = {"cic_fft", "fit_round_trip"}  # the hand derivation is torch 1.13's (docstring)
 
 
