@@ -506,6 +506,7 @@ def sweep(run, case_list, code, strategy, dtype, device="cpu", progress=sys.stde
     every entry has every counter `sctape fit` fits.
     """
     device = torch.device(device)
+    described = device_description(device)
     entries, started = [], time.perf_counter()
     for i, case in enumerate(case_list):
         name = entry_name(code, strategy, dtype, case)
@@ -513,7 +514,7 @@ def sweep(run, case_list, code, strategy, dtype, device="cpu", progress=sys.stde
         if on_probe:
             on_probe(case, probe)
         entry = {"name": name, "run_name": name, "run_type": "iteration", "iterations": 1,
-                 "real_time": probe.forward_s + probe.backward_s, "time_unit": "s", "code": code,
+                 "real_time": probe.forward_s + probe.backward_s, "time_unit": "s", "code": code, "device": described,
                  "N_part": case.n_part, "N_cells": case.grid[0] * case.grid[1] * case.grid[2],
                  "N_kicks": case.n_kicks}
         entry.update(probe.counters())
@@ -523,7 +524,7 @@ def sweep(run, case_list, code, strategy, dtype, device="cpu", progress=sys.stde
     _fill_missing_scopes(entries)
     alloc = _allocator(device)
     return {"context": {"kind": "sctape-torch-probe-sweep", "probe_schema_version": SCHEMA_VERSION,
-                        "code": code, "backend": device.type, "device": device_description(device),
+                        "code": code, "backend": device.type, "device": described,
                         "memory_space": alloc.memory_space if alloc else "none",
                         "torch_version": torch.__version__, "dtypes": dtype, "units": UNITS,
                         "tape": "unique storages saved for backward (torch.autograd.graph.saved_tensors_hooks)"},
