@@ -3,7 +3,7 @@
 
     /usr/bin/python3 tests/torch_probe_test.py CASE [--sctape PATH] [--tmp DIR]
 
-CASE: appendix_a, cic_fft, scopes, fit_round_trip, cli_errors, no_torch. Exit 0 passed,
+CASE: appendix_a, cic_fft, scopes, fit_round_trip, cli_errors, committed_cheetah, no_torch. Exit 0 passed,
 1 failed, 77 skipped (torch not importable: the case was NOT tested).
 
 Tape bytes are deterministic: every assertion on them is exact.
@@ -337,6 +337,35 @@ def cli_errors(args):
     check(not os.path.exists(out) and sorted(os.listdir(tmp)) == ["list.json"], "nothing written")
 
 
+def same_json(a, b, where="coeffs"):
+    """Equal structure and strings; numbers equal to 1e-9 relative (origin: the same points refitted by
+    a build with other optimization flags may round the last bits differently)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k], f"{where}.{k}") for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y, f"{where}[{i}]") for i, (x, y) in enumerate(zip(a, b)))
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
+        if abs(a - b) <= 1e-9 * max(abs(a), abs(b)):
+            return True
+    elif a == b:
+        return True
+    print(f"      differs at {where}: {a!r} vs {b!r}")
+    return False
+
+
+def committed_cheetah(args):
+    """results/cheetah/coeffs_cpu.json is `sctape fit` of the committed Cheetah sweep (needs no torch)."""
+    results = os.path.join(ROOT, "results", "cheetah")
+    out = os.path.join(tempfile.mkdtemp(dir=args.tmp), "coeffs.json")
+    r = subprocess.run([args.sctape, "fit", os.path.join(results, "sweep_cpu.json"), "-o", out],
+                       capture_output=True, text=True)
+    check_equal(r.returncode, 0, f"sctape fit results/cheetah/sweep_cpu.json ({r.stderr.strip()[-200:]})")
+    if r.returncode == 0:
+        with open(out, encoding="utf-8") as f, open(os.path.join(results, "coeffs_cpu.json"), encoding="utf-8") as g:
+            check(same_json(json.load(g), json.load(f)), "refitted coefficients equal results/cheetah/coeffs_cpu.json")
+
+
 def no_torch(args):
     """With a `torch` that fails to import: a clear message and exit 2, nothing written."""
     shim = tempfile.mkdtemp(dir=args.tmp)
@@ -357,7 +386,7 @@ def no_torch(args):
 
 
 CASES = {"appendix_a": appendix_a, "cic_fft": cic_fft, "scopes": scopes, "fit_round_trip": fit_round_trip,
-         "cli_errors": cli_errors, "no_torch": no_torch}
+         "cli_errors": cli_errors, "committed_cheetah": committed_cheetah, "no_torch": no_torch}
 NEEDS_TORCH_1_13 = {"cic_fft", "fit_round_trip"}  # the hand derivation is torch 1.13's (docstring)
 
 
@@ -369,7 +398,7 @@ def main():
     args = p.parse_args()
     if args.tmp:
         os.makedirs(args.tmp, exist_ok=True)
-    if args.case != "no_torch":
+    if args.case not in ("no_torch", "committed_cheetah"):
         try:
             import torch
         except ImportError as e:
