@@ -16,7 +16,7 @@ void register_kick_time(sctape::Backend backend);
 // Google Benchmark.
 struct KickMemoryRun {
     std::string name;  // as Google Benchmark names it (".../iterations:1"), for --benchmark_filter
-    double work;       // estimated work, N_kicks * (N_part + 8 N_cells): what balances shards
+    double work;       // estimated time in arbitrary units (kick_memory.cpp): what balances shards
     std::function<void()> register_run;
 };
 
