@@ -5,6 +5,7 @@
 
 #include "least_squares.hpp"
 #include "shard.hpp"
+#include "sweep.hpp"
 
 namespace sctape::fit {
 namespace {
@@ -29,6 +30,18 @@ struct Shard {
 };
 
 std::string quoted(const ShardDocument& f) { return "'" + f.path + "'"; }
+
+// The path of the first null in `value`, or "": Google Benchmark writes none,
+// and a null copied into the sweep would read as a lost number.
+std::string first_null(const json& value, const std::string& path) {
+    if (value.is_null()) return path;
+    if (value.is_object() || value.is_array())
+        for (auto it = value.begin(); it != value.end(); ++it) {
+            const std::string key = value.is_object() ? "." + it.key() : "[" + std::to_string(it - value.begin()) + "]";
+            if (const std::string found = first_null(*it, path + key); !found.empty()) return found;
+        }
+    return "";
+}
 
 std::string context_string(const json& context, const char* key, const ShardDocument& f) {
     const auto it = context.find(key);
@@ -82,6 +95,13 @@ Shard read_shard(const ShardDocument& f) {
                            shard_keys::kSweepCases + " = " + std::to_string(s.sweep_cases));
     const json& runs = doc["benchmarks"];
     for (std::size_t j = 0; j < runs.size(); ++j) check_run(runs[j], j, s);
+    if (const std::string path = first_null(doc, ""); !path.empty())
+        throw FitError(quoted(f) + " has null at " + path.substr(1) + " (sctape-bench writes none)");
+    try {
+        parse_sweep(doc);  // what `sctape fit` would refuse in the merged sweep, refused here with the file's name
+    } catch (const FitError& e) {
+        throw FitError(quoted(f) + ": " + e.what());
+    }
     if (runs.size() != s.cases.size())
         throw FitError(quoted(f) + " (shard " + shard_name(s.spec) + ") holds " + std::to_string(runs.size()) +
                        " runs for its " + std::to_string(s.cases.size()) + " cases: " +
