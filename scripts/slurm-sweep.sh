@@ -20,7 +20,8 @@ be on a file system the compute nodes share.
   --build DIR        build folder with bench/sctape-bench and cli/sctape
                      (default build/cuda if it has them, else build/cpu)
   --out DIR          where shards, logs, sweep.json and coeffs.json go
-                     (default results/slurm-sweep-<date>-<time>; created, must be empty)
+                     (default slurm-sweeps/<date>-<time> in the repository, which git
+                     ignores; created, must be new or empty)
   --partition P      Slurm partition (default: the cluster's default partition)
   --time T           time limit per shard task, as sbatch --time (default 02:00:00)
   --merge-time T     time limit of the merge-and-fit job (default 00:15:00)
@@ -77,10 +78,8 @@ for binary in "$bench" "$sctape"; do
 done
 command -v sbatch >/dev/null || die "no sbatch on PATH: run this on a Slurm login node"
 
-[ -n "$out" ] || out="$repo/results/slurm-sweep-$(date +%Y%m%d-%H%M%S)"
+[ -n "$out" ] || out="$repo/slurm-sweeps/$(date +%Y%m%d-%H%M%S)"
 if [ -e "$out" ] && [ -n "$(ls -A "$out" 2>/dev/null)" ]; then die "--out '$out' is not empty"; fi
-mkdir -p "$out/logs" || die "cannot create --out '$out'"
-out=$(cd "$out" && pwd)
 
 env_line=""
 [ "$quick" = 1 ] && env_line="export SCTAPE_BENCH_QUICK=1"
@@ -90,11 +89,12 @@ run_env() { env -u SCTAPE_BENCH_QUICK -u SCTAPE_BENCH_LONG ${env_line:+${env_lin
 # The sweep must split into N non-empty shards: sctape-bench checks it and
 # lists shard 0 without running anything (exit 2 and its message otherwise).
 # Only for cpu: a login node may have no GPU, and the GPU sweep has more runs.
-if [ "$backend" = cpu ] && ! run_env "$bench" --backend "$backend" --shard "0/$shards" --benchmark_filter="$filter" \
-       --benchmark_list_tests >/dev/null 2>"$out/logs/check.log"; then
-  cat "$out/logs/check.log" >&2
-  die "the sweep cannot be split into $shards shards (nothing submitted)"
+if [ "$backend" = cpu ] && ! why=$(run_env "$bench" --backend "$backend" --shard "0/$shards" \
+       --benchmark_filter="$filter" --benchmark_list_tests 2>&1 >/dev/null); then
+  die "the sweep cannot be split into $shards shards, nothing submitted: $why"
 fi
+mkdir -p "$out/logs" || die "cannot create --out '$out'"
+out=$(cd "$out" && pwd)
 
 # The job scripts, with every value written in: what ran can be read back.
 {
@@ -139,6 +139,7 @@ fi
 # presence decides); meanwhile count the shards done.
 sbatch "${common[@]}" "${merge_opts[@]}" --wait "$out/merge.sh" > "$out/logs/merge-id" &
 waiter=$!
+trap 'kill "$waiter" 2>/dev/null || true' EXIT  # a killed script leaves no sbatch behind
 start=$SECONDS done_before=-1
 while kill -0 "$waiter" 2>/dev/null; do
   done_now=$(find "$out" -maxdepth 1 -name 'shard-*.json' | wc -l)
