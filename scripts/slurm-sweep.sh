@@ -34,8 +34,9 @@ be on a file system the compute nodes share.
   --wait             wait for the merge job, print shards done as they finish, exit with its status
   -h, --help         this text
 
-Exit codes: 0 submitted (with --wait: merged and fitted), 1 a job failed (--wait),
-2 bad options or a sweep that cannot be split into N shards (nothing submitted).
+Exit codes: 0 submitted (with --wait: merged and fitted); 1 a job failed (--wait),
+or the merge job was refused after the array (the array is then cancelled); 2 bad
+options or a sweep that cannot be split into N shards (nothing submitted).
 EOF
 }
 
@@ -129,7 +130,11 @@ merge_opts=(--job-name=sctape-merge --dependency="afterok:$array_id" --kill-on-i
             --time="$merge_time" --output="$out/logs/merge.log")
 echo "[slurm-sweep] array job $array_id: $shards shards -> $out/shard-<i>.json (logs in $out/logs)"
 if [ "$wait_for_it" = 0 ]; then
-  merge_id=$(sbatch "${common[@]}" "${merge_opts[@]}" "$out/merge.sh") || die "sbatch refused the merge job"
+  merge_id=$(sbatch "${common[@]}" "${merge_opts[@]}" "$out/merge.sh") || {
+    scancel "$array_id"
+    echo "slurm-sweep.sh: sbatch refused the merge job: array job $array_id cancelled" >&2
+    exit 1
+  }
   echo "[slurm-sweep] merge job ${merge_id%%;*} after the array: $out/sweep.json, $out/coeffs.json"
   exit 0
 fi
@@ -157,6 +162,11 @@ if [ "$status" != 0 ] || [ ! -s "$out/coeffs.json" ]; then
   failed=""
   for i in $(seq 0 $((shards - 1))); do [ -s "$out/shard-$i.json" ] || failed+=" $i"; done
   merge_id=$(tr -dc '0-9' < "$out/logs/merge-id")
+  if [ -z "$merge_id" ]; then  # the merge job was never queued: nothing would consume the array
+    scancel "$array_id"
+    echo "slurm-sweep.sh: sbatch refused the merge job: array job $array_id cancelled" >&2
+    exit 1
+  fi
   state=$(scontrol show job "$merge_id" 2>/dev/null | grep -o 'JobState=[A-Z_]* Reason=[^ ]*' || echo "no record")
   echo "slurm-sweep.sh: the sweep failed: shards without output:${failed:- none}; merge job $merge_id: $state;" \
        "see $out/logs/" >&2
