@@ -129,13 +129,17 @@ void SpaceChargeKick<T>::s_to_t(const Beam<T>& beam) {
     prepare(n);
     const auto& ref = beam.reference;
     const T beta0 = T(ref.beta), inv_beta0 = T(1.0 / ref.beta), inv_bg2 = T(1.0 / (ref.beta_gamma() * ref.beta_gamma()));
-    bool finite = true;
-#pragma omp parallel for num_threads(threads_) schedule(static) reduction(&& : finite)
+    const T *px = beam.px.data(), *py = beam.py.data(), *tau = beam.tau.data(), *delta = beam.delta.data();
+    T *z = z_.data(), *pz = pz_.data();
+    // 0 * pz is 0 for every finite pz and NaN otherwise: a sum that vectorizes
+    // in any order, unlike a branch on isfinite
+    T non_finite = 0;
+#pragma omp parallel for simd num_threads(threads_) schedule(static) reduction(+ : non_finite)
     for (std::int64_t p = 0; p < n; ++p) {
-        s_to_t_particle(beam.px[p], beam.py[p], beam.tau[p], beam.delta[p], beta0, inv_beta0, inv_bg2, z_[p], pz_[p]);
-        finite = finite && std::isfinite(pz_[p]);
+        s_to_t_particle(px[p], py[p], tau[p], delta[p], beta0, inv_beta0, inv_bg2, z[p], pz[p]);
+        non_finite += T(0) * pz[p];
     }
-    if (!finite)
+    if (non_finite != 0)  // true for NaN too
         throw std::runtime_error(kNonFinitePzMessage);
 }
 
@@ -196,13 +200,14 @@ void SpaceChargeKick<T>::t_to_s(Beam<T>& beam) {
     const auto& ref = beam.reference;
     const T inv_beta0 = T(1.0 / ref.beta), inv_bg2 = T(1.0 / (ref.beta_gamma() * ref.beta_gamma()));
     const std::int64_t n = beam.size();
-#pragma omp parallel for num_threads(threads_) schedule(static)
+    T *px = beam.px.data(), *py = beam.py.data(), *delta = beam.delta.data();
+    const T *pz_old = pz_.data(), *dpx = dp_[0].data(), *dpy = dp_[1].data(), *dpz = dp_[2].data();
+#pragma omp parallel for simd num_threads(threads_) schedule(static)
     for (std::int64_t p = 0; p < n; ++p) {
-        T px_old = beam.px[p], py_old = beam.py[p], pz_old = pz_[p];
-        T px = px_old + dp_[0][p], py = py_old + dp_[1][p], pz = pz_old + dp_[2][p];
-        beam.delta[p] = t_to_s_delta(beam.delta[p], px_old, py_old, pz_old, px, py, pz, inv_beta0, inv_bg2);
-        beam.px[p] = px;
-        beam.py[p] = py;
+        const T px1 = px[p] + dpx[p], py1 = py[p] + dpy[p], pz1 = pz_old[p] + dpz[p];
+        delta[p] = t_to_s_delta(delta[p], px[p], py[p], pz_old[p], px1, py1, pz1, inv_beta0, inv_bg2);
+        px[p] = px1;
+        py[p] = py1;
     }
 }
 
