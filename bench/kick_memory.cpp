@@ -48,13 +48,16 @@ struct Case {
 };
 
 // A strategy as swept: "binomial" is checkpoint with a snapshot budget.
+// `time_factor` is its time relative to fused for one case, for balancing
+// shards only (rounded from the committed CPU sweep, results/sweep_cpu.json).
 struct Variant {
     const char* label;
     Strategy strategy;
     int snapshots;
+    double time_factor;
 };
 
-sctape::Backend g_backend = sctape::Backend::cpu;  // set by register_kick_memory
+sctape::Backend g_backend = sctape::Backend::cpu;  // set by plan_kick_memory
 
 // The allocator whose bytes the sweep reports: host, or device on the GPU.
 sctape::MemoryTracker& memory() {
@@ -197,13 +200,24 @@ std::vector<Case> sweep(bool quick) {
     return cases;
 }
 
-void register_case(const Variant& v, const Case& c, bool float32, bool float64) {
-    if (float32)
-        benchmark::RegisterBenchmark(case_name(v.label, "float32", c).c_str(), kick_memory<float>, v, c)
-            ->Iterations(1)->Unit(benchmark::kMillisecond);
-    if (float64)
-        benchmark::RegisterBenchmark(case_name(v.label, "float64", c).c_str(), kick_memory<double>, v, c)
-            ->Iterations(1)->Unit(benchmark::kMillisecond);
+template <class T>
+KickMemoryRun planned_run(const char* dtype, const Variant& v, const Case& c) {
+    const std::string name = case_name(v.label, dtype, c);
+    const double cells = double(c.grid[0]) * c.grid[1] * c.grid[2];
+    // time ~ N_kicks (N_part + N_cells), a cell costing about what a particle
+    // does (fitted on the committed CPU sweep: 1.0-2.0x); float64 about 1.5x
+    const double dtype_factor = sizeof(T) == 8 ? 1.5 : 1.0;
+    const double work = double(c.kicks) * (double(c.n_part) + cells) * v.time_factor * dtype_factor;
+    auto register_run = [name, v, c] {
+        benchmark::RegisterBenchmark(name.c_str(), kick_memory<T>, v, c)->Iterations(1)->Unit(benchmark::kMillisecond);
+    };
+    return {name + "/iterations:1", work, register_run};  // Google Benchmark appends the iterations
+}
+
+// Adds the float32 and float64 runs of a variant and case to `runs`, as asked.
+void plan_case(std::vector<KickMemoryRun>& runs, const Variant& v, const Case& c, bool float32, bool float64) {
+    if (float32) runs.push_back(planned_run<float>("float32", v, c));
+    if (float64) runs.push_back(planned_run<double>("float64", v, c));
 }
 
 bool env_is(const char* name, const char* value) {
@@ -211,12 +225,13 @@ bool env_is(const char* name, const char* value) {
     return v && std::string(v) == value;
 }
 
-const Variant kFused{"fused", Strategy::fused, 0}, kAutograd{"autograd", Strategy::autograd, 0},
-    kCheckpoint{"checkpoint", Strategy::checkpoint, 0}, kReversible{"reversible", Strategy::reversible, 0};
+const Variant kFused{"fused", Strategy::fused, 0, 1.0}, kAutograd{"autograd", Strategy::autograd, 0, 2.0},
+    kCheckpoint{"checkpoint", Strategy::checkpoint, 0, 1.25}, kReversible{"reversible", Strategy::reversible, 0, 1.5};
 
 }  // namespace
 
-void register_kick_memory(sctape::Backend backend) {
+std::vector<KickMemoryRun> plan_kick_memory(sctape::Backend backend) {
+    std::vector<KickMemoryRun> runs;
     g_backend = backend;
     const bool gpu = backend == sctape::Backend::cuda;
     if (env_is("SCTAPE_BENCH_LONG", "1")) {
@@ -226,11 +241,11 @@ void register_kick_memory(sctape::Backend backend) {
         g_ring = true;
         for (int kicks : {10, 100, 1000, 10000}) {
             const Case c{100000, {32, 32, 32}, kicks};
-            const Variant binomial{"binomial", Strategy::checkpoint, 10};
+            const Variant binomial{"binomial", Strategy::checkpoint, 10, 1.5};
             for (const Variant& v : {kFused, kCheckpoint})
-                if (kicks <= 1000) register_case(v, c, false, true);
-            for (const Variant& v : {kReversible, binomial}) register_case(v, c, false, true);
-            if (kicks == 10) register_case(kAutograd, c, false, true);
+                if (kicks <= 1000) plan_case(runs, v, c, false, true);
+            for (const Variant& v : {kReversible, binomial}) plan_case(runs, v, c, false, true);
+            if (kicks == 10) plan_case(runs, kAutograd, c, false, true);
         }
     } else {
         const bool quick = env_is("SCTAPE_BENCH_QUICK", "1");
@@ -240,9 +255,9 @@ void register_kick_memory(sctape::Backend backend) {
         for (const Case& c : cases) {
             const bool timing_point = c.n_part == 1000000 && c.grid[0] == 128;
             for (const Variant& v : {kFused, kAutograd, kCheckpoint, kReversible})
-                register_case(v, c, true, !timing_point);
+                plan_case(runs, v, c, true, !timing_point);
             if (c.grid == std::array<int, 3>{16, 16, 16} && c.n_part == (quick ? 10000 : 100000))
-                register_case(Variant{"binomial", Strategy::checkpoint, 4}, c, true, true);
+                plan_case(runs, Variant{"binomial", Strategy::checkpoint, 4, 1.5}, c, true, true);
         }
     }
     static TrackingMemoryManager manager;
@@ -262,4 +277,5 @@ void register_kick_memory(sctape::Backend backend) {
     benchmark::AddCustomContext("compiler", __VERSION__);
     benchmark::AddCustomContext("dtypes", "float32 and float64 (in each run's name)");
     benchmark::AddCustomContext("units", "bytes for *_bytes*, milliseconds for *_ms, per kick unless *_total");
+    return runs;
 }

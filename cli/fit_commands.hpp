@@ -1,5 +1,5 @@
-// fit_commands.hpp — the `sctape fit`, `check` and `plan` subcommands (the
-// scaling suite). Each takes the arguments after its name and returns the
+// fit_commands.hpp — the `sctape fit`, `check`, `plan` and `merge` subcommands
+// (the scaling suite). Each takes the arguments after its name and returns the
 // exit code: 0 success, 1 a regression (check only), 2 bad input (message on
 // stderr, nothing written).
 #pragma once
@@ -12,5 +12,6 @@ namespace sctape::cli {
 int fit_command(const std::vector<std::string>& args);
 int check_command(const std::vector<std::string>& args);
 int plan_command(const std::vector<std::string>& args);
+int merge_command(const std::vector<std::string>& args);  // merge_command.cpp
 
 }  // namespace sctape::cli

@@ -27,6 +27,8 @@ const char* kUsage =
     "        (`check --write-baseline COEFFS.json BASELINE.json` makes a baseline)\n"
     "  plan COEFFS.json --n-part N --grid NX NY NZ --kicks K [--memory-GiB M]\n"
     "        predict the tape of a gradient run per strategy, and whether it fits\n"
+    "  merge SHARD.json... -o SWEEP.json\n"
+    "        merge the shards of a sweep (sctape-bench --shard i/n) into one sweep\n"
     "\n"
     "Run `sctape <command> --help` for the options of a command.\n"
     "Exit codes: 0 success, 1 regression (check) or nothing fits (plan), 2 bad input\n"
@@ -70,6 +72,7 @@ int main(int argc, char** argv) {
     if (command == "fit") return sctape::cli::fit_command(args);
     if (command == "check") return sctape::cli::check_command(args);
     if (command == "plan") return sctape::cli::plan_command(args);
+    if (command == "merge") return sctape::cli::merge_command(args);
     std::cerr << "sctape: unknown command '" << command << "'\n\n" << kUsage;
     return sctape::cli::kExitBadInput;
 }

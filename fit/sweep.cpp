@@ -157,6 +157,9 @@ Sweep parse_sweep(const json& doc) {
     if (doc.contains("context") && doc["context"].is_object()) {
         sweep.context = scalar_context(doc["context"]);
         sweep.backend = sweep.context.value("backend", std::string("unknown"));
+        if (sweep.context.contains("shard"))  // fit/shard.hpp: a shard alone is part of a sweep
+            sweep.notes.push_back("this is shard " + sweep.context["shard"].dump() +
+                                  " of a sharded sweep: the fit sees only its cases (`sctape merge` the shards first)");
     }
     std::set<std::string> seen;
     for (const json& b : doc["benchmarks"]) {

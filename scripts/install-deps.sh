@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs sctape's build and run dependencies from Debian packages;
-# `install-deps.sh fuzz` adds clang with libFuzzer (scripts/fuzz.sh).
+# `install-deps.sh fuzz` adds clang with libFuzzer (scripts/fuzz.sh);
+# `install-deps.sh slurm` adds Slurm and munge (tests/slurm_sweep_test.sh).
 # Idempotent: does nothing when every package is already installed.
 set -euo pipefail
 
@@ -9,6 +10,7 @@ packages=(build-essential cmake ninja-build pkg-config
           python3 python3-matplotlib
           python3-torch)  # bench/torch_probe.py's tests (1.13 on bookworm)
 if [ "${1:-}" = fuzz ]; then packages+=(clang libclang-rt-14-dev libomp-14-dev); fi
+if [ "${1:-}" = slurm ]; then packages+=(slurm-wlm munge); fi
 
 missing=()
 for p in "${packages[@]}"; do

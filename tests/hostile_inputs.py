@@ -6,7 +6,8 @@ exits 0 with NaN or a lost result.
 
 Mutates small inputs of every subcommand that reads JSON (the example
 configs of `sctape track`, a sweep and a point list for `sctape fit`, a
-baseline and COEFFS for `sctape check`, COEFFS for `sctape plan`): each key
+baseline and COEFFS for `sctape check`, COEFFS for `sctape plan`, a shard
+for `sctape merge`): each key
 deleted, given another type, NaN-ish, huge, negative, zero or tiny values,
 renamed, nested deeply, duplicated in the raw text; the file truncated. Each
 mutated input is run under a timeout, and each case must end in one of
@@ -82,6 +83,18 @@ def small_sweep():
                      "tape_bytes": law(n_part, n_cells), "alloc_delta_bytes": 2 * law(n_part, n_cells),
                      "tape_deposit_bytes": 8 * n_part, "forward_ms": 1.5})
     return {"context": {"backend": "cpu"}, "benchmarks": runs}
+
+
+def shard():
+    """small_sweep() as the only shard of its sweep (sctape-bench --shard 0/1), for `sctape merge`."""
+    doc = small_sweep()
+    names = [r["name"] for r in doc["benchmarks"]]
+    digest = 0xcbf29ce484222325  # FNV-1a 64 of the names joined by newlines (fit/shard.hpp sweep_id)
+    for byte in "\n".join(names).encode():
+        digest = ((digest ^ byte) * 0x100000001b3) % 2 ** 64
+    doc["context"].update({"shard_schema_version": "1", "shard": "0/1", "shard_case_indices": "0,1,2,3",
+                           "sweep_cases": "4", "sweep_id": f"fnv1a64:{digest:016x}", "sweep_filter": "kick_memory"})
+    return doc
 
 
 def point_list():
@@ -253,6 +266,7 @@ def subjects(examples_dir):
     out += [
         Subject("fit/sweep", small_sweep(), ["fit", "{input}", "-o", "{out}"], "out", {0}, False),
         Subject("fit/points", point_list(), ["fit", "{input}", "-o", "{out}"], "out", {0}, True),
+        Subject("merge/shard", shard(), ["merge", "{input}", "-o", "{out}"], "out", {0}, False),
         Subject("check/baseline", baseline(), ["check", "{input}", "{coeffs}"], "stdout", {0, 1}, False),
         Subject("check/coeffs", coeffs(), ["check", "{baseline}", "{input}"], "stdout", {0, 1}, False),
         Subject("check/write-baseline", coeffs(), ["check", "--write-baseline", "{input}", "{out}"], "out", {0}, False),
