@@ -86,7 +86,7 @@ expect_line() {  # expect_line FILE REGEX WHAT
 run ok --
 [ "$rc" -eq 0 ] || fail "all stages pass: exit $rc, expected 0"
 order=$(sed -E 's/^([^ ]+).*/\1/' "$trace" | uniq | tr '\n' ' ')
-[ "$order" = "cmake sctape_gpu_tests compute-sanitizer sctape sctape-bench sctape sctape-bench " ] ||
+[ "$order" = "cmake sctape_gpu_tests sctape-bench compute-sanitizer sctape sctape-bench sctape " ] ||
   fail "stage order: got '$order'"
 expect_line "$trace" '^cmake --preset cuda -B .* -DCMAKE_CUDA_ARCHITECTURES=90$' "configure for sm_90 only"
 expect_line "$trace" '^cmake --build .* --target sctape_gpu_tests sctape-bench sctape$' "only the needed targets"
