@@ -210,9 +210,9 @@ for r in json.load(open(sys.argv[1]))["benchmarks"]:
     name = r["name"].replace("kick_time_gpu/", "").split("/real_time")[0]
     dtype, grid = name.split("/")[0], name.split("grid:")[-1]
     kick, graph, adj = r.get("kick_ms", float("nan")), r.get("graph_kick_ms", float("nan")), r.get("adjoint_ms", float("nan"))
-    verdict = []
+    verdict, fwd = [], graph if graph == graph else kick  # the graph's kick, else the streamed one
     if (dtype, grid) in goal:
-        verdict.append(f"fwd {'ok' if graph <= goal[dtype, grid] else 'MISSED'} (<= {goal[dtype, grid]})")
+        verdict.append(f"fwd {'ok' if fwd <= goal[dtype, grid] else 'MISSED'} (<= {goal[dtype, grid]})")
     if adj == adj and kick == kick:
         verdict.append(f"fwd+bwd {'ok' if kick + adj <= 3 * kick else 'MISSED'} (<= 3x)")
     print(f"  {name:34s} {kick:8.3f} {graph:8.3f} {adj:10.3f} {r.get('host_waits_per_kick', float('nan')):5.0f}  {', '.join(verdict)}")

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -534,7 +535,8 @@ struct GpuTracker<T>::Impl {
 
     // green_doubled no longer holds the IGF of green_cache's key (an adjoint overwrote it).
     void forget_green() {
-        cuda::check(cudaMemsetAsync(&green_cache.data()->valid, 0, sizeof(int), stream), "cudaMemsetAsync");
+        char* valid = reinterpret_cast<char*>(green_cache.data()) + offsetof(bodies::GreenCache, valid);
+        cuda::check(cudaMemsetAsync(valid, 0, sizeof(int), stream), "cudaMemsetAsync");
     }
 
     // Substeps s_to_t ... gather at the current coordinates: rho, phi, the
