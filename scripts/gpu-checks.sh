@@ -87,10 +87,14 @@ stage_build() {
   arch=$(gpu_arch)
   detail[build]="CUDA architecture $arch"
   echo "architecture: $arch" >> "$log"
-  local start=$SECONDS
-  run_limited "$limit" "$log" cmake --preset cuda -B "$build" -DCMAKE_CUDA_ARCHITECTURES="$arch" || return $?
+  local start=$SECONDS rc
+  run_limited "$limit" "$log" cmake --preset cuda -B "$build" -DCMAKE_CUDA_ARCHITECTURES="$arch"
+  rc=$?
+  [ "$rc" -eq 0 ] || { detail[build]="configuring for $arch failed"; return "$rc"; }
   run_limited $((limit - (SECONDS - start))) "$log" \
-    cmake --build "$build" -j "$(nproc)" --target sctape_gpu_tests sctape-bench sctape || return $?
+    cmake --build "$build" -j "$(nproc)" --target sctape_gpu_tests sctape-bench sctape
+  rc=$?
+  [ "$rc" -eq 0 ] || { detail[build]="building for $arch failed"; return "$rc"; }
   detail[build]="CUDA architecture $arch, 3 targets built"
 }
 
