@@ -82,12 +82,16 @@ SCTAPE_HD void extent_combine(ExtentAcc& a, const ExtentAcc& b) {
 
 // ---- geometry
 
-// GridSettings without std::array (a kernel argument).
+// GridSettings without std::array (a kernel argument), with its
+// extent_jacobian per axis (how origin and cell follow the two extent
+// statistics: lo, hi or mean, rms).
 struct ExtentRule {
     int n[3];
     bool sigma;
     double padding;
     double sigma_factor[3];
+    double cell_quantum;
+    double jacobian_origin[3][2], jacobian_cell[3][2];
 };
 
 inline ExtentRule extent_rule(const GridSettings& s) {
@@ -95,9 +99,15 @@ inline ExtentRule extent_rule(const GridSettings& s) {
     for (int a = 0; a < 3; ++a) {
         r.n[a] = s.shape[a];
         r.sigma_factor[a] = s.sigma_factor[a];
+        const ExtentJacobian j = extent_jacobian(s, a);
+        for (int k = 0; k < 2; ++k) {
+            r.jacobian_origin[a][k] = j.origin[k];
+            r.jacobian_cell[a][k] = j.cell[k];
+        }
     }
     r.sigma = s.mode == ExtentMode::sigma;
     r.padding = s.padding;
+    r.cell_quantum = s.cell_quantum;
     return r;
 }
 
@@ -134,6 +144,28 @@ SCTAPE_HD int axis_grid(const ExtentRule& r, int a, const ExtentAcc& e, std::int
 
 SCTAPE_HD double cell_size(double first, double last, int nodes) { return (last - first) / (nodes - 1); }
 
+// The cell size rounded up to the next power of (1 + quantum) (quantized_cell
+// on the host). The device's log and exp may differ from the host's by an
+// ulp, so there the quantized cell can differ in its last bit; it still
+// repeats bit for bit from kick to kick.
+SCTAPE_HD double quantized_cell_size(double cell_m, double quantum) {
+    const double step = std::log1p(quantum);
+    const double k = std::ceil(std::log(cell_m) / step);
+    const double cell = std::exp(k * step);
+    return cell >= cell_m ? cell : std::exp((k + 1) * step);  // log's rounding may land one step low
+}
+
+// Origin and cell of axis a from the grid's edges: the exact grid, or with
+// cell_quantum > 0 the wider quantized grid, centred where the exact one was.
+SCTAPE_HD void axis_cells(const ExtentRule& r, int a, double first, double last, double& origin, double& cell) {
+    origin = first;
+    cell = cell_size(first, last, r.n[a]);
+    if (r.cell_quantum > 0) {
+        cell = quantized_cell_size(cell, r.cell_quantum);
+        origin = mul_rn(0.5, first + last) - mul_rn(0.5 * (r.n[a] - 1), cell);
+    }
+}
+
 // Everything a kick's kernels read of its grid, computed on the device from
 // the extents (the CPU's GridGeometry, CicGrid, deposit scale, field stencil
 // and IGF cell sizes, with the same conversions).
@@ -159,8 +191,7 @@ SCTAPE_HD int kick_frame(const ExtentRule& r, const ExtentAcc ext[3], std::int64
     for (int a = 0; a < 3 && error == kKickOk; ++a) {
         double first, last;
         error = axis_grid(r, a, ext[a], n, first, last);
-        f.origin[a] = first;
-        f.cell[a] = cell_size(first, last, r.n[a]);
+        axis_cells(r, a, first, last, f.origin[a], f.cell[a]);
         error_axis = a;
     }
     if (error != kKickOk)
@@ -251,21 +282,19 @@ SCTAPE_HD CoveringAdjoint covering_adjoint(const ExtentRule& r, int a, const Ext
                                            const GeometryAdjointAcc& g) {
     CoveringAdjoint c{};
     const double o_adj = g.origin[a], h_adj = g.cell[a];
-    const int nodes = r.n[a];
+    // the adjoints of the two extent statistics (lo, hi or mean, rms)
+    const double stat_adj[2] = {mul_rn(o_adj, r.jacobian_origin[a][0]) + mul_rn(h_adj, r.jacobian_cell[a][0]),
+                                mul_rn(o_adj, r.jacobian_origin[a][1]) + mul_rn(h_adj, r.jacobian_cell[a][1])};
     c.lo = e.lo;
     c.hi = e.hi;
     if (!r.sigma) {
-        // origin = lo - (hi-lo) pad/2, cell = (hi-lo)(1+pad)/(n-1)
-        const double w = 1.0 + r.padding;
-        c.lo_adj = mul_rn(o_adj, 0.5 + mul_rn(0.5, w)) - mul_rn(h_adj, w) / (nodes - 1);
-        c.hi_adj = mul_rn(o_adj, 0.5 - mul_rn(0.5, w)) + mul_rn(h_adj, w) / (nodes - 1);
+        c.lo_adj = stat_adj[0];
+        c.hi_adj = stat_adj[1];
     } else {
-        // origin = mean - k rms, cell = 2 k rms / (n-1)
         c.mean = e.sum / double(n);
         c.rms = std::sqrt(not_below_zero(e.sum2 / double(n) - mul_rn(c.mean, c.mean)));
-        const double k = r.sigma_factor[a];
-        c.mean_adj = o_adj;
-        c.rms_adj = mul_rn(-k, o_adj) + mul_rn(2 * k, h_adj) / (nodes - 1);
+        c.mean_adj = stat_adj[0];
+        c.rms_adj = stat_adj[1];
     }
     return c;
 }
