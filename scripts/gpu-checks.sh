@@ -26,8 +26,8 @@
 #   sweep       the quick kick_memory sweep on the GPU (SCTAPE_BENCH_QUICK=1)
 #               and its fit: results/sweep_gpu.json, results/coeffs_gpu.json
 #   sanitize_all  (not default) memcheck, racecheck, initcheck and synccheck
-#               on the [gpu] tests but [oom], each limited to 240 s
-#   nsys        (not default) an Nsight Systems trace of a 4-kick gradient run
+#               on the [gpu] tests but [oom], each a quarter of the stage's limit
+#   nsys        (not default) an Nsight Systems trace of the small gradient run
 #
 # Environment: OUT (results folder), SCTAPE_GPU_CHECKS_SECONDS (the whole
 # run's budget, default 450), SCTAPE_GPU_BUILD_DIR (default build/cuda).
