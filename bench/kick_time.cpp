@@ -8,7 +8,10 @@
 //
 // Names: kick_time/<dtype>/N_part:<n>/grid:<n>/threads:<t> (CPU) or
 // kick_time_gpu/<dtype>/N_part:<n>/grid:<n>; user counters <substep>_ms hold
-// the mean time per kick of each substep (CUDA events on the GPU). On the CPU
+// the mean time per kick of each substep (CUDA events on the GPU). On the GPU
+// also: kick_ms (a whole kick without events), graph_kick_ms (the kick
+// replayed as one CUDA graph), adjoint_ms (the kick's adjoint) and
+// host_waits_per_kick (0: a kick never waits on the host). On the CPU
 // also: kick_ms (their sum); fft_floor_ms, one r2c and one c2r of the whole
 // doubled grid with the kick's own FFTW plans (the classic Hockney kick runs
 // three); kick_over_fft_floor, their ratio; green_uncached_ms, one IGF and
@@ -20,6 +23,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <exception>
 #include <limits>
 #include <string>
 
@@ -28,6 +33,7 @@
 #include "physics/grid_ops.hpp"
 #include "physics/space_charge.hpp"
 #ifdef SCTAPE_HAVE_CUDA
+#include "cuda/device.hpp"
 #include "cuda/gpu_tracking.hpp"
 #endif
 
@@ -116,7 +122,20 @@ void kick_time(benchmark::State& state) {
 }
 
 #ifdef SCTAPE_HAVE_CUDA
-// GpuTracker::kick returns once the device is done (it waits on the substep events).
+// Wall ms per call of work() over `count` calls, the device drained before and after.
+template <class T, class Work>
+double gpu_ms_per(sctape::GpuTracker<T>& gpu, int count, Work&& work) {
+    gpu.synchronize();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < count; ++i) work();
+    gpu.synchronize();
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / count;
+}
+
+// The benchmark's iterations time the kick with substep events (their
+// counters); then, without events: kick_ms (the kick as queued by kick()),
+// graph_kick_ms (replayed as one CUDA graph), adjoint_ms (its adjoint, as a
+// fused backward runs it) and host_waits_per_kick (over the kick_ms loop).
 template <class T>
 void kick_time_gpu(benchmark::State& state) {
     const sctape::BeamParameters p = kick_beam(state.range(0));
@@ -124,9 +143,41 @@ void kick_time_gpu(benchmark::State& state) {
     const sctape::Beam<T> beam = sctape::make_beam<T>(p);
     sctape::GpuTracker<T> gpu(beam, true, cubic_grid(n));
     gpu.kick(1e-3);  // warm-up: cuFFT plans, pool
+    gpu.synchronize();
     const auto warm = gpu.seconds();
-    for (auto _ : state) gpu.kick(1e-3);
+    for (auto _ : state) {
+        gpu.kick(1e-3);
+        gpu.synchronize();
+    }
     substep_counters(state, warm, gpu.seconds(), p.n_particles, n);
+
+    constexpr int kRepeats = 20;
+    gpu.set_substep_timing(false);
+    const std::int64_t waits = sctape::cuda::host_waits();
+    const double kick_ms = gpu_ms_per(gpu, kRepeats, [&] { gpu.kick(1e-3); });
+    state.counters["host_waits_per_kick"] = double(sctape::cuda::host_waits() - waits - 4) / kRepeats;  // 2 synchronize()s
+    state.counters["kick_ms"] = kick_ms;
+    try {  // a failed capture (something in the kick waits or blocks) leaves the counter out
+        gpu.capture_kick(1e-3);
+        state.counters["graph_kick_ms"] = gpu_ms_per(gpu, kRepeats, [&] { gpu.replay_kick(); });
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "kick_time_gpu: no CUDA graph of the kick: %s\n", e.what());
+    }
+
+    // the adjoint of one kick at this state (a drift of one slice of 1 mm)
+    sctape::GpuKickSaved<T> saved;
+    for (int c = 0; c < 6; ++c) saved.input[c] = gpu.snapshot(static_cast<sctape::GpuBuffer>(c));
+    gpu.kick(1e-3);
+    saved.rho = gpu.snapshot(sctape::GpuBuffer::charge_density);
+    saved.phi = gpu.snapshot(sctape::GpuBuffer::potential);
+    std::array<sctape::HostArray<T>, 6> seed;
+    for (auto& column : seed) column.assign(std::size_t(p.n_particles), T(1));
+    gpu.set_adjoint(seed);
+    const sctape::Lattice lattice = {sctape::Element(1e-3, 1)};
+    sctape::ParameterAdjoints params;
+    params.start(lattice);
+    state.counters["adjoint_ms"] = gpu_ms_per(gpu, 5, [&] { gpu.kick_adjoint(saved, 1e-3, 0, 1, params); });
+    gpu.get_adjoint(seed);
 }
 #endif
 

@@ -4,7 +4,7 @@
 # prefix, and point CMake and pkg-config at it.
 #
 #   bash scripts/gpu-deps.sh                      # here, with apt network: .debs into .deps/
-#   bash scripts/gpu-deps.sh --tools              # also cmake, ninja, pkg-config and their libraries
+#   bash scripts/gpu-deps.sh --tools              # also cmake and ninja and their libraries
 #   (SCTAPE_DEPS_DIR=DIR puts the .debs elsewhere than .deps/)
 #   eval "$(bash scripts/gpu-deps.sh --unpack /tmp/sctape-deps)"   # there: unpack, print exports
 #
@@ -18,14 +18,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 deps_dir="${SCTAPE_DEPS_DIR:-$PWD/.deps}"   # git-ignored
 
-# The project's -dev packages and the runtime libraries they link to.
+# The project's -dev packages and the runtime libraries they link to, and
+# pkg-config (CMakeLists.txt finds FFTW through it; GPU machines often lack it).
 packages=(libeigen3-dev nlohmann-json3-dev
           libbenchmark-dev libbenchmark1debian
           catch2
-          libfftw3-dev libfftw3-bin libfftw3-double3 libfftw3-single3 libfftw3-long3 libfftw3-quad3)
+          libfftw3-dev libfftw3-bin libfftw3-double3 libfftw3-single3 libfftw3-long3 libfftw3-quad3
+          pkgconf pkgconf-bin libpkgconf3)
 # --tools: the build tools and their libraries (the closure apt computes,
 # without the packages every Debian system has).
-tools=(cmake cmake-data ninja-build pkgconf pkgconf-bin libpkgconf3)
+tools=(cmake cmake-data ninja-build)
 
 usage() {
     sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'

@@ -3,6 +3,8 @@
 // sequential loops with the CPU FFT, must reproduce SpaceChargeKick and the
 // CPU adjoints. This checks the GPU path's index arithmetic in every build,
 // with or without nvcc; the [gpu] tests (test_gpu.cpp) check the kernels.
+// The emulated kick reads its grid from the device's frame (kick_frame,
+// physics/geometry_bodies.hpp), on non-cubic and odd grids.
 //
 // Tolerances:
 //  - emulation vs CPU: the deposit, IGF and geometry are bitwise equal (same
@@ -27,6 +29,7 @@
 
 #include "core/fft_cpu.hpp"
 #include "physics/adjoint_bodies.hpp"
+#include "physics/geometry_bodies.hpp"
 #include "physics/constants.hpp"
 #include "physics/grid_ops.hpp"
 #include "physics/kick_bodies.hpp"
@@ -63,16 +66,24 @@ Emulated<T> emulate_kick(Beam<T>& beam, const GridSettings& settings, double ds,
         s_to_t_particle(beam.px[p], beam.py[p], beam.tau[p], beam.delta[p], beta0, inv_beta0, inv_bg2, z[p], pz[p]);
         if (!std::isfinite(pz[p])) throw std::runtime_error(kNonFinitePzMessage);
     }
-    AxisExtent ext[3];
+    // the device's frame (frame_kernel): extents, then kick_frame; every
+    // later body reads its grid from the frame, as the kernels do
+    ExtentAcc ext[3] = {empty_extent(), empty_extent(), empty_extent()};
     const T* u[3] = {beam.x.data(), beam.y.data(), z.data()};
     for (int a = 0; a < 3; ++a)
-        for (std::int64_t p = 0; p < n; ++p) ext[a].add(u[a][p]);
-    const GridGeometry g = geometry_from_extents(settings, ext, n);
+        for (std::int64_t p = 0; p < n; ++p) extent_add(ext[a], double(u[a][p]));
+    KickFrame<T> frame{};
+    int error_axis = 0;
+    if (kick_frame(extent_rule(settings), ext, n, beam.macro_charge_C(), ref.gamma, frame, error_axis) != kKickOk)
+        throw std::runtime_error("emulated kick: the device would flag this grid");
+    GridGeometry g;
+    g.n = settings.shape;
+    for (int a = 0; a < 3; ++a) g.origin_m[a] = frame.origin[a], g.cell_m[a] = frame.cell[a];
     out.geometry = g;
-    const CicGrid<T> cg = cic_grid<T>(g);
+    const CicGrid<T> cg = frame.cic;
     const int nx = g.n[0], ny = g.n[1], nz = g.n[2];
     const std::int64_t cells = g.cells();
-    const T scale = T(beam.macro_charge_C() / g.cell_volume_m3());
+    const T scale = frame.deposit_scale;
     out.rho.assign(cells, T(0));
     if (fixed_point) {
         const int bits = fixed_point_bits(n);
@@ -94,7 +105,7 @@ Emulated<T> emulate_kick(Beam<T>& beam, const GridSettings& settings, double ds,
     }
     // green
     std::vector<double> a(cells), b(cells);
-    const double hx = g.cell_m[0], hy = g.cell_m[1], hz = ref.gamma * g.cell_m[2];
+    const double hx = frame.green_h[0], hy = frame.green_h[1], hz = frame.green_h[2];
     for (std::int64_t c = 0; c < cells; ++c) a[c] = green_corner(c, ny, nz, hx, hy, hz);
     const std::int64_t stride[3] = {std::int64_t(ny) * nz, nz, 1};
     for (int ax = 0; ax < 3; ++ax) {
@@ -122,7 +133,7 @@ Emulated<T> emulate_kick(Beam<T>& beam, const GridSettings& settings, double ds,
     // field
     for (int ax = 0; ax < 3; ++ax) {
         out.e_grid[ax].resize(cells);
-        const T inv_2h = T(0.5 / g.cell_m[ax]), inv_h = T(1.0 / g.cell_m[ax]);
+        const T inv_2h = frame.inv_2h[ax], inv_h = frame.inv_h[ax];
         for (std::int64_t c = 0; c < cells; ++c)
             out.e_grid[ax][c] = field_component(out.phi.data(), c, stride[ax], g.n[ax], inv_h, inv_2h);
     }
@@ -151,10 +162,12 @@ double max_abs(const std::vector<T>& v) {
 template <class T>
 void emulation_matches_cpu(double tol_momentum) {
     const Beam<T> start = make_beam<T>(sphere(20000));
-    for (ExtentMode mode : {ExtentMode::minmax, ExtentMode::sigma}) {
-        INFO((mode == ExtentMode::minmax ? "minmax" : "sigma") << " grid");
+    for (ExtentMode mode : {ExtentMode::minmax, ExtentMode::sigma})
+    for (std::array<int, 3> shape : {std::array<int, 3>{24, 20, 28}, std::array<int, 3>{17, 23, 31}}) {
+        INFO((mode == ExtentMode::minmax ? "minmax" : "sigma") << " grid " << shape[0] << "x" << shape[1] << "x"
+                                                                << shape[2]);
         GridSettings settings = grid32(mode);
-        settings.shape = {24, 20, 28};  // unequal axes catch swapped strides
+        settings.shape = shape;  // unequal axes catch swapped strides; odd ones, even-only index arithmetic
         Beam<T> cpu = start, emu = start;
         SpaceChargeKick<T> kick(settings, 1);
         kick.apply(cpu, 0.1);

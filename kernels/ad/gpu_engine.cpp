@@ -55,6 +55,7 @@ void GpuEngine<T>::record_beam(Tape& tape, MemoryReport& report) {
     measured(tape, report, "beam", [&] {
         const Beam<T> beam = make_beam<T>(run_->beam_parameters);
         run_->gpu = std::make_unique<GpuTracker<T>>(beam, run_->tracking.space_charge, run_->tracking.grid, run_->options);
+        run_->gpu->set_substep_timing(false);  // no reader: the kicks need no event waits
         tape.record({}, [run = run_] {
             std::array<HostArray<T>, 6> adj;
             run->gpu->get_adjoint(adj);
@@ -93,7 +94,6 @@ void GpuEngine<T>::record_kick(Tape& tape, MemoryReport& report, std::size_t ele
         for (int c : {kX, kY}) in[c] = snaps_.get(c);
     }, memory());
     kick(element, ds);
-    saved->geometry = run_->gpu->geometry();
     measured(tape, report, substep_name(Substep::convolve), [&] {
         saved->rho = run_->gpu->snapshot(GpuBuffer::charge_density);
     }, memory());
@@ -217,8 +217,8 @@ void GpuEngine<T>::map_adjoint_at(Reversible& rev, std::size_t element, double f
     map_adjoint_from_output(element, fraction);
 }
 
-// undo_kick left the kick's rho, phi and geometry in the tracker; its input
-// state is copied into transient device columns.
+// undo_kick left the kick's rho and phi in the tracker; its input state is
+// copied into transient device columns (the adjoint recomputes the grid from it).
 template <class T>
 void GpuEngine<T>::kick_adjoint_at(Reversible& rev, std::size_t element, double fraction) {
     GpuTracker<T>& gpu = *run_->gpu;
@@ -226,7 +226,6 @@ void GpuEngine<T>::kick_adjoint_at(Reversible& rev, std::size_t element, double 
     GpuKickSaved<T> saved;
     saved.rho = gpu.snapshot(GpuBuffer::charge_density);
     saved.phi = gpu.snapshot(GpuBuffer::potential);
-    saved.geometry = gpu.geometry();
     rev.to_tracker();
     for (int c = 0; c < 6; ++c) saved.input[c] = gpu.snapshot(static_cast<GpuBuffer>(c));
     gpu.kick_adjoint(saved, slice_kick_length(run_->tracking, element), element, d.slices, run_->params);

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "physics/adjoint_bodies.hpp"
+#include "physics/geometry_bodies.hpp"
 #include "physics/kick_bodies.hpp"
 #include "physics/kick_math.hpp"
 #include "physics/map_bodies.hpp"
@@ -75,9 +76,11 @@ __global__ void push_adjoint_kernel(const T* ex, const T* ey, const T* ez, std::
 // Field grids' adjoints (+=, atomics), x and y adjoints (+=), z's (=).
 // sums: d/d(origin) x3, d/d(cell) x3
 template <class T>
-__global__ void gather_adjoint_kernel(CicGrid<T> g, const T* x, const T* y, const T* z, std::int64_t n, const T* ex,
-                                      const T* ey, const T* ez, const T* eax, const T* eay, const T* eaz, T* egx,
-                                      T* egy, T* egz, T* x_adj, T* y_adj, T* z_adj, double* partials) {
+__global__ void gather_adjoint_kernel(const KickFrame<T>* frame, const T* x, const T* y, const T* z, std::int64_t n,
+                                      const T* ex, const T* ey, const T* ez, const T* eax, const T* eay,
+                                      const T* eaz, T* egx, T* egy, T* egz, T* x_adj, T* y_adj, T* z_adj,
+                                      double* partials) {
+    const CicGrid<T> g = frame->cic;
     double local[6] = {0, 0, 0, 0, 0, 0};
     const T* e_grid[3] = {ex, ey, ez};
     T* e_grid_adj[3] = {egx, egy, egz};
@@ -100,8 +103,10 @@ __global__ void gather_adjoint_kernel(CicGrid<T> g, const T* x, const T* y, cons
 
 // phi's adjoint (+=) from one axis of the field. sum: d/d(cell) of that axis
 template <class T>
-__global__ void field_adjoint_kernel(const T* e, const T* e_adj, std::int64_t cells, std::int64_t stride, int len,
-                                     T inv_h, T inv_2h, double h, T* phi_adj, double* partials) {
+__global__ void field_adjoint_kernel(const KickFrame<T>* frame, int axis, const T* e, const T* e_adj,
+                                     std::int64_t cells, std::int64_t stride, int len, T* phi_adj, double* partials) {
+    const T inv_h = frame->inv_h[axis], inv_2h = frame->inv_2h[axis];
+    const double h = frame->cell[axis];
     double local[1] = {0};
     SCTAPE_GRID_LOOP(c, cells) {
         double h_term;
@@ -133,8 +138,10 @@ __global__ void corner_difference_transpose_kernel(const double* in, std::int64_
 }
 
 // sums: d/d(h) x3 of the IGF cells (h_z = gamma cell_z)
-__global__ void green_cell_adjoint_kernel(const double* corner_adj, std::int64_t cells, int ny, int nz, double hx,
-                                          double hy, double hz, double* partials) {
+template <class T>
+__global__ void green_cell_adjoint_kernel(const KickFrame<T>* frame, const double* corner_adj, std::int64_t cells,
+                                          int ny, int nz, double* partials) {
+    const double hx = frame->green_h[0], hy = frame->green_h[1], hz = frame->green_h[2];
     double local[3] = {0, 0, 0};
     SCTAPE_GRID_LOOP(c, cells) {
         double h[3];
@@ -146,8 +153,10 @@ __global__ void green_cell_adjoint_kernel(const double* corner_adj, std::int64_t
 
 // x and y adjoints (+=), z's (+=). sums: d/d(scale), d/d(origin) x3, d/d(cell) x3
 template <class T>
-__global__ void deposit_adjoint_kernel(CicGrid<T> g, const T* x, const T* y, const T* z, std::int64_t n,
-                                       const T* rho_adj, T scale, T* x_adj, T* y_adj, T* z_adj, double* partials) {
+__global__ void deposit_adjoint_kernel(const KickFrame<T>* frame, const T* x, const T* y, const T* z, std::int64_t n,
+                                       const T* rho_adj, T* x_adj, T* y_adj, T* z_adj, double* partials) {
+    const CicGrid<T> g = frame->cic;
+    const T scale = frame->deposit_scale;
     double local[7] = {0, 0, 0, 0, 0, 0, 0};
     SCTAPE_GRID_LOOP(p, n) {
         const CicPointAdjoint<T> q = cic_point_adjoint(g, x[p], y[p], z[p]);
@@ -162,24 +171,69 @@ __global__ void deposit_adjoint_kernel(CicGrid<T> g, const T* x, const T* y, con
     block_sums<7>(local, partials);
 }
 
-// The first index holding `value` (atomicMin; `first` starts at n).
+// *first = n (one thread), before first_index_kernel.
+__global__ void reset_index_kernel(long long* first, std::int64_t n) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) *first = n;
+}
+
+// The first index holding *value (atomicMin; `first` starts at n).
 template <class T>
-__global__ void first_index_kernel(const T* u, std::int64_t n, double value, long long* first) {
+__global__ void first_index_kernel(const T* u, std::int64_t n, const double* value, long long* first) {
+    const double v = *value;
     SCTAPE_GRID_LOOP(p, n) {
-        if (double(u[p]) == value) atomicMin(first, (long long)p);
+        if (double(u[p]) == v) atomicMin(first, (long long)p);
     }
 }
 
-// u_adj[*index] += v (one thread).
+// u_adj[*index] += *v (one thread).
 template <class T>
-__global__ void add_at_kernel(T* u_adj, const long long* index, double v) {
-    if (blockIdx.x == 0 && threadIdx.x == 0) u_adj[*index] += T(v);
+__global__ void add_at_kernel(T* u_adj, const long long* index, const double* v) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) u_adj[*index] += T(*v);
 }
 
 template <class T>
-__global__ void sigma_grid_adjoint_kernel(const T* u, std::int64_t n, double mean, double rms, double mean_adj,
-                                          double rms_adj, T* u_adj) {
+__global__ void sigma_grid_adjoint_kernel(const T* u, std::int64_t n, const CoveringAdjoint* c, T* u_adj) {
+    const double mean = c->mean, rms = c->rms, mean_adj = c->mean_adj, rms_adj = c->rms_adj;
     SCTAPE_GRID_LOOP(p, n) u_adj[p] += T(sigma_grid_adjoint(u[p], mean, rms, n, mean_adj, rms_adj));
+}
+
+// ---- the backward's scalars, on the device (geometry_bodies.hpp)
+
+// out[k] = sum k of a sum kernel's partials, in block order (threads k < K).
+__global__ void finish_sums_kernel(const double* partials, int blocks, int sums, double* out) {
+    const int k = int(threadIdx.x);
+    if (blockIdx.x == 0 && k < sums) out[k] = finish_sum(partials, blocks, k);
+}
+
+// One thread each: the geometry adjoint's updates of GpuAdjoint::kick.
+__global__ void add_geometry_sums_kernel(GeometryAdjointAcc* g, const double* s, int origin_at, int cell_at) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) add_geometry_sums(*g, s, origin_at, cell_at);
+}
+
+__global__ void add_cell_sum_kernel(GeometryAdjointAcc* g, int axis, const double* s) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) g->cell[axis] += *s;
+}
+
+// gamma's share into *gamma_term.
+template <class T>
+__global__ void add_green_adjoint_kernel(GeometryAdjointAcc* g, const KickFrame<T>* frame, const double* h,
+                                         double gamma, double* gamma_term) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) *gamma_term = add_green_adjoint(*g, h, gamma, frame->cell[2]);
+}
+
+// v = scale d/d(scale) into *v.
+template <class T>
+__global__ void add_deposit_scale_kernel(GeometryAdjointAcc* g, const KickFrame<T>* frame, const double* scale_sum,
+                                         double* v) {
+    if (blockIdx.x == 0 && threadIdx.x == 0)
+        *v = add_deposit_scale_adjoint(*g, *scale_sum, double(frame->deposit_scale), frame->cell);
+}
+
+// grid_covering's adjoint terms of the three axes.
+__global__ void covering_adjoint_kernel(ExtentRule rule, const ExtentAcc* extents, std::int64_t n,
+                                        const GeometryAdjointAcc* g, CoveringAdjoint* out) {
+    const int a = int(threadIdx.x);
+    if (blockIdx.x == 0 && a < 3) out[a] = covering_adjoint(rule, a, extents[a], n, *g);
 }
 
 // sums: d/d(beta0), d/d(1/beta0), d/d(1/(beta0 gamma0)^2)

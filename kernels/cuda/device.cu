@@ -10,6 +10,7 @@
 
 #include "cuda/device.hpp"
 #include "cuda/device_alloc.cuh"
+#include "cuda/launch.cuh"
 
 namespace sctape::cuda {
 
@@ -62,6 +63,30 @@ void check(cudaError_t err, const char* what) {
     if (err == cudaSuccess) return;
     cudaGetLastError();  // clear non-sticky errors so the next call starts clean
     throw std::runtime_error(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(err));
+}
+
+namespace {
+std::atomic<std::int64_t> waits{0};
+std::atomic<int> max_blocks{0};
+}  // namespace
+
+std::int64_t host_waits() { return waits.load(); }
+
+void wait(cudaStream_t stream, const char* what) {
+    ++waits;
+    check(cudaStreamSynchronize(stream), what);
+}
+
+void wait(cudaEvent_t event, const char* what) {
+    ++waits;
+    check(cudaEventSynchronize(event), what);
+}
+
+void set_block_limit(int blocks) { max_blocks.store(blocks > 0 ? blocks : 0); }
+
+int block_limit() {
+    const int b = max_blocks.load();
+    return b > 0 ? b : kMaxBlocks;
 }
 
 MemoryTracker& device_memory() {

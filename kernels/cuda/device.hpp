@@ -6,6 +6,7 @@
 //   auto& mem = sctape::cuda::device_memory();               // MemoryTracker of device bytes
 //   sctape::cuda::DeviceMemoryCheck c = sctape::cuda::check_device_memory();
 //   c.consistent;  c.untracked_bytes;                        // vs. the pool and cudaMemGetInfo
+//   std::int64_t w = sctape::cuda::host_waits();             // synchronisations so far
 #pragma once
 
 #include <cstdint>
@@ -48,5 +49,15 @@ DeviceMemoryCheck check_device_memory();
 
 // Returns cached, unused pool memory to the driver (cudaMemPoolTrimTo 0).
 void trim_device_pool();
+
+// The host's waits on the device (stream and event synchronisations) the
+// CUDA backend made since the process started: tests and the benchmark count
+// them per kick (a kick makes none; docs/gpu.md).
+std::int64_t host_waits();
+
+// The most blocks one grid-stride launch uses (default 65536, so one pass
+// covers 2^24 elements). Tests lower it so that a small beam needs several
+// grid-stride passes; 0 restores the default. Set it only between runs.
+void set_block_limit(int blocks);
 
 }  // namespace sctape::cuda

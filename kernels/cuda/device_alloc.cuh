@@ -23,6 +23,13 @@ void check(cudaError_t err, const char* what);
 // The same for the last kernel launch.
 inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
 
+// Every host wait of the backend goes through these (counted by host_waits()).
+void wait(cudaStream_t stream, const char* what);  // cudaStreamSynchronize
+void wait(cudaEvent_t event, const char* what);    // cudaEventSynchronize
+
+// set_block_limit's value (kMaxBlocks when unset).
+int block_limit();
+
 // Tracked allocation on `stream` (stream-ordered when the device has memory
 // pools). Zero bytes give nullptr. Out of memory: std::runtime_error naming
 // the request and the free memory.

@@ -107,7 +107,8 @@ struct GpuReversible<T>::Impl {
         int bits = 0;
         cuda::check(cudaMemcpyAsync(&bits, overflow.data(), sizeof(int), cudaMemcpyDeviceToHost, stream),
                     "copy the overflow flag");
-        cuda::check(cudaStreamSynchronize(stream), "reversible step");
+        cuda::wait(stream, "reversible step");
+        gpu.synchronize();  // a kick's error (the CPU's message) before an overflow it may cause
         static const char* names[6] = {"x", "y", "tau", "px", "py", "pz"};
         for (int c = 0; c < 6; ++c)
             if (bits & (1 << c)) ReversibleSlices::overflow(names[c]);
@@ -133,7 +134,7 @@ GpuReversible<T>::GpuReversible(const Beam<T>& beam, const TrackSettings& tracki
         g.columns.q[c] = g.state[c].data();
     }
     for (int a = 0; a < 3; ++a) g.columns.scale[a] = fixed.scale[a];
-    cuda::check(cudaStreamSynchronize(g.stream), "copy the fixed-point state to the device");  // `fixed` is freed next
+    cuda::wait(g.stream, "copy the fixed-point state to the device");  // `fixed` is freed next
 }
 
 template <class T>
@@ -188,7 +189,7 @@ std::array<HostArray<std::int64_t>, 6> GpuReversible<T>::state() const {
                                         g.stream),
                         "copy the fixed-point state to the host");
     }
-    cuda::check(cudaStreamSynchronize(g.stream), "copy the fixed-point state to the host");
+    cuda::wait(g.stream, "copy the fixed-point state to the host");
     return out;
 }
 

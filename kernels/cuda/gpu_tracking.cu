@@ -9,9 +9,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <utility>
+#include <vector>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -24,6 +28,7 @@
 #include "cuda/device_alloc.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/gpu_tracking.hpp"
+#include "physics/geometry_bodies.hpp"
 #include "physics/kick_bodies.hpp"
 #include "physics/kick_math.hpp"
 #include "core/nvtx.hpp"
@@ -54,26 +59,13 @@ __global__ void s_to_t_kernel(const T* px, const T* py, const T* tau, const T* d
     }
 }
 
-// Per-axis reduction for the grid geometry: min, max, sum, sum of squares of
-// the finite coordinates and the count of non-finite ones. Fixed launch shape
-// and tree order, so the sums are reproducible run to run.
-struct ExtentAcc {
-    double lo, hi, sum, sum2;
-    unsigned long long non_finite;
-};
-
-__device__ inline void combine(ExtentAcc& a, const ExtentAcc& b) {
-    a.lo = fmin(a.lo, b.lo);
-    a.hi = fmax(a.hi, b.hi);
-    a.sum += b.sum;
-    a.sum2 += b.sum2;
-    a.non_finite += b.non_finite;
-}
-
+// Per-axis reduction for the grid geometry (geometry_bodies.hpp): min, max,
+// sum, sum of squares of the finite coordinates and the count of non-finite
+// ones. Fixed launch shape and tree order, so the sums are reproducible run to run.
 __device__ inline void block_reduce(ExtentAcc* s) {
     __syncthreads();
     for (int w = kThreads / 2; w > 0; w >>= 1) {
-        if (int(threadIdx.x) < w) combine(s[threadIdx.x], s[threadIdx.x + w]);
+        if (int(threadIdx.x) < w) extent_combine(s[threadIdx.x], s[threadIdx.x + w]);
         __syncthreads();
     }
 }
@@ -82,18 +74,8 @@ template <class T>
 __global__ void extent_partials(const T* x, const T* y, const T* z, std::int64_t n, ExtentAcc* partials) {
     __shared__ ExtentAcc s[kThreads];
     const T* u = blockIdx.y == 0 ? x : (blockIdx.y == 1 ? y : z);
-    ExtentAcc acc{CUDART_INF, -CUDART_INF, 0.0, 0.0, 0ull};
-    SCTAPE_GRID_LOOP(p, n) {
-        const double v = u[p];
-        if (isfinite(v)) {
-            acc.lo = fmin(acc.lo, v);
-            acc.hi = fmax(acc.hi, v);
-            acc.sum += v;
-            acc.sum2 += v * v;
-        } else {
-            ++acc.non_finite;
-        }
-    }
+    ExtentAcc acc = empty_extent();
+    SCTAPE_GRID_LOOP(p, n) extent_add(acc, double(u[p]));
     s[threadIdx.x] = acc;
     block_reduce(s);
     if (threadIdx.x == 0) partials[std::int64_t(blockIdx.y) * gridDim.x + blockIdx.x] = s[0];
@@ -101,19 +83,24 @@ __global__ void extent_partials(const T* x, const T* y, const T* z, std::int64_t
 
 __global__ void extent_final(const ExtentAcc* partials, int blocks, ExtentAcc* out) {
     __shared__ ExtentAcc s[kThreads];
-    ExtentAcc acc{CUDART_INF, -CUDART_INF, 0.0, 0.0, 0ull};
-    for (int b = threadIdx.x; b < blocks; b += blockDim.x) combine(acc, partials[std::int64_t(blockIdx.x) * blocks + b]);
+    ExtentAcc acc = empty_extent();
+    for (int b = threadIdx.x; b < blocks; b += blockDim.x) extent_combine(acc, partials[std::int64_t(blockIdx.x) * blocks + b]);
     s[threadIdx.x] = acc;
     block_reduce(s);
     if (threadIdx.x == 0) out[blockIdx.x] = s[0];
 }
 
-// Per-axis extents of (x, y, z) into out[0..2], via kExtentBlocks partials per axis.
+// Blocks per axis of the extents reduction over n particles.
+inline int extent_blocks(std::int64_t n) {
+    return int(std::min<std::int64_t>({std::max<std::int64_t>((n + kThreads - 1) / kThreads, 1),
+                                       std::int64_t(kExtentBlocks), std::int64_t(block_limit())}));
+}
+
+// Per-axis extents of (x, y, z) into out[0..2], via extent_blocks(n) partials per axis.
 template <class T>
 void launch_extents(cudaStream_t stream, const T* x, const T* y, const T* z, std::int64_t n, ExtentAcc* partials,
                     ExtentAcc* out) {
-    const int blocks = int(std::min<std::int64_t>(std::max<std::int64_t>((n + kThreads - 1) / kThreads, 1),
-                                                  kExtentBlocks));
+    const int blocks = extent_blocks(n);
     extent_partials<T><<<dim3(unsigned(blocks), 3), kThreads, 0, stream>>>(x, y, z, n, partials);
     check_launch("extents");
     extent_final<<<3, kThreads, 0, stream>>>(partials, blocks, out);
@@ -130,8 +117,39 @@ AxisExtent axis_extent(const ExtentAcc& e) {
     return a;
 }
 
+// The first error of the kicks since the host last looked, with that kick's
+// extents (the host rebuilds the CPU's message from them).
+struct KickStatus {
+    int error;
+    int axis;
+    ExtentAcc extent[3];
+};
+
+// One thread: the kick's frame from the extents and the s_to_t flag, the
+// IGF's reuse decision, and the first error (kick_frame, geometry_bodies.hpp).
 template <class T>
-__global__ void deposit_atomic_kernel(CicGrid<T> g, const T* x, const T* y, const T* z, std::int64_t n, T* acc) {
+__global__ void frame_kernel(ExtentRule rule, const ExtentAcc* extents, const int* non_finite_pz, std::int64_t n,
+                             double macro_charge_C, double gamma, KickFrame<T>* frame, GreenCache* green,
+                             KickStatus* status) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    ExtentAcc ext[3] = {extents[0], extents[1], extents[2]};
+    KickFrame<T> f;
+    int axis = 0;
+    int error = kick_frame(rule, ext, n, macro_charge_C, gamma, f, axis);
+    if (*non_finite_pz > 0) error = kKickNonFinitePz;
+    f.green_stale = (error != kKickOk || green_needs_build(*green, f.cell, gamma)) ? 1 : 0;
+    if (error != kKickOk) green->valid = 0;
+    *frame = f;
+    if (error != kKickOk && status->error == kKickOk) {
+        status->error = error;
+        status->axis = axis;
+        for (int a = 0; a < 3; ++a) status->extent[a] = ext[a];
+    }
+}
+
+template <class T>
+__global__ void deposit_atomic_kernel(const KickFrame<T>* frame, const T* x, const T* y, const T* z, std::int64_t n, T* acc) {
+    const CicGrid<T> g = frame->cic;
     SCTAPE_GRID_LOOP(p, n) {
         const CicPoint<T> c = cic_point(g, x[p], y[p], z[p]);
         for (int m = 0; m < 8; ++m) atomicAdd(acc + c.base + cic_offset(g, m), c.w[m]);
@@ -139,8 +157,9 @@ __global__ void deposit_atomic_kernel(CicGrid<T> g, const T* x, const T* y, cons
 }
 
 template <class T>
-__global__ void deposit_fixed_kernel(CicGrid<T> g, const T* x, const T* y, const T* z, std::int64_t n, double one,
+__global__ void deposit_fixed_kernel(const KickFrame<T>* frame, const T* x, const T* y, const T* z, std::int64_t n, double one,
                                      unsigned long long* acc) {
+    const CicGrid<T> g = frame->cic;
     SCTAPE_GRID_LOOP(p, n) {
         const CicPoint<T> c = cic_point(g, x[p], y[p], z[p]);
         for (int m = 0; m < 8; ++m)
@@ -149,28 +168,37 @@ __global__ void deposit_fixed_kernel(CicGrid<T> g, const T* x, const T* y, const
 }
 
 template <class T>
-__global__ void scale_kernel(const T* sum, std::int64_t cells, T scale, T* rho) {
+__global__ void scale_kernel(const T* sum, std::int64_t cells, const KickFrame<T>* frame, T* rho) {
+    const T scale = frame->deposit_scale;
     SCTAPE_GRID_LOOP(c, cells) rho[c] = sum[c] * scale;
 }
 
 template <class T>
-__global__ void scale_fixed_kernel(const unsigned long long* sum, std::int64_t cells, double inv_one, T scale, T* rho) {
+__global__ void scale_fixed_kernel(const unsigned long long* sum, std::int64_t cells, double inv_one,
+                                   const KickFrame<T>* frame, T* rho) {
+    const T scale = frame->deposit_scale;
     SCTAPE_GRID_LOOP(c, cells) rho[c] = T(double(static_cast<long long>(sum[c])) * inv_one) * scale;
 }
 
-__global__ void green_corner_kernel(std::int64_t cells, int ny, int nz, double hx, double hy, double hz,
-                                    double* corner) {
+// The IGF kernels do nothing when the frame reuses the last IGF.
+template <class T>
+__global__ void green_corner_kernel(const KickFrame<T>* frame, std::int64_t cells, int ny, int nz, double* corner) {
+    if (!frame->green_stale) return;
+    const double hx = frame->green_h[0], hy = frame->green_h[1], hz = frame->green_h[2];
     SCTAPE_GRID_LOOP(c, cells) corner[c] = green_corner(c, ny, nz, hx, hy, hz);
 }
 
-__global__ void corner_difference_kernel(const double* in, std::int64_t cells, std::int64_t stride, int len,
-                                         double* out) {
+template <class T>
+__global__ void corner_difference_kernel(const KickFrame<T>* frame, const double* in, std::int64_t cells,
+                                         std::int64_t stride, int len, double* out) {
+    if (!frame->green_stale) return;
     SCTAPE_GRID_LOOP(c, cells) out[c] = corner_difference(in, c, stride, len);
 }
 
 template <class T>
-__global__ void green_mirror_kernel(const double* corner, std::int64_t doubled, int nx, int ny, int nz, double coulomb,
-                                    T* green) {
+__global__ void green_mirror_kernel(const KickFrame<T>* frame, const double* corner, std::int64_t doubled, int nx,
+                                    int ny, int nz, double coulomb, T* green) {
+    if (!frame->green_stale) return;
     SCTAPE_GRID_LOOP(d, doubled) green[d] = T(green_mirror(corner, d, nx, ny, nz, coulomb));
 }
 
@@ -196,13 +224,16 @@ __global__ void crop_kernel(const T* doubled, std::int64_t cells, int ny, int nz
 }
 
 template <class T>
-__global__ void field_kernel(const T* phi, std::int64_t cells, std::int64_t stride, int len, T inv_h, T inv_2h, T* e) {
+__global__ void field_kernel(const KickFrame<T>* frame, int axis, const T* phi, std::int64_t cells,
+                             std::int64_t stride, int len, T* e) {
+    const T inv_h = frame->inv_h[axis], inv_2h = frame->inv_2h[axis];
     SCTAPE_GRID_LOOP(c, cells) e[c] = field_component(phi, c, stride, len, inv_h, inv_2h);
 }
 
 template <class T>
-__global__ void gather_kernel(CicGrid<T> g, const T* x, const T* y, const T* z, std::int64_t n, const T* ex,
-                              const T* ey, const T* ez, T* out_x, T* out_y, T* out_z) {
+__global__ void gather_kernel(const KickFrame<T>* frame, const T* x, const T* y, const T* z, std::int64_t n,
+                              const T* ex, const T* ey, const T* ez, T* out_x, T* out_y, T* out_z) {
+    const CicGrid<T> g = frame->cic;
     SCTAPE_GRID_LOOP(p, n) {
         const CicPoint<T> c = cic_point(g, x[p], y[p], z[p]);
         out_x[p] = cic_gather(g, c, ex);
@@ -242,7 +273,7 @@ struct StreamHolder {
     StreamHolder() { check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate"); }
     ~StreamHolder() {
         if (!stream) return;
-        cudaStreamSynchronize(stream);
+        cudaStreamSynchronize(stream);  // not counted: the tracker's end
         cudaStreamDestroy(stream);
         cudaGetLastError();
     }
@@ -270,7 +301,7 @@ struct EventSet {
     EventSet& operator=(const EventSet&) = delete;
     double elapsed_s(int slot) const {
         float ms = 0;
-        check(cudaEventSynchronize(stop[slot]), "cudaEventSynchronize");
+        wait(stop[slot], "read a substep's time");
         check(cudaEventElapsedTime(&ms, start[slot], stop[slot]), "cudaEventElapsedTime");
         return 1e-3 * ms;
     }
@@ -297,6 +328,7 @@ struct GpuTracker<T>::Impl {
     GpuOptions options;
     bool space_charge;
     GridSettings settings;
+    bodies::ExtentRule rule;
     std::int64_t n;
     Species species;
     Reference reference;
@@ -308,10 +340,18 @@ struct GpuTracker<T>::Impl {
     std::array<cuda::DeviceArray<T>, 3> e_part, dp, e_grid;
     cuda::DeviceArray<T> rho, phi, sum;
     cuda::DeviceArray<unsigned long long> sum_fixed;
+    // green_doubled keeps the last IGF (reused while its key repeats, see
+    // green_cache); work is the pad scratch and, before the convolution, the
+    // IGF's two float64 corner lattices (2 cells x 8 bytes <= 8 cells x sizeof(T))
     cuda::DeviceArray<T> green_doubled, work, spec_a, spec_b;
     cuda::DeviceArray<unsigned char> fft_work;
-    cuda::DeviceArray<cuda::ExtentAcc> partials, extents;
+    cuda::DeviceArray<bodies::ExtentAcc> partials, extents;
     cuda::DeviceArray<int> non_finite;
+    // the kick's grid, computed on the device (frame_kernel), the IGF's key
+    // and the first error since the host last looked
+    cuda::DeviceArray<bodies::KickFrame<T>> frame;
+    cuda::DeviceArray<bodies::GreenCache> green_cache;
+    cuda::DeviceArray<cuda::KickStatus> status;
     cuda::PlanPair plans;
     std::array<int, 3> doubled{};
     std::int64_t cells = 0, doubled_size = 0, modes = 0;
@@ -322,17 +362,25 @@ struct GpuTracker<T>::Impl {
     std::array<cuda::DeviceArray<T>, 3> e_grid_adj;
     cuda::DeviceArray<double> sum_partials;
     cuda::DeviceArray<long long> first_index;
+    // the backward's scalar sums, finished on the device in the host's old
+    // order; the host applies `deferred` to them when it reads them back
+    // (get_adjoint, or a full ledger)
+    cuda::DeviceArray<double> ledger;
+    std::size_t ledger_used = 0;
+    std::vector<std::pair<std::size_t, std::function<void(const double*)>>> deferred;
+    cuda::DeviceArray<bodies::GeometryAdjointAcc> geo_adj;
+    cuda::DeviceArray<bodies::CoveringAdjoint> covering;
 
-    GridGeometry geometry;
-    bodies::CicGrid<T> cic{};
     bool has_grid = false;
+    bool timing = true;     // substep events, read when recorded again or when asked
+    unsigned pending = 0;   // event slots recorded and not yet read
     std::array<double, kSubstepCount> seconds{};
     double drift_seconds = 0;
-    bool drift_pending = false;
+    cudaGraphExec_t graph = nullptr;  // capture_kick's
 
     Impl(const Beam<T>& beam, bool sc, const GridSettings& grid, const GpuOptions& opt)
-        : stream(holder.stream), options(opt), space_charge(sc), settings(grid), n(beam.size()),
-          species(beam.species), reference(beam.reference), bunch_charge_C(beam.bunch_charge_C) {
+        : stream(holder.stream), options(opt), space_charge(sc), settings(grid), rule(bodies::extent_rule(grid)),
+          n(beam.size()), species(beam.species), reference(beam.reference), bunch_charge_C(beam.bunch_charge_C) {
         {
             MemoryScope scope("beam", cuda::device_memory());
             const std::array<const HostArray<T>*, 6> host = beam.columns();
@@ -374,37 +422,59 @@ struct GpuTracker<T>::Impl {
         partials.allocate(std::size_t(3 * cuda::kExtentBlocks), stream);
         extents.allocate(3, stream);
         non_finite.allocate(1, stream);
+        frame.allocate(1, stream);
+        green_cache.allocate(1, stream);
+        status.allocate(1, stream);
+        cuda::check(cudaMemsetAsync(green_cache.data(), 0, green_cache.bytes(), stream), "cudaMemsetAsync");
+        cuda::check(cudaMemsetAsync(status.data(), 0, status.bytes(), stream), "cudaMemsetAsync");
         plans = cuda::cached_plans(doubled, sizeof(T) == sizeof(double));
         fft_work.allocate(plans.work_bytes, stream);
     }
 
-    // Runs one substep between its events, inside its NVTX range and memory scope.
-    template <class Work>
-    void substep(Substep s, Work&& work_fn) {
-        const int slot = static_cast<int>(s);
-        cuda::NvtxRange range(substep_name(s));
-        MemoryScope scope(substep_name(s), cuda::device_memory());
-        cuda::check(cudaEventRecord(events.start[slot], stream), "cudaEventRecord");
-        work_fn();
-        cuda::check(cudaEventRecord(events.stop[slot], stream), "cudaEventRecord");
+    ~Impl() {
+        if (graph) cudaGraphExecDestroy(graph);
     }
 
-    void flush_drift_timing() {
-        if (!drift_pending) return;
-        drift_pending = false;
-        drift_seconds += events.elapsed_s(kSubstepCount);
+    // Adds the time of a recorded event slot (substeps, then the drift): a
+    // wait, made only before the slot is recorded again or when asked.
+    void read_timing(int slot) {
+        const unsigned bit = 1u << slot;
+        if (!(pending & bit)) return;
+        pending &= ~bit;
+        const double s = events.elapsed_s(slot);
+        if (slot == kSubstepCount) drift_seconds += s;
+        else seconds[slot] += s;
+    }
+    void read_all_timing() {
+        for (int slot = 0; slot < cuda::EventSet::kSlots; ++slot) read_timing(slot);
+    }
+
+    // Runs work between the events of `slot` (when timing) inside an NVTX range and memory scope.
+    template <class Work>
+    void timed(int slot, const char* name, Work&& work_fn) {
+        cuda::NvtxRange range(name);
+        MemoryScope scope(name, cuda::device_memory());
+        if (timing) {
+            read_timing(slot);
+            cuda::check(cudaEventRecord(events.start[slot], stream), "cudaEventRecord");
+        }
+        work_fn();
+        if (timing) {
+            cuda::check(cudaEventRecord(events.stop[slot], stream), "cudaEventRecord");
+            pending |= 1u << slot;
+        }
+    }
+    template <class Work>
+    void substep(Substep s, Work&& work_fn) {
+        timed(static_cast<int>(s), substep_name(s), work_fn);
     }
 
     // scope and NVTX range "drift": the element maps keep the schema's name
     void map(const ElementMap& map) {
-        cuda::NvtxRange range("drift");
-        MemoryScope scope("drift", cuda::device_memory());
-        flush_drift_timing();
-        cuda::check(cudaEventRecord(events.start[kSubstepCount], stream), "cudaEventRecord");
-        cuda::launch(stream, n, "map", cuda::map_kernel<T>, coord[0].data(), coord[1].data(), coord[2].data(),
-                     coord[3].data(), coord[4].data(), coord[5].data(), n, map);
-        cuda::check(cudaEventRecord(events.stop[kSubstepCount], stream), "cudaEventRecord");
-        drift_pending = true;
+        timed(kSubstepCount, "drift", [&] {
+            cuda::launch(stream, n, "map", cuda::map_kernel<T>, coord[0].data(), coord[1].data(), coord[2].data(),
+                         coord[3].data(), coord[4].data(), coord[5].data(), n, map);
+        });
     }
 
     void fft(bool forward, cufftHandle plan, T* in, T* out) {
@@ -419,88 +489,85 @@ struct GpuTracker<T>::Impl {
                      T(1.0 / reference.beta), T(1.0 / (bg * bg)), z.data(), pz.data(), non_finite.data());
     }
 
-    // e_grid = -grad phi on `geometry`.
+    // The kick's frame from the extents of (x, y, z), on the device.
+    void run_frame(const T* x, const T* y) {
+        cuda::launch_extents(stream, x, y, (const T*)z.data(), n, partials.data(), extents.data());
+        cuda::frame_kernel<T><<<1, 1, 0, stream>>>(rule, extents.data(), non_finite.data(), n, macro_charge_C(),
+                                                    reference.gamma, frame.data(), green_cache.data(), status.data());
+        cuda::check_launch("grid geometry");
+        has_grid = true;
+    }
+
+    // e_grid = -grad phi on the frame's grid.
     void run_field(const T* potential) {
         const auto& s = settings.shape;
         const std::int64_t stride[3] = {std::int64_t(s[1]) * s[2], s[2], 1};
         for (int a = 0; a < 3; ++a)
-            cuda::launch(stream, cells, "field", cuda::field_kernel<T>, potential, cells, stride[a], s[a],
-                         T(1.0 / geometry.cell_m[a]), T(0.5 / geometry.cell_m[a]), e_grid[a].data());
+            cuda::launch(stream, cells, "field", cuda::field_kernel<T>, (const bodies::KickFrame<T>*)frame.data(), a,
+                         potential, cells, stride[a], s[a], e_grid[a].data());
     }
 
     // e_part = e_grid at the particles (x, y, z).
     void run_gather(const T* x, const T* y) {
-        cuda::launch(stream, n, "gather", cuda::gather_kernel<T>, cic, x, y, (const T*)z.data(), n,
-                     (const T*)e_grid[0].data(), (const T*)e_grid[1].data(), (const T*)e_grid[2].data(),
-                     e_part[0].data(), e_part[1].data(), e_part[2].data());
+        cuda::launch(stream, n, "gather", cuda::gather_kernel<T>, (const bodies::KickFrame<T>*)frame.data(), x, y,
+                     (const T*)z.data(), n, (const T*)e_grid[0].data(), (const T*)e_grid[1].data(),
+                     (const T*)e_grid[2].data(), e_part[0].data(), e_part[1].data(), e_part[2].data());
     }
 
-    // Per-axis min, max, sum, sum of squares of (x, y, z) into `extents`.
-    void launch_extents(const T* x, const T* y, const T* zz) {
-        cuda::launch_extents(stream, x, y, zz, n, partials.data(), extents.data());
-    }
-
-    // The IGF of `geometry` into green_doubled: float64 corner lattice,
-    // differenced along x, y, z, mirrored, cast (build_green on the CPU).
+    // The IGF of the frame's grid into green_doubled (float64 corner lattice,
+    // differenced along x, y, z, mirrored, cast: build_green on the CPU); the
+    // kernels do nothing when the frame reuses the last one.
     void build_green() {
         const int nx = settings.shape[0], ny = settings.shape[1], nz = settings.shape[2];
-        cuda::DeviceArray<double> a(std::size_t(cells), stream), b(std::size_t(cells), stream);
-        const double hx = geometry.cell_m[0], hy = geometry.cell_m[1], hz = reference.gamma * geometry.cell_m[2];
-        cuda::launch(stream, cells, "green (corners)", cuda::green_corner_kernel, cells, ny, nz, hx, hy, hz, a.data());
+        const bodies::KickFrame<T>* f = frame.data();
+        double* src = reinterpret_cast<double*>(work.data());
+        double* dst = src + cells;
+        cuda::launch(stream, cells, "green (corners)", cuda::green_corner_kernel<T>, f, cells, ny, nz, src);
         const std::int64_t stride[3] = {std::int64_t(ny) * nz, nz, 1};
-        cuda::DeviceArray<double>* src = &a;
-        cuda::DeviceArray<double>* dst = &b;
         for (int ax = 0; ax < 3; ++ax) {
-            cuda::launch(stream, cells, "green (differences)", cuda::corner_difference_kernel,
-                         (const double*)src->data(), cells, stride[ax], settings.shape[ax], dst->data());
+            cuda::launch(stream, cells, "green (differences)", cuda::corner_difference_kernel<T>, f, (const double*)src,
+                         cells, stride[ax], settings.shape[ax], dst);
             std::swap(src, dst);
         }
-        cuda::launch(stream, doubled_size, "green (mirror)", cuda::green_mirror_kernel<T>, (const double*)src->data(),
+        cuda::launch(stream, doubled_size, "green (mirror)", cuda::green_mirror_kernel<T>, f, (const double*)src,
                      doubled_size, nx, ny, nz, cuda::kCoulomb, green_doubled.data());
     }
 
+    // green_doubled no longer holds the IGF of green_cache's key (an adjoint overwrote it).
+    void forget_green() {
+        char* valid = reinterpret_cast<char*>(green_cache.data()) + offsetof(bodies::GreenCache, valid);
+        cuda::check(cudaMemsetAsync(valid, 0, sizeof(int), stream), "cudaMemsetAsync");
+    }
+
     // Substeps s_to_t ... gather at the current coordinates: rho, phi, the
-    // geometry and e_part as the kick leaves them, before push and t_to_s.
+    // frame and e_part as the kick leaves them, before push and t_to_s. No
+    // host wait and no allocation: the grid is computed and used on the device.
     void compute_field() {
         if (!space_charge) throw std::logic_error("GpuTracker: tracker built without space charge");
         const T* x = coord[0].data();
         const T* y = coord[2].data();
         const int nx = settings.shape[0], ny = settings.shape[1], nz = settings.shape[2];
+        const bodies::KickFrame<T>* f = frame.data();
 
         substep(Substep::s_to_t,
                 [&] { run_s_to_t(coord[1].data(), coord[3].data(), coord[4].data(), coord[5].data()); });
 
         substep(Substep::deposit, [&] {
-            // grid geometry: per-axis reductions on the device, formulas and checks on the host
-            launch_extents(x, y, z.data());
-            cuda::ExtentAcc host_ext[3];
-            int host_bad = 0;
-            cuda::check(cudaMemcpyAsync(host_ext, extents.data(), sizeof(host_ext), cudaMemcpyDeviceToHost, stream),
-                        "copy the extents");
-            cuda::check(cudaMemcpyAsync(&host_bad, non_finite.data(), sizeof(int), cudaMemcpyDeviceToHost, stream),
-                        "copy the s_to_t flag");
-            cuda::check(cudaStreamSynchronize(stream), "s_to_t / extents");
-            if (host_bad > 0) throw std::runtime_error(kNonFinitePzMessage);
-            AxisExtent ext[3];
-            for (int a = 0; a < 3; ++a) ext[a] = cuda::axis_extent(host_ext[a]);
-            geometry = geometry_from_extents(settings, ext, n);
-            cic = bodies::cic_grid<T>(geometry);
-            has_grid = true;
-            const T scale = T(macro_charge_C() / geometry.cell_volume_m3());
+            run_frame(x, y);
             if (options.deterministic_deposit) {
                 const int bits = bodies::fixed_point_bits(n);
                 cuda::check(cudaMemsetAsync(sum_fixed.data(), 0, sum_fixed.bytes(), stream), "cudaMemsetAsync");
-                cuda::launch(stream, n, "deposit", cuda::deposit_fixed_kernel<T>, cic, x, y, (const T*)z.data(), n,
+                cuda::launch(stream, n, "deposit", cuda::deposit_fixed_kernel<T>, f, x, y, (const T*)z.data(), n,
                              std::ldexp(1.0, bits), sum_fixed.data());
                 cuda::launch(stream, cells, "deposit (scale)", cuda::scale_fixed_kernel<T>,
-                             (const unsigned long long*)sum_fixed.data(), cells, std::ldexp(1.0, -bits), scale,
+                             (const unsigned long long*)sum_fixed.data(), cells, std::ldexp(1.0, -bits), f,
                              rho.data());
             } else {
                 cuda::check(cudaMemsetAsync(sum.data(), 0, sum.bytes(), stream), "cudaMemsetAsync");
-                cuda::launch(stream, n, "deposit", cuda::deposit_atomic_kernel<T>, cic, x, y, (const T*)z.data(), n,
+                cuda::launch(stream, n, "deposit", cuda::deposit_atomic_kernel<T>, f, x, y, (const T*)z.data(), n,
                              sum.data());
-                cuda::launch(stream, cells, "deposit (scale)", cuda::scale_kernel<T>, (const T*)sum.data(), cells,
-                             scale, rho.data());
+                cuda::launch(stream, cells, "deposit (scale)", cuda::scale_kernel<T>, (const T*)sum.data(), cells, f,
+                             rho.data());
             }
         });
 
@@ -521,10 +588,6 @@ struct GpuTracker<T>::Impl {
 
         substep(Substep::field, [&] { run_field(phi.data()); });
         substep(Substep::gather, [&] { run_gather(x, y); });
-    }
-
-    void add_substep_seconds(int first, int last) {
-        for (int s = first; s <= last; ++s) seconds[s] += events.elapsed_s(s);
     }
 
     void kick(double ds_m) {
@@ -550,20 +613,84 @@ struct GpuTracker<T>::Impl {
                          (const T*)dp[0].data(), (const T*)dp[1].data(), (const T*)dp[2].data(), n, inv_beta0,
                          inv_bg2);
         });
+    }
 
-        add_substep_seconds(0, kSubstepCount - 1);
+    // kick(ds_m) captured into a CUDA graph: the capture fails on any host
+    // wait or blocking call inside the kick (ThreadLocal mode), and the graph
+    // replays the whole kick for any positions (the grid lives on the device).
+    void capture_kick(double ds_m) {
+        read_all_timing();
+        if (graph) cudaGraphExecDestroy(graph);
+        graph = nullptr;
+        const bool was_timing = timing;
+        timing = false;  // timing events would need host waits
+        cudaGraph_t captured = nullptr;
+        cuda::check(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal), "begin capturing a kick");
+        try {
+            kick(ds_m);
+        } catch (...) {
+            cudaStreamEndCapture(stream, &captured);
+            if (captured) cudaGraphDestroy(captured);
+            cudaGetLastError();
+            timing = was_timing;
+            throw;
+        }
+        timing = was_timing;
+        cuda::check(cudaStreamEndCapture(stream, &captured),
+                    "capture a kick (a host wait or a blocking call inside the kick breaks it)");
+        const cudaError_t err = cudaGraphInstantiate(&graph, captured, 0);
+        cudaGraphDestroy(captured);
+        cuda::check(err, "instantiate the kick's graph");
+    }
+
+    void replay_kick() {
+        if (!graph) throw std::logic_error("GpuTracker::replay_kick: no kick captured");
+        cuda::check(cudaGraphLaunch(graph, stream), "replay the kick's graph");
+    }
+
+    // Waits for the device; raises the first error of the kicks since
+    // construction with the CPU kick's message.
+    void synchronize() {
+        cuda::wait(stream, "GpuTracker");
+        if (!space_charge) return;
+        cuda::KickStatus st{};
+        cuda::check(cudaMemcpyAsync(&st, status.data(), sizeof st, cudaMemcpyDeviceToHost, stream),
+                    "copy the kick status");
+        cuda::wait(stream, "copy the kick status");
+        if (st.error == bodies::kKickOk) return;
+        if (st.error == bodies::kKickNonFinitePz) throw std::runtime_error(kNonFinitePzMessage);
+        AxisExtent ext[3];
+        for (int a = 0; a < 3; ++a) ext[a] = cuda::axis_extent(st.extent[a]);
+        geometry_from_extents(settings, ext, n);  // throws the CPU's message for these extents
+        throw std::logic_error("GpuTracker: the device rejected a grid the host accepts (error " +
+                               std::to_string(st.error) + ")");
+    }
+
+    GridGeometry host_geometry() {
+        synchronize();
+        GridGeometry g;
+        if (!has_grid) return g;
+        bodies::KickFrame<T> f;
+        cuda::check(cudaMemcpyAsync(&f, frame.data(), sizeof f, cudaMemcpyDeviceToHost, stream), "copy the grid");
+        cuda::wait(stream, "copy the grid");
+        g.n = settings.shape;
+        for (int a = 0; a < 3; ++a) {
+            g.origin_m[a] = f.origin[a];
+            g.cell_m[a] = f.cell[a];
+        }
+        return g;
     }
 
     double macro_charge_C() const {
         return bunch_charge_C * (species.charge_e < 0 ? -1.0 : 1.0) / static_cast<double>(n);
     }
 
-    std::vector<T> to_host(const cuda::DeviceArray<T>& a) const {
+    std::vector<T> to_host(const cuda::DeviceArray<T>& a) {
         std::vector<T> out(a.size());
         if (!out.empty())
             cuda::check(cudaMemcpyAsync(out.data(), a.data(), a.bytes(), cudaMemcpyDeviceToHost, stream),
                         "copy to the host");
-        cuda::check(cudaStreamSynchronize(stream), "copy to the host");
+        synchronize();
         return out;
     }
 };
@@ -574,6 +701,7 @@ struct GpuTracker<T>::Impl {
 template <class T>
 struct GpuAdjoint {
     using Impl = typename GpuTracker<T>::Impl;
+    static constexpr std::size_t kLedgerSize = 4096;  // doubles: ~200 kicks' scalars between read-backs
 
     static DeviceColumn<T> copy_of(Impl& g, const T* src, std::int64_t count) {
         auto copy = std::make_shared<cuda::DeviceArray<T>>(std::size_t(count), g.stream);
@@ -594,19 +722,44 @@ struct GpuAdjoint {
         return A;
     }
 
-    // Sums the K partial sums of the last sum kernel over n elements, in block order.
+    // The K sums of the last sum kernel over n elements, finished on the
+    // device in block order into the ledger: returns where they are.
     template <int K>
-    static std::array<double, K> sums(Impl& g, std::int64_t n) {
-        const unsigned blocks = cuda::sum_blocks(n);
-        std::vector<double> host(std::size_t(K) * blocks);
-        cuda::check(cudaMemcpyAsync(host.data(), g.sum_partials.data(), host.size() * sizeof(double),
+    static double* finish(Impl& g, std::int64_t n) {
+        static_assert(K <= cuda::kMaxSums, "more sums than a ledger entry holds");
+        if (g.ledger_used + K > g.ledger.size()) read_ledger(g);
+        double* out = g.ledger.data() + g.ledger_used;
+        cuda::finish_sums_kernel<<<1, K, 0, g.stream>>>(g.sum_partials.data(), int(cuda::sum_blocks(n)), K, out);
+        cuda::check_launch("finish the adjoint sums");
+        g.ledger_used += K;
+        return out;
+    }
+
+    // One ledger slot for a scalar a single-thread kernel writes.
+    static double* slot(Impl& g) {
+        if (g.ledger_used + 1 > g.ledger.size()) read_ledger(g);
+        return g.ledger.data() + g.ledger_used++;
+    }
+
+    // apply(values) runs on the host, in program order, when the ledger is read back.
+    template <class Apply>
+    static void defer(Impl& g, const double* at, Apply apply) {
+        g.deferred.emplace_back(std::size_t(at - g.ledger.data()), std::function<void(const double*)>(apply));
+    }
+
+    // The one host wait of a backward (or of ~200 kicks of it): the ledger's
+    // values to the host, and the deferred parameter updates in order.
+    static void read_ledger(Impl& g) {
+        if (g.ledger_used == 0) return;
+        std::vector<double> host(g.ledger_used);
+        cuda::check(cudaMemcpyAsync(host.data(), g.ledger.data(), host.size() * sizeof(double),
                                     cudaMemcpyDeviceToHost, g.stream),
                     "copy the adjoint sums");
-        cuda::check(cudaStreamSynchronize(g.stream), "adjoint sums");
-        std::array<double, K> out{};
-        for (int k = 0; k < K; ++k)
-            for (unsigned b = 0; b < blocks; ++b) out[k] += host[std::size_t(k) * blocks + b];
-        return out;
+        cuda::wait(g.stream, "adjoint sums");
+        auto deferred = std::move(g.deferred);
+        g.deferred.clear();
+        g.ledger_used = 0;
+        for (auto& [offset, apply] : deferred) apply(host.data() + offset);
     }
 
     static void zero(Impl& g, cuda::DeviceArray<T>& a) {
@@ -617,12 +770,14 @@ struct GpuAdjoint {
                     double fraction, ParameterAdjoints& params) {
         cuda::NvtxRange range("drift");
         MemoryScope scope("drift", cuda::device_memory());
-        const Element& e = lattice[element];
+        const Element e = lattice[element];
         const ElementMap m = element_map(e, fraction, g.reference.beta_gamma());
         cuda::launch_sums(g.stream, g.n, "map adjoint", cuda::map_adjoint_kernel<T>, in[0].data, in[1].data,
                           in[2].data, in[3].data, in[4].data, in[5].data, columns(g), g.n, m, g.sum_partials.data());
-        const auto s = sums<12>(g, g.n);
-        add_map_adjoint(params, g.reference, e, element, fraction, s.data());
+        const Reference ref = g.reference;
+        defer(g, finish<12>(g, g.n), [&params, ref, e, element, fraction](const double* s) {
+            add_map_adjoint(params, ref, e, element, fraction, s);
+        });
     }
 
     // Substep adjoint inside its NVTX range and device memory scope.
@@ -633,10 +788,14 @@ struct GpuAdjoint {
         work();
     }
 
+    // The kick's adjoint with no host wait and no allocation: the grid is
+    // recomputed on the device from the saved input (the same reduction, so
+    // the same bits as the forward's), the scalar sums go to the ledger.
     static void kick(Impl& g, const GpuKickSaved<T>& saved, double ds_m, std::size_t element, int slices,
                      ParameterAdjoints& params) {
         if (!g.space_charge) throw std::logic_error("GpuTracker::kick_adjoint: tracker built without space charge");
-        const Reference& ref = g.reference;
+        if (!g.ledger.data()) throw std::logic_error("GpuTracker::kick_adjoint: set_adjoint first");
+        const Reference ref = g.reference;
         const double bg = ref.beta_gamma();
         const T beta0 = T(ref.beta), inv_beta0 = T(1.0 / ref.beta), inv_bg2 = T(1.0 / (bg * bg));
         const std::int64_t n = g.n, cells = g.cells;
@@ -650,14 +809,13 @@ struct GpuAdjoint {
         const std::int64_t stride[3] = {std::int64_t(shape[1]) * shape[2], shape[2], 1};
         const cuda::AdjointColumns<T> A = columns(g);
         double* partials = g.sum_partials.data();
-        g.geometry = saved.geometry;
-        g.cic = bodies::cic_grid<T>(g.geometry);
-        g.has_grid = true;
-        const GridGeometry& geo = g.geometry;
-        GeometryAdjoint geo_adj;
+        const bodies::KickFrame<T>* f = g.frame.data();
+        bodies::GeometryAdjointAcc* geo_adj = g.geo_adj.data();
+        cuda::check(cudaMemsetAsync(geo_adj, 0, sizeof(bodies::GeometryAdjointAcc), g.stream), "cudaMemsetAsync");
 
-        // z, pz, the field on the grid and at the particles, from the saved data
+        // z, pz, the grid, the field on the grid and at the particles, from the saved data
         g.run_s_to_t(px, py, tau, delta);
+        g.run_frame(x, y);
         g.run_field(saved.phi.data);
         g.run_gather(x, y);
 
@@ -667,65 +825,66 @@ struct GpuAdjoint {
                               (const T*)g.pz.data(), (const T*)g.e_part[0].data(), (const T*)g.e_part[1].data(),
                               (const T*)g.e_part[2].data(), n, push_scale, inv_bg2, A, g.pz_adj.data(),
                               g.dp[0].data(), g.dp[1].data(), g.dp[2].data(), partials);
-            const auto s = sums<2>(g, n);
-            add_inv_beta_adjoint(params, ref, s[0]);
-            add_inv_bg_sq_adjoint(params, ref, s[1]);
+            defer(g, finish<2>(g, n), [&params, ref](const double* s) {
+                add_inv_beta_adjoint(params, ref, s[0]);
+                add_inv_bg_sq_adjoint(params, ref, s[1]);
+            });
         });
         substep(Substep::push, [&] {
             cuda::launch_sums(g.stream, n, "push adjoint", cuda::push_adjoint_kernel<T>, (const T*)g.e_part[0].data(),
                               (const T*)g.e_part[1].data(), (const T*)g.e_part[2].data(), n, push_scale,
                               g.dp[0].data(), g.dp[1].data(), g.dp[2].data(), partials);
-            add_push_scale_adjoint(params, ref, element, ds_m, slices, sums<1>(g, n)[0] * double(push_scale));
+            defer(g, finish<1>(g, n), [&params, ref, element, ds_m, slices, push_scale](const double* s) {
+                add_push_scale_adjoint(params, ref, element, ds_m, slices, s[0] * double(push_scale));
+            });
         });
         substep(Substep::gather, [&] {
             for (auto& e : g.e_grid_adj) zero(g, e);
-            cuda::launch_sums(g.stream, n, "gather adjoint", cuda::gather_adjoint_kernel<T>, g.cic, x, y,
+            cuda::launch_sums(g.stream, n, "gather adjoint", cuda::gather_adjoint_kernel<T>, f, x, y,
                               (const T*)g.z.data(), n, (const T*)g.e_grid[0].data(), (const T*)g.e_grid[1].data(),
                               (const T*)g.e_grid[2].data(), (const T*)g.dp[0].data(), (const T*)g.dp[1].data(),
                               (const T*)g.dp[2].data(), g.e_grid_adj[0].data(), g.e_grid_adj[1].data(),
                               g.e_grid_adj[2].data(), A.a[0], A.a[2], g.z_adj.data(), partials);
-            const auto s = sums<6>(g, n);
-            for (int a = 0; a < 3; ++a) {
-                geo_adj.origin_m[a] += s[a];
-                geo_adj.cell_m[a] += s[3 + a];
-            }
+            const double* s = finish<6>(g, n);
+            cuda::add_geometry_sums_kernel<<<1, 1, 0, g.stream>>>(geo_adj, s, 0, 3);
+            cuda::check_launch("gather adjoint (geometry)");
         });
         substep(Substep::field, [&] {
             zero(g, g.phi_adj);
             for (int a = 0; a < 3; ++a) {
-                cuda::launch_sums(g.stream, cells, "field adjoint", cuda::field_adjoint_kernel<T>,
+                cuda::launch_sums(g.stream, cells, "field adjoint", cuda::field_adjoint_kernel<T>, f, a,
                                   (const T*)g.e_grid[a].data(), (const T*)g.e_grid_adj[a].data(), cells, stride[a],
-                                  shape[a], T(1.0 / geo.cell_m[a]), T(0.5 / geo.cell_m[a]), geo.cell_m[a],
-                                  g.phi_adj.data(), partials);
-                geo_adj.cell_m[a] += sums<1>(g, cells)[0];
+                                  shape[a], g.phi_adj.data(), partials);
+                cuda::add_cell_sum_kernel<<<1, 1, 0, g.stream>>>(geo_adj, a, finish<1>(g, cells));
+                cuda::check_launch("field adjoint (geometry)");
             }
         });
         substep(Substep::convolve, [&] { convolve(g, saved.rho.data); });
-        substep(Substep::green, [&] { green(g, geo_adj, params); });
+        substep(Substep::green, [&] { green(g, params); });
         substep(Substep::deposit, [&] {
-            const T scale = T(g.macro_charge_C() / geo.cell_volume_m3());
-            cuda::launch_sums(g.stream, n, "deposit adjoint", cuda::deposit_adjoint_kernel<T>, g.cic, x, y,
-                              (const T*)g.z.data(), n, (const T*)g.rho_adj.data(), scale, A.a[0], A.a[2],
-                              g.z_adj.data(), partials);
-            const auto s = sums<7>(g, n);
-            for (int a = 0; a < 3; ++a) {
-                geo_adj.origin_m[a] += s[1 + a];
-                geo_adj.cell_m[a] += s[4 + a];
-            }
+            cuda::launch_sums(g.stream, n, "deposit adjoint", cuda::deposit_adjoint_kernel<T>, f, x, y,
+                              (const T*)g.z.data(), n, (const T*)g.rho_adj.data(), A.a[0], A.a[2], g.z_adj.data(),
+                              partials);
+            const double* s = finish<7>(g, n);
+            cuda::add_geometry_sums_kernel<<<1, 1, 0, g.stream>>>(geo_adj, s, 1, 4);
+            cuda::check_launch("deposit adjoint (geometry)");
             // scale = +-Q / (N hx hy hz)
-            const double v = s[0] * double(scale);
-            params.bunch_charge_C += v / g.bunch_charge_C;
-            for (int a = 0; a < 3; ++a) geo_adj.cell_m[a] -= v / geo.cell_m[a];
-            grid_covering(g, x, y, geo_adj);
+            double* v = slot(g);
+            cuda::add_deposit_scale_kernel<T><<<1, 1, 0, g.stream>>>(geo_adj, f, s, v);
+            cuda::check_launch("deposit adjoint (scale)");
+            const double charge = g.bunch_charge_C;
+            defer(g, v, [&params, charge](const double* value) { params.bunch_charge_C += value[0] / charge; });
+            grid_covering(g, x, y);
         });
         substep(Substep::s_to_t, [&] {
             cuda::launch_sums(g.stream, n, "s_to_t adjoint", cuda::s_to_t_adjoint_kernel<T>, px, py, tau, delta,
                               (const T*)g.pz.data(), (const T*)g.z_adj.data(), (const T*)g.pz_adj.data(), n, beta0,
                               inv_beta0, A, partials);
-            const auto s = sums<3>(g, n);
-            params.reference.beta += s[0];
-            add_inv_beta_adjoint(params, ref, s[1]);
-            add_inv_bg_sq_adjoint(params, ref, s[2]);
+            defer(g, finish<3>(g, n), [&params, ref](const double* s) {
+                params.reference.beta += s[0];
+                add_inv_beta_adjoint(params, ref, s[1]);
+                add_inv_bg_sq_adjoint(params, ref, s[2]);
+            });
         });
     }
 
@@ -751,76 +910,65 @@ struct GpuAdjoint {
         cuda::launch(g.stream, g.modes, "convolve adjoint (correlate)", cuda::correlation_kernel<T>,
                      (const T*)g.spec_a.data(), g.spec_b.data(), g.modes, norm);
         g.fft(false, g.plans.c2r, g.spec_b.data(), g.green_doubled.data());
+        g.forget_green();
     }
 
     // From the IGF's adjoint (in green_doubled) to the cell sizes' and gamma's
     // (build_green_adjoint): mirror fold, transposed differences z, y, x, and
-    // the antiderivative's gradient at each corner.
-    static void green(Impl& g, GeometryAdjoint& geo_adj, ParameterAdjoints& params) {
+    // the antiderivative's gradient at each corner. Scratch: `work`.
+    static void green(Impl& g, ParameterAdjoints& params) {
         const int nx = g.settings.shape[0], ny = g.settings.shape[1], nz = g.settings.shape[2];
         const std::int64_t cells = g.cells;
         const std::int64_t stride[3] = {std::int64_t(ny) * nz, nz, 1};
-        cuda::DeviceArray<double> a(std::size_t(cells), g.stream), b(std::size_t(cells), g.stream);
+        double* src = reinterpret_cast<double*>(g.work.data());
+        double* dst = src + cells;
         cuda::launch(g.stream, cells, "green adjoint (fold)", cuda::green_fold_adjoint_kernel<T>,
-                     (const T*)g.green_doubled.data(), cells, nx, ny, nz, cuda::kCoulomb, a.data());
-        cuda::DeviceArray<double>* src = &a;
-        cuda::DeviceArray<double>* dst = &b;
+                     (const T*)g.green_doubled.data(), cells, nx, ny, nz, cuda::kCoulomb, src);
         for (int ax = 2; ax >= 0; --ax) {
             cuda::launch(g.stream, cells, "green adjoint (differences)", cuda::corner_difference_transpose_kernel,
-                         (const double*)src->data(), cells, stride[ax], g.settings.shape[ax], dst->data());
+                         (const double*)src, cells, stride[ax], g.settings.shape[ax], dst);
             std::swap(src, dst);
         }
-        const double gamma = g.reference.gamma;
-        const double hz = gamma * g.geometry.cell_m[2];
-        cuda::launch_sums(g.stream, cells, "green adjoint (cells)", cuda::green_cell_adjoint_kernel,
-                          (const double*)src->data(), cells, ny, nz, g.geometry.cell_m[0], g.geometry.cell_m[1], hz,
+        cuda::launch_sums(g.stream, cells, "green adjoint (cells)", cuda::green_cell_adjoint_kernel<T>,
+                          (const bodies::KickFrame<T>*)g.frame.data(), (const double*)src, cells, ny, nz,
                           g.sum_partials.data());
-        const auto h = sums<3>(g, cells);
-        geo_adj.cell_m[0] += h[0];
-        geo_adj.cell_m[1] += h[1];
-        geo_adj.cell_m[2] += gamma * h[2];
-        params.reference.gamma += g.geometry.cell_m[2] * h[2];
+        const double* h = finish<3>(g, cells);
+        double* gamma_term = slot(g);
+        cuda::add_green_adjoint_kernel<T><<<1, 1, 0, g.stream>>>(g.geo_adj.data(), g.frame.data(), h,
+                                                                 g.reference.gamma, gamma_term);
+        cuda::check_launch("green adjoint (cells)");
+        defer(g, gamma_term, [&params](const double* v) { params.reference.gamma += v[0]; });
     }
 
     // grid_covering_adjoint on the device: the geometry's adjoint flows to
-    // the particles that set the grid.
-    static void grid_covering(Impl& g, const T* x, const T* y, const GeometryAdjoint& geo_adj) {
+    // the particles that set the grid (the extents are the frame's).
+    static void grid_covering(Impl& g, const T* x, const T* y) {
         const std::int64_t n = g.n;
         const T* pos[3] = {x, y, g.z.data()};
         T* pos_adj[3] = {g.adj[0].data(), g.adj[2].data(), g.z_adj.data()};
-        g.launch_extents(x, y, g.z.data());
-        cuda::ExtentAcc ext[3];
-        cuda::check(cudaMemcpyAsync(ext, g.extents.data(), sizeof(ext), cudaMemcpyDeviceToHost, g.stream),
-                    "copy the extents");
-        cuda::check(cudaStreamSynchronize(g.stream), "extents");
+        const bodies::CoveringAdjoint* c = g.covering.data();
+        cuda::covering_adjoint_kernel<<<1, 3, 0, g.stream>>>(g.rule, g.extents.data(), n, g.geo_adj.data(),
+                                                              g.covering.data());
+        cuda::check_launch("deposit adjoint (grid)");
         for (int a = 0; a < 3; ++a) {
-            const double o_adj = geo_adj.origin_m[a], h_adj = geo_adj.cell_m[a];
-            const ExtentJacobian jac = extent_jacobian(g.settings, a);
-            // the adjoints of the two extent statistics (lo, hi or mean, rms)
-            const double stat_adj[2] = {o_adj * jac.origin[0] + h_adj * jac.cell[0],
-                                        o_adj * jac.origin[1] + h_adj * jac.cell[1]};
-            if (g.settings.mode == ExtentMode::minmax) {
-                // the first particle at lo / hi
-                add_at_first(g, pos[a], ext[a].lo, pos_adj[a], stat_adj[0]);
-                add_at_first(g, pos[a], ext[a].hi, pos_adj[a], stat_adj[1]);
+            if (!g.rule.sigma) {
+                add_at_first(g, pos[a], &c[a].lo, pos_adj[a], &c[a].lo_adj);
+                add_at_first(g, pos[a], &c[a].hi, pos_adj[a], &c[a].hi_adj);
             } else {
-                const double mean = ext[a].sum / n;
-                const double rms = std::sqrt(std::max(ext[a].sum2 / n - mean * mean, 0.0));
                 cuda::launch(g.stream, n, "deposit adjoint (grid)", cuda::sigma_grid_adjoint_kernel<T>, pos[a], n,
-                             mean, rms, stat_adj[0], stat_adj[1], pos_adj[a]);
+                             c + a, pos_adj[a]);
             }
         }
     }
 
-    static void add_at_first(Impl& g, const T* u, double value, T* u_adj, double v) {
-        const long long none = g.n;
-        cuda::check(cudaMemcpyAsync(g.first_index.data(), &none, sizeof(none), cudaMemcpyHostToDevice, g.stream),
-                    "cudaMemcpyAsync");
+    // u_adj[first p with u[p] == *value] += *v, all on the device.
+    static void add_at_first(Impl& g, const T* u, const double* value, T* u_adj, const double* v) {
+        cuda::reset_index_kernel<<<1, 1, 0, g.stream>>>(g.first_index.data(), g.n);
+        cuda::check_launch("deposit adjoint (grid)");
         cuda::launch(g.stream, g.n, "deposit adjoint (grid)", cuda::first_index_kernel<T>, u, g.n, value,
                      g.first_index.data());
         cuda::add_at_kernel<T><<<1, 1, 0, g.stream>>>(u_adj, g.first_index.data(), v);
         cuda::check_launch("deposit adjoint (grid)");
-        cuda::check(cudaStreamSynchronize(g.stream), "deposit adjoint (grid)");  // `none` lives on this stack
     }
 };
 
@@ -844,7 +992,7 @@ void GpuTracker<T>::to_host(const DeviceColumn<T>& column, HostArray<T>& out) co
         cuda::check(cudaMemcpyAsync(out.data(), column.data, std::size_t(column.bytes()), cudaMemcpyDeviceToHost,
                                     impl_->stream),
                     "copy a device column to the host");
-    cuda::check(cudaStreamSynchronize(impl_->stream), "copy a device column to the host");
+    impl_->synchronize();
 }
 
 template <class T>
@@ -868,6 +1016,9 @@ void GpuTracker<T>::set_adjoint(const std::array<HostArray<T>, 6>& adjoint) {
         for (auto& a : g.adj) a.allocate(np, g.stream);
         g.sum_partials.allocate(std::size_t(cuda::kMaxSums) * cuda::kSumBlocks, g.stream);
         g.first_index.allocate(1, g.stream);
+        g.ledger.allocate(GpuAdjoint<T>::kLedgerSize, g.stream);
+        g.geo_adj.allocate(1, g.stream);
+        g.covering.allocate(3, g.stream);
         if (g.space_charge) {
             g.z_adj.allocate(np, g.stream);
             g.pz_adj.allocate(np, g.stream);
@@ -883,12 +1034,13 @@ void GpuTracker<T>::set_adjoint(const std::array<HostArray<T>, 6>& adjoint) {
                                         g.stream),
                         "copy the adjoint to the device");
     }
-    cuda::check(cudaStreamSynchronize(g.stream), "copy the adjoint to the device");
+    cuda::wait(g.stream, "copy the adjoint to the device");  // the host's columns may go
 }
 
 template <class T>
 void GpuTracker<T>::get_adjoint(std::array<HostArray<T>, 6>& adjoint) const {
     Impl& g = *impl_;
+    GpuAdjoint<T>::read_ledger(g);  // the parameters' adjoints so far, into their ParameterAdjoints
     for (int c = 0; c < 6; ++c) {
         adjoint[c].resize(std::size_t(g.n));
         if (g.n > 0 && g.adj[c].data())
@@ -896,7 +1048,7 @@ void GpuTracker<T>::get_adjoint(std::array<HostArray<T>, 6>& adjoint) const {
                                         cudaMemcpyDeviceToHost, g.stream),
                         "copy the adjoint to the host");
     }
-    cuda::check(cudaStreamSynchronize(g.stream), "copy the adjoint to the host");
+    g.synchronize();
 }
 
 template <class T>
@@ -934,6 +1086,27 @@ void GpuTracker<T>::kick(double ds_m) {
 }
 
 template <class T>
+void GpuTracker<T>::synchronize() const {
+    impl_->synchronize();
+}
+
+template <class T>
+void GpuTracker<T>::set_substep_timing(bool on) {
+    impl_->read_all_timing();
+    impl_->timing = on;
+}
+
+template <class T>
+void GpuTracker<T>::capture_kick(double ds_m) {
+    impl_->capture_kick(ds_m);
+}
+
+template <class T>
+void GpuTracker<T>::replay_kick() {
+    impl_->replay_kick();
+}
+
+template <class T>
 std::array<T*, 6> GpuTracker<T>::coordinates() {
     auto& c = impl_->coord;
     return {c[0].data(), c[1].data(), c[2].data(), c[3].data(), c[4].data(), c[5].data()};
@@ -942,7 +1115,6 @@ std::array<T*, 6> GpuTracker<T>::coordinates() {
 template <class T>
 std::array<const T*, 3> GpuTracker<T>::field_at_particles() {
     impl_->compute_field();
-    impl_->add_substep_seconds(0, static_cast<int>(Substep::gather));
     const auto& e = impl_->e_part;
     return {e[0].data(), e[1].data(), e[2].data()};
 }
@@ -966,13 +1138,12 @@ void GpuTracker<T>::download(Beam<T>& beam) const {
             cuda::check(cudaMemcpyAsync(host[c]->data(), impl_->coord[c].data(), impl_->coord[c].bytes(),
                                         cudaMemcpyDeviceToHost, impl_->stream),
                         "copy the beam to the host");
-    cuda::check(cudaStreamSynchronize(impl_->stream), "copy the beam to the host");
-    impl_->flush_drift_timing();
+    impl_->synchronize();
 }
 
 template <class T>
-const GridGeometry& GpuTracker<T>::geometry() const {
-    return impl_->geometry;
+GridGeometry GpuTracker<T>::geometry() const {
+    return impl_->host_geometry();
 }
 
 template <class T>
@@ -997,12 +1168,13 @@ std::array<std::vector<T>, 3> GpuTracker<T>::momentum_kick() const {
 
 template <class T>
 const std::array<double, kSubstepCount>& GpuTracker<T>::seconds() const {
+    impl_->read_all_timing();
     return impl_->seconds;
 }
 
 template <class T>
 double GpuTracker<T>::drift_seconds() const {
-    impl_->flush_drift_timing();
+    impl_->read_all_timing();
     return impl_->drift_seconds;
 }
 
@@ -1024,6 +1196,8 @@ TrackReport track_on_gpu(Beam<T>& beam, const TrackSettings& settings, const Pro
     };
     for (int done = 0; done < total_slices; ++done) {
         strang_slice(settings, elements[done], map, kick);
+        // kicks raise their errors when the host looks: every 64 slices
+        if (settings.space_charge && (done + 1) % 64 == 0) gpu.synchronize();
         if (progress) progress(done + 1, total_slices);
     }
     gpu.download(beam);
@@ -1041,10 +1215,10 @@ TrackReport track_on_gpu(Beam<T>& beam, const TrackSettings& settings, const Pro
 template <class T>
 void device_axis_extents(const T* x, const T* y, const T* z, std::int64_t n, AxisExtent extent[3]) {
     const cudaStream_t stream = nullptr;  // the legacy default stream: the autograd engine's
-    cuda::DeviceArray<cuda::ExtentAcc> partials(std::size_t(3 * cuda::kExtentBlocks), stream), out(3, stream);
+    cuda::DeviceArray<bodies::ExtentAcc> partials(std::size_t(3 * cuda::kExtentBlocks), stream), out(3, stream);
     cuda::launch_extents(stream, x, y, z, n, partials.data(), out.data());
-    cuda::ExtentAcc host[3];
-    cuda::check(cudaMemcpy(host, out.data(), sizeof(host), cudaMemcpyDeviceToHost), "copy the extents");
+    bodies::ExtentAcc host[3];
+    cuda::check(cudaMemcpy(host, out.data(), sizeof(host), cudaMemcpyDeviceToHost), "copy the extents");  // autograd's host wait
     for (int a = 0; a < 3; ++a) extent[a] = cuda::axis_extent(host[a]);
 }
 

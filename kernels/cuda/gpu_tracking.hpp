@@ -1,25 +1,30 @@
 // gpu_tracking.hpp — the space-charge kick and the Strang-split tracking on a
 // CUDA device (no CUDA types here: host-only code includes it freely). The
 // kick runs the eight substeps of docs/physics.md with the math of kick_math.hpp,
-// each kernel in kernels/cuda/gpu_tracking.cu; the grid geometry, the IGF
-// (float64), the cuFFT Hockney convolution and the field stay on the device,
-// and only the per-axis extents (to build the grid and raise the CPU's
-// errors) cross to the host each kick. Device buffers are counted by
-// cuda::device_memory().
+// each kernel in kernels/cuda/gpu_tracking.cu. Nothing crosses to the host
+// in a kick: the grid geometry is computed and used on the device
+// (physics/geometry_bodies.hpp), the IGF (float64) is rebuilt only when its
+// cell sizes or gamma change (the CPU's rule), and a kick makes no host wait
+// and no allocation, so it can be captured whole in a CUDA graph
+// (capture_kick). Errors (the CPU kick's messages) are raised when the host
+// next looks: synchronize(), download() and every copy to the host. Device
+// buffers are counted by cuda::device_memory().
 //
 //   sctape::TrackReport r = sctape::track_on_gpu(beam, settings, progress);  // beam copied back
 //
 //   sctape::GpuTracker<double> gpu(beam, /*space_charge=*/true, grid);     // beam copied to the device
 //   gpu.map(element_map(drift, 0.5, bg)); gpu.kick(0.1); gpu.map(element_map(drift, 0.5, bg));
-//   gpu.download(beam);
+//   gpu.download(beam);                                                     // waits; raises a kick's error
 //   std::vector<double> rho = gpu.charge_density();                        // last kick's grid, C/m^3
 //
 // Reverse mode (ad/gpu_engine.hpp drives it): snapshot() copies a column or
 // the kick's rho / phi into a DeviceColumn a tape entry can hold;
 // map_adjoint() and kick_adjoint() run the adjoints on the device against
 // the adjoint columns set by set_adjoint(), with the same saved data as the
-// CPU's fused tape (kick inputs, rho, phi); the IGF, z, pz and the fields are
-// recomputed on the device.
+// CPU's fused tape (kick inputs, rho, phi); the grid, the IGF, z, pz and the
+// fields are recomputed on the device. The adjoints make no host wait either:
+// their scalar sums stay on the device until get_adjoint() reads them back
+// (one wait per backward) and adds them to the ParameterAdjoints passed in.
 //
 // Deposit modes: float atomics (default, fastest, summation order varies run
 // to run) or fixed-point int64 atomics (`deterministic_deposit`, bitwise
@@ -57,12 +62,12 @@ struct DeviceColumn {
 };
 
 // What one kick's adjoint needs from its forward pass (the buffers the CPU's
-// fused tape keeps): its input coordinates, rho and phi, and its geometry.
+// fused tape keeps): its input coordinates, rho and phi. The grid geometry is
+// recomputed from the input, bit for bit.
 template <class T>
 struct GpuKickSaved {
     std::array<DeviceColumn<T>, 6> input;  // x, px, y, py, tau, delta
     DeviceColumn<T> rho, phi;
-    GridGeometry geometry;
 };
 
 // Which field of the tracker snapshot() copies.
@@ -80,15 +85,25 @@ public:
 
     // A linear element map (physics/elements.hpp), on the device.
     void map(const ElementMap& map);
-    // One space-charge kick over ds_m: the eight substeps. Throws
-    // std::runtime_error with the CPU kick's messages (non-finite momenta or
-    // coordinates, zero extent, particles outside a sigma grid).
+    // One space-charge kick over ds_m: the eight substeps, queued on the
+    // device with no host wait and no allocation (with substep timing on, the
+    // previous kick's events are read first).
     void kick(double ds_m);
-    // Copies the coordinates back into `beam` (same number of particles).
+    // Waits for the device and throws std::runtime_error with the CPU kick's
+    // message for the first failed kick so far (non-finite momenta or
+    // coordinates, zero extent, particles outside a sigma grid).
+    void synchronize() const;
+    // Copies the coordinates back into `beam` (same number of particles); synchronize()s.
     void download(Beam<T>& beam) const;
+    // CUDA events around each substep and element map, for seconds() (on by default).
+    void set_substep_timing(bool on);
+    // kick(ds_m) captured into a CUDA graph (throws if anything in the kick
+    // waits on the host or blocks), then replayed: the same kick, one launch.
+    void capture_kick(double ds_m);
+    void replay_kick();
 
     // State left by the last kick, copied to the host (for tests and tools).
-    const GridGeometry& geometry() const;
+    GridGeometry geometry() const;
     std::vector<T> charge_density() const;                 // C/m^3
     std::vector<T> potential() const;                      // V
     std::array<std::vector<T>, 3> field_on_grid() const;   // -grad phi, V/m

@@ -22,13 +22,13 @@
 namespace sctape::cuda {
 
 constexpr int kThreads = 256;        // threads per block of every kernel
-constexpr int kMaxBlocks = 1 << 16;  // grid-stride loops beyond that
+constexpr int kMaxBlocks = 1 << 16;  // grid-stride loops beyond that (block_limit() in tests)
 constexpr int kExtentBlocks = 1024;  // partial sums per axis (fixed: reproducible reductions)
 constexpr int kSumBlocks = 512;      // blocks of a scalar-sum kernel (fixed: reproducible)
 constexpr int kMaxSums = 12;         // scalars one sum kernel may reduce (a map adjoint's 12)
 
 inline unsigned blocks_for(std::int64_t n) {
-    return unsigned(std::max<std::int64_t>(1, std::min<std::int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks)));
+    return unsigned(std::max<std::int64_t>(1, std::min<std::int64_t>((n + kThreads - 1) / kThreads, block_limit())));
 }
 
 // Blocks of a sum kernel over n elements: never more than kSumBlocks.

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "physics/geometry_bodies.hpp"
 #include "physics/grid_ops.hpp"
 #include "physics/kick_math.hpp"
 
@@ -23,12 +24,7 @@ namespace {
 const char* kAxisName[3] = {"x", "y", "z"};
 }  // namespace
 
-double quantized_cell(double cell_m, double quantum) {
-    const double step = std::log1p(quantum);
-    const double k = std::ceil(std::log(cell_m) / step);
-    const double cell = std::exp(k * step);
-    return cell >= cell_m ? cell : std::exp((k + 1) * step);  // log's rounding may land one step low
-}
+double quantized_cell(double cell_m, double quantum) { return bodies::quantized_cell_size(cell_m, quantum); }
 
 ExtentJacobian extent_jacobian(const GridSettings& settings, int axis) {
     const int last_node = settings.shape[axis] - 1;
@@ -47,34 +43,22 @@ ExtentJacobian extent_jacobian(const GridSettings& settings, int axis) {
 }
 
 GridGeometry geometry_from_extents(const GridSettings& settings, const AxisExtent extent[3], std::int64_t n) {
+    // the arithmetic is axis_grid's, which the CUDA backend runs on the device
+    const bodies::ExtentRule rule = bodies::extent_rule(settings);
     GridGeometry g;
     g.n = settings.shape;
     for (int a = 0; a < 3; ++a) {
         if (g.n[a] < 2) throw std::runtime_error(std::string("grid needs at least 2 nodes along ") + kAxisName[a]);
         const AxisExtent& e = extent[a];
-        if (e.non_finite > 0) throw std::runtime_error(std::string("non-finite particle coordinate along ") + kAxisName[a]);
-        // Edges as lo - margin and hi + margin, so with padding 0 the extreme
-        // particles sit exactly on the first and last nodes.
+        const bodies::ExtentAcc acc{e.lo, e.hi, e.sum, e.sum2, static_cast<unsigned long long>(e.non_finite)};
         double first, last;
-        if (settings.mode == ExtentMode::minmax) {
-            const double margin = 0.5 * (e.hi - e.lo) * settings.padding;
-            first = e.lo - margin;
-            last = e.hi + margin;
-        } else {
-            const double mean = e.sum / n;
-            const double half = settings.sigma_factor[a] * std::sqrt(std::max(e.sum2 / n - mean * mean, 0.0));
-            first = mean - half;
-            last = mean + half;
-        }
-        if (!(last > first)) throw std::runtime_error(std::string("beam has zero extent along ") + kAxisName[a]);
-        g.origin_m[a] = first;
-        g.cell_m[a] = (last - first) / (g.n[a] - 1);
-        if (settings.cell_quantum > 0) {
-            // the wider quantized grid, centred where the exact one was
-            g.cell_m[a] = quantized_cell(g.cell_m[a], settings.cell_quantum);
-            g.origin_m[a] = 0.5 * (first + last) - 0.5 * (g.n[a] - 1) * g.cell_m[a];
-        }
-        if (e.lo < first || e.hi > last) {
+        const int error = bodies::axis_grid(rule, a, acc, n, first, last);
+        if (error == bodies::kKickNonFiniteCoordinate)
+            throw std::runtime_error(std::string("non-finite particle coordinate along ") + kAxisName[a]);
+        if (error == bodies::kKickZeroExtent)
+            throw std::runtime_error(std::string("beam has zero extent along ") + kAxisName[a]);
+        bodies::axis_cells(rule, a, first, last, g.origin_m[a], g.cell_m[a]);
+        if (error == bodies::kKickOutsideGrid) {
             std::ostringstream msg;
             msg << "particles outside the grid along " << kAxisName[a] << ": beam spans [" << e.lo << ", " << e.hi
                 << "] m, grid spans [" << first << ", " << last << "] m (increase space_charge.extent.factor)";
