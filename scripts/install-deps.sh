@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs sctape's build and run dependencies from Debian packages;
-# `install-deps.sh fuzz` adds clang with libFuzzer (scripts/fuzz.sh).
+# `install-deps.sh fuzz` adds clang with libFuzzer (scripts/fuzz.sh);
+# `install-deps.sh mpi` adds Open MPI (the `mpi` preset, docs/mpi.md).
 # Idempotent: does nothing when every package is already installed.
 set -euo pipefail
 
@@ -8,6 +9,7 @@ packages=(build-essential cmake ninja-build pkg-config
           libeigen3-dev nlohmann-json3-dev libbenchmark-dev catch2 libfftw3-dev
           python3 python3-matplotlib)
 if [ "${1:-}" = fuzz ]; then packages+=(clang libclang-rt-14-dev libomp-14-dev); fi
+if [ "${1:-}" = mpi ]; then packages+=(libopenmpi-dev openmpi-bin); fi
 
 missing=()
 for p in "${packages[@]}"; do
