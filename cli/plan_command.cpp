@@ -42,7 +42,7 @@ const char* kPlanUsage =
     "map tape is not modelled (printed as -). Without it: drifts, as in the sweep.\n"
     "--ranks P: per MPI rank (docs/mpi.md): each rank holds ceil(N/P) particles and\n"
     "the whole grid, per_kick = alpha_part*N/P + alpha_cells*N_cells (the reductions\n"
-    "are in place: no buffer on the tape); adds each rank's tape in bytes.\n"
+    "are in place: no buffer on the tape); adds each rank's tape and peak in bytes.\n"
     "--ranks auto with --memory-GiB M: the fewest ranks whose per-rank peak fits M\n"
     "(- where none does: the grid alone exceeds M). autograd does not run over ranks.\n"
     "--against RUNS.json (a kick_memory Google Benchmark JSON of sctape-bench)\n"
@@ -271,8 +271,8 @@ std::string gib(double bytes) {
 int print_rank_plan(const std::vector<PlanRow>& rows, const PlanArgs& p) {
     const bool budget = p.budget_gib > 0;
     std::printf("per MPI rank: ceil(N_part / ranks) particles and the whole grid (docs/mpi.md)\n");
-    std::printf("%-18s %-8s %8s %14s %18s %12s %12s %s\n", "strategy", "dtype", "ranks", "per kick [MiB]",
-                "tape/rank [B]", "tape [GiB]", "peak [GiB]", budget ? "fits" : "");
+    std::printf("%-18s %-8s %8s %14s %18s %18s %12s %12s %s\n", "strategy", "dtype", "ranks", "per kick [MiB]",
+                "tape/rank [B]", "peak/rank [B]", "tape [GiB]", "peak [GiB]", budget ? "fits" : "");
     int fitting = 0;
     bool none_fits = false;
     for (const PlanRow& r : rows) {
@@ -280,13 +280,14 @@ int print_rank_plan(const std::vector<PlanRow>& rows, const PlanArgs& p) {
         none_fits |= !found;
         const bool fits = budget && found && needed_bytes(r) <= p.budget_gib * double(1ull << 30);
         fitting += fits;
-        char ranks[32] = "-", tape[32] = "-";
+        char ranks[32] = "-", tape[32] = "-", peak[32] = "-";
         if (found) {
             std::snprintf(ranks, sizeof ranks, "%.0f", r.ranks);
             std::snprintf(tape, sizeof tape, "%.0f", r.tape);
+            if (!std::isnan(r.peak)) std::snprintf(peak, sizeof peak, "%.0f", r.peak);
         }
-        std::printf("%-18s %-8s %8s %14.1f %18s %12s %12s %s\n", r.label.c_str(), p.dtype.c_str(), ranks,
-                    r.per_kick / double(1 << 20), tape, found ? gib(r.tape).c_str() : "-",
+        std::printf("%-18s %-8s %8s %14.1f %18s %18s %12s %12s %s\n", r.label.c_str(), p.dtype.c_str(), ranks,
+                    r.per_kick / double(1 << 20), tape, peak, found ? gib(r.tape).c_str() : "-",
                     found ? gib(r.peak).c_str() : "-", budget ? (fits ? "yes" : "no") : "");
     }
     if (none_fits) std::printf("ranks -: no count fits (with one particle per rank, the grid's part alone exceeds the budget)\n");
