@@ -232,6 +232,10 @@ void parse_space_charge(const json& v, TrackSettings& t) {
             t.grid.mode = ExtentMode::sigma;
             t.grid.sigma_factor = number_triple(e.at("factor"), "space_charge.extent.factor");
         }
+        if (e.has("cell_quantum")) {
+            t.grid.cell_quantum = e.non_negative("cell_quantum");
+            if (t.grid.cell_quantum > 1) fail("space_charge.extent.cell_quantum", "must be at most 1 (a cell up to twice the exact one)");
+        }
         e.finish();
     }
     r.finish();

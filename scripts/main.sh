@@ -73,6 +73,7 @@ print("free expansion, size ratio after the doubling length (expected 2):",
 PY
 "$bench" --backend cpu --benchmark_filter=kick_time --benchmark_out="$tmp/kick_time.json" --benchmark_out_format=json >&2
 mv "$tmp/kick_time.json" results/kick_time_cpu.json
+/usr/bin/python3 fit/speed_table.py results/kick_time_cpu.json --write README.md
 if "$bench" --backend cuda --benchmark_list_tests > /dev/null 2>&1; then
   step "7/7 a GPU answers: sweep, fit and plots on it, and its forward kick timing"
   "$bench" --backend cuda --benchmark_filter=kick_memory --benchmark_counters_tabular=false \

@@ -145,6 +145,15 @@ TEST_CASE("parse_config: an unknown key is a ConfigError naming its full path", 
           "config key 'space_charge.extent.padding': is not a known key");  // padding is for minmax only
 }
 
+TEST_CASE("parse_config: space_charge.extent.cell_quantum is read and bounded", "[config]") {
+    CHECK(parse_config(with("/space_charge/extent", json{{"mode", "minmax"}, {"cell_quantum", 0.05}}))
+              .tracking.grid.cell_quantum == 0.05);
+    CHECK(config_error(with("/space_charge/extent", json{{"mode", "minmax"}, {"cell_quantum", -0.1}})) ==
+          "config key 'space_charge.extent.cell_quantum': must not be negative");
+    CHECK(config_error(with("/space_charge/extent", json{{"mode", "sigma"}, {"factor", {6, 6, 6}}, {"cell_quantum", 1.5}})) ==
+          "config key 'space_charge.extent.cell_quantum': must be at most 1 (a cell up to twice the exact one)");
+}
+
 TEST_CASE("parse_config: a wrong type is a ConfigError naming the key and the type wanted", "[config]") {
     CHECK(config_error(with("/n_particles", "2000")) == "config key 'n_particles': must be an integer");
     CHECK(config_error(with("/n_particles", 2000.5)) == "config key 'n_particles': must be an integer");

@@ -123,6 +123,40 @@ TEST_CASE("gradients of every input match central finite differences (float64)",
     }
 }
 
+// With space_charge.extent.cell_quantum the cells are constant between steps
+// of the ladder, and the gradients are those of that piecewise-constant grid.
+// The finite differences take a relative step of 1e-6 (rounding then costs
+// about 1e-16 / 1e-6 = 1e-10 of the objective): the exact cells move by about
+// that much of themselves, and in this run none lies that close to a step
+// (with the usual 1e-4 one does, and the difference sees its jump). Were one
+// to, the difference would jump and this test fail loudly, not pass wrongly.
+TEST_CASE("with a cell quantum, every strategy's gradients match central finite differences", "[gradient]") {
+    for (Strategy strategy : {Strategy::fused, Strategy::checkpoint, Strategy::reversible, Strategy::autograd}) {
+        Problem p = small_problem();
+        p.tracking.grid.cell_quantum = 0.05;
+        GradientRequest request;
+        request.strategy = strategy;
+        request.snapshots = 2;
+        request.objective = Objective::sigma_x;
+        request.gradients = {"bunch_charge_C", "distribution.sigma_x_m", "distribution.sigma_tau_m",
+                             "lattice.0.length_m"};
+        INFO("strategy " << strategy_name(strategy));
+        const GradientResult r = compute_gradient<double>(p.beam, p.tracking, request);
+        REQUIRE(r.objective == Approx(objective_after_tracking(p, request.objective)).epsilon(1e-13));
+        for (const std::string& name : request.gradients) {
+            const double x0 = *parameter(p, name);
+            const double fd = richardson(
+                [&](double h) {
+                    Problem q = p;
+                    *parameter(q, name) = x0 + h;
+                    return objective_after_tracking(q, request.objective);
+                },
+                1e-6 * x0);
+            check_gradient("sigma_x / " + name, r.gradients.at(name), fd, r.objective, x0);
+        }
+    }
+}
+
 // Per kick the fused tape keeps the kick's input coordinates (x, y, tau, px,
 // py, delta) and rho and phi; one more momentum snapshot (the final one) and
 // the objective's x column close the run:

@@ -604,6 +604,59 @@ TEST_CASE("fixed bug: a minmax grid with padding 0 holds the off-centre beam tha
           Approx(beam.macro_charge_C() * double(beam.size())).epsilon(1e-12));
 }
 
+// space_charge.extent.cell_quantum (docs/physics.md, "Quantized cells"): the
+// grid widens to the next cell on the ladder (1 + q)^k and stays centred, so
+// a slowly growing beam keeps its geometry, and the Green function, for many
+// kicks. Here the beam grows by 0.2% per kick, 2% in all, within one step of
+// 5%: each axis crosses at most one step, so at most 4 distinct cell triples.
+TEST_CASE("a cell quantum keeps the grid over the beam and rebuilds the Green function only at a new step",
+          "[physics]") {
+    const double q = 0.05;
+    // the ladder: at or above the exact cell, below the next rung (the 1e-12
+    // allows for exp and log rounding), the same bits within one step
+    for (double cell : {1e-5, 3.3e-4, 7.77e-2, 1.0}) {
+        const double c = quantized_cell(cell, q);
+        CHECK(c >= cell);
+        CHECK(c < cell * (1 + q) * (1 + 1e-12));
+        CHECK(quantized_cell(c * (1 - 1e-3), q) == c);
+    }
+    for (double quantum : {0.0, q}) {
+        BeamParameters p = cold_sphere(20000, 1e-3);
+        Beam<double> beam = make_beam<double>(p);
+        GridSettings grid;
+        grid.shape = {16, 16, 16};
+        grid.cell_quantum = quantum;
+        SpaceChargeKick<double> kick(grid, kThreads);
+        std::vector<std::array<double, 3>> cells;
+        for (int k = 0; k < 10; ++k) {
+            kick.apply(beam, 1e-3);
+            const GridGeometry& g = kick.geometry();
+            const double* pos[3] = {beam.x.data(), beam.y.data(), kick.z().data()};
+            for (int a = 0; a < 3; ++a) {
+                const auto [lo, hi] = std::minmax_element(pos[a], pos[a] + beam.size());
+                const double exact = (*hi - *lo) * (1 + grid.padding) / (g.n[a] - 1);
+                INFO("kick " << k << " axis " << a << " quantum " << quantum);
+                CHECK(g.cell_m[a] >= exact * (1 - 1e-12));
+                CHECK(g.cell_m[a] <= exact * (1 + quantum) * (1 + 1e-12));
+                // centred on the beam's extent, so it holds every particle (the
+                // 1e-12 of a cell is the rounding of the centring)
+                CHECK(g.origin_m[a] <= *lo + 1e-12 * g.cell_m[a]);
+                CHECK(g.origin_m[a] + (g.n[a] - 1) * g.cell_m[a] >= *hi - 1e-12 * g.cell_m[a]);
+            }
+            if (cells.empty() || cells.back() != std::array<double, 3>{g.cell_m[0], g.cell_m[1], g.cell_m[2]})
+                cells.push_back({g.cell_m[0], g.cell_m[1], g.cell_m[2]});
+            for (auto* column : {&beam.x, &beam.y, &beam.tau})
+                for (double& u : *column) u *= 1.002;
+        }
+        if (quantum == 0) {
+            CHECK(kick.green_builds() == 10);
+        } else {
+            CHECK(kick.green_builds() == std::int64_t(cells.size()));
+            CHECK(kick.green_builds() <= 4);
+        }
+    }
+}
+
 // ---- particle decomposition (docs/mpi.md): what makes every rank count agree
 
 TEST_CASE("particle ranges split n over ranks contiguously, sizes differing by at most one", "[physics][mpi]") {

@@ -795,19 +795,19 @@ struct GpuAdjoint {
         cuda::check(cudaStreamSynchronize(g.stream), "extents");
         for (int a = 0; a < 3; ++a) {
             const double o_adj = geo_adj.origin_m[a], h_adj = geo_adj.cell_m[a];
-            const int nodes = g.settings.shape[a];
+            const ExtentJacobian jac = extent_jacobian(g.settings, a);
+            // the adjoints of the two extent statistics (lo, hi or mean, rms)
+            const double stat_adj[2] = {o_adj * jac.origin[0] + h_adj * jac.cell[0],
+                                        o_adj * jac.origin[1] + h_adj * jac.cell[1]};
             if (g.settings.mode == ExtentMode::minmax) {
-                // origin = lo - (hi-lo) pad/2, cell = (hi-lo)(1+pad)/(n-1); the first particle at lo / hi
-                const double w = 1.0 + g.settings.padding;
-                add_at_first(g, pos[a], ext[a].lo, pos_adj[a], o_adj * (0.5 + 0.5 * w) - h_adj * w / (nodes - 1));
-                add_at_first(g, pos[a], ext[a].hi, pos_adj[a], o_adj * (0.5 - 0.5 * w) + h_adj * w / (nodes - 1));
+                // the first particle at lo / hi
+                add_at_first(g, pos[a], ext[a].lo, pos_adj[a], stat_adj[0]);
+                add_at_first(g, pos[a], ext[a].hi, pos_adj[a], stat_adj[1]);
             } else {
-                // origin = mean - k*rms, cell = 2k*rms/(n-1)
                 const double mean = ext[a].sum / n;
                 const double rms = std::sqrt(std::max(ext[a].sum2 / n - mean * mean, 0.0));
-                const double k = g.settings.sigma_factor[a];
                 cuda::launch(g.stream, n, "deposit adjoint (grid)", cuda::sigma_grid_adjoint_kernel<T>, pos[a], n,
-                             mean, rms, o_adj, -k * o_adj + 2 * k * h_adj / (nodes - 1), pos_adj[a]);
+                             mean, rms, stat_adj[0], stat_adj[1], pos_adj[a]);
             }
         }
     }

@@ -95,10 +95,10 @@ SCTAPE_HD void gather_adjoint_particle(const CicGrid<T>& g, const CicPointAdjoin
 // Transposed field stencil at node c along one axis (field_component's
 // adjoint, in gather form: no two threads write one node); `h_term` gets
 // the node's share of d/d(h) (-e_adj e / h).
+// i is node c's index along the axis (a loop that walks the axes knows it).
 template <class T>
-SCTAPE_HD T field_adjoint_node(const T* e, const T* e_adj, std::int64_t c, std::int64_t stride, int len, T inv_h,
-                               T inv_2h, double h, double& h_term) {
-    const int i = int((c / stride) % len);
+SCTAPE_HD T field_adjoint_node_at(const T* e, const T* e_adj, std::int64_t c, std::int64_t stride, int i, int len,
+                                  T inv_h, T inv_2h, double h, double& h_term) {
     T acc = 0;
     if (i >= 1) acc -= e_adj[c - stride] * (i - 1 == 0 ? inv_h : inv_2h);
     if (i + 1 <= len - 1) acc += e_adj[c + stride] * (i + 1 == len - 1 ? inv_h : inv_2h);
@@ -106,6 +106,12 @@ SCTAPE_HD T field_adjoint_node(const T* e, const T* e_adj, std::int64_t c, std::
     if (i == len - 1) acc -= e_adj[c] * inv_h;
     h_term = -double(e_adj[c]) * e[c] / h;
     return acc;
+}
+
+template <class T>
+SCTAPE_HD T field_adjoint_node(const T* e, const T* e_adj, std::int64_t c, std::int64_t stride, int len, T inv_h,
+                               T inv_2h, double h, double& h_term) {
+    return field_adjoint_node_at(e, e_adj, c, stride, int((c / stride) % len), len, inv_h, inv_2h, h, h_term);
 }
 
 // Adjoint of the mirror: corner node c collects the doubled-grid adjoint of

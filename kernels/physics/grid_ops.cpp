@@ -29,6 +29,16 @@ inline void add_grid_coordinate_adjoint(const bodies::CicGrid<T>& cg, const bodi
     for (int a = 0; a < 3; ++a) pos_adj[a][p] += u_adj[a];
 }
 
+// Adds the CIC weights of particles [begin, end) to `grid`.
+template <class T>
+void deposit_particles(const bodies::CicGrid<T>& cg, const T* const pos[3], std::int64_t begin, std::int64_t end,
+                       T* grid) {
+    for (std::int64_t p = begin; p < end; ++p) {
+        const bodies::CicPoint<T> c = bodies::cic_point(cg, pos[0][p], pos[1][p], pos[2][p]);
+        for (int m = 0; m < 8; ++m) grid[c.base + bodies::cic_offset(cg, m)] += c.w[m];
+    }
+}
+
 // Sums per-thread grids into `out` (+=), in thread order.
 template <class T>
 void reduce_thread_grids(const T* scratch, std::int64_t cells, int threads, T scale, T* out, bool accumulate) {
@@ -46,18 +56,25 @@ template <class T>
 void deposit_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, T scale, int threads,
                  HostArray<T>& scratch, T* rho) {
     const std::int64_t cells = g.cells();
-    scratch.assign(std::size_t(cells * threads), T(0));
     const bodies::CicGrid<T> cg = bodies::cic_grid<T>(g);
+    if (threads == 1) {
+        // one grid: deposit straight into rho and scale it in place (the same
+        // bits as the per-thread path, as 0 + x is x)
+        std::fill_n(rho, cells, T(0));
+        deposit_particles(cg, pos, 0, n, rho);
+        for (std::int64_t c = 0; c < cells; ++c) rho[c] *= scale;
+        return;
+    }
+    scratch.assign(std::size_t(cells * threads), T(0));
     // Each thread deposits into its own grid; the grids are summed in thread
     // order, so the result is reproducible for a given thread count.
 #pragma omp parallel num_threads(threads)
     {
-        T* grid = scratch.data() + cells * omp_get_thread_num();
-#pragma omp for schedule(static)
-        for (std::int64_t p = 0; p < n; ++p) {
-            const bodies::CicPoint<T> c = bodies::cic_point(cg, pos[0][p], pos[1][p], pos[2][p]);
-            for (int m = 0; m < 8; ++m) grid[c.base + bodies::cic_offset(cg, m)] += c.w[m];
-        }
+        // contiguous shares, as schedule(static); the team may be smaller than asked
+        const int t = omp_get_thread_num(), team = omp_get_num_threads();
+        const std::int64_t chunk = n / team, extra = n % team;
+        const std::int64_t begin = t * chunk + std::min<std::int64_t>(t, extra);
+        deposit_particles(cg, pos, begin, begin + chunk + (t < extra ? 1 : 0), scratch.data() + cells * t);
     }
     reduce_thread_grids(scratch.data(), cells, threads, scale, rho, false);
 }
@@ -111,7 +128,9 @@ void gather_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, co
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (std::int64_t p = 0; p < n; ++p) {
         const bodies::CicPoint<T> c = bodies::cic_point(cg, pos[0][p], pos[1][p], pos[2][p]);
-        for (int a = 0; a < 3; ++a) e_part[a][p] = bodies::cic_gather(cg, c, e_grid[a]);
+        T e[3];
+        bodies::cic_gather3(cg, c, e_grid, e);
+        for (int a = 0; a < 3; ++a) e_part[a][p] = e[a];
     }
 }
 
@@ -241,44 +260,61 @@ double build_green_adjoint(const GridGeometry& g, double gamma, const T* green_d
     return g.cell_m[2] * h_adj[2];
 }
 
+// Both directions walk the nodes as (i, j, k) loops, so every node's index
+// along each axis is known without a 64-bit division (which cost more than
+// the stencils), and take all three axes in one pass over the grid. The
+// per-node bodies are the GPU kernels' (kick_bodies.hpp, adjoint_bodies.hpp);
+// each node's value and, on one thread, each sum is what the axis-by-axis
+// loops gave, bit for bit.
 template <class T>
 void field_from_potential(const GridGeometry& g, const T* phi, T* const e[3], int threads) {
     const std::int64_t stride[3] = {std::int64_t(g.n[1]) * g.n[2], g.n[2], 1};
+    T inv_h[3], inv_2h[3];
     for (int a = 0; a < 3; ++a) {
-        const int len = g.n[a];
-        const std::int64_t s = stride[a];
-        const T inv_2h = T(0.5 / g.cell_m[a]), inv_h = T(1.0 / g.cell_m[a]);
-        T* out = e[a];
-#pragma omp parallel for num_threads(threads) schedule(static)
-        for (std::int64_t c = 0; c < g.cells(); ++c) {
-            const int i = int((c / s) % len);
-            if (i == 0) out[c] = -(phi[c + s] - phi[c]) * inv_h;
-            else if (i == len - 1) out[c] = -(phi[c] - phi[c - s]) * inv_h;
-            else out[c] = -(phi[c + s] - phi[c - s]) * inv_2h;
-        }
+        inv_h[a] = T(1.0 / g.cell_m[a]);
+        inv_2h[a] = T(0.5 / g.cell_m[a]);
     }
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int i = 0; i < g.n[0]; ++i)
+        for (int j = 0; j < g.n[1]; ++j) {
+            const std::int64_t row = i * stride[0] + j * stride[1];
+            for (int k = 0; k < g.n[2]; ++k) {
+                const std::int64_t c = row + k;
+                const int index[3] = {i, j, k};
+                for (int a = 0; a < 3; ++a)
+                    e[a][c] = bodies::field_component_at(phi, c, stride[a], index[a], g.n[a], inv_h[a], inv_2h[a]);
+            }
+        }
 }
 
 template <class T>
 void field_from_potential_adjoint(const GridGeometry& g, const T* const e[3], const T* const e_adj[3], int threads,
                                   T* phi_adj, GeometryAdjoint& geo_adj) {
     const std::int64_t stride[3] = {std::int64_t(g.n[1]) * g.n[2], g.n[2], 1};
+    T inv_h[3], inv_2h[3];
     for (int a = 0; a < 3; ++a) {
-        const int len = g.n[a];
-        const std::int64_t s = stride[a];
-        const T inv_2h = T(0.5 / g.cell_m[a]), inv_h = T(1.0 / g.cell_m[a]);
-        const T* ea = e_adj[a];
-        double h_adj = 0;
-        // Gather form of the transposed stencil: each node collects from the
-        // nodes whose difference used it, so no two threads write one node.
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : h_adj)
-        for (std::int64_t c = 0; c < g.cells(); ++c) {
-            double h_term;
-            phi_adj[c] += bodies::field_adjoint_node(e[a], ea, c, s, len, inv_h, inv_2h, g.cell_m[a], h_term);
-            h_adj += h_term;
-        }
-        geo_adj.cell_m[a] += h_adj;
+        inv_h[a] = T(1.0 / g.cell_m[a]);
+        inv_2h[a] = T(0.5 / g.cell_m[a]);
     }
+    double h_adj[3] = {0, 0, 0};
+    // Gather form of the transposed stencil: each node collects from the
+    // nodes whose difference used it, so no two threads write one node.
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : h_adj[:3])
+    for (int i = 0; i < g.n[0]; ++i)
+        for (int j = 0; j < g.n[1]; ++j) {
+            const std::int64_t row = i * stride[0] + j * stride[1];
+            for (int k = 0; k < g.n[2]; ++k) {
+                const std::int64_t c = row + k;
+                const int index[3] = {i, j, k};
+                for (int a = 0; a < 3; ++a) {
+                    double h_term;
+                    phi_adj[c] += bodies::field_adjoint_node_at(e[a], e_adj[a], c, stride[a], index[a], g.n[a],
+                                                                inv_h[a], inv_2h[a], g.cell_m[a], h_term);
+                    h_adj[a] += h_term;
+                }
+            }
+        }
+    for (int a = 0; a < 3; ++a) geo_adj.cell_m[a] += h_adj[a];
 }
 
 template <class T>
@@ -414,20 +450,21 @@ void grid_covering_adjoint(const GridSettings& settings, const T* const pos[3], 
                            const GeometryAdjoint& geo_adj, T* const pos_adj[3]) {
     for (int a = 0; a < 3; ++a) {
         const double o_adj = geo_adj.origin_m[a], h_adj = geo_adj.cell_m[a];
-        const int nodes = settings.shape[a];
+        const ExtentJacobian jac = extent_jacobian(settings, a);
+        // the adjoints of the two extent statistics (lo, hi or mean, rms)
+        const double stat_adj[2] = {o_adj * jac.origin[0] + h_adj * jac.cell[0],
+                                    o_adj * jac.origin[1] + h_adj * jac.cell[1]};
         if (settings.mode == ExtentMode::minmax) {
-            // origin = lo - (hi-lo) pad/2, cell = (hi-lo)(1+pad)/(n-1)
-            const double w = 1.0 + settings.padding;
             std::int64_t lo = 0, hi = 0;
             for (std::int64_t p = 1; p < n; ++p) {
                 if (pos[a][p] < pos[a][lo]) lo = p;
                 if (pos[a][p] > pos[a][hi]) hi = p;
             }
             const ExtremeOwners owners = extreme_owners(n > 0 ? double(pos[a][lo]) : kInf, n > 0 ? double(pos[a][hi]) : -kInf);
-            if (owners.lo) pos_adj[a][lo] += T(o_adj * (0.5 + 0.5 * w) - h_adj * w / (nodes - 1));
-            if (owners.hi) pos_adj[a][hi] += T(o_adj * (0.5 - 0.5 * w) + h_adj * w / (nodes - 1));
+            if (owners.lo) pos_adj[a][lo] += T(stat_adj[0]);
+            if (owners.hi) pos_adj[a][hi] += T(stat_adj[1]);
         } else {
-            // origin = mean - k*rms, cell = 2k*rms/(n-1), over every rank's particles
+            // mean and rms over every rank's particles
             double sums[3] = {0, 0, double(n)};
             for (std::int64_t p = 0; p < n; ++p) {
                 sums[0] += pos[a][p];
@@ -436,10 +473,8 @@ void grid_covering_adjoint(const GridSettings& settings, const T* const pos[3], 
             communicator().sum(sums, 3);
             const double sum = sums[0], sum2 = sums[1], total = sums[2];
             const double mean = sum / total, rms = std::sqrt(std::max(sum2 / total - mean * mean, 0.0));
-            const double k = settings.sigma_factor[a];
-            const double mean_adj = o_adj, rms_adj = -k * o_adj + 2 * k * h_adj / (nodes - 1);
             for (std::int64_t p = 0; p < n; ++p)
-                pos_adj[a][p] += T(mean_adj / total + rms_adj * (pos[a][p] - mean) / (total * rms));
+                pos_adj[a][p] += T(stat_adj[0] / total + stat_adj[1] * (pos[a][p] - mean) / (total * rms));
         }
     }
 }

@@ -51,6 +51,29 @@ bool deterministic_deposit_requested() {
 }
 }  // namespace
 
+double quantized_cell(double cell_m, double quantum) {
+    const double step = std::log1p(quantum);
+    const double k = std::ceil(std::log(cell_m) / step);
+    const double cell = std::exp(k * step);
+    return cell >= cell_m ? cell : std::exp((k + 1) * step);  // log's rounding may land one step low
+}
+
+ExtentJacobian extent_jacobian(const GridSettings& settings, int axis) {
+    const int last_node = settings.shape[axis] - 1;
+    const bool quantized = settings.cell_quantum > 0;  // the cell is then constant between steps
+    if (settings.mode == ExtentMode::minmax) {
+        // exact: origin = lo - (hi-lo) pad/2, cell = (hi-lo)(1+pad)/(n-1);
+        // quantized: origin = (lo+hi)/2 - (n-1) cell/2
+        const double w = 1.0 + settings.padding;
+        if (quantized) return {{0.5, 0.5}, {0, 0}};
+        return {{0.5 + 0.5 * w, 0.5 - 0.5 * w}, {-w / last_node, w / last_node}};
+    }
+    // exact: origin = mean - k rms, cell = 2k rms/(n-1); quantized: origin = mean - (n-1) cell/2
+    const double k = settings.sigma_factor[axis];
+    if (quantized) return {{1, 0}, {0, 0}};
+    return {{1, -k}, {0, 2 * k / last_node}};
+}
+
 GridGeometry geometry_from_extents(const GridSettings& settings, const AxisExtent extent[3], std::int64_t n) {
     GridGeometry g;
     g.n = settings.shape;
@@ -74,6 +97,11 @@ GridGeometry geometry_from_extents(const GridSettings& settings, const AxisExten
         if (!(last > first)) throw std::runtime_error(std::string("beam has zero extent along ") + kAxisName[a]);
         g.origin_m[a] = first;
         g.cell_m[a] = (last - first) / (g.n[a] - 1);
+        if (settings.cell_quantum > 0) {
+            // the wider quantized grid, centred where the exact one was
+            g.cell_m[a] = quantized_cell(g.cell_m[a], settings.cell_quantum);
+            g.origin_m[a] = 0.5 * (first + last) - 0.5 * (g.n[a] - 1) * g.cell_m[a];
+        }
         if (e.lo < first || e.hi > last) {
             std::ostringstream msg;
             msg << "particles outside the grid along " << kAxisName[a] << ": beam spans [" << e.lo << ", " << e.hi
@@ -163,13 +191,17 @@ void SpaceChargeKick<T>::s_to_t(const Beam<T>& beam) {
     prepare(n);
     const auto& ref = beam.reference;
     const T beta0 = T(ref.beta), inv_beta0 = T(1.0 / ref.beta), inv_bg2 = T(1.0 / (ref.beta_gamma() * ref.beta_gamma()));
-    bool finite = true;
-#pragma omp parallel for num_threads(threads_) schedule(static) reduction(&& : finite)
+    const T *px = beam.px.data(), *py = beam.py.data(), *tau = beam.tau.data(), *delta = beam.delta.data();
+    T *z = z_.data(), *pz = pz_.data();
+    // 0 * pz is 0 for every finite pz and NaN otherwise: a sum that vectorizes
+    // in any order, unlike a branch on isfinite
+    T non_finite = 0;
+#pragma omp parallel for simd num_threads(threads_) schedule(static) reduction(+ : non_finite)
     for (std::int64_t p = 0; p < n; ++p) {
-        s_to_t_particle(beam.px[p], beam.py[p], beam.tau[p], beam.delta[p], beta0, inv_beta0, inv_bg2, z_[p], pz_[p]);
-        finite = finite && std::isfinite(pz_[p]);
+        s_to_t_particle(px[p], py[p], tau[p], delta[p], beta0, inv_beta0, inv_bg2, z[p], pz[p]);
+        non_finite += T(0) * pz[p];
     }
-    check_on_all_ranks(finite, kNonFinitePzMessage);
+    check_on_all_ranks(non_finite == 0, kNonFinitePzMessage);  // false for NaN too
 }
 
 template <class T>
@@ -202,6 +234,7 @@ void SpaceChargeKick<T>::green(const Beam<T>& beam) {
     convolver_->green_spectrum(green_doubled_.data(), green_spectrum_.data());
     green_key_ = key;
     green_valid_ = true;
+    ++green_builds_;
 }
 
 template <class T>
@@ -242,13 +275,14 @@ void SpaceChargeKick<T>::t_to_s(Beam<T>& beam) {
     const auto& ref = beam.reference;
     const T inv_beta0 = T(1.0 / ref.beta), inv_bg2 = T(1.0 / (ref.beta_gamma() * ref.beta_gamma()));
     const std::int64_t n = beam.size();
-#pragma omp parallel for num_threads(threads_) schedule(static)
+    T *px = beam.px.data(), *py = beam.py.data(), *delta = beam.delta.data();
+    const T *pz_old = pz_.data(), *dpx = dp_[0].data(), *dpy = dp_[1].data(), *dpz = dp_[2].data();
+#pragma omp parallel for simd num_threads(threads_) schedule(static)
     for (std::int64_t p = 0; p < n; ++p) {
-        T px_old = beam.px[p], py_old = beam.py[p], pz_old = pz_[p];
-        T px = px_old + dp_[0][p], py = py_old + dp_[1][p], pz = pz_old + dp_[2][p];
-        beam.delta[p] = t_to_s_delta(beam.delta[p], px_old, py_old, pz_old, px, py, pz, inv_beta0, inv_bg2);
-        beam.px[p] = px;
-        beam.py[p] = py;
+        const T px1 = px[p] + dpx[p], py1 = py[p] + dpy[p], pz1 = pz_old[p] + dpz[p];
+        delta[p] = t_to_s_delta(delta[p], px[p], py[p], pz_old[p], px1, py1, pz1, inv_beta0, inv_bg2);
+        px[p] = px1;
+        py[p] = py1;
     }
 }
 

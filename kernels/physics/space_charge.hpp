@@ -39,7 +39,25 @@ struct GridSettings {
     ExtentMode mode = ExtentMode::minmax;
     double padding = 0.05;                    // minmax: relative margin on each side
     std::array<double, 3> sigma_factor = {6.0, 6.0, 6.0};  // sigma: half-width in rms sizes
+    // > 0: each cell size is rounded up to the next power of (1 + cell_quantum)
+    // and the grid centred on the beam, so the geometry, and with it the
+    // Green function, repeats while the beam's extent stays within one step
+    // (0: the cell follows the extent exactly)
+    double cell_quantum = 0;
 };
+
+// The cell size rounded up to the next power of (1 + quantum), quantum > 0:
+// the same bits for every cell within one step.
+double quantized_cell(double cell_m, double quantum);
+
+// How origin and cell along one axis depend on the beam's extent: on its
+// lowest and highest coordinate (minmax) or its mean and rms (sigma), in that
+// order. The adjoint of grid_covering on every backend reads these.
+struct ExtentJacobian {
+    double origin[2];
+    double cell[2];
+};
+ExtentJacobian extent_jacobian(const GridSettings& settings, int axis);
 
 // Node grid origin + i*cell along each axis (x, y, lab z), i = 0..n-1.
 struct GridGeometry {
@@ -131,6 +149,9 @@ public:
 
     // Wall seconds accumulated per substep since construction.
     const std::array<double, kSubstepCount>& seconds() const { return seconds_; }
+    // How often green() built the Green function (it is reused while the cell
+    // sizes and gamma repeat bit for bit).
+    std::int64_t green_builds() const { return green_builds_; }
 
 private:
     void prepare(std::int64_t n_particles);
@@ -149,6 +170,7 @@ private:
     // when both repeat bit for bit, the last one is reused as it is.
     std::array<double, 4> green_key_{};
     bool green_valid_ = false;
+    std::int64_t green_builds_ = 0;
     std::unique_ptr<HockneyConvolver<T>> convolver_;
     std::array<double, kSubstepCount> seconds_{};
 };

@@ -178,7 +178,8 @@ void element_map_op(Particles<T>& p, const std::array<Scalar, 12>& entries, cons
 
 // Grid geometry along one axis (grid_covering), differentiable in the positions:
 // edges lo - margin, hi + margin (minmax) or mean -+ k rms (sigma),
-// origin = first edge, cell = (last - first) / (n - 1).
+// origin = first edge, cell = (last - first) / (n - 1), or with a cell quantum
+// the quantized cell around the edges' centre.
 template <class T>
 void axis_geometry(const GridSettings& gs, int a, const Tensor<T>& u, Scalar& origin, Scalar& cell) {
     using namespace ag;
@@ -195,6 +196,14 @@ void axis_geometry(const GridSettings& gs, int a, const Tensor<T>& u, Scalar& or
         Scalar half = scale(sqrt(clamp(var, 0.0, std::numeric_limits<double>::infinity())), gs.sigma_factor[a]);
         first = sub(center, half);
         last = add(center, half);
+    }
+    if (gs.cell_quantum > 0) {
+        // a constant cell between quantization steps, the grid centred on the
+        // beam (geometry_from_extents's arithmetic)
+        const double exact = (last.item() - first.item()) / (gs.shape[a] - 1);
+        cell = constant_scalar(quantized_cell(exact, gs.cell_quantum), u.device());
+        origin = sub(scale(add(first, last), 0.5), scale(cell, 0.5 * (gs.shape[a] - 1)));
+        return;
     }
     origin = first;
     cell = div_scalar(sub(last, first), gs.shape[a] - 1);
