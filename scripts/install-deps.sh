@@ -7,7 +7,8 @@ set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config
           libeigen3-dev nlohmann-json3-dev libbenchmark-dev catch2 libfftw3-dev
-          python3 python3-matplotlib)
+          python3 python3-matplotlib
+          python3-torch)  # bench/torch_probe.py's tests (1.13 on bookworm)
 if [ "${1:-}" = fuzz ]; then packages+=(clang libclang-rt-14-dev libomp-14-dev); fi
 if [ "${1:-}" = mpi ]; then packages+=(libopenmpi-dev openmpi-bin); fi
 
