@@ -53,6 +53,23 @@ nlohmann::json ranks_json(std::int64_t local_particles, const MemoryReport* memo
     return out;
 }
 
+std::string first_failure(const std::string& mine) {
+    Communicator& comm = communicator();
+    // each failing rank sends (rank, length, characters), as doubles (exact)
+    std::vector<double> record;
+    if (!mine.empty()) {
+        record = {double(comm.rank()), double(mine.size())};
+        for (unsigned char c : mine) record.push_back(double(c));
+    }
+    const std::vector<double> all = comm.gather(record.data(), std::int64_t(record.size()));
+    if (!is_root_rank()) return mine;
+    if (all.size() < 2) return "";
+    const int rank = int(all[0]);
+    std::string message;
+    for (std::size_t i = 0; i < std::size_t(all[1]); ++i) message.push_back(char(int(all[2 + i])));
+    return rank == 0 ? message : "rank " + std::to_string(rank) + ": " + message;
+}
+
 void end_every_rank(const char* command, const std::string& message) {
     Communicator& comm = communicator();
     std::cerr << "sctape " << command << ": error on rank " << comm.rank() << " of " << comm.size() << ": " << message

@@ -37,6 +37,30 @@ auto on_every_rank(const char* command, F&& work) -> decltype(work());
 
 [[noreturn]] void end_every_rank(const char* command, const std::string& message);
 
+// Runs `setup` (the checks before the run) on every rank and agrees on its
+// outcome: if it failed anywhere, every rank throws CollectiveError, rank 0's
+// carrying the lowest failing rank's message (prefixed "rank k: " when k > 0),
+// so one error is printed and no rank starts the run alone.
+template <class F>
+void agree_before_run(F&& setup);
+// The lowest failing rank's message on rank 0 ("" where none failed); `mine` elsewhere.
+std::string first_failure(const std::string& mine);
+
+template <class F>
+void agree_before_run(F&& setup) {
+    if (communicator().size() == 1) return setup();
+    std::string failure;
+    try {
+        setup();
+    } catch (const std::bad_alloc&) {
+        failure = "out of memory";
+    } catch (const std::exception& e) {
+        failure = e.what();
+    }
+    if (all_ranks(failure.empty())) return;
+    throw CollectiveError(first_failure(failure));
+}
+
 template <class F>
 auto on_every_rank(const char* command, F&& work) -> decltype(work()) {
     if (communicator().size() == 1) return work();

@@ -231,42 +231,49 @@ void write_outputs(const std::vector<std::pair<std::string, std::string>>& files
 
 int track_command(const std::vector<std::string>& argv) {
     return run_subcommand("track", track_usage().c_str(), argv, [&] {
-        TrackArgs args = parse_args(argv);
-        RunConfig config = load_config(args.config);
-        print_warnings(validate_run(config, omp_get_num_procs()));
-        check_output_targets(output_targets(args, config), {args.config});
-        check_ranks(config);
-        // what one rank holds: its share of the particles and the whole grid
-        RunConfig per_rank = config;
-        per_rank.beam.n_particles = local_particles(config.beam.n_particles).size();
-        const double tracking = estimate_tracking_bytes(per_rank), tape = estimate_tape_bytes(per_rank);
-        const double have = available_memory_bytes();
-        auto mib = [](double bytes) { return std::to_string(static_cast<long long>(bytes / (1 << 20))); };
-        if (tracking > have)
-            throw ConfigError("the run needs about " + mib(tracking) + " MiB but only " + mib(have) +
-                              " MiB of memory are available (n_particles, space_charge.grid)");
-        if (tracking + tape > have)
-            throw ConfigError("reverse mode with strategy \"" + std::string(strategy_name(config.gradient.strategy)) +
-                              "\" would keep about " + mib(tape) + " MiB on its tape (tracking needs " + mib(tracking) +
-                              " MiB), but only " + mib(have) +
-                              " MiB are available: use strategy \"fused\", \"checkpoint\" (with snapshots) or "
-                              "\"reversible\", or fewer kicks (lattice slices)");
+        TrackArgs args;
+        RunConfig config;
         std::string reason;
-        Backend backend = resolve_backend(config.backend, reason);
-        if (communicator().size() > 1 && backend == Backend::cuda) {  // "auto" found a GPU
-            backend = Backend::cpu;
-            reason = "over MPI ranks the CPU backend runs (docs/mpi.md)";
-        }
+        Backend backend = Backend::cpu;
+        // every rank checks the same input, but a file one rank cannot read
+        // must still stop them all before the first reduction
+        agree_before_run([&] {
+            args = parse_args(argv);
+            config = load_config(args.config);
+            print_warnings(validate_run(config, omp_get_num_procs()));
+            check_output_targets(output_targets(args, config), {args.config});
+            check_ranks(config);
+            // what one rank holds: its share of the particles and the whole grid
+            RunConfig per_rank = config;
+            per_rank.beam.n_particles = local_particles(config.beam.n_particles).size();
+            const double tracking = estimate_tracking_bytes(per_rank), tape = estimate_tape_bytes(per_rank);
+            const double have = available_memory_bytes();
+            auto mib = [](double bytes) { return std::to_string(static_cast<long long>(bytes / (1 << 20))); };
+            if (tracking > have)
+                throw ConfigError("the run needs about " + mib(tracking) + " MiB but only " + mib(have) +
+                                  " MiB of memory are available (n_particles, space_charge.grid)");
+            if (tracking + tape > have)
+                throw ConfigError("reverse mode with strategy \"" + std::string(strategy_name(config.gradient.strategy)) +
+                                  "\" would keep about " + mib(tape) + " MiB on its tape (tracking needs " + mib(tracking) +
+                                  " MiB), but only " + mib(have) +
+                                  " MiB are available: use strategy \"fused\", \"checkpoint\" (with snapshots) or "
+                                  "\"reversible\", or fewer kicks (lattice slices)");
+            backend = resolve_backend(config.backend, reason);
+            if (communicator().size() > 1 && backend == Backend::cuda) {  // "auto" found a GPU
+                backend = Backend::cpu;
+                reason = "over MPI ranks the CPU backend runs (docs/mpi.md)";
+            }
 #ifdef SCTAPE_HAVE_CUDA
-        if (config.differentiate && backend == Backend::cuda) {
-            // the tape lives in device memory: check it against the GPU's free memory before starting
-            const double free_device = double(cuda::check_device_memory().device_free_bytes);
-            if (tracking + tape > free_device)
-                throw ConfigError("reverse mode on the GPU would need about " + mib(tracking + tape) +
-                                  " MiB of device memory (tape " + mib(tape) + " MiB) but only " + mib(free_device) +
-                                  " MiB are free: use checkpoint with snapshots, fewer kicks, or backend \"cpu\"");
-        }
+            if (config.differentiate && backend == Backend::cuda) {
+                // the tape lives in device memory: check it against the GPU's free memory before starting
+                const double free_device = double(cuda::check_device_memory().device_free_bytes);
+                if (tracking + tape > free_device)
+                    throw ConfigError("reverse mode on the GPU would need about " + mib(tracking + tape) +
+                                      " MiB of device memory (tape " + mib(tape) + " MiB) but only " + mib(free_device) +
+                                      " MiB are free: use checkpoint with snapshots, fewer kicks, or backend \"cpu\"");
+            }
 #endif
+        });
         if (!args.quiet && is_root_rank()) std::cerr << "[sctape] backend: " << backend_name(backend) << " (" << reason << ")\n";
         std::vector<std::pair<std::string, std::string>> files;
         nlohmann::json result = on_every_rank("track", [&] {

@@ -49,11 +49,11 @@ def split(n, ranks):
     return [n // ranks + (1 if r < n % ranks else 0) for r in range(ranks)]
 
 
-def mpirun(args, ranks, extra_env=None, wrapper=()):
+def mpirun(args, ranks, extra_env=None, wrapper=(), cwd=None):
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1", OMPI_MCA_rmaps_base_oversubscribe="1")
     env.update(extra_env or {})
     cmd = [ARGS.mpirun, "--oversubscribe", "-n", str(ranks), *wrapper, ARGS.sctape, "track", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=cwd)
 
 
 def close(a, b, scale):
@@ -164,6 +164,24 @@ def main():
     os.chmod(oom, 0o755)
     failure("out of memory", 2, large, "error on rank 1 of 2: out of memory", wrapper=(oom,), aborted=True)
 
+    # rank 1 alone cannot read CONFIG (it starts in another directory): the
+    # checks before the run are agreed on, so no rank waits in a reduction
+    config_name = "one_rank_unreadable.json"
+    with open(os.path.join(ARGS.tmp, config_name), "w") as f:
+        json.dump(dict(CONFIG, strategy="fused"), f)
+    elsewhere = os.path.join(ARGS.tmp, "rank1_elsewhere.sh")
+    with open(elsewhere, "w") as f:
+        f.write('#!/bin/sh\nif [ "$OMPI_COMM_WORLD_RANK" = 1 ]; then cd /; fi\nexec "$@"\n')
+    os.chmod(elsewhere, 0o755)
+    out = os.path.join(ARGS.tmp, "one_rank_unreadable_result.json")
+    r = mpirun([config_name, "--out", out, "--quiet"], 2, wrapper=(elsewhere,), cwd=ARGS.tmp)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("sctape track: error")]
+    check(r.returncode == 2, f"failure (CONFIG unreadable on rank 1): exit 2 (got {r.returncode})")
+    check(len(errors) == 1 and "rank 1: " in errors[0] and config_name in errors[0],
+          f"failure (CONFIG unreadable on rank 1): one error naming rank 1 and the file: {errors}")
+    check(not os.path.exists(out) and "MPI_ABORT" not in r.stdout + r.stderr,
+          "failure (CONFIG unreadable on rank 1): no output, every rank ends by itself")
+
     print(f"{len(failures)} failed checks" if failures else "all checks passed")
     return 1 if failures else 0
 
@@ -175,6 +193,7 @@ if __name__ == "__main__":
     parser.add_argument("--coeffs", required=True, help="results/coeffs_cpu.json, for sctape plan --ranks")
     parser.add_argument("--tmp", default=None)
     ARGS = parser.parse_args()
+    ARGS.sctape = os.path.abspath(ARGS.sctape)  # ranks may start in other directories
     if ARGS.tmp is None:
         ARGS.tmp = tempfile.mkdtemp()
     os.makedirs(ARGS.tmp, exist_ok=True)
