@@ -22,7 +22,7 @@ namespace {
 const char* kPlanUsage =
     "usage: sctape plan COEFFS.json --n-part N --grid NX NY NZ --kicks K\n"
     "                   [--dtype float32|float64] [--strategy NAME] [--snapshots S] [--memory-GiB M]\n"
-    "                   [--lattice CONFIG.json]\n"
+    "                   [--lattice CONFIG.json] [--ranks P|auto]\n"
     "       sctape plan COEFFS.json --against RUNS.json [--snapshots S] [--tolerance T] [--lattice CONFIG.json]\n"
     "\n"
     "Predicts, for every strategy in COEFFS (or one), the tape a gradient run keeps\n"
@@ -40,6 +40,11 @@ const char* kPlanUsage =
     "instead of drifts: fused tapes a quadrupole's or constant focusing's maps in\n"
     "full (exact), checkpoint re-records such a slice in backward; autograd's\n"
     "map tape is not modelled (printed as -). Without it: drifts, as in the sweep.\n"
+    "--ranks P: per MPI rank (docs/mpi.md): each rank holds ceil(N/P) particles and\n"
+    "the whole grid, per_kick = alpha_part*N/P + alpha_cells*N_cells (the reductions\n"
+    "are in place: no buffer on the tape); adds each rank's tape and peak in bytes.\n"
+    "--ranks auto with --memory-GiB M: the fewest ranks whose per-rank peak fits M\n"
+    "(- where none does: the grid alone exceeds M). autograd does not run over ranks.\n"
     "--against RUNS.json (a kick_memory Google Benchmark JSON of sctape-bench)\n"
     "prints each run's measured and predicted tape_bytes_total and peak_bytes_total\n"
     "with their relative errors; --snapshots S is the binomial runs' snapshots;\n"
@@ -51,6 +56,9 @@ struct PlanArgs {
     std::string coeffs, dtype = "float32", strategy, against, lattice;
     std::vector<bool> map_cell;  // from --lattice
     double n_part = 0, kicks = 0, budget_gib = 0, tolerance = 0.02;
+    double ranks = 1;         // --ranks P; n_part stays the bunch's
+    bool ranks_given = false;  // --ranks: the per-rank table
+    bool ranks_auto = false;   // --ranks auto
     double grid[3] = {0, 0, 0};
     int snapshots = 0;
 };
@@ -78,16 +86,26 @@ int snapshot_count(const std::string& text) {
     return static_cast<int>(v);
 }
 
+int rank_count(const std::string& text) {
+    const double v = positive_number(text, "--ranks");
+    if (v != std::floor(v) || v > 1e9)
+        throw std::invalid_argument("--ranks needs a whole number from 1 to 10^9 or \"auto\", got '" + text + "'");
+    return static_cast<int>(v);
+}
+
 void check_args(const PlanArgs& p) {
     if (p.coeffs.empty()) throw std::invalid_argument("missing COEFFS.json");
     if (p.dtype != "float32" && p.dtype != "float64") throw std::invalid_argument("--dtype must be float32 or float64");
     if (!p.against.empty()) {
-        if (p.n_part > 0 || p.kicks > 0 || p.grid[2] > 0 || p.budget_gib > 0)
-            throw std::invalid_argument("--against takes its cases from RUNS.json: drop --n-part, --grid, --kicks and --memory-GiB");
+        if (p.n_part > 0 || p.kicks > 0 || p.grid[2] > 0 || p.budget_gib > 0 || p.ranks_given)
+            throw std::invalid_argument(
+                "--against takes its cases from RUNS.json: drop --n-part, --grid, --kicks, --memory-GiB and --ranks");
         return;
     }
     if (p.n_part <= 0 || p.kicks <= 0 || p.grid[2] <= 0)
         throw std::invalid_argument("--n-part, --grid NX NY NZ and --kicks are required (or --against RUNS.json)");
+    if (p.ranks_auto && p.budget_gib <= 0) throw std::invalid_argument("--ranks auto needs --memory-GiB M");
+    if (p.ranks > p.n_part) throw std::invalid_argument("--ranks: more ranks than particles (--n-part)");
     if (p.strategy == "binomial" && p.snapshots == 0)
         throw std::invalid_argument("--strategy binomial needs --snapshots S");
     if (p.snapshots > 0 && p.kicks > fit::kMaxBinomialKicks)
@@ -119,6 +137,12 @@ PlanArgs parse(const std::vector<std::string>& args) {
         else if (a == "--dtype") p.dtype = next();
         else if (a == "--strategy") p.strategy = next();
         else if (a == "--against") p.against = next();
+        else if (a == "--ranks") {
+            const std::string& v = next();
+            p.ranks_given = true;
+            p.ranks_auto = v == "auto";
+            if (!p.ranks_auto) p.ranks = rank_count(v);
+        }
         else if (a == "--lattice") p.lattice = next();
         else if (a == "--grid")
             for (double& g : p.grid) g = positive_number(next(), a);
@@ -151,7 +175,11 @@ std::string no_fit_message(const nlohmann::json& fits, const PlanArgs& p) {
 struct PlanRow {
     std::string label;
     double per_kick = 0, tape = 0, peak = NAN;  // peak NaN: not predicted
+    double ranks = 1;                           // per rank with ranks > 1 (NaN: no count fits)
 };
+
+// The particles of the largest rank's share (core/communicator.hpp's split).
+double particles_per_rank(double n_part, double ranks) { return std::ceil(n_part / ranks); }
 
 // A hostile COEFFS (huge or negative coefficients) or sizes that overflow are
 // bad input, never an "inf" or negative row printed with exit 0.
@@ -166,14 +194,15 @@ void check_bytes(double bytes, const std::string& what, const PlanArgs& p) {
 // sctape's own strategies from the memory model; other codes' point lists
 // (or a strategy COEFFS has no whole-run fits for) as N_kicks x per-kick law.
 PlanRow predict_row(const nlohmann::json& coeffs, const fit::TapeLaw& law, const std::string& label,
-                    int snapshots, const PlanArgs& p) {
+                    int snapshots, const PlanArgs& p, double ranks) {
     const double cells = p.grid[0] * p.grid[1] * p.grid[2];
-    PlanRow r{label, law.per_kick_bytes(p.n_part, cells), 0.0, NAN};
+    const double n = particles_per_rank(p.n_part, ranks);
+    PlanRow r{label, law.per_kick_bytes(n, cells), 0.0, NAN, ranks};
     r.tape = r.per_kick * p.kicks;
     const auto model = law.code.empty() ? fit::memory_model(coeffs, law.strategy, p.dtype) : std::nullopt;
     if (model) {
-        const fit::MemoryPrediction m = fit::predict(*model, {p.n_part, cells, p.kicks, snapshots, p.map_cell});
-        r.per_kick = model->per_kick.at(p.n_part, cells);
+        const fit::MemoryPrediction m = fit::predict(*model, {n, cells, p.kicks, snapshots, p.map_cell});
+        r.per_kick = model->per_kick.at(n, cells);
         r.tape = m.tape_bytes;
         r.peak = m.peak_bytes;
         if (std::isnan(r.tape)) return r;  // the lattice's maps are not modelled for it
@@ -186,14 +215,45 @@ PlanRow predict_row(const nlohmann::json& coeffs, const fit::TapeLaw& law, const
     return r;
 }
 
+// What the budget must hold: the peak, or the tape where no peak is known.
+double needed_bytes(const PlanRow& r) { return std::isnan(r.peak) ? r.tape : r.peak; }
+
+// The row at the fewest ranks whose per-rank need fits the budget (the need
+// falls as the ranks grow: bisection), or at one rank per particle with
+// ranks NaN when even that does not fit.
+PlanRow fewest_ranks(const nlohmann::json& coeffs, const fit::TapeLaw& law, const std::string& label, int snapshots,
+                     const PlanArgs& p) {
+    const double budget = p.budget_gib * double(1ull << 30);
+    auto row = [&](double ranks) { return predict_row(coeffs, law, label, snapshots, p, ranks); };
+    PlanRow most = row(p.n_part);
+    if (std::isnan(most.tape) || needed_bytes(most) > budget) {
+        most.ranks = NAN;
+        return most;
+    }
+    double lo = 1, hi = p.n_part;  // the answer is in [lo, hi]; hi fits
+    if (needed_bytes(row(lo)) <= budget) return row(lo);
+    while (hi - lo > 1) {
+        const double mid = std::floor((lo + hi) / 2);
+        (needed_bytes(row(mid)) <= budget ? hi : lo) = mid;
+    }
+    return row(hi);
+}
+
 // One row per law in COEFFS, and binomial after checkpoint with --snapshots.
 std::vector<PlanRow> predict(const nlohmann::json& coeffs, const PlanArgs& p) {
     std::vector<PlanRow> rows;
     auto wanted = [&](const std::string& label) { return p.strategy.empty() || p.strategy == label; };
+    auto add = [&](const fit::TapeLaw& law, const std::string& label, int snapshots) {
+        rows.push_back(p.ranks_auto ? fewest_ranks(coeffs, law, label, snapshots, p)
+                                    : predict_row(coeffs, law, label, snapshots, p, p.ranks));
+    };
+    const bool per_rank = p.ranks_given;
+    if (per_rank && p.strategy == "autograd") throw std::invalid_argument("--ranks: autograd does not run over MPI ranks");
     for (const fit::TapeLaw& law : fit::tape_laws(coeffs, p.dtype)) {
-        if (wanted(law.label())) rows.push_back(predict_row(coeffs, law, law.label(), 0, p));
+        if (per_rank && law.code.empty() && law.strategy == "autograd") continue;  // not over ranks (docs/mpi.md)
+        if (wanted(law.label())) add(law, law.label(), 0);
         if (law.code.empty() && law.strategy == "checkpoint" && p.snapshots > 0 && wanted("binomial"))
-            rows.push_back(predict_row(coeffs, law, "binomial", p.snapshots, p));
+            add(law, "binomial", p.snapshots);
     }
     if (rows.empty()) throw std::invalid_argument(no_fit_message(coeffs["fits"], p));
     return rows;
@@ -206,7 +266,37 @@ std::string gib(double bytes) {
     return text;
 }
 
+// Per rank: the ranks, each rank's tape in bytes (exact for the hand-written
+// strategies) and GiB, and its peak.
+int print_rank_plan(const std::vector<PlanRow>& rows, const PlanArgs& p) {
+    const bool budget = p.budget_gib > 0;
+    std::printf("per MPI rank: ceil(N_part / ranks) particles and the whole grid (docs/mpi.md)\n");
+    std::printf("%-18s %-8s %8s %14s %18s %18s %12s %12s %s\n", "strategy", "dtype", "ranks", "per kick [MiB]",
+                "tape/rank [B]", "peak/rank [B]", "tape [GiB]", "peak [GiB]", budget ? "fits" : "");
+    int fitting = 0;
+    bool none_fits = false;
+    for (const PlanRow& r : rows) {
+        const bool found = !std::isnan(r.ranks) && !std::isnan(r.tape);
+        none_fits |= !found;
+        const bool fits = budget && found && needed_bytes(r) <= p.budget_gib * double(1ull << 30);
+        fitting += fits;
+        char ranks[32] = "-", tape[32] = "-", peak[32] = "-";
+        if (found) {
+            std::snprintf(ranks, sizeof ranks, "%.0f", r.ranks);
+            std::snprintf(tape, sizeof tape, "%.0f", r.tape);
+            if (!std::isnan(r.peak)) std::snprintf(peak, sizeof peak, "%.0f", r.peak);
+        }
+        std::printf("%-18s %-8s %8s %14.1f %18s %18s %12s %12s %s\n", r.label.c_str(), p.dtype.c_str(), ranks,
+                    r.per_kick / double(1 << 20), tape, peak, found ? gib(r.tape).c_str() : "-",
+                    found ? gib(r.peak).c_str() : "-", budget ? (fits ? "yes" : "no") : "");
+    }
+    if (none_fits) std::printf("ranks -: no count fits (with one particle per rank, the grid's part alone exceeds the budget)\n");
+    if (p.snapshots > 0) std::printf("binomial: checkpoint with %d snapshots\n", p.snapshots);
+    return budget && fitting == 0 ? 1 : 0;
+}
+
 int print_plan(const std::vector<PlanRow>& rows, const PlanArgs& p) {
+    if (p.ranks_given) return print_rank_plan(rows, p);
     const bool budget = p.budget_gib > 0;
     std::printf("%-18s %-8s %14s %12s %12s %s\n", "strategy", "dtype", "per kick [MiB]", "tape [GiB]", "peak [GiB]",
                 budget ? "fits" : "");

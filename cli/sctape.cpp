@@ -8,6 +8,9 @@
 
 #include "commands.hpp"
 #include "fit_commands.hpp"
+#ifdef SCTAPE_HAVE_MPI
+#include "core/mpi_communicator.hpp"
+#endif
 
 namespace {
 
@@ -25,7 +28,7 @@ const char* kUsage =
     "  check BASELINE.json COEFFS.json\n"
     "        fail when a fitted tape coefficient rose or the law stopped being linear\n"
     "        (`check --write-baseline COEFFS.json BASELINE.json` makes a baseline)\n"
-    "  plan COEFFS.json --n-part N --grid NX NY NZ --kicks K [--memory-GiB M]\n"
+    "  plan COEFFS.json --n-part N --grid NX NY NZ --kicks K [--memory-GiB M] [--ranks P|auto]\n"
     "        predict the tape of a gradient run per strategy, and whether it fits\n"
     "  merge SHARD.json... -o SWEEP.json\n"
     "        merge the shards of a sweep (sctape-bench --shard i/n) into one sweep\n"
@@ -68,7 +71,13 @@ int main(int argc, char** argv) {
     if (args[0] == "--version") return print(("sctape " + std::string(SCTAPE_VERSION) + "\n").c_str(), 0);
     const std::string command = args[0];
     args.erase(args.begin());
-    if (command == "track") return sctape::cli::track_command(args);
+    if (command == "track") {
+#ifdef SCTAPE_HAVE_MPI
+        // every rank runs `track` on its share of the particles (docs/mpi.md)
+        sctape::MpiSession mpi(argc, argv);
+#endif
+        return sctape::cli::track_command(args);
+    }
     if (command == "fit") return sctape::cli::fit_command(args);
     if (command == "check") return sctape::cli::check_command(args);
     if (command == "plan") return sctape::cli::plan_command(args);

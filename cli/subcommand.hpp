@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "core/communicator.hpp"
+
 namespace sctape::cli {
 
 constexpr int kExitBadInput = 2;
@@ -49,9 +51,10 @@ int run_subcommand(const char* name, const char* usage, const std::vector<std::s
         check_stdout();
         return code;
     } catch (const std::bad_alloc&) {
-        std::cerr << "sctape " << name << ": error: out of memory\n";
+        if (communicator().rank() == 0) std::cerr << "sctape " << name << ": error: out of memory\n";
     } catch (const std::exception& e) {
-        std::cerr << "sctape " << name << ": error: " << e.what() << "\n";
+        // over MPI ranks every rank reached it alike (see ranks.hpp): rank 0 tells
+        if (communicator().rank() == 0) std::cerr << "sctape " << name << ": error: " << e.what() << "\n";
     }
     return kExitBadInput;
 }

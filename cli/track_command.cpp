@@ -13,6 +13,7 @@
 #include "commands.hpp"
 #include "config.hpp"
 #include "ranges.hpp"
+#include "ranks.hpp"
 #include "result.hpp"
 #include "physics/tracking.hpp"
 #ifdef SCTAPE_HAVE_CUDA
@@ -47,7 +48,9 @@ std::string track_usage() {
         "threads (docs/config.md); reverse mode: strategy (" + kStrategyNames.joined("|") + "),\n"
         "snapshots, objective (" + kObjectiveNames.joined("|") + "),\n"
         "gradients (list of names).\n"
-        "Bad input exits with code 2 and writes nothing.\n";
+        "Bad input exits with code 2 and writes nothing.\n"
+        "MPI build (preset mpi): `mpirun -n P sctape track CONFIG.json` splits the\n"
+        "particles over P ranks; rank 0 writes (docs/mpi.md).\n";
 }
 
 struct TrackArgs {
@@ -113,6 +116,7 @@ TimelineRun start_timeline(MemoryTracker& tracker, bool on, const RunConfig& con
 }
 
 void print_warnings(const std::vector<std::string>& warnings) {
+    if (!is_root_rank()) return;  // every rank has the same ones
     for (const auto& w : warnings) std::cerr << "sctape track: warning: " << w << "\n";
 }
 
@@ -123,7 +127,7 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backe
     Beam<T> beam = make_beam<T>(config.beam);
     const Moments initial = compute_moments(beam);
     std::string initial_csv;
-    if (!args.dump_prefix.empty()) initial_csv = particles_csv(beam);
+    if (!args.dump_prefix.empty()) initial_csv = particles_csv(gather_beam(beam));
     // a forward-only run's timeline covers the tracking itself (a reverse-mode one, the gradient run)
     const bool forward_timeline = !args.timeline.empty() && !config.differentiate;
     MemoryTracker& memory = run_memory(backend);
@@ -133,7 +137,7 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backe
     if (backend == Backend::cuda) report = track_on_gpu(beam, config.tracking, progress_printer(args.quiet));
     else
 #endif
-        report = track(beam, config.tracking, progress_printer(args.quiet));
+        report = track(beam, config.tracking, progress_printer(args.quiet || !is_root_rank()));
     memory.set_timeline(false);
     if (forward_timeline) files.emplace_back(args.timeline, timeline_json(memory, forward_run).dump() + "\n");
     const Moments final_moments = compute_moments(beam);
@@ -151,7 +155,7 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backe
         {"backend", {{"requested", backend_name(config.backend)}, {"used", backend_name(backend)}, {"reason", backend_reason}}},
         {"dtype", dtype_name(config.dtype)},
         {"threads", config.tracking.threads},
-        {"n_particles", beam.size()},
+        {"n_particles", beam.global_size()},
         {"kicks", report.kicks},
         {"moments", {{"initial", moments_json(initial)}, {"final", moments_json(final_moments)}}},
         {"timing",
@@ -162,10 +166,10 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backe
     };
     if (!args.dump_prefix.empty()) {
         files.emplace_back(args.dump_prefix + "_initial.csv", initial_csv);
-        files.emplace_back(args.dump_prefix + "_final.csv", particles_csv(beam));
+        files.emplace_back(args.dump_prefix + "_final.csv", particles_csv(gather_beam(beam)));
     }
     if (config.differentiate) {
-        if (!args.quiet)
+        if (!args.quiet && is_root_rank())
             std::cerr << "[sctape] reverse mode: strategy " << strategy_name(config.gradient.strategy) << ", objective "
                       << objective_name(config.gradient.objective) << "\n";
         GradientRequest request = config.gradient;
@@ -177,9 +181,26 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backe
         result["reverse_mode"] = gradient_json(g, config.gradient);
         result["reverse_mode"]["backend"] = backend_name(request.backend);
         result["reverse_mode"]["memory_space"] = request.backend == Backend::cuda ? "device" : "host";
-        if (!args.dump_prefix.empty()) files.emplace_back(args.dump_prefix + "_gradient.csv", particle_gradient_csv(g));
+        if (!args.dump_prefix.empty()) {
+            gather_particle_gradient(g);
+            files.emplace_back(args.dump_prefix + "_gradient.csv", particle_gradient_csv(g));
+        }
+        if (communicator().distributed()) result["mpi"] = ranks_json(beam.size(), &g.memory);
+    } else if (communicator().distributed()) {
+        result["mpi"] = ranks_json(beam.size(), nullptr);
     }
     return result;
+}
+
+// Over MPI ranks: reverse mode with the hand-written strategies on the CPU
+// (every rank reads the same config, so every rank refuses it alike).
+void check_ranks(const RunConfig& config) {
+    if (communicator().size() == 1) return;
+    if (config.backend == Backend::cuda)
+        throw ConfigError("backend \"cuda\" does not run over MPI ranks yet (docs/mpi.md): use backend \"cpu\"");
+    if (config.differentiate && config.gradient.strategy == Strategy::autograd)
+        throw ConfigError("strategy \"autograd\" does not run over MPI ranks (docs/mpi.md): use \"fused\", "
+                          "\"checkpoint\" or \"reversible\"");
 }
 
 // Every file the run will write, named by its option, for check_output_targets.
@@ -210,41 +231,68 @@ void write_outputs(const std::vector<std::pair<std::string, std::string>>& files
 
 int track_command(const std::vector<std::string>& argv) {
     return run_subcommand("track", track_usage().c_str(), argv, [&] {
-        TrackArgs args = parse_args(argv);
-        RunConfig config = load_config(args.config);
-        print_warnings(validate_run(config, omp_get_num_procs()));
-        check_output_targets(output_targets(args, config), {args.config});
-        const double tracking = estimate_tracking_bytes(config), tape = estimate_tape_bytes(config);
-        const double have = available_memory_bytes();
-        auto mib = [](double bytes) { return std::to_string(static_cast<long long>(bytes / (1 << 20))); };
-        if (tracking > have)
-            throw ConfigError("the run needs about " + mib(tracking) + " MiB but only " + mib(have) +
-                              " MiB of memory are available (n_particles, space_charge.grid)");
-        if (tracking + tape > have)
-            throw ConfigError("reverse mode with strategy \"" + std::string(strategy_name(config.gradient.strategy)) +
-                              "\" would keep about " + mib(tape) + " MiB on its tape (tracking needs " + mib(tracking) +
-                              " MiB), but only " + mib(have) +
-                              " MiB are available: use strategy \"fused\", \"checkpoint\" (with snapshots) or "
-                              "\"reversible\", or fewer kicks (lattice slices)");
+        TrackArgs args;
+        RunConfig config;
         std::string reason;
-        const Backend backend = resolve_backend(config.backend, reason);
+        Backend backend = Backend::cpu;
+        // every rank checks the same input, but a file one rank cannot read
+        // must still stop them all before the first reduction
+        agree_before_run([&] {
+            args = parse_args(argv);
+            config = load_config(args.config);
+            print_warnings(validate_run(config, omp_get_num_procs()));
+            check_output_targets(output_targets(args, config), {args.config});
+            check_ranks(config);
+            // what one rank holds: its share of the particles and the whole grid
+            RunConfig per_rank = config;
+            per_rank.beam.n_particles = local_particles(config.beam.n_particles).size();
+            const double tracking = estimate_tracking_bytes(per_rank), tape = estimate_tape_bytes(per_rank);
+            const double have = available_memory_bytes();
+            auto mib = [](double bytes) { return std::to_string(static_cast<long long>(bytes / (1 << 20))); };
+            if (tracking > have)
+                throw ConfigError("the run needs about " + mib(tracking) + " MiB but only " + mib(have) +
+                                  " MiB of memory are available (n_particles, space_charge.grid)");
+            if (tracking + tape > have)
+                throw ConfigError("reverse mode with strategy \"" + std::string(strategy_name(config.gradient.strategy)) +
+                                  "\" would keep about " + mib(tape) + " MiB on its tape (tracking needs " + mib(tracking) +
+                                  " MiB), but only " + mib(have) +
+                                  " MiB are available: use strategy \"fused\", \"checkpoint\" (with snapshots) or "
+                                  "\"reversible\", or fewer kicks (lattice slices)");
+            backend = resolve_backend(config.backend, reason);
+            if (communicator().size() > 1 && backend == Backend::cuda) {  // "auto" found a GPU
+                backend = Backend::cpu;
+                reason = "over MPI ranks the CPU backend runs (docs/mpi.md)";
+            }
 #ifdef SCTAPE_HAVE_CUDA
-        if (config.differentiate && backend == Backend::cuda) {
-            // the tape lives in device memory: check it against the GPU's free memory before starting
-            const double free_device = double(cuda::check_device_memory().device_free_bytes);
-            if (tracking + tape > free_device)
-                throw ConfigError("reverse mode on the GPU would need about " + mib(tracking + tape) +
-                                  " MiB of device memory (tape " + mib(tape) + " MiB) but only " + mib(free_device) +
-                                  " MiB are free: use checkpoint with snapshots, fewer kicks, or backend \"cpu\"");
-        }
+            if (config.differentiate && backend == Backend::cuda) {
+                // the tape lives in device memory: check it against the GPU's free memory before starting
+                const double free_device = double(cuda::check_device_memory().device_free_bytes);
+                if (tracking + tape > free_device)
+                    throw ConfigError("reverse mode on the GPU would need about " + mib(tracking + tape) +
+                                      " MiB of device memory (tape " + mib(tape) + " MiB) but only " + mib(free_device) +
+                                      " MiB are free: use checkpoint with snapshots, fewer kicks, or backend \"cpu\"");
+            }
 #endif
-        if (!args.quiet) std::cerr << "[sctape] backend: " << backend_name(backend) << " (" << reason << ")\n";
+        });
+        if (!args.quiet && is_root_rank()) std::cerr << "[sctape] backend: " << backend_name(backend) << " (" << reason << ")\n";
         std::vector<std::pair<std::string, std::string>> files;
-        nlohmann::json result = config.dtype == Dtype::float32 ? run<float>(config, args, backend, reason, files)
-                                                               : run<double>(config, args, backend, reason, files);
-        // the one check of every number before anything is written
+        nlohmann::json result = on_every_rank("track", [&] {
+            return config.dtype == Dtype::float32 ? run<float>(config, args, backend, reason, files)
+                                                  : run<double>(config, args, backend, reason, files);
+        });
+        // the one check of every number before anything is written (rank 0
+        // holds the whole RESULT; every rank learns its verdict)
         const double gamma0 = Reference::from_kinetic(config.beam.species.mass_eV, config.beam.kinetic_energy_eV).gamma;
-        print_warnings(check_result(result, gamma0));
+        std::string failure;
+        if (is_root_rank()) {
+            try {
+                print_warnings(check_result(result, gamma0));
+            } catch (const std::exception& e) {
+                failure = e.what();
+            }
+        }
+        check_on_all_ranks(failure.empty(), failure.empty() ? "the result check failed on rank 0" : failure);
+        if (!is_root_rank()) return 0;
         if (!args.out.empty()) files.emplace_back(args.out, result.dump(2) + "\n");
         write_outputs(files, args, result);
         return 0;

@@ -2,6 +2,7 @@
 # Installs sctape's build and run dependencies from Debian packages;
 # `install-deps.sh fuzz` adds clang with libFuzzer (scripts/fuzz.sh);
 # `install-deps.sh slurm` adds Slurm and munge (tests/slurm_sweep_test.sh).
+# `install-deps.sh mpi` adds Open MPI (the `mpi` preset, docs/mpi.md).
 # Idempotent: does nothing when every package is already installed.
 set -euo pipefail
 
@@ -11,6 +12,7 @@ packages=(build-essential cmake ninja-build pkg-config
           python3-torch)  # bench/torch_probe.py's tests (1.13 on bookworm)
 if [ "${1:-}" = fuzz ]; then packages+=(clang libclang-rt-14-dev libomp-14-dev); fi
 if [ "${1:-}" = slurm ]; then packages+=(slurm-wlm munge); fi
+if [ "${1:-}" = mpi ]; then packages+=(libopenmpi-dev openmpi-bin); fi
 
 missing=()
 for p in "${packages[@]}"; do

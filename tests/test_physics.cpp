@@ -15,6 +15,8 @@
 
 #include "physics/beam.hpp"
 #include "physics/constants.hpp"
+#include "physics/grid_ops.hpp"
+#include "physics/kick_bodies.hpp"
 #include "physics/space_charge.hpp"
 #include "physics/tracking.hpp"
 #include "paper_reference.hpp"
@@ -653,4 +655,80 @@ TEST_CASE("a cell quantum keeps the grid over the beam and rebuilds the Green fu
             CHECK(kick.green_builds() <= 4);
         }
     }
+}
+
+// ---- particle decomposition (docs/mpi.md): what makes every rank count agree
+
+TEST_CASE("particle ranges split n over ranks contiguously, sizes differing by at most one", "[physics][mpi]") {
+    for (std::int64_t n : {1, 7, 2000, 100003})
+        for (int ranks : {1, 2, 3, 4, 7}) {
+            if (ranks > n) continue;
+            std::int64_t next = 0, smallest = n, largest = 0;
+            for (int r = 0; r < ranks; ++r) {
+                const ParticleRange range = particle_range(n, r, ranks);
+                CHECK(range.begin == next);
+                next = range.end;
+                smallest = std::min(smallest, range.size());
+                largest = std::max(largest, range.size());
+            }
+            CHECK(next == n);
+            CHECK(largest - smallest <= 1);
+            CHECK(largest == (n + ranks - 1) / ranks);  // sctape plan --ranks sizes a rank by ceil(n / ranks)
+        }
+}
+
+TEST_CASE("a rank's share of the reference sample is that slice of the whole sample, bit for bit", "[physics][mpi]") {
+    const std::int64_t n = 1001;
+    for (DistributionType type : {DistributionType::uniform_ellipsoid, DistributionType::gaussian, DistributionType::waterbag}) {
+        const ReferenceSample whole = make_reference_sample(type, n, 42);
+        for (int ranks : {2, 4}) {
+            for (int r = 0; r < ranks; ++r) {
+                const ParticleRange range = particle_range(n, r, ranks);
+                const ReferenceSample share = make_reference_sample(type, n, 42, range);
+                REQUIRE(share.size() == range.size());
+                bool same = true;
+                for (int c = 0; c < 6; ++c)
+                    for (std::int64_t i = 0; i < range.size(); ++i)
+                        same = same && share.column[c][i] == whole.column[c][range.begin + i];
+                CHECK(same);
+            }
+        }
+    }
+    CHECK_THROWS_AS(make_reference_sample(DistributionType::gaussian, n, 42, ParticleRange{0, n + 1}), std::invalid_argument);
+}
+
+TEST_CASE("the fixed-point deposit gives the same integers for any thread count and any split of the particles",
+          "[physics][mpi]") {
+    BeamParameters p;
+    p.n_particles = 5000;
+    p.distribution.type = DistributionType::gaussian;
+    p.distribution.size_m = {1e-3, 2e-3, 1e-3};
+    const Beam<double> beam = make_beam<double>(p);
+    GridSettings settings;
+    settings.shape = {8, 9, 10};
+    const double* pos[3] = {beam.x.data(), beam.y.data(), beam.tau.data()};
+    const GridGeometry g = grid_covering(settings, pos, beam.size());
+    const std::int64_t cells = g.cells();
+    const double one = std::ldexp(1.0, bodies::fixed_point_bits(beam.size()));
+    HostArray<std::int64_t> scratch;
+    std::vector<std::int64_t> whole(cells), threads3(cells), split(cells, 0), part(cells);
+    deposit_cic_fixed(g, pos, beam.size(), one, 1, scratch, whole.data());
+    deposit_cic_fixed(g, pos, beam.size(), one, 3, scratch, threads3.data());
+    CHECK(whole == threads3);
+    // three "ranks": their integer grids summed, as the communicator does
+    for (int r = 0; r < 3; ++r) {
+        const ParticleRange range = particle_range(beam.size(), r, 3);
+        const double* share[3] = {pos[0] + range.begin, pos[1] + range.begin, pos[2] + range.begin};
+        deposit_cic_fixed(g, share, range.size(), one, 1, scratch, part.data());
+        for (std::int64_t c = 0; c < cells; ++c) split[c] += part[c];
+    }
+    CHECK(whole == split);
+    // against the float deposit: each weight is rounded to 2^-bits (bits = 62 - ceil(log2 n) = 49),
+    // so a node's sum of at most n weights moves by at most n * 2^-50 = 4.4e-12 of one weight
+    std::vector<double> rho(cells);
+    HostArray<double> float_scratch;
+    deposit_cic(g, pos, beam.size(), 1.0, 1, float_scratch, rho.data());
+    double worst = 0;
+    for (std::int64_t c = 0; c < cells; ++c) worst = std::max(worst, std::fabs(double(whole[c]) / one - rho[c]));
+    CHECK(worst <= double(beam.size()) * std::ldexp(1.0, -50));
 }

@@ -1,9 +1,11 @@
 #include "ad/cpu_engine.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 
 #include "ad/run_gradient.hpp"
+#include "core/communicator.hpp"
 #include "physics/grid_ops.hpp"
 #include "physics/kick_math.hpp"
 
@@ -109,6 +111,12 @@ void gather_backward(CpuRun<T>& ctx, KickState<T>& s) {
     T* pa[3] = {ctx.adj[kX].data(), ctx.adj[kY].data(), s.z_adj.data()};
     gather_cic_adjoint(s.geometry, pos, ctx.n, eg, ea, ctx.threads, ctx.scratch, ega, pa, s.geo_adj);
     for (int a = 0; a < 3; ++a) s.e_part_adj[a] = HostArray<T>();
+    // every rank's particles pulled on the grid: from here to the deposit's
+    // adjoint, every rank runs the same grid adjoints on the same totals
+    Communicator& comm = communicator();
+    for (int a = 0; a < 3; ++a) comm.sum(s.e_grid_adj[a].data(), cells);
+    comm.sum(s.geo_adj.origin_m.data(), 3);
+    comm.sum(s.geo_adj.cell_m.data(), 3);
 }
 
 template <class T>
@@ -142,7 +150,8 @@ void convolve_backward(CpuRun<T>& ctx, KickState<T>& s) {
 
 template <class T>
 void green_backward(CpuRun<T>& ctx, KickState<T>& s) {
-    ctx.params.reference.gamma += build_green_adjoint(s.geometry, ctx.ref.gamma, s.green_adj.data(), ctx.threads, s.geo_adj);
+    ctx.params.reference.gamma +=
+        counted_once(build_green_adjoint(s.geometry, ctx.ref.gamma, s.green_adj.data(), ctx.threads, s.geo_adj));
     s.green_adj = HostArray<T>();
 }
 
@@ -150,13 +159,24 @@ template <class T>
 void deposit_backward(CpuRun<T>& ctx, KickState<T>& s) {
     const GridGeometry& g = s.geometry;
     const double macro = ctx.charge_e < 0 ? -1.0 : 1.0;
-    const T scale = T(macro * ctx.beam_parameters.bunch_charge_C / double(ctx.n) / g.cell_volume_m3());
+    const T scale = T(macro * ctx.beam_parameters.bunch_charge_C / double(ctx.n_total) / g.cell_volume_m3());
     const T* pos[3] = {s.x->data(), s.y->data(), s.z.data()};
     T* pa[3] = {ctx.adj[kX].data(), ctx.adj[kY].data(), s.z_adj.data()};
-    const double scale_adj = deposit_cic_adjoint(g, pos, ctx.n, scale, s.rho_adj.data(), ctx.threads, pa, s.geo_adj);
+    // this rank's particles' terms, then every rank's: the geometry's adjoint
+    // reaches the particles that set the extents, wherever they are
+    double terms[7] = {0, 0, 0, 0, 0, 0, 0};  // d/d(scale), origin, cell
+    GeometryAdjoint particles;
+    terms[0] = deposit_cic_adjoint(g, pos, ctx.n, scale, s.rho_adj.data(), ctx.threads, pa, particles);
+    std::copy_n(particles.origin_m.data(), 3, terms + 1);
+    std::copy_n(particles.cell_m.data(), 3, terms + 4);
+    communicator().sum(terms, 7);
+    for (int a = 0; a < 3; ++a) {
+        s.geo_adj.origin_m[a] += terms[1 + a];
+        s.geo_adj.cell_m[a] += terms[4 + a];
+    }
     // scale = +-Q / (N hx hy hz)
-    const double v = scale_adj * double(scale);
-    ctx.params.bunch_charge_C += v / ctx.beam_parameters.bunch_charge_C;
+    const double v = terms[0] * double(scale);
+    ctx.params.bunch_charge_C += counted_once(v / ctx.beam_parameters.bunch_charge_C);
     for (int a = 0; a < 3; ++a) s.geo_adj.cell_m[a] -= v / g.cell_m[a];
     grid_covering_adjoint(ctx.tracking.grid, pos, ctx.n, s.geo_adj, pa);
     s.rho_adj = HostArray<T>();
@@ -253,7 +273,8 @@ std::shared_ptr<CpuRun<T>> CpuEngine<T>::start(const BeamParameters& bp, const T
     ctx->beam_parameters = bp;
     ctx->ref = Reference::from_kinetic(bp.species.mass_eV, bp.kinetic_energy_eV);
     ctx->charge_e = bp.species.charge_e;
-    ctx->n = bp.n_particles;
+    ctx->n = local_particles(bp.n_particles).size();
+    ctx->n_total = bp.n_particles;
     ctx->threads = std::max(tracking.threads, 1);
     ctx->params.start(tracking.lattice);
     ctx->particle_gradient = &result.particle_gradient;
@@ -396,6 +417,7 @@ void CpuEngine<T>::restore(const State& s) {
     beam_.species = run_->beam_parameters.species;
     beam_.reference = run_->ref;
     beam_.bunch_charge_C = run_->beam_parameters.bunch_charge_C;
+    beam_.total_particles = run_->n_total;
     for (int c = 0; c < 6; ++c) *beam_.columns()[c] = *s[c];
     snaps_.clear();
 }

@@ -1,7 +1,10 @@
 // cpu_engine.hpp — the engine (engine.hpp) of the CPU backend: the position
 // is a host Beam, the kick a SpaceChargeKick, and each kick's adjoint the
 // eight hand-written substep adjoints of physics/grid_ops.hpp. The run's
-// shared state (CpuRun) holds the beam and parameter adjoints.
+// shared state (CpuRun) holds the beam and parameter adjoints. Over MPI ranks
+// each rank holds its share of the particles and the whole grid: the kick's
+// extents and rho are reduced in SpaceChargeKick, the grid adjoints of the
+// gather and the deposit's geometry terms here (docs/mpi.md).
 //
 //   auto r = sctape::cpu_gradient<double>(beam, tracking, request);  // fused, checkpoint or reversible
 #pragma once
@@ -27,7 +30,8 @@ struct CpuRun {
     BeamParameters beam_parameters;
     Reference ref;
     double charge_e = 0;
-    std::int64_t n = 0;
+    std::int64_t n = 0;        // this rank's particles (core/communicator.hpp)
+    std::int64_t n_total = 0;  // the bunch's
     int threads = 1;
     std::array<HostArray<T>, 6> adj;  // d objective / d coordinates
     ParameterAdjoints params;

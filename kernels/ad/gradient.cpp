@@ -74,24 +74,28 @@ std::vector<std::string> gradient_names(const BeamParameters& beam, const Lattic
     return names;
 }
 
-// Centred second moments of columns (u, p), accumulated in float64.
+// Centred second moments of columns (u, p) over every rank's particles,
+// accumulated in float64, and the particle count.
 template <class T>
-static std::array<double, 5> centred_moments(const HostArray<T>& u, const HostArray<T>& p) {
-    const double n = static_cast<double>(u.size());
-    double su = 0, sp = 0;
+static std::array<double, 6> centred_moments(const HostArray<T>& u, const HostArray<T>& p) {
+    Communicator& comm = communicator();
+    double first[3] = {0, 0, static_cast<double>(u.size())};
     for (std::size_t i = 0; i < u.size(); ++i) {
-        su += u[i];
-        sp += p[i];
+        first[0] += u[i];
+        first[1] += p[i];
     }
-    const double mu = su / n, mp = sp / n;
-    double uu = 0, pp = 0, up = 0;
+    comm.sum(first, 3);
+    const double n = first[2];
+    const double mu = first[0] / n, mp = first[1] / n;
+    double second[3] = {0, 0, 0};
     for (std::size_t i = 0; i < u.size(); ++i) {
         const double du = u[i] - mu, dp = p[i] - mp;
-        uu += du * du;
-        pp += dp * dp;
-        up += du * dp;
+        second[0] += du * du;
+        second[1] += dp * dp;
+        second[2] += du * dp;
     }
-    return {mu, mp, uu / n, pp / n, up / n};
+    comm.sum(second, 3);
+    return {mu, mp, second[0] / n, second[1] / n, second[2] / n, n};
 }
 
 template <class T>
@@ -106,7 +110,7 @@ template <class T>
 double objective_adjoint(Objective objective, const HostArray<T>& u, const HostArray<T>& p, double beta_gamma,
                          HostArray<T>& u_adj, HostArray<T>& p_adj) {
     const auto m = centred_moments(u, p);
-    const double n = static_cast<double>(u.size());
+    const double n = m[5];
     if (!is_emittance(objective)) {
         const double sigma = std::sqrt(m[2]);
         for (std::size_t i = 0; i < u.size(); ++i) u_adj[i] += T((u[i] - m[0]) / (n * sigma));
@@ -120,7 +124,7 @@ double objective_adjoint(Objective objective, const HostArray<T>& u, const HostA
         u_adj[i] += T(c * (m[3] * du - m[4] * dp));
         p_adj[i] += T(c * (m[2] * dp - m[4] * du));
     }
-    return std::sqrt(det);  // d eps / d(beta gamma)
+    return counted_once(std::sqrt(det));  // d eps / d(beta gamma)
 }
 
 void report_gradients(const BeamParameters& beam, const Lattice& lattice, const ParameterAdjoints& adj,
@@ -147,8 +151,10 @@ void report_gradients(const BeamParameters& beam, const Lattice& lattice, const 
 template <class T>
 void beam_adjoint(const BeamParameters& beam, const std::array<HostArray<T>, 6>& coordinate_adjoint,
                   std::array<std::vector<double>, 6>& particle_gradient, ParameterAdjoints& adj) {
-    const std::int64_t n = beam.n_particles;
-    const ReferenceSample sample = make_reference_sample(beam.distribution.type, n, beam.seed);
+    // this rank's particles (make_beam's share)
+    const ParticleRange mine = local_particles(beam.n_particles);
+    const std::int64_t n = mine.size();
+    const ReferenceSample sample = make_reference_sample(beam.distribution.type, beam.n_particles, beam.seed, mine);
     for (int c = 0; c < 6; ++c) {
         double sum = 0;
         auto& out = particle_gradient[c];
@@ -202,6 +208,9 @@ GradientResult compute_gradient(const BeamParameters& beam, const TrackSettings&
     if (request.backend == Backend::cuda)
         throw std::runtime_error("backend \"cuda\" requested, but this build has no CUDA backend");
 #endif
+    if (communicator().size() > 1 && (request.strategy == Strategy::autograd || request.backend == Backend::cuda))
+        throw CollectiveError("over MPI ranks, reverse mode runs the strategies fused, checkpoint and reversible on "
+                              "the CPU backend only (docs/mpi.md)");
     // autograd is its own op engine, on either device
     if (request.strategy == Strategy::autograd) return autograd_gradient<T>(beam, tracking, request);
 #ifdef SCTAPE_HAVE_CUDA

@@ -42,14 +42,24 @@ std::array<double, 6> waterbag_point(std::mt19937_64& rng) {
 }  // namespace
 
 ReferenceSample make_reference_sample(DistributionType type, std::int64_t n, std::uint64_t seed) {
+    return make_reference_sample(type, n, seed, ParticleRange{0, n});
+}
+
+ReferenceSample make_reference_sample(DistributionType type, std::int64_t n, std::uint64_t seed, ParticleRange range) {
     if (n <= 0) throw std::invalid_argument("n_particles must be positive");
+    if (range.begin < 0 || range.end > n || range.begin > range.end)
+        throw std::invalid_argument("make_reference_sample: particle range outside [0, n_particles)");
     ReferenceSample s;
-    for (auto& c : s.column) c.resize(static_cast<std::size_t>(n));
+    for (auto& c : s.column) c.resize(static_cast<std::size_t>(range.size()));
     std::mt19937_64 rng(seed);
-    for (std::int64_t i = 0; i < n; ++i) {
+    // draws particle g, kept at index g - begin when this range holds it
+    for (std::int64_t g = 0; g < range.end; ++g) {
+        const bool keep = g >= range.begin;
+        const std::int64_t i = g - range.begin;
         if (type == DistributionType::waterbag) {  // (x, px, y, py, tau, delta), correlated only through the 6-ball
             const std::array<double, 6> v = waterbag_point(rng);
-            for (int c = 0; c < 6; ++c) s.column[c][i] = v[c];
+            if (keep)
+                for (int c = 0; c < 6; ++c) s.column[c][i] = v[c];
             continue;
         }
         std::array<double, 3> pos;
@@ -64,6 +74,7 @@ ReferenceSample make_reference_sample(DistributionType type, std::int64_t n, std
         }
         auto c = standard_normal_pair(rng);
         auto d = standard_normal_pair(rng);
+        if (!keep) continue;
         s.column[0][i] = pos[0];
         s.column[2][i] = pos[1];
         s.column[4][i] = pos[2];
@@ -95,15 +106,20 @@ Beam<T> scale_reference_sample(const ReferenceSample& sample, const BeamParamete
 template <class T>
 Moments compute_moments(const Beam<T>& beam) {
     Moments m;
-    const double n = static_cast<double>(beam.size());
+    Communicator& comm = communicator();
+    const double n = static_cast<double>(beam.global_size());
     auto cols = beam.columns();
     for (int c = 0; c < 6; ++c) {
         double sum = 0;
         for (T v : *cols[c]) sum += v;
-        m.mean[c] = sum / n;
+        m.mean[c] = sum;
     }
-    std::array<double, 6> var{};
-    std::array<double, 3> cov{};
+    comm.sum(m.mean.data(), 6);
+    for (double& mean : m.mean) mean /= n;
+    // the variances and covariances, reduced together
+    std::array<double, 9> second{};
+    double* var = second.data();
+    double* cov = second.data() + 6;
     for (std::int64_t i = 0; i < beam.size(); ++i) {
         double d[6];
         for (int c = 0; c < 6; ++c) {
@@ -112,6 +128,7 @@ Moments compute_moments(const Beam<T>& beam) {
         }
         for (int a = 0; a < 3; ++a) cov[a] += d[2 * a] * d[2 * a + 1];
     }
+    comm.sum(second.data(), 9);
     for (int c = 0; c < 6; ++c) m.rms[c] = std::sqrt(var[c] / n);
     const double bg = beam.reference.beta_gamma();
     for (int a = 0; a < 3; ++a) {

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "physics/constants.hpp"
+#include "core/communicator.hpp"
 #include "core/memory.hpp"
 
 namespace sctape {
@@ -48,6 +49,9 @@ struct ReferenceSample {
 };
 
 ReferenceSample make_reference_sample(DistributionType type, std::int64_t n, std::uint64_t seed);
+// Particles [range.begin, range.end) of the sample of n: the same values for
+// any split of [0, n) (the generator runs through the particles before it).
+ReferenceSample make_reference_sample(DistributionType type, std::int64_t n, std::uint64_t seed, ParticleRange range);
 
 template <class T>
 struct Beam {
@@ -55,11 +59,15 @@ struct Beam {
     Reference reference;
     double bunch_charge_C = 0;  // magnitude
     HostArray<T> x, px, y, py, tau, delta;
+    // The particles of the whole bunch when this is one rank's share of it
+    // (core/communicator.hpp); 0: this beam is the whole bunch.
+    std::int64_t total_particles = 0;
 
     std::int64_t size() const { return static_cast<std::int64_t>(x.size()); }
+    std::int64_t global_size() const { return total_particles > 0 ? total_particles : size(); }
     // Signed charge of one macro-particle, coulomb.
     double macro_charge_C() const {
-        return bunch_charge_C * (species.charge_e < 0 ? -1.0 : 1.0) / static_cast<double>(size());
+        return bunch_charge_C * (species.charge_e < 0 ? -1.0 : 1.0) / static_cast<double>(global_size());
     }
     std::array<HostArray<T>*, 6> columns() { return {&x, &px, &y, &py, &tau, &delta}; }
     std::array<const HostArray<T>*, 6> columns() const { return {&x, &px, &y, &py, &tau, &delta}; }
@@ -68,13 +76,16 @@ struct Beam {
 template <class T>
 Beam<T> scale_reference_sample(const ReferenceSample& sample, const BeamParameters& p);
 
+// This rank's share of the bunch (all of it without MPI: core/communicator.hpp).
 template <class T>
 Beam<T> make_beam(const BeamParameters& p) {
-    return scale_reference_sample<T>(
-        make_reference_sample(p.distribution.type, p.n_particles, p.seed), p);
+    Beam<T> beam = scale_reference_sample<T>(
+        make_reference_sample(p.distribution.type, p.n_particles, p.seed, local_particles(p.n_particles)), p);
+    beam.total_particles = p.n_particles;
+    return beam;
 }
 
-// Statistical moments, always accumulated in float64.
+// Statistical moments of the whole bunch (summed over the ranks), always accumulated in float64.
 struct Moments {
     std::array<double, 6> mean{};  // x, px, y, py, tau, delta
     std::array<double, 6> rms{};   // standard deviations, same order

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
+#include "core/communicator.hpp"
 #include "physics/constants.hpp"
 #include "physics/adjoint_bodies.hpp"
 #include "physics/kick_math.hpp"
@@ -75,6 +77,29 @@ void deposit_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, T
         deposit_particles(cg, pos, begin, begin + chunk + (t < extra ? 1 : 0), scratch.data() + cells * t);
     }
     reduce_thread_grids(scratch.data(), cells, threads, scale, rho, false);
+}
+
+template <class T>
+void deposit_cic_fixed(const GridGeometry& g, const T* const pos[3], std::int64_t n, double one, int threads,
+                       HostArray<std::int64_t>& scratch, std::int64_t* sum) {
+    const std::int64_t cells = g.cells();
+    scratch.assign(std::size_t(cells * threads), 0);
+    const bodies::CicGrid<T> cg = bodies::cic_grid<T>(g);
+#pragma omp parallel num_threads(threads)
+    {
+        std::int64_t* grid = scratch.data() + cells * omp_get_thread_num();
+#pragma omp for schedule(static)
+        for (std::int64_t p = 0; p < n; ++p) {
+            const bodies::CicPoint<T> c = bodies::cic_point(cg, pos[0][p], pos[1][p], pos[2][p]);
+            for (int m = 0; m < 8; ++m) grid[c.base + bodies::cic_offset(cg, m)] += bodies::to_fixed_point(c.w[m], one);
+        }
+    }
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t c = 0; c < cells; ++c) {
+        std::int64_t total = 0;
+        for (int t = 0; t < threads; ++t) total += scratch[c + cells * t];
+        sum[c] = total;
+    }
 }
 
 template <class T>
@@ -397,6 +422,29 @@ void HockneyConvolver<T>::convolve_adjoint_even(const T* rho, const T* green_spe
     green_adjoint(rho, green_doubled_adj);
 }
 
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Whether this rank holds the particle that sets the global minimum (maximum)
+// of an axis: the lowest rank among those holding the extreme value, as the
+// first such particle is chosen on one rank.
+struct ExtremeOwners {
+    bool lo = true, hi = true;
+};
+ExtremeOwners extreme_owners(double local_lo, double local_hi) {
+    Communicator& comm = communicator();
+    if (comm.size() == 1) return {};
+    double lo = local_lo, hi = local_hi;
+    comm.min(&lo, 1);
+    comm.max(&hi, 1);
+    double first[2] = {local_lo == lo ? double(comm.rank()) : kInf, local_hi == hi ? double(comm.rank()) : kInf};
+    comm.min(first, 2);
+    return {first[0] == comm.rank(), first[1] == comm.rank()};
+}
+
+}  // namespace
+
 template <class T>
 void grid_covering_adjoint(const GridSettings& settings, const T* const pos[3], std::int64_t n,
                            const GeometryAdjoint& geo_adj, T* const pos_adj[3]) {
@@ -412,23 +460,29 @@ void grid_covering_adjoint(const GridSettings& settings, const T* const pos[3], 
                 if (pos[a][p] < pos[a][lo]) lo = p;
                 if (pos[a][p] > pos[a][hi]) hi = p;
             }
-            pos_adj[a][lo] += T(stat_adj[0]);
-            pos_adj[a][hi] += T(stat_adj[1]);
+            const ExtremeOwners owners = extreme_owners(n > 0 ? double(pos[a][lo]) : kInf, n > 0 ? double(pos[a][hi]) : -kInf);
+            if (owners.lo) pos_adj[a][lo] += T(stat_adj[0]);
+            if (owners.hi) pos_adj[a][hi] += T(stat_adj[1]);
         } else {
-            double sum = 0, sum2 = 0;
+            // mean and rms over every rank's particles
+            double sums[3] = {0, 0, double(n)};
             for (std::int64_t p = 0; p < n; ++p) {
-                sum += pos[a][p];
-                sum2 += double(pos[a][p]) * pos[a][p];
+                sums[0] += pos[a][p];
+                sums[1] += double(pos[a][p]) * pos[a][p];
             }
-            const double mean = sum / n, rms = std::sqrt(std::max(sum2 / n - mean * mean, 0.0));
+            communicator().sum(sums, 3);
+            const double sum = sums[0], sum2 = sums[1], total = sums[2];
+            const double mean = sum / total, rms = std::sqrt(std::max(sum2 / total - mean * mean, 0.0));
             for (std::int64_t p = 0; p < n; ++p)
-                pos_adj[a][p] += T(stat_adj[0] / n + stat_adj[1] * (pos[a][p] - mean) / (n * rms));
+                pos_adj[a][p] += T(stat_adj[0] / total + stat_adj[1] * (pos[a][p] - mean) / (total * rms));
         }
     }
 }
 
 #define SCTAPE_INSTANTIATE(T)                                                                                       \
     template void deposit_cic<T>(const GridGeometry&, const T* const[3], std::int64_t, T, int, HostArray<T>&, T*);   \
+    template void deposit_cic_fixed<T>(const GridGeometry&, const T* const[3], std::int64_t, double, int,            \
+                                       HostArray<std::int64_t>&, std::int64_t*);                                     \
     template double deposit_cic_adjoint<T>(const GridGeometry&, const T* const[3], std::int64_t, T, const T*, int,   \
                                            T* const[3], GeometryAdjoint&);                                           \
     template void gather_cic<T>(const GridGeometry&, const T* const[3], std::int64_t, const T* const[3], T* const[3], \

@@ -26,6 +26,12 @@ namespace sctape {
 template <class T>
 void deposit_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, T scale, int threads,
                  HostArray<T>& scratch, T* rho);
+// The fixed-point deposit: sum[node] = sum_p round(W(p, node) * one) in
+// integers (bodies::to_fixed_point), the same bits in any order and on any
+// split of the particles; `scratch` holds one integer grid per thread.
+template <class T>
+void deposit_cic_fixed(const GridGeometry& g, const T* const pos[3], std::int64_t n, double one, int threads,
+                       HostArray<std::int64_t>& scratch, std::int64_t* sum);
 // Given rho_adj: position adjoints (+=) and geometry adjoint (+=); returns d/d(scale).
 template <class T>
 double deposit_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64_t n, T scale,

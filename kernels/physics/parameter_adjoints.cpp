@@ -1,5 +1,7 @@
 #include "physics/parameter_adjoints.hpp"
 
+#include "core/communicator.hpp"
+
 namespace sctape {
 
 double ReferenceAdjoint::to_kinetic_energy(const Reference& ref) const {
@@ -20,6 +22,22 @@ void add_inv_bg_sq_adjoint(ParameterAdjoints& adj, const Reference& ref, double 
 void ParameterAdjoints::start(const Lattice& lattice) {
     element_length_m.assign(lattice.size(), 0.0);
     element_strength.assign(lattice.size(), {0.0, 0.0, 0.0, 0.0});
+}
+
+void ParameterAdjoints::sum_over_ranks() {
+    Communicator& comm = communicator();
+    if (comm.size() == 1) return;
+    // one reduction of every scalar, packed in a fixed order
+    std::vector<double*> fields = {&bunch_charge_C, &reference.beta, &reference.gamma, &reference.p0c_eV, &beta_gamma};
+    for (double& v : size_m) fields.push_back(&v);
+    for (double& v : momentum_rms) fields.push_back(&v);
+    for (double& v : element_length_m) fields.push_back(&v);
+    for (auto& strengths : element_strength)
+        for (double& v : strengths) fields.push_back(&v);
+    std::vector<double> packed;
+    for (double* f : fields) packed.push_back(*f);
+    comm.sum(packed.data(), std::int64_t(packed.size()));
+    for (std::size_t i = 0; i < fields.size(); ++i) *fields[i] = packed[i];
 }
 
 void add_map_adjoint(ParameterAdjoints& adj, const Reference& ref, const Element& element, std::size_t index,

@@ -31,6 +31,9 @@ struct ParameterAdjoints {
     std::vector<std::array<double, 4>> element_strength;
     // Sizes both per-element vectors for `lattice`.
     void start(const Lattice& lattice);
+    // Every rank's adjoints summed (each rank collected its particles' terms
+    // and rank 0 the replicated grid's: core/communicator.hpp); all ranks get the total.
+    void sum_over_ranks();
 };
 
 // Chain rules from the scalars a slice's adjoint collects to the parameters,

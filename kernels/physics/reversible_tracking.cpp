@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/communicator.hpp"
 #include "physics/space_charge.hpp"
 
 namespace sctape {
@@ -29,24 +30,28 @@ FixedPointBeam quantize_beam(const Beam<T>& beam) {
         value[kFixedPy][p] = beam.py[p];
         value[kFixedPz][p] = pz_from_delta(beam.px[p], beam.py[p], beam.delta[p], ib, ibg2);
     }
+    // each position column's range over every rank's particles
+    double range[3] = {0, 0, 0};
+    for (int c = 0; c < 3; ++c)
+        for (double v : value[c]) range[c] = std::max(range[c], std::fabs(v));
+    communicator().max(range, 3);
     FixedPointBeam fixed;
     for (int c = 0; c < 6; ++c) {
         if (c < 3) {
-            double range = 0;
-            for (double v : value[c]) range = std::max(range, std::fabs(v));
-            if (!(range > 0) || !std::isfinite(range))
-                throw std::runtime_error(std::string("reversible tracking: ") + kStateName[c] + " has no finite extent");
-            fixed.scale[c] = std::ldexp(1.0, std::ilogb(range) + 1 - kFixedPositionBits);
+            check_on_all_ranks(range[c] > 0 && std::isfinite(range[c]),
+                               std::string("reversible tracking: ") + kStateName[c] + " has no finite extent");
+            fixed.scale[c] = std::ldexp(1.0, std::ilogb(range[c]) + 1 - kFixedPositionBits);
         } else {
             fixed.scale[c] = kFixedMomentumScale;
         }
         fixed.state[c].resize(n);
+        bool fits = true;
         for (std::int64_t p = 0; p < n; ++p) {
             const double q = value[c][p] / fixed.scale[c];
-            if (!(std::fabs(q) < kFixedLimit))
-                throw std::overflow_error(std::string("reversible tracking: ") + kStateName[c] + " does not fit in fixed point");
-            fixed.state[c][p] = quantize(q);
+            fits = fits && std::fabs(q) < kFixedLimit;
+            fixed.state[c][p] = fits ? quantize(q) : 0;
         }
+        check_on_all_ranks(fits, std::string("reversible tracking: ") + kStateName[c] + " does not fit in fixed point");
     }
     return fixed;
 }
@@ -108,7 +113,7 @@ void ReversibleSlices::undo_kick(std::size_t slice) {
 }
 
 void ReversibleSlices::overflow(const char* column) {
-    throw std::overflow_error(std::string("reversible tracking: ") + column +
+    throw CollectiveError(std::string("reversible tracking: ") + column +
                               " left the fixed-point range (the beam grew by more than 4096x)");
 }
 
@@ -118,12 +123,16 @@ ReversibleTracker<T>::ReversibleTracker(const Beam<T>& beam, const TrackSettings
     prototype_.species = beam.species;
     prototype_.reference = beam.reference;
     prototype_.bunch_charge_C = beam.bunch_charge_C;
+    prototype_.total_particles = beam.global_size();
     if (tracking.space_charge) {
         kick_ = kick;
         if (!kick_) {
             own_kick_ = std::make_unique<SpaceChargeKick<T>>(tracking.grid, std::max(tracking.threads, 1));
             kick_ = own_kick_.get();
         }
+        // over ranks, rho's float sums would depend on the split; integer ones
+        // make the field, hence every step, the same bits for every rank count
+        if (communicator().distributed()) kick_->set_fixed_point_deposit(true);
     }
 }
 
@@ -139,7 +148,7 @@ void ReversibleTracker<T>::add_quantized(int column, const HostArray<double>& in
     const double inv = 1.0 / fixed_.scale[column];
     bool fits = true;
     for (std::size_t p = 0; p < col.size(); ++p) fits = fixed_point_add(col[p], increment[p] * inv, sign) && fits;
-    if (!fits) overflow(kStateName[column]);
+    if (!all_ranks(fits)) overflow(kStateName[column]);
 }
 
 template <class T>
@@ -156,8 +165,11 @@ void ReversibleTracker<T>::quantized_map(const FixedPointMap& map, int sign) {
         overflow_bits |= fixed_point_map(map, particle, scale, ib, ibg2, sign);
         for (int c = 0; c < 6; ++c) q[c][p] = particle[c];
     }
+    std::int64_t overflowed[6];  // per column, on how many ranks
+    for (int c = 0; c < 6; ++c) overflowed[c] = (overflow_bits >> c) & 1;
+    communicator().sum(overflowed, 6);
     for (int c = 0; c < 6; ++c)
-        if (overflow_bits & (1 << c)) overflow(kStateName[c]);
+        if (overflowed[c] > 0) overflow(kStateName[c]);
 }
 
 // P += Q(S E(X)): the field depends on the positions only, and every step of

@@ -23,9 +23,10 @@ namespace sctape {
 
 // A beam as fixed-point integers (x, y, tau, px, py, pz; fixed_point.hpp)
 // with each column's scale: positions on a grid 2^-50 of their initial range
-// (room to grow 2^12-fold), momenta (over p0) on 2^-60. Throws
-// std::runtime_error for a position column without finite extent and
-// std::overflow_error for a value that does not fit.
+// (room to grow 2^12-fold), momenta (over p0) on 2^-60; the ranges are
+// those of every rank's particles. Throws CollectiveError (every rank
+// together) for a position column without finite extent or a value that
+// does not fit.
 struct FixedPointBeam {
     std::array<HostArray<std::int64_t>, 6> state;
     std::array<double, 6> scale{};
@@ -62,7 +63,8 @@ protected:
     // The map's shears (sign -1: undone in reverse order); momentum += sign * Q(ds_m * F(position)).
     virtual void quantized_map(const FixedPointMap& map, int sign) = 0;
     virtual void quantized_kick(double ds_m, int sign) = 0;
-    // Throws std::overflow_error naming the column that left the fixed-point range.
+    // Throws CollectiveError (a std::runtime_error; every rank agreed on it)
+    // naming the column that left the fixed-point range.
     [[noreturn]] static void overflow(const char* column);
 
     TrackSettings tracking_;

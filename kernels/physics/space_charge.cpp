@@ -3,13 +3,16 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
 
+#include "core/communicator.hpp"
 #include "physics/geometry_bodies.hpp"
 #include "physics/grid_ops.hpp"
+#include "physics/kick_bodies.hpp"
 #include "physics/kick_math.hpp"
 
 namespace sctape {
@@ -22,6 +25,31 @@ const char* substep_name(Substep s) {
 
 namespace {
 const char* kAxisName[3] = {"x", "y", "z"};
+
+// Every rank's extents combined; returns the particles of all ranks.
+std::int64_t reduce_over_ranks(AxisExtent extent[3], std::int64_t n) {
+    Communicator& comm = communicator();
+    double lo[3], hi[3], sums[10];
+    for (int a = 0; a < 3; ++a) {
+        lo[a] = extent[a].lo;
+        hi[a] = extent[a].hi;
+        sums[3 * a] = extent[a].sum;
+        sums[3 * a + 1] = extent[a].sum2;
+        sums[3 * a + 2] = double(extent[a].non_finite);
+    }
+    sums[9] = double(n);  // exact below 2^53 particles
+    comm.min(lo, 3);
+    comm.max(hi, 3);
+    comm.sum(sums, 10);
+    for (int a = 0; a < 3; ++a)
+        extent[a] = AxisExtent{lo[a], hi[a], sums[3 * a], sums[3 * a + 1], std::int64_t(sums[3 * a + 2])};
+    return std::int64_t(sums[9]);
+}
+
+bool deterministic_deposit_requested() {
+    const char* v = std::getenv("SCTAPE_DETERMINISTIC_DEPOSIT");
+    return v && *v && std::strcmp(v, "0") != 0;
+}
 }  // namespace
 
 double quantized_cell(double cell_m, double quantum) { return bodies::quantized_cell_size(cell_m, quantum); }
@@ -86,12 +114,18 @@ GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], 
         else
             for (std::int64_t p = 0; p < n; ++p) extent[a].add(pos[a][p]);
     }
-    return geometry_from_extents(settings, extent, n);
+    if (communicator().size() == 1) return geometry_from_extents(settings, extent, n);
+    const std::int64_t total = reduce_over_ranks(extent, n);
+    try {
+        return geometry_from_extents(settings, extent, total);
+    } catch (const std::runtime_error& e) {  // every rank saw the same reduced extents
+        throw CollectiveError(e.what());
+    }
 }
 
 template <class T>
 SpaceChargeKick<T>::SpaceChargeKick(const GridSettings& settings, int threads)
-    : settings_(settings), threads_(std::max(threads, 1)) {
+    : settings_(settings), threads_(std::max(threads, 1)), fixed_point_deposit_(deterministic_deposit_requested()) {
     for (int a = 0; a < 3; ++a)
         if (settings.shape[a] < 2)
             throw std::runtime_error(std::string("grid needs at least 2 nodes along ") + kAxisName[a]);
@@ -151,8 +185,7 @@ void SpaceChargeKick<T>::s_to_t(const Beam<T>& beam) {
         s_to_t_particle(px[p], py[p], tau[p], delta[p], beta0, inv_beta0, inv_bg2, z[p], pz[p]);
         non_finite += T(0) * pz[p];
     }
-    if (non_finite != 0)  // true for NaN too
-        throw std::runtime_error(kNonFinitePzMessage);
+    check_on_all_ranks(non_finite == 0, kNonFinitePzMessage);  // false for NaN too
 }
 
 template <class T>
@@ -160,7 +193,20 @@ void SpaceChargeKick<T>::deposit(const Beam<T>& beam) {
     const T* pos[3] = {beam.x.data(), beam.y.data(), z_.data()};
     geometry_ = grid_covering(settings_, pos, beam.size());
     const T scale = T(beam.macro_charge_C() / geometry_.cell_volume_m3());
-    deposit_cic(geometry_, pos, beam.size(), scale, threads_, deposit_scratch_, rho_.data());
+    Communicator& comm = communicator();
+    const std::int64_t cells = geometry_.cells();
+    if (!fixed_point_deposit_) {
+        deposit_cic(geometry_, pos, beam.size(), scale, threads_, deposit_scratch_, rho_.data());
+        comm.sum(rho_.data(), cells);
+        return;
+    }
+    // integer sums: the same bits for every order, thread count and rank split
+    const int bits = bodies::fixed_point_bits(beam.global_size());
+    fixed_sum_.resize(cells);
+    deposit_cic_fixed(geometry_, pos, beam.size(), std::ldexp(1.0, bits), threads_, fixed_scratch_, fixed_sum_.data());
+    comm.sum(fixed_sum_.data(), cells);
+    const double inv_one = std::ldexp(1.0, -bits);
+    for (std::int64_t c = 0; c < cells; ++c) rho_[c] = T(double(fixed_sum_[c]) * inv_one) * scale;
 }
 
 template <class T>

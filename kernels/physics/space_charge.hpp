@@ -74,7 +74,9 @@ struct GeometryAdjoint {
     std::array<double, 3> cell_m{};
 };
 
-// Grid covering the given fixed-time positions; throws std::runtime_error on
+// Grid covering the given fixed-time positions of this rank's particles and
+// every other rank's (core/communicator.hpp: the extents are reduced over the
+// ranks); throws std::runtime_error (CollectiveError on several ranks) on
 // non-finite coordinates, a zero extent, or particles outside a sigma grid.
 template <class T>
 GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], std::int64_t n);
@@ -115,6 +117,12 @@ public:
 
     void apply(Beam<T>& beam, double ds_m);
 
+    // The fixed-point deposit (grid_ops.hpp: deposit_cic_fixed): rho the same
+    // bits for any thread count and any split over ranks. Off by default; on
+    // when SCTAPE_DETERMINISTIC_DEPOSIT=1, or when set here.
+    void set_fixed_point_deposit(bool on) { fixed_point_deposit_ = on; }
+    bool fixed_point_deposit() const { return fixed_point_deposit_; }
+
     void s_to_t(const Beam<T>& beam);
     void deposit(const Beam<T>& beam);
     void green(const Beam<T>& beam);
@@ -154,6 +162,8 @@ private:
     HostArray<T> z_, pz_;
     std::array<HostArray<T>, 3> e_part_, dp_;
     HostArray<T> rho_, deposit_scratch_, phi_;
+    bool fixed_point_deposit_ = false;
+    HostArray<std::int64_t> fixed_scratch_, fixed_sum_;
     std::array<HostArray<T>, 3> e_grid_;
     HostArray<T> green_doubled_, green_spectrum_;
     // The IGF depends on the cell sizes and gamma only (the shape is fixed):

@@ -1,0 +1,75 @@
+#include "core/mpi_communicator.hpp"
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+#include "core/communicator.hpp"
+
+namespace sctape {
+namespace {
+
+// Counts above INT_MAX would need MPI 4's large-count calls: split them.
+constexpr std::int64_t kChunk = std::int64_t(1) << 30;
+
+template <class T>
+void allreduce(T* values, std::int64_t count, MPI_Datatype type, MPI_Op op) {
+    for (std::int64_t done = 0; done < count; done += kChunk) {
+        const int n = int(std::min(kChunk, count - done));
+        MPI_Allreduce(MPI_IN_PLACE, values + done, n, type, op, MPI_COMM_WORLD);
+    }
+}
+
+class MpiCommunicator final : public Communicator {
+public:
+    MpiCommunicator() {
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+        MPI_Comm_size(MPI_COMM_WORLD, &size_);
+    }
+    int rank() const override { return rank_; }
+    int size() const override { return size_; }
+    bool distributed() const override { return true; }
+    void sum(double* v, std::int64_t n) override { allreduce(v, n, MPI_DOUBLE, MPI_SUM); }
+    void sum(float* v, std::int64_t n) override { allreduce(v, n, MPI_FLOAT, MPI_SUM); }
+    void sum(std::int64_t* v, std::int64_t n) override { allreduce(v, n, MPI_INT64_T, MPI_SUM); }
+    void min(double* v, std::int64_t n) override { allreduce(v, n, MPI_DOUBLE, MPI_MIN); }
+    void max(double* v, std::int64_t n) override { allreduce(v, n, MPI_DOUBLE, MPI_MAX); }
+    std::vector<double> gather(const double* values, std::int64_t count) override {
+        // output sizes only (a CSV of particles): int counts suffice
+        int mine = int(count);
+        std::vector<int> counts(rank_ == 0 ? size_ : 0), offsets(counts.size());
+        MPI_Gather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
+        std::int64_t total = 0;
+        for (std::size_t r = 0; r < counts.size(); ++r) {
+            offsets[r] = int(total);
+            total += counts[r];
+        }
+        std::vector<double> out(static_cast<std::size_t>(total));
+        MPI_Gatherv(values, mine, MPI_DOUBLE, out.data(), counts.data(), offsets.data(), MPI_DOUBLE, 0, MPI_COMM_WORLD);
+        return out;
+    }
+    [[noreturn]] void abort(int code) override {
+        MPI_Abort(MPI_COMM_WORLD, code);
+        std::_Exit(code);  // MPI_Abort does not return; this satisfies [[noreturn]]
+    }
+
+private:
+    int rank_ = 0, size_ = 1;
+};
+
+}  // namespace
+
+MpiSession::MpiSession(int& argc, char**& argv) {
+    MPI_Init(&argc, &argv);
+    install_communicator(std::make_unique<MpiCommunicator>());
+}
+
+MpiSession::~MpiSession() {
+    install_communicator(nullptr);
+    MPI_Finalize();
+}
+
+}  // namespace sctape
