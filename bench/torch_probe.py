@@ -40,7 +40,7 @@ so `sctape fit`, `sctape check`, `sctape plan` and fit/plot.py read it as they
 read sctape's own. Reference: docs/torch-probe.md.
 
 Command line (merging sweeps for one figure):
-    /usr/bin/python3 bench/torch_probe.py merge A.json B.json ... -o MERGED.json
+    /usr/bin/python3 bench/torch_probe.py concat A.json B.json ... -o OUT.json
 """
 import argparse
 import contextlib
@@ -572,11 +572,21 @@ def write_json(doc, path, indent=1):
         raise
 
 
-def merge_sweeps(docs):
-    """One sweep of several (sctape-bench's and the probe's): benchmarks concatenated, first context kept."""
+def concat_sweeps(docs):
+    """One sweep of several codes' (sctape-bench's and the probe's): benchmarks
+    concatenated, first context kept. Shards of one sweep are joined by
+    `sctape merge`, which checks that they fit together; this refuses them."""
+    names = {}
     for path, doc in docs:
         if not isinstance(doc, dict) or not isinstance(doc.get("benchmarks"), list):
             raise ProbeError(f"'{path}' is not a Google Benchmark JSON (no \"benchmarks\" list)")
+        if isinstance(doc.get("context"), dict) and "shard_schema_version" in doc["context"]:
+            raise ProbeError(f"'{path}' is a shard of a sweep: join shards with `sctape merge`")
+        for b in doc["benchmarks"]:
+            name = b.get("name") if isinstance(b, dict) else None
+            if name in names:
+                raise ProbeError(f"'{path}': run '{name}' is also in '{names[name]}'")
+            names[name] = path
     context = docs[0][1].get("context")
     merged = {"context": dict(context) if isinstance(context, dict) else {}, "benchmarks": []}
     merged["context"]["merged_from"] = ", ".join(path for path, _ in docs)
@@ -590,9 +600,10 @@ def main(argv):
                                 epilog="Exit codes: 0 written, 2 bad input or no torch. Library use: "
                                        "docs/torch-probe.md.")
     sub = p.add_subparsers(dest="command", required=True)
-    m = sub.add_parser("merge", help="concatenate kick_memory sweeps into one (for one fit/plot.py figure)")
+    m = sub.add_parser("concat", help="concatenate different codes' kick_memory sweeps into one "
+                                      "(for one fit/plot.py figure; shards of one sweep: `sctape merge`)")
     m.add_argument("sweeps", metavar="SWEEP.json", nargs="+")
-    m.add_argument("-o", "--out", required=True, metavar="MERGED.json")
+    m.add_argument("-o", "--out", required=True, metavar="OUT.json")
     args = p.parse_args(argv)
     try:
         docs = []
@@ -605,7 +616,7 @@ def main(argv):
         if os.path.abspath(args.out) in {os.path.abspath(s) for s in args.sweeps}:
             raise ProbeError(f"--out '{args.out}' is one of the inputs")
         try:
-            write_json(merge_sweeps(docs), args.out)
+            write_json(concat_sweeps(docs), args.out)
         except OSError as e:
             raise ProbeError(f"cannot write '{args.out}': {e.strerror}")
     except ProbeError as e:

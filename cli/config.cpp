@@ -234,7 +234,10 @@ void parse_space_charge(const json& v, TrackSettings& t) {
         }
         if (e.has("cell_quantum")) {
             t.grid.cell_quantum = e.non_negative("cell_quantum");
-            if (t.grid.cell_quantum > 1) fail("space_charge.extent.cell_quantum", "must be at most 1 (a cell up to twice the exact one)");
+            // below 1e-6 the ladder's rungs approach the rounding of exp and log
+            const double q = t.grid.cell_quantum;
+            if (q > 1) fail("space_charge.extent.cell_quantum", "must be at most 1 (a cell up to twice the exact one)");
+            if (q > 0 && q < 1e-6) fail("space_charge.extent.cell_quantum", "must be 0 (off) or at least 1e-6");
         }
         e.finish();
     }

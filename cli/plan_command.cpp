@@ -41,7 +41,7 @@ const char* kPlanUsage =
     "full (exact), checkpoint re-records such a slice in backward; autograd's\n"
     "map tape is not modelled (printed as -). Without it: drifts, as in the sweep.\n"
     "--ranks P: per MPI rank (docs/mpi.md): each rank holds ceil(N/P) particles and\n"
-    "the whole grid, per_kick = alpha_part*N/P + alpha_cells*N_cells (the reductions\n"
+    "the whole grid, per_kick = alpha_part*ceil(N/P) + alpha_cells*N_cells (the reductions\n"
     "are in place: no buffer on the tape); adds each rank's tape and peak in bytes.\n"
     "--ranks auto with --memory-GiB M: the fewest ranks whose per-rank peak fits M\n"
     "(- where none does: the grid alone exceeds M). autograd does not run over ranks.\n"

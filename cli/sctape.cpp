@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -58,6 +59,15 @@ int print(const char* text, int code) {
     return code;
 }
 
+// Open MPI's and MPICH's launchers say how many ranks they started.
+[[maybe_unused]] bool launched_on_several_ranks() {
+    for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {
+        const char* v = std::getenv(name);
+        if (v && std::atol(v) > 1) return true;
+    }
+    return false;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -75,6 +85,14 @@ int main(int argc, char** argv) {
 #ifdef SCTAPE_HAVE_MPI
         // every rank runs `track` on its share of the particles (docs/mpi.md)
         sctape::MpiSession mpi(argc, argv);
+#else
+        // without MPI, P copies under mpirun would each track the whole beam
+        // and race on the same output files
+        if (launched_on_several_ranks()) {
+            std::cerr << "sctape: error: started on several MPI ranks, but this sctape was built without MPI "
+                         "(build the mpi preset: docs/mpi.md)\n";
+            return sctape::cli::kExitBadInput;
+        }
 #endif
         return sctape::cli::track_command(args);
     }

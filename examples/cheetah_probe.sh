@@ -26,7 +26,7 @@ mkdir -p "$out"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # one sweep and one fit for plot.py: the probe's runs and sctape's committed default sweep
-/usr/bin/python3 bench/torch_probe.py merge results/sweep_cpu.json "$out/sweep_cpu.json" -o "$tmp/sweep.json" > /dev/null
+/usr/bin/python3 bench/torch_probe.py concat results/sweep_cpu.json "$out/sweep_cpu.json" -o "$tmp/sweep.json" > /dev/null
 "$sctape" fit "$tmp/sweep.json" -o "$out/coeffs_with_sctape.json" > /dev/null
 /usr/bin/python3 fit/plot.py "$tmp/sweep.json" "$out/coeffs_with_sctape.json" --measure tape_bytes -o "$tmp/plots" \
   --timeline "$out/timeline_autograd_float32.json" --timeline "$out/timeline_checkpoint_float32.json" > /dev/null

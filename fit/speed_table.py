@@ -47,6 +47,8 @@ def load_runs(path):
         missing = [k for k in keys if not isinstance(b.get(k), (int, float))]
         if missing:
             raise InputError(f"'{path}': {b['name']} lacks {', '.join(missing)}")
+        if not b["fft_floor_ms"] > 0 or not b["kick_ms"] > 0:
+            raise InputError(f"'{path}': {b['name']} has a kick or FFT floor time that is not positive")
         runs.append({"dtype": m[1], "n_part": int(m[2]), "grid": int(m[3]), "threads": int(m[4]),
                      **{k: float(b[k]) for k in keys}})
     if not runs:

@@ -152,6 +152,8 @@ TEST_CASE("parse_config: space_charge.extent.cell_quantum is read and bounded", 
           "config key 'space_charge.extent.cell_quantum': must not be negative");
     CHECK(config_error(with("/space_charge/extent", json{{"mode", "sigma"}, {"factor", {6, 6, 6}}, {"cell_quantum", 1.5}})) ==
           "config key 'space_charge.extent.cell_quantum': must be at most 1 (a cell up to twice the exact one)");
+    CHECK(config_error(with("/space_charge/extent", json{{"mode", "minmax"}, {"cell_quantum", 1e-17}})) ==
+          "config key 'space_charge.extent.cell_quantum': must be 0 (off) or at least 1e-6");
 }
 
 TEST_CASE("parse_config: a wrong type is a ConfigError naming the key and the type wanted", "[config]") {

@@ -261,9 +261,9 @@ def fit_round_trip(args):
         torch_probe.write_json(doc, path)
         sweeps.append(path)
     merged = os.path.join(tmp, "sweep.json")
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "torch_probe.py"), "merge", *sweeps,
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "torch_probe.py"), "concat", *sweeps,
                         "-o", merged], capture_output=True, text=True)
-    check_equal(r.returncode, 0, f"torch_probe.py merge exit code ({r.stderr.strip()})")
+    check_equal(r.returncode, 0, f"torch_probe.py concat exit code ({r.stderr.strip()})")
     coeffs_path = os.path.join(tmp, "coeffs.json")
     r = subprocess.run([args.sctape, "fit", merged, "-o", coeffs_path], capture_output=True, text=True)
     check_equal(r.returncode, 0, f"sctape fit exit code ({r.stderr.strip()})")
@@ -318,23 +318,29 @@ def fit_round_trip(args):
 
 
 def cli_errors(args):
-    """Bad input to `torch_probe.py merge`: exit 2 with an error line naming the cause, nothing written."""
+    """Bad input to `torch_probe.py concat`: exit 2 with an error line naming the cause, nothing written."""
     tmp = tempfile.mkdtemp(dir=args.tmp)
     not_a_sweep = os.path.join(tmp, "list.json")
     with open(not_a_sweep, "w", encoding="utf-8") as f:
         f.write("[1, 2]")
+    shard = os.path.join(tmp, "shard.json")
+    with open(shard, "w", encoding="utf-8") as f:
+        json.dump({"context": {"shard_schema_version": 1}, "benchmarks": []}, f)
+    cheetah = os.path.join(ROOT, "results", "cheetah", "sweep_cpu.json")
     out = os.path.join(tmp, "out.json")
     script = os.path.join(ROOT, "bench", "torch_probe.py")
     for argv, cause in (([not_a_sweep], "not a Google Benchmark JSON"),
+                        ([shard], "join shards with `sctape merge`"),
+                        ([cheetah, cheetah], "is also in"),
                         ([os.path.join(tmp, "missing.json")], "cannot read"),
                         ([not_a_sweep, "-o", not_a_sweep], "one of the inputs"),
                         ([os.path.join(ROOT, "results", "cheetah", "sweep_cpu.json"), "-o",
                           os.path.join(tmp, "no", "such", "folder.json")], "cannot write")):
         argv = argv if "-o" in argv else argv + ["-o", out]
-        r = subprocess.run([sys.executable, script, "merge", *argv], capture_output=True, text=True)
+        r = subprocess.run([sys.executable, script, "concat", *argv], capture_output=True, text=True)
         check(r.returncode == 2 and "torch_probe: error:" in r.stderr and cause in r.stderr,
-              f"merge {' '.join(os.path.basename(a) for a in argv)}: exit 2, '{cause}' ({r.stderr.strip()!r})")
-    check(not os.path.exists(out) and sorted(os.listdir(tmp)) == ["list.json"], "nothing written")
+              f"concat {' '.join(os.path.basename(a) for a in argv)}: exit 2, '{cause}' ({r.stderr.strip()!r})")
+    check(not os.path.exists(out) and sorted(os.listdir(tmp)) == ["list.json", "shard.json"], "nothing written")
 
 
 def same_json(a, b, where="coeffs"):
@@ -374,7 +380,7 @@ def no_torch(args):
     out = os.path.join(shim, "merged.json")
     env = dict(os.environ, PYTHONPATH=shim)
     script = os.path.join(ROOT, "bench", "torch_probe.py")
-    r = subprocess.run([sys.executable, script, "merge", script, "-o", out], env=env, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, script, "concat", script, "-o", out], env=env, capture_output=True, text=True)
     check_equal(r.returncode, 2, "command line without torch: exit code")
     check("PyTorch is not importable" in r.stderr and "python3-torch" in r.stderr,
           f"command line without torch: the message says so: {r.stderr.strip()!r}")

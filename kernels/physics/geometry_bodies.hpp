@@ -152,7 +152,9 @@ SCTAPE_HD double quantized_cell_size(double cell_m, double quantum) {
     const double step = std::log1p(quantum);
     const double k = std::ceil(std::log(cell_m) / step);
     const double cell = std::exp(k * step);
-    return cell >= cell_m ? cell : std::exp((k + 1) * step);  // log's rounding may land one step low
+    if (cell >= cell_m) return cell;
+    const double next = std::exp((k + 1) * step);  // log's rounding may land one step low
+    return next >= cell_m ? next : cell_m;          // never below the exact cell
 }
 
 // Origin and cell of axis a from the grid's edges: the exact grid, or with
