@@ -141,8 +141,9 @@ Emulated<T> emulate_kick(Beam<T>& beam, const GridSettings& settings, double ds,
     const T push = T(beam.species.charge_e * ds / (ref.beta * ref.gamma * ref.gamma * ref.p0c_eV));
     for (std::int64_t p = 0; p < n; ++p) {
         const CicPoint<T> c = cic_point(cg, beam.x[p], beam.y[p], z[p]);
+        const T* e_grid[3] = {out.e_grid[0].data(), out.e_grid[1].data(), out.e_grid[2].data()};
         T e[3];
-        for (int ax = 0; ax < 3; ++ax) e[ax] = cic_gather(cg, c, out.e_grid[ax].data());
+        cic_gather3(cg, c, e_grid, e);
         const T px_old = beam.px[p], py_old = beam.py[p], pz_old = pz[p];
         const T px = px_old + push * e[0], py = py_old + push * e[1], pzn = pz_old + push * e[2];
         beam.delta[p] = t_to_s_delta(beam.delta[p], px_old, py_old, pz_old, px, py, pzn, inv_beta0, inv_bg2);

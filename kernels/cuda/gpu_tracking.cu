@@ -236,9 +236,12 @@ __global__ void gather_kernel(const KickFrame<T>* frame, const T* x, const T* y,
     const CicGrid<T> g = frame->cic;
     SCTAPE_GRID_LOOP(p, n) {
         const CicPoint<T> c = cic_point(g, x[p], y[p], z[p]);
-        out_x[p] = cic_gather(g, c, ex);
-        out_y[p] = cic_gather(g, c, ey);
-        out_z[p] = cic_gather(g, c, ez);
+        const T* e_grid[3] = {ex, ey, ez};
+        T e[3];
+        cic_gather3(g, c, e_grid, e);  // the CPU's gather, bit for bit
+        out_x[p] = e[0];
+        out_y[p] = e[1];
+        out_z[p] = e[2];
     }
 }
 

@@ -7,16 +7,15 @@
 // field stencil) is checked on machines without a GPU.
 //
 // The CPU's deposit and gather (grid_ops.cpp) use the same CIC bodies
-// (cic_grid, cic_point, cic_offset, cic_gather).
+// (cic_grid, cic_point, cic_offset, cic_gather3).
 //
 // The physics math itself comes from kick_math.hpp (cic_locate,
 // igf_antiderivative, s_to_t_particle, t_to_s_delta), shared with the CPU.
 // Node arrays are indexed (i*ny + j)*nz + k, the doubled grid (i*2ny + j)*2nz + k,
 // as on the CPU (grid_ops.cpp).
 //
-// Also here: host-only helpers of the GPU path that mirror space_charge.cpp
-// (grid geometry from per-axis extents, with grid_covering's formulas and
-// error messages).
+// The grid itself (extents, geometry, cell quantization) is computed by the
+// bodies of geometry_bodies.hpp, on the device and in geometry_from_extents.
 #pragma once
 
 #include <algorithm>
@@ -88,17 +87,9 @@ SCTAPE_HD std::int64_t cic_offset(const CicGrid<T>& g, int m) {
     return (std::int64_t(a) * g.n[1] + b) * g.n[2] + c;
 }
 
-// Gathered value of one node array at one particle (same summation order as gather_cic).
-template <class T>
-SCTAPE_HD T cic_gather(const CicGrid<T>& g, const CicPoint<T>& p, const T* grid) {
-    T sum = 0;
-    for (int m = 0; m < 8; ++m) sum += p.w[m] * grid[p.base + cic_offset(g, m)];
-    return sum;
-}
-
-// The three field components at one particle, bitwise equal to three
-// cic_gather calls: the stencil offsets are computed once and the three sums
-// interleave, which keeps more independent loads in flight.
+// The three field components at one particle: per component the sum over
+// the 8 nodes in stencil order; the offsets are computed once and the three
+// sums interleave, which keeps more independent loads in flight.
 template <class T>
 SCTAPE_HD void cic_gather3(const CicGrid<T>& g, const CicPoint<T>& p, const T* const grid[3], T out[3]) {
     T sum[3] = {0, 0, 0};
@@ -195,9 +186,5 @@ template <class T>
 SCTAPE_HD T field_component(const T* phi, std::int64_t c, std::int64_t stride, int len, T inv_h, T inv_2h) {
     return field_component_at(phi, c, stride, int((c / stride) % len), len, inv_h, inv_2h);
 }
-
-// The host side (grid geometry from the device's per-axis reductions, and the
-// error messages) is shared with the CPU: geometry_from_extents and
-// kNonFinitePzMessage in space_charge.hpp.
 
 }  // namespace sctape::bodies
