@@ -236,7 +236,9 @@ summary() {
   if [ "$failures" -gt 0 ]; then echo "RESULT: $failures stage(s) did not pass"; else echo "RESULT: all stages passed"; fi
 }
 
-if [ $# -gt 0 ] && { [ "$1" = --help ] || [ "$1" = -h ]; }; then usage; exit 0; fi
+for arg in "$@"; do
+  if [ "$arg" = --help ] || [ "$arg" = -h ]; then usage; exit 0; fi
+done
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=("${default_stages[@]}")
 for stage in "${stages[@]}"; do

@@ -27,7 +27,12 @@ void ParameterAdjoints::start(const Lattice& lattice) {
 void ParameterAdjoints::sum_over_ranks() {
     Communicator& comm = communicator();
     if (comm.size() == 1) return;
-    // one reduction of every scalar, packed in a fixed order
+    // one reduction of every scalar, packed in a fixed order; a field added to
+    // ParameterAdjoints must be added here too, which this size check enforces
+    static_assert(sizeof(ParameterAdjoints) == (2 + 3 + 6) * sizeof(double) +  // with ReferenceAdjoint's 3
+                                                   sizeof(std::vector<double>) +
+                                                   sizeof(std::vector<std::array<double, 4>>),
+                  "ParameterAdjoints changed: sum its new fields over the ranks");
     std::vector<double*> fields = {&bunch_charge_C, &reference.beta, &reference.gamma, &reference.p0c_eV, &beta_gamma};
     for (double& v : size_m) fields.push_back(&v);
     for (double& v : momentum_rms) fields.push_back(&v);
