@@ -169,7 +169,8 @@ json merged_context(const std::vector<const Shard*>& by_index) {
         bool differ = false;
         for (const Shard* s : by_index) {
             const json& c = s->file->doc["context"];
-            values.push_back(c.contains(key) ? c[key] : json());
+            // "absent", not null: merge itself refuses nulls in what it reads
+            values.push_back(c.contains(key) ? c[key] : json("absent"));
             differ = differ || values.back() != values.front();
         }
         if (differ) context[key] = values;

@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
+#include <stdexcept>
+#include <string>
 #include <memory>
 #include <vector>
 
@@ -38,7 +41,13 @@ public:
     void min(double* v, std::int64_t n) override { allreduce(v, n, MPI_DOUBLE, MPI_MIN); }
     void max(double* v, std::int64_t n) override { allreduce(v, n, MPI_DOUBLE, MPI_MAX); }
     std::vector<double> gather(const double* values, std::int64_t count) override {
-        // output sizes only (a CSV of particles): int counts suffice
+        // MPI's counts and offsets are int: every rank learns the total first,
+        // so that all refuse together rather than some waiting in the gather
+        std::int64_t all = count;
+        allreduce(&all, 1, MPI_INT64_T, MPI_SUM);
+        if (all > std::numeric_limits<int>::max())
+            throw std::runtime_error("cannot gather " + std::to_string(all) +
+                                     " values per column on rank 0 (at most 2^31 - 1): too many particles to dump");
         int mine = int(count);
         std::vector<int> counts(rank_ == 0 ? size_ : 0), offsets(counts.size());
         MPI_Gather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD);
