@@ -704,7 +704,9 @@ struct GpuTracker<T>::Impl {
 template <class T>
 struct GpuAdjoint {
     using Impl = typename GpuTracker<T>::Impl;
-    static constexpr std::size_t kLedgerSize = 4096;  // doubles: ~200 kicks' scalars between read-backs
+    // doubles between read-backs: a kick adjoint takes about 27, a map adjoint 12,
+    // so ~150 kicks alone or ~80 Strang slices (a kick and two maps)
+    static constexpr std::size_t kLedgerSize = 4096;
 
     static DeviceColumn<T> copy_of(Impl& g, const T* src, std::int64_t count) {
         auto copy = std::make_shared<cuda::DeviceArray<T>>(std::size_t(count), g.stream);
@@ -750,7 +752,7 @@ struct GpuAdjoint {
         g.deferred.emplace_back(std::size_t(at - g.ledger.data()), std::function<void(const double*)>(apply));
     }
 
-    // The one host wait of a backward (or of ~200 kicks of it): the ledger's
+    // The one host wait of a backward (or of ~80 Strang slices of it): the ledger's
     // values to the host, and the deferred parameter updates in order.
     static void read_ledger(Impl& g) {
         if (g.ledger_used == 0) return;
