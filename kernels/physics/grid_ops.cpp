@@ -260,6 +260,22 @@ double build_green_adjoint(const GridGeometry& g, double gamma, const T* green_d
     return g.cell_m[2] * h_adj[2];
 }
 
+namespace {
+
+template <class T>
+struct FieldStencil {
+    std::int64_t stride[3];  // node index steps along x, y, z
+    T inv_h[3], inv_2h[3];   // one-sided and central difference factors
+    explicit FieldStencil(const GridGeometry& g) : stride{std::int64_t(g.n[1]) * g.n[2], g.n[2], 1} {
+        for (int a = 0; a < 3; ++a) {
+            inv_h[a] = T(1.0 / g.cell_m[a]);
+            inv_2h[a] = T(0.5 / g.cell_m[a]);
+        }
+    }
+};
+
+}  // namespace
+
 // Both directions walk the nodes as (i, j, k) loops, so every node's index
 // along each axis is known without a 64-bit division (which cost more than
 // the stencils), and take all three axes in one pass over the grid. The
@@ -268,21 +284,17 @@ double build_green_adjoint(const GridGeometry& g, double gamma, const T* green_d
 // loops gave, bit for bit.
 template <class T>
 void field_from_potential(const GridGeometry& g, const T* phi, T* const e[3], int threads) {
-    const std::int64_t stride[3] = {std::int64_t(g.n[1]) * g.n[2], g.n[2], 1};
-    T inv_h[3], inv_2h[3];
-    for (int a = 0; a < 3; ++a) {
-        inv_h[a] = T(1.0 / g.cell_m[a]);
-        inv_2h[a] = T(0.5 / g.cell_m[a]);
-    }
+    const FieldStencil<T> st(g);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int i = 0; i < g.n[0]; ++i)
         for (int j = 0; j < g.n[1]; ++j) {
-            const std::int64_t row = i * stride[0] + j * stride[1];
+            const std::int64_t row = i * st.stride[0] + j * st.stride[1];
             for (int k = 0; k < g.n[2]; ++k) {
                 const std::int64_t c = row + k;
                 const int index[3] = {i, j, k};
                 for (int a = 0; a < 3; ++a)
-                    e[a][c] = bodies::field_component_at(phi, c, stride[a], index[a], g.n[a], inv_h[a], inv_2h[a]);
+                    e[a][c] = bodies::field_component_at(phi, c, st.stride[a], index[a], g.n[a], st.inv_h[a],
+                                                         st.inv_2h[a]);
             }
         }
 }
@@ -290,26 +302,21 @@ void field_from_potential(const GridGeometry& g, const T* phi, T* const e[3], in
 template <class T>
 void field_from_potential_adjoint(const GridGeometry& g, const T* const e[3], const T* const e_adj[3], int threads,
                                   T* phi_adj, GeometryAdjoint& geo_adj) {
-    const std::int64_t stride[3] = {std::int64_t(g.n[1]) * g.n[2], g.n[2], 1};
-    T inv_h[3], inv_2h[3];
-    for (int a = 0; a < 3; ++a) {
-        inv_h[a] = T(1.0 / g.cell_m[a]);
-        inv_2h[a] = T(0.5 / g.cell_m[a]);
-    }
+    const FieldStencil<T> st(g);
     double h_adj[3] = {0, 0, 0};
     // Gather form of the transposed stencil: each node collects from the
     // nodes whose difference used it, so no two threads write one node.
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : h_adj[:3])
     for (int i = 0; i < g.n[0]; ++i)
         for (int j = 0; j < g.n[1]; ++j) {
-            const std::int64_t row = i * stride[0] + j * stride[1];
+            const std::int64_t row = i * st.stride[0] + j * st.stride[1];
             for (int k = 0; k < g.n[2]; ++k) {
                 const std::int64_t c = row + k;
                 const int index[3] = {i, j, k};
                 for (int a = 0; a < 3; ++a) {
                     double h_term;
-                    phi_adj[c] += bodies::field_adjoint_node_at(e[a], e_adj[a], c, stride[a], index[a], g.n[a],
-                                                                inv_h[a], inv_2h[a], g.cell_m[a], h_term);
+                    phi_adj[c] += bodies::field_adjoint_node_at(e[a], e_adj[a], c, st.stride[a], index[a], g.n[a],
+                                                                st.inv_h[a], st.inv_2h[a], g.cell_m[a], h_term);
                     h_adj[a] += h_term;
                 }
             }
