@@ -317,8 +317,7 @@ constexpr double kCoulomb = 1.0 / (4.0 * kPi * kVacuumPermittivity_F_per_m);
 
 GpuOptions GpuOptions::from_environment() {
     GpuOptions o;
-    const char* v = std::getenv("SCTAPE_DETERMINISTIC_DEPOSIT");
-    o.deterministic_deposit = v && *v && std::strcmp(v, "0") != 0;
+    o.deterministic_deposit = deterministic_deposit_requested();
     return o;
 }
 

@@ -45,12 +45,12 @@ std::int64_t reduce_over_ranks(AxisExtent extent[3], std::int64_t n) {
         extent[a] = AxisExtent{lo[a], hi[a], sums[3 * a], sums[3 * a + 1], std::int64_t(sums[3 * a + 2])};
     return std::int64_t(sums[9]);
 }
+}  // namespace
 
 bool deterministic_deposit_requested() {
     const char* v = std::getenv("SCTAPE_DETERMINISTIC_DEPOSIT");
     return v && *v && std::strcmp(v, "0") != 0;
 }
-}  // namespace
 
 double quantized_cell(double cell_m, double quantum) { return bodies::quantized_cell_size(cell_m, quantum); }
 

@@ -104,6 +104,10 @@ struct AxisExtent {
 // The grid of grid_covering from its per-axis reductions (same checks, same messages).
 GridGeometry geometry_from_extents(const GridSettings& settings, const AxisExtent extent[3], std::int64_t n);
 
+// Whether SCTAPE_DETERMINISTIC_DEPOSIT asks for the fixed-point deposit (set,
+// not empty, not "0"): read by the CPU kick and the GPU tracker alike.
+bool deterministic_deposit_requested();
+
 // The error of s_to_t for a particle without a real longitudinal momentum.
 constexpr const char* kNonFinitePzMessage =
     "non-finite longitudinal momentum: a particle has non-finite px, py or delta, "
