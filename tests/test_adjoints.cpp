@@ -207,7 +207,15 @@ TEST_CASE("field, convolution and IGF adjoints match directional derivatives", "
             CHECK(rho_worst <= 1e-12 * rho_largest);
             GeometryAdjoint from_doubled, from_folded;
             const double gamma_doubled = build_green_adjoint(gs, 2.0, green_adj.data(), 1, from_doubled);
-            const double gamma_folded = build_green_adjoint_folded(gs, 2.0, folded.data(), 1, from_folded);
+            const double gamma_folded = build_green_adjoint_folded(gs, 2.0, folded.data(), 1, nullptr, from_folded);
+            // with the gradient build_green gives beside the values: the same bits
+            CornerGradient gradient;
+            std::vector<double> green_again(m);
+            build_green(gs, 2.0, 1, green_again.data(), &gradient);
+            CHECK(green_again == green);
+            GeometryAdjoint from_gradient;
+            CHECK(build_green_adjoint_folded(gs, 2.0, folded.data(), 1, &gradient, from_gradient) == gamma_folded);
+            CHECK(from_gradient.cell_m == from_folded.cell_m);
             CHECK(gamma_folded == Approx(gamma_doubled).epsilon(1e-10));
             for (int a = 0; a < 3; ++a) CHECK(from_folded.cell_m[a] == Approx(from_doubled.cell_m[a]).epsilon(1e-10));
             // and through the spectra of dG/d(cells) (Parseval), as the kick's

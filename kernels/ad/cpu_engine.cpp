@@ -27,6 +27,7 @@ struct KickState {
     // adjoints passed between the kick's backward entries
     HostArray<T> z_adj, pz_adj, phi_adj, rho_adj, green_folded_adj;
     std::optional<std::array<double, 3>> green_cells_adj;  // the green's adjoint, when carried to the IGF cells
+    CornerGradient green_corner_gradient;  // from a Green function rebuilt by the adjoint (else empty)
     const SpaceChargeKick<T>* fields_from = nullptr;  // a kick holding this kick's fields (else recomputed)
     std::array<HostArray<T>, 3> dp_adj, e_part_adj, e_grid_adj;
     GeometryAdjoint geo_adj;
@@ -134,7 +135,8 @@ template <class T>
 void convolve_backward(CpuRun<T>& ctx, KickState<T>& s) {
     SpaceChargeKick<T>& kick = *ctx.kick;
     HockneyConvolver<T>& conv = kick.convolver();
-    kick.hold_green(s.geometry, ctx.ref.gamma);
+    // a rebuilt IGF brings its corner gradient for green_backward
+    kick.hold_green(s.geometry, ctx.ref.gamma, &s.green_corner_gradient);
     s.rho_adj.assign(s.geometry.cells(), T(0));
     if (const auto* derivatives = kick.green_spectrum_derivatives()) {
         const std::array<const T*, 3> d = {(*derivatives)[0].data(), (*derivatives)[1].data(),
@@ -155,11 +157,14 @@ void green_backward(CpuRun<T>& ctx, KickState<T>& s) {
         ctx.params.reference.gamma +=
             counted_once(add_green_cells_adjoint(s.geometry, ctx.ref.gamma, s.green_cells_adj->data(), s.geo_adj));
         s.green_cells_adj.reset();
+        s.green_corner_gradient = CornerGradient();
         return;
     }
-    ctx.params.reference.gamma += counted_once(
-        build_green_adjoint_folded(s.geometry, ctx.ref.gamma, s.green_folded_adj.data(), ctx.threads, s.geo_adj));
+    const CornerGradient* gradient = s.green_corner_gradient[0].empty() ? nullptr : &s.green_corner_gradient;
+    ctx.params.reference.gamma += counted_once(build_green_adjoint_folded(
+        s.geometry, ctx.ref.gamma, s.green_folded_adj.data(), ctx.threads, gradient, s.geo_adj));
     s.green_folded_adj = HostArray<T>();
+    s.green_corner_gradient = CornerGradient();
 }
 
 template <class T>

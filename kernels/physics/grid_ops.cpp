@@ -212,15 +212,25 @@ constexpr double kCoulomb = 1.0 / (4.0 * kPi * kVacuumPermittivity_F_per_m);
 // G = Dx Dy Dz g at the corners (i + 1/2) h: the antiderivative is odd in each
 // argument, so the 8-corner sum of paper Eq. 4 needs g at n^3 corners only.
 template <class T>
-void build_green(const GridGeometry& g, double gamma, int threads, T* green_doubled) {
+void build_green(const GridGeometry& g, double gamma, int threads, T* green_doubled, CornerGradient* gradient) {
     const int nx = g.n[0], ny = g.n[1], nz = g.n[2];
     const auto h = igf_cells(g, gamma);
     HostArray<double> corner(std::size_t(g.cells()));
+    if (gradient)
+        for (auto& axis : *gradient) axis.resize(std::size_t(g.cells()));
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int i = 0; i < nx; ++i)
         for (int j = 0; j < ny; ++j)
-            for (int k = 0; k < nz; ++k)
-                corner[node(g, i, j, k)] = igf_antiderivative((i + 0.5) * h[0], (j + 0.5) * h[1], (k + 0.5) * h[2]);
+            for (int k = 0; k < nz; ++k) {
+                const double x = (i + 0.5) * h[0], y = (j + 0.5) * h[1], z = (k + 0.5) * h[2];
+                const IgfTerms terms = igf_terms(x, y, z);
+                const std::int64_t c = node(g, i, j, k);
+                corner[c] = igf_antiderivative_of(x, y, z, terms);
+                if (!gradient) continue;
+                double grad[3];
+                igf_antiderivative_gradient_of(x, y, z, terms, grad);
+                for (int a = 0; a < 3; ++a) (*gradient)[a][c] = grad[a];
+            }
     for (int a = 0; a < 3; ++a) difference_along(corner.data(), g.n, a, false, threads);
     const int my = 2 * ny, mz = 2 * nz;
 #pragma omp parallel for num_threads(threads) schedule(static)
@@ -239,7 +249,7 @@ namespace {
 // d/d(gamma) and the cells' adjoint (+=) from the adjoint of the corner
 // lattice after the differences and the Coulomb factor (consumed).
 double green_corner_adjoint(const GridGeometry& g, double gamma, HostArray<double>& corner_adj, int threads,
-                            GeometryAdjoint& geo_adj) {
+                            const CornerGradient* gradient, GeometryAdjoint& geo_adj) {
     const int nx = g.n[0], ny = g.n[1], nz = g.n[2];
     const auto h = igf_cells(g, gamma);
     for (int a = 2; a >= 0; --a) difference_along(corner_adj.data(), g.n, a, true, threads);
@@ -249,9 +259,13 @@ double green_corner_adjoint(const GridGeometry& g, double gamma, HostArray<doubl
         for (int j = 0; j < ny; ++j)
             for (int k = 0; k < nz; ++k) {
                 const double c[3] = {i + 0.5, j + 0.5, k + 0.5};
+                const std::int64_t n = node(g, i, j, k);
                 double grad[3];
-                igf_antiderivative_gradient(c[0] * h[0], c[1] * h[1], c[2] * h[2], grad);
-                const double w = corner_adj[node(g, i, j, k)];
+                if (gradient)
+                    for (int a = 0; a < 3; ++a) grad[a] = (*gradient)[a][n];
+                else
+                    igf_antiderivative_gradient(c[0] * h[0], c[1] * h[1], c[2] * h[2], grad);
+                const double w = corner_adj[n];
                 for (int a = 0; a < 3; ++a) h_adj[a] += w * c[a] * grad[a];
             }
     return add_green_cells_adjoint(g, gamma, h_adj, geo_adj);
@@ -267,7 +281,7 @@ double build_green_adjoint(const GridGeometry& g, double gamma, const T* green_d
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (std::int64_t c = 0; c < g.cells(); ++c)
         corner_adj[c] = bodies::green_fold_adjoint(green_doubled_adj, c, g.n[0], g.n[1], g.n[2], kCoulomb);
-    return green_corner_adjoint(g, gamma, corner_adj, threads, geo_adj);
+    return green_corner_adjoint(g, gamma, corner_adj, threads, nullptr, geo_adj);
 }
 
 template <class T>
@@ -299,11 +313,11 @@ double add_green_cells_adjoint(const GridGeometry& g, double gamma, const double
 
 template <class T>
 double build_green_adjoint_folded(const GridGeometry& g, double gamma, const T* green_folded_adj, int threads,
-                                  GeometryAdjoint& geo_adj) {
+                                  const CornerGradient* gradient, GeometryAdjoint& geo_adj) {
     HostArray<double> corner_adj(std::size_t(g.cells()));
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (std::int64_t c = 0; c < g.cells(); ++c) corner_adj[c] = kCoulomb * green_folded_adj[c];
-    return green_corner_adjoint(g, gamma, corner_adj, threads, geo_adj);
+    return green_corner_adjoint(g, gamma, corner_adj, threads, gradient, geo_adj);
 }
 
 namespace {
@@ -627,9 +641,10 @@ void grid_covering_adjoint(const GridSettings& settings, const T* const pos[3], 
     template void gather_cic_adjoint<T>(const GridGeometry&, const T* const[3], std::int64_t, const T* const[3],     \
                                         const T* const[3], int, HostArray<T>&, T* const[3], T* const[3],             \
                                         GeometryAdjoint&);                                                           \
-    template void build_green<T>(const GridGeometry&, double, int, T*);                                              \
+    template void build_green<T>(const GridGeometry&, double, int, T*, CornerGradient*);                             \
     template double build_green_adjoint<T>(const GridGeometry&, double, const T*, int, GeometryAdjoint&);            \
-    template double build_green_adjoint_folded<T>(const GridGeometry&, double, const T*, int, GeometryAdjoint&);     \
+    template double build_green_adjoint_folded<T>(const GridGeometry&, double, const T*, int, const CornerGradient*, \
+                                                  GeometryAdjoint&);                                                 \
     template void build_green_cell_derivatives<T>(const GridGeometry&, double, int, std::array<HostArray<double>, 3>&); \
     template void field_from_potential<T>(const GridGeometry&, const T*, T* const[3], int);                          \
     template void field_from_potential_adjoint<T>(const GridGeometry&, const T* const[3], const T* const[3], int, T*, \

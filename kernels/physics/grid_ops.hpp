@@ -49,17 +49,21 @@ void gather_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64
 
 // The IGF times 1/(4 pi eps0) mirrored into the doubled grid (2nx x 2ny x 2nz),
 // with z cells scaled by gamma (modified Poisson equation), built in float64.
+// With `gradient`, also the corner lattice's gradient, which shares its
+// transcendentals: an adjoint that rebuilds the IGF gets it nearly free.
 template <class T>
-void build_green(const GridGeometry& g, double gamma, int threads, T* green_doubled);
+void build_green(const GridGeometry& g, double gamma, int threads, T* green_doubled,
+                 CornerGradient* gradient = nullptr);
 // Given the doubled grid's adjoint: geometry adjoint (+=) and d/d(gamma) (returned).
 template <class T>
 double build_green_adjoint(const GridGeometry& g, double gamma, const T* green_doubled_adj, int threads,
                            GeometryAdjoint& geo_adj);
 // The same given the adjoint folded onto the first octant (n0 x n1 x n2: each
 // node's mirror images summed, as HockneyConvolver::convolve_adjoint_even gives it).
+// `gradient`, when given, is build_green's for this geometry (else recomputed).
 template <class T>
 double build_green_adjoint_folded(const GridGeometry& g, double gamma, const T* green_folded_adj, int threads,
-                                  GeometryAdjoint& geo_adj);
+                                  const CornerGradient* gradient, GeometryAdjoint& geo_adj);
 
 // d/d(theta_a) of build_green's first octant (n0 x n1 x n2, float64), for the
 // IGF cells theta = (hx, hy, gamma hz): the corner lattice's gradient, times

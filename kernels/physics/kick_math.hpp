@@ -40,26 +40,41 @@ SCTAPE_HD CicLocation<T> cic_locate(T u, T origin, T inv_h, int n) {
     return {i, s - static_cast<T>(i)};
 }
 
+// The transcendental terms of the antiderivative of 1/r and of its gradient:
+// asinh(x_a / sqrt(sum of the other squares)) and atan(product of the others
+// / (x_a r)), a = x, y, z.
+struct IgfTerms {
+    double asinh_term[3], atan_term[3];
+};
+
+SCTAPE_HD IgfTerms igf_terms(double x, double y, double z) {
+    const double x2 = x * x, y2 = y * y, z2 = z * z;
+    const double r = std::sqrt(x2 + y2 + z2);
+    return {{std::asinh(x / std::sqrt(y2 + z2)), std::asinh(y / std::sqrt(x2 + z2)), std::asinh(z / std::sqrt(x2 + y2))},
+            {std::atan(y * z / (x * r)), std::atan(x * z / (y * r)), std::atan(x * y / (z * r))}};
+}
+
 // Antiderivative of 1/r (paper Eq. 5, without 1/(4 pi eps0)); odd in each
 // argument, never evaluated at a zero coordinate (corners sit at half cells).
+SCTAPE_HD double igf_antiderivative_of(double x, double y, double z, const IgfTerms& t) {
+    const double x2 = x * x, y2 = y * y, z2 = z * z;
+    return y * z * t.asinh_term[0] + x * z * t.asinh_term[1] + x * y * t.asinh_term[2] - 0.5 * z2 * t.atan_term[2] -
+           0.5 * y2 * t.atan_term[1] - 0.5 * x2 * t.atan_term[0];
+}
+
 SCTAPE_HD double igf_antiderivative(double x, double y, double z) {
-    double x2 = x * x, y2 = y * y, z2 = z * z;
-    double r = std::sqrt(x2 + y2 + z2);
-    return y * z * std::asinh(x / std::sqrt(y2 + z2)) + x * z * std::asinh(y / std::sqrt(x2 + z2)) +
-           x * y * std::asinh(z / std::sqrt(x2 + y2)) - 0.5 * z2 * std::atan(x * y / (z * r)) -
-           0.5 * y2 * std::atan(x * z / (y * r)) - 0.5 * x2 * std::atan(y * z / (x * r));
+    return igf_antiderivative_of(x, y, z, igf_terms(x, y, z));
 }
 
 // Gradient of igf_antiderivative: d g / d x etc. (the 2D antiderivatives of 1/r).
+SCTAPE_HD void igf_antiderivative_gradient_of(double x, double y, double z, const IgfTerms& t, double grad[3]) {
+    grad[0] = z * t.asinh_term[1] + y * t.asinh_term[2] - x * t.atan_term[0];
+    grad[1] = z * t.asinh_term[0] + x * t.asinh_term[2] - y * t.atan_term[1];
+    grad[2] = y * t.asinh_term[0] + x * t.asinh_term[1] - z * t.atan_term[2];
+}
+
 SCTAPE_HD void igf_antiderivative_gradient(double x, double y, double z, double grad[3]) {
-    double x2 = x * x, y2 = y * y, z2 = z * z;
-    double r = std::sqrt(x2 + y2 + z2);
-    double as_x = std::asinh(x / std::sqrt(y2 + z2));
-    double as_y = std::asinh(y / std::sqrt(x2 + z2));
-    double as_z = std::asinh(z / std::sqrt(x2 + y2));
-    grad[0] = z * as_y + y * as_z - x * std::atan(y * z / (x * r));
-    grad[1] = z * as_x + x * as_z - y * std::atan(x * z / (y * r));
-    grad[2] = y * as_x + x * as_y - z * std::atan(x * y / (z * r));
+    igf_antiderivative_gradient_of(x, y, z, igf_terms(x, y, z), grad);
 }
 
 // Total momentum over p0 of a particle with energy deviation delta:

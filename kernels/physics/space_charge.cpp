@@ -215,10 +215,10 @@ void SpaceChargeKick<T>::green(const Beam<T>& beam) {
 }
 
 template <class T>
-void SpaceChargeKick<T>::hold_green(const GridGeometry& g, double gamma) {
+void SpaceChargeKick<T>::hold_green(const GridGeometry& g, double gamma, CornerGradient* gradient) {
     const std::array<double, 4> key = {g.cell_m[0], g.cell_m[1], g.cell_m[2], gamma};
     if (green_valid_ && std::memcmp(key.data(), green_key_.data(), sizeof key) == 0) return;
-    build_green(g, gamma, threads_, green_doubled_.data());
+    build_green(g, gamma, threads_, green_doubled_.data(), gradient);
     convolver_->green_spectrum(green_doubled_.data(), green_spectrum_.data());
     green_key_ = key;
     green_geometry_ = g;

@@ -59,6 +59,10 @@ struct ExtentJacobian {
 };
 ExtentJacobian extent_jacobian(const GridSettings& settings, int axis);
 
+// The gradient of the IGF's corner lattice (the antiderivative of 1/r at the
+// corners (i + 1/2) theta), one n0 x n1 x n2 array per axis (build_green).
+using CornerGradient = std::array<HostArray<double>, 3>;
+
 // Node grid origin + i*cell along each axis (x, y, lab z), i = 0..n-1.
 struct GridGeometry {
     std::array<int, 3> n{};
@@ -158,8 +162,10 @@ public:
     std::int64_t green_builds() const { return green_builds_; }
     // For adjoints, which run between kicks: makes the Green function held
     // (green_function, green_spectrum) that of this geometry and gamma,
-    // building it only when they differ from the last.
-    void hold_green(const GridGeometry& g, double gamma);
+    // building it only when they differ from the last. When it builds and
+    // `gradient` is given, that gets the corner lattice's gradient too
+    // (build_green); otherwise `gradient` is left empty.
+    void hold_green(const GridGeometry& g, double gamma, CornerGradient* gradient = nullptr);
     // d(green_spectrum)/d(theta_a), a = 0..2, for the IGF cells theta = (hx,
     // hy, gamma hz) of the Green function held: built on the first call after
     // it changed and kept with it. Only with extent.cell_quantum > 0, where
