@@ -11,6 +11,8 @@
 #include "physics/beam.hpp"
 
 void register_kick_time(sctape::Backend backend);
+// The cost of a gradient against the plain forward tracking (gradient_time.cpp; CPU).
+void register_gradient_time();
 
 // One run of the reverse-mode sweep, planned but not yet registered with
 // Google Benchmark.

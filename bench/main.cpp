@@ -31,9 +31,11 @@ const char* kUsage =
     "  kick_memory/...   reverse-mode memory sweep on the chosen backend; SCTAPE_BENCH_QUICK=1 for the CI\n"
     "                    subset, SCTAPE_BENCH_LONG=1 for 10/100/1000-kick lattices\n"
     "  kick_time/...     forward kick time per substep on the chosen backend\n"
+    "  gradient_time/... each strategy's forward and backward against the plain forward tracking\n"
+    "                    (CPU, one thread); SCTAPE_BENCH_QUICK=1 for a small case\n"
     "\n"
     "  --shard i/n       run only shard i (0 <= i < n) of the kick_memory runs --benchmark_filter\n"
-    "                    selects, split into n shards of similar work by a fixed rule (no kick_time);\n"
+    "                    selects, split into n shards of similar work by a fixed rule (no timing runs);\n"
     "                    `sctape merge` joins the shards' JSON into the whole sweep\n"
     "\n"
     "Typical: --benchmark_filter=kick_memory --benchmark_out=SWEEP.json --benchmark_out_format=json\n"
@@ -177,7 +179,10 @@ int main(int argc, char** argv) {
     args.push_back(nullptr);
     benchmark::Initialize(&args_count, args.data());
     if (benchmark::ReportUnrecognizedArguments(args_count, args.data())) return 2;
-    if (shard.empty()) register_kick_time(backend);  // kick_time is timing on one node: never sharded
+    if (shard.empty()) {  // timing on one node: never sharded
+        register_kick_time(backend);
+        if (backend == sctape::Backend::cpu) register_gradient_time();
+    }
     const std::vector<KickMemoryRun> runs = plan_kick_memory(backend);
     if (shard.empty()) {
         for (const KickMemoryRun& run : runs) run.register_run();

@@ -1,17 +1,22 @@
 #!/usr/bin/python3
-"""The README's speed table, from a kick_time JSON (sctape-bench
+"""The README's speed tables. From a kick_time JSON (sctape-bench
 --benchmark_filter=kick_time): per-substep milliseconds of one forward kick,
 the kick against one FFT pair of the doubled grid alone (the floor), the
 Green function when it must be rebuilt, and the speed-up over one thread.
+With --gradient-time, from a gradient_time JSON too: each strategy's forward
+and backward against the plain forward tracking.
 
     /usr/bin/python3 fit/speed_table.py results/kick_time_cpu.json               # print the table
     /usr/bin/python3 fit/speed_table.py results/kick_time_cpu.json --write README.md
     /usr/bin/python3 fit/speed_table.py results/kick_time_cpu.json --check README.md
+    /usr/bin/python3 fit/speed_table.py results/kick_time_cpu.json \
+        --gradient-time results/gradient_time_cpu.json --write README.md
 
 --write replaces the lines between the README's markers `<!-- speed-table -->`
-and `<!-- /speed-table -->`; --check exits 1 with a diff when they differ from
-what the JSON gives. Bad input is `speed_table.py: error: ...`, exit 2, and
-no file changed.
+and `<!-- /speed-table -->` (and `<!-- gradient-table -->`, `<!--
+/gradient-table -->` with --gradient-time); --check exits 1 with a diff when
+they differ from what the JSON gives. Bad input is `speed_table.py: error:
+...`, exit 2, and no file changed.
 """
 import argparse
 import difflib
@@ -22,6 +27,9 @@ import sys
 import tempfile
 
 BEGIN, END = "<!-- speed-table -->", "<!-- /speed-table -->"
+GRADIENT_BEGIN, GRADIENT_END = "<!-- gradient-table -->", "<!-- /gradient-table -->"
+GRADIENT_NAME = re.compile(r"^gradient_time/(\w+)/N_part:(\d+)/grid:(\d+)/cell_quantum_permille:(\d+)")
+GRADIENT_KEYS = ["plain_forward_ms", "forward_ms", "backward_ms", "gradient_over_plain", "gradient_over_own_forward"]
 SUBSTEPS = ["s_to_t", "deposit", "green", "convolve", "field", "gather", "push", "t_to_s"]
 NAME = re.compile(r"^kick_time/(float32|float64)/N_part:(\d+)/grid:(\d+)/threads:(\d+)")
 
@@ -30,14 +38,18 @@ class InputError(Exception):
     pass
 
 
-def load_runs(path):
+def load_json(path):
     try:
         with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+            return json.load(f)
     except OSError as e:
         raise InputError(f"cannot read '{path}': {e.strerror}")
     except ValueError as e:
         raise InputError(f"'{path}' is not valid JSON: {e}")
+
+
+def load_runs(path):
+    doc = load_json(path)
     runs = []
     for b in doc.get("benchmarks", []) if isinstance(doc, dict) else []:
         m = NAME.match(str(b.get("name", "")))
@@ -78,46 +90,88 @@ def table(runs):
     return lines
 
 
-def readme_block(text, path):
-    lines = text.split("\n")
+def load_gradient_runs(path):
+    doc = load_json(path)
+    runs = []
+    for b in doc.get("benchmarks", []) if isinstance(doc, dict) else []:
+        m = GRADIENT_NAME.match(str(b.get("name", "")))
+        if not m or b.get("run_type", "iteration") != "iteration":
+            continue
+        missing = [k for k in GRADIENT_KEYS if not isinstance(b.get(k), (int, float))]
+        if missing:
+            raise InputError(f"'{path}': {b['name']} lacks {', '.join(missing)}")
+        if not all(b[k] > 0 for k in GRADIENT_KEYS):
+            raise InputError(f"'{path}': {b['name']} has a time or ratio that is not positive")
+        runs.append({"strategy": m[1], "n_part": int(m[2]), "grid": int(m[3]), "quantum": int(m[4]) / 1000,
+                     **{k: float(b[k]) for k in GRADIENT_KEYS}})
+    if not runs:
+        raise InputError(f"'{path}' holds no gradient_time/<strategy>/N_part/grid/cell_quantum_permille runs")
+    return runs
+
+
+def gradient_table(runs):
+    head = ["strategy", "cell_quantum", "plain forward", "forward", "backward", "(fwd + bwd) / plain",
+            "(fwd + bwd) / fwd"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in runs:
+        lines.append("| " + " | ".join([r["strategy"], f"{r['quantum']:g}", f"{r['plain_forward_ms']:.1f}",
+                                        f"{r['forward_ms']:.1f}", f"{r['backward_ms']:.1f}",
+                                        f"**{r['gradient_over_plain']:.2f}**",
+                                        f"{r['gradient_over_own_forward']:.2f}"]) + " |")
+    sizes = sorted({(r["n_part"], r["grid"]) for r in runs})
+    lines.append("")
+    lines.append(f"*Milliseconds for a 1 m drift in 10 slices (10 kicks), "
+                 f"{', '.join(f'{n:,} particles on {g}³' for n, g in sizes)}, float64, CPU, one thread; "
+                 "the plain forward tracks without a tape; each time is the fastest of 3 runs alternating "
+                 "with the plain tracking. With cell_quantum the Green function is reused while the cells "
+                 "repeat, in the forward and in the adjoints.*")
+    return lines
+
+
+def readme_block(lines, path, begin, end):
     try:
-        i, j = lines.index(BEGIN), lines.index(END)
+        i, j = lines.index(begin), lines.index(end)
     except ValueError:
-        raise InputError(f"'{path}' lacks the markers {BEGIN} and {END}")
+        raise InputError(f"'{path}' lacks the markers {begin} and {end}")
     if j < i:
-        raise InputError(f"'{path}': {END} comes before {BEGIN}")
-    return lines, i, j
+        raise InputError(f"'{path}': {end} comes before {begin}")
+    return i, j
 
 
 def main():
-    ap = argparse.ArgumentParser(description="The README's speed table from a kick_time JSON.")
+    ap = argparse.ArgumentParser(description="The README's speed tables from kick_time (and gradient_time) JSON.")
     ap.add_argument("kick_time_json")
+    ap.add_argument("--gradient-time", metavar="JSON", help="also the gradient table, from a gradient_time JSON")
     mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--write", metavar="README", help="replace the table between the README's markers")
-    mode.add_argument("--check", metavar="README", help="exit 1 when the README's table differs")
+    mode.add_argument("--write", metavar="README", help="replace the tables between the README's markers")
+    mode.add_argument("--check", metavar="README", help="exit 1 when the README's tables differ")
     args = ap.parse_args()
     try:
-        new = table(load_runs(args.kick_time_json))
+        blocks = [(BEGIN, END, table(load_runs(args.kick_time_json)))]
+        if args.gradient_time:
+            blocks.append((GRADIENT_BEGIN, GRADIENT_END, gradient_table(load_gradient_runs(args.gradient_time))))
         path = args.write or args.check
         if not path:
-            print("\n".join(new))
+            print("\n\n".join("\n".join(new) for _, _, new in blocks))
             return 0
         try:
             with open(path, encoding="utf-8") as f:
-                text = f.read()
+                lines = f.read().split("\n")
         except OSError as e:
             raise InputError(f"cannot read '{path}': {e.strerror}")
-        lines, i, j = readme_block(text, path)
-        old = lines[i + 1:j]
+        differs = False
+        for begin, end, new in blocks:
+            i, j = readme_block(lines, path, begin, end)
+            old = lines[i + 1:j]
+            if args.check and old != new:
+                differs = True
+                sys.stdout.writelines(l + "\n" for l in difflib.unified_diff(old, new, path, begin, lineterm=""))
+            lines = lines[:i + 1] + new + lines[j:]
         if args.check:
-            if old == new:
-                return 0
-            sys.stdout.writelines(l + "\n" for l in difflib.unified_diff(old, new, path, args.kick_time_json, lineterm=""))
-            return 1
-        out = "\n".join(lines[:i + 1] + new + lines[j:])
+            return 1 if differs else 0
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".speed_table.")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(out)
+            f.write("\n".join(lines))
         os.replace(tmp, path)
         return 0
     except InputError as e:

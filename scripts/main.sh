@@ -62,7 +62,7 @@ step "5/7 plots -> results/plots/; the paper's Figs. 1-8 and their summary -> re
   --lorentz-force results/paper/lorentz_force.json --free-expansion results/paper/free_expansion_envelope.json \
   -o results/paper/README.md
 
-step "6/7 free expansion (examples/free_expansion.json) and forward-kick timing"
+step "6/7 free expansion (examples/free_expansion.json), forward-kick and gradient timing"
 "$sctape" track examples/free_expansion.json --quiet --out results/free_expansion.json
 /usr/bin/python3 - <<'PY'
 import json
@@ -73,7 +73,11 @@ print("free expansion, size ratio after the doubling length (expected 2):",
 PY
 "$bench" --backend cpu --benchmark_filter=kick_time --benchmark_out="$tmp/kick_time.json" --benchmark_out_format=json >&2
 mv "$tmp/kick_time.json" results/kick_time_cpu.json
-/usr/bin/python3 fit/speed_table.py results/kick_time_cpu.json --write README.md
+"$bench" --backend cpu --benchmark_filter=gradient_time --benchmark_out="$tmp/gradient_time.json" \
+  --benchmark_out_format=json >&2
+mv "$tmp/gradient_time.json" results/gradient_time_cpu.json
+/usr/bin/python3 fit/speed_table.py results/kick_time_cpu.json --gradient-time results/gradient_time_cpu.json \
+  --write README.md
 if "$bench" --backend cuda --benchmark_list_tests > /dev/null 2>&1; then
   step "7/7 a GPU answers: sweep, fit and plots on it, and its forward kick timing"
   "$bench" --backend cuda --benchmark_filter=kick_memory --benchmark_counters_tabular=false \

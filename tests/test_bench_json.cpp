@@ -1,7 +1,8 @@
 // sctape-bench's JSON [bench]: `sctape fit` (fit/sweep.cpp) reads the
 // kick_memory entries by name and counter, so one small case is run through
 // the real binary (SCTAPE_BENCH_PATH) and its counter names and tape bytes
-// are pinned; so are kick_time's counter names (one short 32^3 run). Tape bytes are deterministic (same run, same bytes): they are
+// are pinned; so are kick_time's counter names (one short 32^3 run) and
+// gradient_time's (one small case) with its ratios. Tape bytes are deterministic (same run, same bytes): they are
 // asserted exactly.
 #include <sys/wait.h>
 
@@ -16,6 +17,7 @@
 #include <set>
 #include <string>
 
+#include "physics/space_charge.hpp"
 #include "sweep.hpp"
 
 namespace {
@@ -197,4 +199,37 @@ TEST_CASE("sctape-bench kick_time JSON: counter names, the FFT floor and its rat
     const double kick = entry.at("kick_ms").get<double>(), floor = entry.at("fft_floor_ms").get<double>();
     CHECK(floor > 0);
     CHECK(entry.at("kick_over_fft_floor").get<double>() == Approx(kick / floor));
+}
+
+TEST_CASE("sctape-bench gradient_time JSON: counter names, the ratios and the per-scope backward", "[bench]") {
+    // SCTAPE_BENCH_QUICK=1: 2000 particles on 8^3, 10 kicks
+    const std::string name = "gradient_time/fused/N_part:2000/grid:8/cell_quantum_permille:0/iterations:1/real_time";
+    const json doc = run_bench("bench_json_gradient_time", "^" + name + "$", "");
+    REQUIRE(doc.at("benchmarks").size() == 1);
+    const json& entry = doc.at("benchmarks").at(0);
+    CHECK(entry.at("name") == name);
+    CHECK_FALSE(entry.contains("error_occurred"));
+    // the fused tape's scopes (kick substeps, drift, beam, objective)
+    std::set<std::string> counters = {"plain_forward_ms", "forward_ms", "backward_ms", "gradient_over_plain",
+                                      "gradient_over_own_forward", "kicks", "backward_beam_ms",
+                                      "backward_drift_ms", "backward_objective_ms"};
+    for (sctape::Substep s : sctape::kAllSubsteps) counters.insert("backward_" + std::string(sctape::substep_name(s)) + "_ms");
+    check_counter_names(entry, counters);
+    for (const auto& counter : counters) {
+        INFO(counter);
+        CHECK(std::isfinite(entry.at(counter).get<double>()));
+        CHECK(entry.at(counter).get<double>() >= 0);
+    }
+    const double plain = entry.at("plain_forward_ms").get<double>(), forward = entry.at("forward_ms").get<double>(),
+                 backward = entry.at("backward_ms").get<double>();
+    CHECK(plain > 0);
+    CHECK(entry.at("gradient_over_plain").get<double>() == Approx((forward + backward) / plain));
+    CHECK(entry.at("gradient_over_own_forward").get<double>() == Approx((forward + backward) / forward));
+    // each counter is the fastest of 3 runs, so the scopes' fastest times add
+    // up to at most the fastest whole backward (the scopes partition it)
+    double scopes = 0;
+    for (const auto& counter : counters)
+        if (counter.rfind("backward_", 0) == 0 && counter != "backward_ms") scopes += entry.at(counter).get<double>();
+    CHECK(scopes <= backward * (1 + 1e-12));
+    CHECK(entry.at("kicks").get<double>() == 10);
 }
