@@ -215,24 +215,24 @@ public:
     void add(double v) {
         std::uint64_t bits;
         std::memcpy(&bits, &v, sizeof bits);
-        const int biased = int((bits >> 52) & 0x7ff);
-        if (biased == 0x7ff) {
+        const unsigned biased = unsigned(bits >> 52) & 0x7ffu;
+        if (biased == 0x7ffu) {
             count_special(v);
             return;
         }
-        std::uint64_t significand = bits & ((std::uint64_t(1) << 52) - 1);
-        if (biased > 0) significand |= std::uint64_t(1) << 52;
-        const int offset = biased > 0 ? biased - 1 : 0;  // of the significand's lowest bit above 2^-1074
-        const unsigned __int128 shifted = (unsigned __int128)significand << (offset & 31);
-        const std::int64_t part[3] = {std::int64_t(std::uint64_t(shifted) & 0xffffffffu),
-                                      std::int64_t(std::uint64_t(shifted >> 32) & 0xffffffffu),
-                                      std::int64_t(shifted >> 64)};
+        // the significand's lowest bit weighs 2^(offset - 1074); subnormals have no hidden bit
+        const std::uint64_t normal = biased != 0;
+        const std::uint64_t significand = (bits & ((std::uint64_t(1) << 52) - 1)) | (normal << 52);
+        const unsigned offset = biased - unsigned(normal);
+        const unsigned shift = offset & 31;
+        // the significand shifted into three 32-bit pieces, negated without a
+        // branch (the signs of the terms are random: a branch would mispredict)
+        const std::uint64_t rest = significand >> (32 - shift);  // (significand << shift) >> 32
+        const std::int64_t negate = -std::int64_t(bits >> 63);   // 0 or -1
         std::int64_t* limb = limb_ + (offset >> 5);
-        if (bits >> 63) {
-            for (int k = 0; k < 3; ++k) limb[k] -= part[k];
-        } else {
-            for (int k = 0; k < 3; ++k) limb[k] += part[k];
-        }
+        limb[0] += (std::int64_t((significand << shift) & 0xffffffffu) ^ negate) - negate;
+        limb[1] += (std::int64_t(rest & 0xffffffffu) ^ negate) - negate;
+        limb[2] += (std::int64_t(rest >> 32) ^ negate) - negate;
         if (++pending_ == kNormalizeEvery) normalize();
     }
 
@@ -334,16 +334,36 @@ inline int grid_sum_bits(double max_term, std::int64_t terms) {
     return 125 - log2_terms - (std::ilogb(max_term) + 1);
 }
 
-// round(v 2^bits) (ties to even) for |v| 2^bits below 2^126.
-inline int128 to_fixed128(double v, int bits) {
-    const double scaled = std::ldexp(v, bits);
-    if (std::fabs(scaled) < 0x1.0p62) return int128(std::llrint(scaled));
-    // an integer already (2^62 and above have no fraction bits): its
-    // significand, shifted
-    int exponent;
-    const double fraction = std::frexp(scaled, &exponent);  // scaled = fraction 2^exponent, exponent > 62
-    return int128(std::int64_t(std::ldexp(fraction, 53))) * (int128(1) << (exponent - 53));
+// round(x) (to nearest, ties to even) for a value x already scaled by
+// 2^bits, |x| below 2^126; bit operations only (no library call), as the
+// gather adjoint forms 24 of these per particle.
+inline int128 fixed128_of_scaled(double x) {
+    if (std::fabs(x) < 0x1.0p51) {
+        // adding 1.5 2^52 rounds to an integer in the default rounding mode
+        return int128(std::int64_t((x + 0x1.8p52) - 0x1.8p52));
+    }
+    std::uint64_t bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    const std::int64_t significand = std::int64_t((bits & ((std::uint64_t(1) << 52) - 1)) | (std::uint64_t(1) << 52));
+    const int exponent = int((bits >> 52) & 0x7ff) - 1075;  // x = significand 2^exponent, exponent >= -1
+    int128 magnitude;
+    if (exponent >= 0) {
+        magnitude = int128((unsigned __int128)significand << exponent);  // below 2^126: fits
+    } else {  // [2^51, 2^52): a half at most, rounded to even
+        const std::int64_t half_units = significand, whole = half_units >> 1;
+        magnitude = whole + ((half_units & 1) ? (whole & 1) : 0);
+    }
+    return (bits >> 63) ? -magnitude : magnitude;
 }
+
+// v times 2^bits in two exact steps (each factor a double for any bits in
+// [-2044, 2046]); the product is exact unless it falls below 2^-1022.
+inline double scale_by_power_of_two(double v, int bits) {
+    return v * std::ldexp(1.0, bits / 2) * std::ldexp(1.0, bits - bits / 2);
+}
+
+// round(v 2^bits) (ties to even) for |v| 2^bits below 2^126.
+inline int128 to_fixed128(double v, int bits) { return fixed128_of_scaled(scale_by_power_of_two(v, bits)); }
 
 // A fixed-point total as the nearest double (times 2^-bits, exact in the normal range).
 inline double from_fixed128(int128 q, int bits) { return std::ldexp(double(q), -bits); }

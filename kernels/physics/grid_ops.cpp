@@ -177,6 +177,8 @@ void gather_cic_adjoint_exact(const GridGeometry& g, const T* const pos[3], std:
         return;
     }
     const int bits = largest > 0 ? grid_sum_bits(largest, counts[0]) : 0;
+    // 2^bits as two exact factors (scale_by_power_of_two), formed once
+    const double unit_a = std::ldexp(1.0, bits / 2), unit_b = std::ldexp(1.0, bits - bits / 2);
     HostArray<int128> grids(std::size_t(3 * cells * threads), int128(0));  // [thread][axis][cell]
     std::array<ExactSum, 6> geometry{};  // origin, cell
 #pragma omp parallel num_threads(threads)
@@ -191,7 +193,7 @@ void gather_cic_adjoint_exact(const GridGeometry& g, const T* const pos[3], std:
                 const T e_adj = e_part_adj[a][p];
                 for (int m = 0; m < 8; ++m)
                     grid[a * cells + q.point.base + bodies::cic_offset(cg, m)] +=
-                        to_fixed128(double(q.point.w[m] * e_adj), bits);
+                        fixed128_of_scaled(double(q.point.w[m] * e_adj) * unit_a * unit_b);
                 bodies::gather_adjoint_particle(cg, q, e_grid[a], e_adj, s_adj);
             }
             double terms[6] = {0, 0, 0, 0, 0, 0};
