@@ -107,7 +107,8 @@ def same_results(strategy, deterministic):
             continue
         v, v1 = rm["objective"]["value"], base["objective"]["value"]
         if deterministic:  # repr: the shortest string that reads back as the same double
-            check(repr(v) == repr(v1), f"{strategy}, {p} ranks, fixed-point deposit: objective {v!r} vs {v1!r} bitwise equal")
+            check(repr(v) == repr(v1),
+                  f"{strategy}, {p} ranks, fixed-point deposit: objective {v!r} vs {v1!r} bitwise equal")
             for name, g1 in base["gradients"].items():
                 g = rm["gradients"][name]
                 check(repr(g) == repr(g1),
@@ -149,7 +150,8 @@ def bitwise_fodo_sigma():
     for p in (1, 3):
         out = os.path.join(ARGS.tmp, f"fodo_sigma_{p}.json")
         r = mpirun([cfg, "--out", out, "--quiet"], p, {"SCTAPE_DETERMINISTIC_DEPOSIT": "1"})
-        check(r.returncode == 0, f"fodo, sigma extents, float32, {p} ranks: exit 0 (got {r.returncode}: {r.stderr[-300:]})")
+        check(r.returncode == 0,
+              f"fodo, sigma extents, float32, {p} ranks: exit 0 (got {r.returncode}: {r.stderr[-300:]})")
         if r.returncode != 0:
             return
         with open(out) as f:

@@ -154,8 +154,9 @@ void convolve_backward(CpuRun<T>& ctx, KickState<T>& s) {
 
 template <class T>
 void green_backward(CpuRun<T>& ctx, KickState<T>& s) {
+    const int threads = ctx.grid_sum_threads();
     ctx.params.reference.gamma +=
-        counted_once(build_green_adjoint(s.geometry, ctx.ref.gamma, s.green_adj.data(), ctx.grid_sum_threads(), s.geo_adj));
+        counted_once(build_green_adjoint(s.geometry, ctx.ref.gamma, s.green_adj.data(), threads, s.geo_adj));
     s.green_adj = HostArray<T>();
 }
 

@@ -1,13 +1,13 @@
 #include "physics/exact_sums.hpp"
 
-#include <vector>
+#include "core/memory.hpp"
 
 namespace sctape {
 
 void sum_over_ranks(ExactSum* sums, int count) {
     Communicator& comm = communicator();
     if (comm.size() == 1) return;
-    std::vector<std::int64_t> words(std::size_t(count) * ExactSum::kWords);
+    HostArray<std::int64_t> words(std::size_t(count) * ExactSum::kWords);
     for (int k = 0; k < count; ++k) sums[k].to_words(words.data() + std::size_t(k) * ExactSum::kWords);
     comm.sum(words.data(), std::int64_t(words.size()));
     for (int k = 0; k < count; ++k) sums[k] = ExactSum::from_words(words.data() + std::size_t(k) * ExactSum::kWords);
@@ -20,7 +20,7 @@ void sum_over_ranks(int128* values, std::int64_t count) {
     if (comm.size() == 1) return;
     constexpr int kBits = 42;
     const int128 mask = (int128(1) << kBits) - 1;
-    std::vector<std::int64_t> limbs(std::size_t(3 * count));
+    HostArray<std::int64_t> limbs(std::size_t(3 * count));  // counted by the allocator
     for (std::int64_t i = 0; i < count; ++i) {
         const int128 v = values[i];
         limbs[3 * i] = std::int64_t(v & mask);

@@ -67,7 +67,8 @@ public:
         }
     }
 
-    // The sums over every rank's particles, on every rank.
+    // The sums over every rank's particles, on every rank. Call this or
+    // rank_share() once, after the particles (both reduce in place).
     std::array<double, K> over_all_ranks() {
         if (!exact_) {
             communicator().sum(plain_.data(), K);
