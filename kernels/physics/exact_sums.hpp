@@ -63,7 +63,9 @@ public:
         for (std::int64_t p = 0; p < n; ++p) {
             double terms[K] = {};
             body(p, terms);
-            for (int k = 0; k < K; ++k) exact_sums_[k].add(terms[k]);
+            // (a term that is always 0, as a drift's position sums, costs a predicted branch)
+            for (int k = 0; k < K; ++k)
+                if (terms[k] != 0) exact_sums_[k].add(terms[k]);
         }
     }
 
