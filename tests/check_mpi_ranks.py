@@ -113,11 +113,17 @@ def same_results(strategy, deterministic):
                 g = rm["gradients"][name]
                 check(repr(g) == repr(g1),
                       f"{strategy}, {p} ranks, fixed-point deposit: d/d {name} {g!r} vs {g1!r} bitwise equal")
+            rms, rms1 = rm["particle_gradient_rms"], base["particle_gradient_rms"]
+            check(all(repr(rms[k]) == repr(v) for k, v in rms1.items()),
+                  f"{strategy}, {p} ranks, fixed-point deposit: particle_gradient_rms {rms} vs {rms1} bitwise equal")
             for kind in ("final", "gradient"):
                 check(dumps[p][kind] == dumps[1][kind],
                       f"{strategy}, {p} ranks, fixed-point deposit: {kind} particles bitwise equal")
             continue
         check(close(v, v1, v1), f"{strategy}, {p} ranks: objective {v!r} vs {v1!r} within {REL_TOL}")
+        for name, r1 in base["particle_gradient_rms"].items():  # over every rank's particles
+            r = rm["particle_gradient_rms"][name]
+            check(close(r, r1, r1), f"{strategy}, {p} ranks: particle_gradient_rms {name} {r!r} vs {r1!r} within {REL_TOL}")
         for name, g1 in base["gradients"].items():
             g = rm["gradients"][name]
             check(close(g, g1, g1), f"{strategy}, {p} ranks: d/d {name} {g!r} vs {g1!r} within {REL_TOL}")

@@ -391,7 +391,8 @@ void CpuEngine<T>::record_kick(Tape& tape, MemoryReport& report, std::size_t ele
 template <class T>
 void CpuEngine<T>::record_objective(Tape& tape, MemoryReport& report, Objective objective, GradientResult& result) {
     measured(tape, report, "objective", [&] {
-        result.objective = objective_value(beam_, objective, run_->exact_sums());
+        result.exact_sums = run_->exact_sums();
+        result.objective = objective_value(beam_, objective, result.exact_sums);
         const auto cols = objective_columns(objective);
         Column<T> u = snaps_.get(cols[0]), p = snaps_.get(cols[1]);
         tape.record({Tape::save(u), Tape::save(p)}, [ctx = run_, u, p, objective, cols] {

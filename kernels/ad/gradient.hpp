@@ -99,6 +99,9 @@ struct GradientResult {
     std::array<std::vector<double>, 6> particle_gradient;
     MemoryReport memory;
     double forward_seconds = 0, backward_seconds = 0;
+    // The run's sums over particles were exact (the deterministic mode,
+    // physics/exact_sums.hpp): sums over particle_gradient should be too.
+    bool exact_sums = false;
 };
 
 template <class T>
