@@ -113,6 +113,8 @@ def same_results(strategy, deterministic):
                 g = rm["gradients"][name]
                 check(repr(g) == repr(g1),
                       f"{strategy}, {p} ranks, fixed-point deposit: d/d {name} {g!r} vs {g1!r} bitwise equal")
+            check(json.dumps(res["moments"]) == json.dumps(results[1]["moments"]),
+                  f"{strategy}, {p} ranks, fixed-point deposit: initial and final moments bitwise equal")
             rms, rms1 = rm["particle_gradient_rms"], base["particle_gradient_rms"]
             check(all(repr(rms[k]) == repr(v) for k, v in rms1.items()),
                   f"{strategy}, {p} ranks, fixed-point deposit: particle_gradient_rms {rms} vs {rms1} bitwise equal")
