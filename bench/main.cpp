@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "core/backend.hpp"
+#include "core/memory.hpp"
 #include "kick_time.hpp"
 #include "least_squares.hpp"
 #include "shard.hpp"
@@ -151,6 +152,7 @@ int finish_benchmark_out(const std::string& target, std::size_t ran) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    sctape::keep_freed_host_memory();
     for (int i = 1; i < argc; ++i)
         if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) std::cout << kUsage;
     sctape::Backend backend;

@@ -61,7 +61,10 @@ nlohmann::json gradient_json(const GradientResult& r, const GradientRequest& req
         {"objective", {{"name", objective_name(request.objective)}, {"value", r.objective}}},
         {"gradients", r.gradients},
         {"particle_gradient_rms", rms},
-        {"timing", {{"forward_s", r.forward_seconds}, {"backward_s", r.backward_seconds}}},
+        {"timing",
+         {{"forward_s", r.forward_seconds},
+          {"backward_s", r.backward_seconds},
+          {"backward_s_by_scope", r.backward_seconds_by_scope}}},
         {"memory", memory_json(r.memory)},
     };
 }

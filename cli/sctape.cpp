@@ -9,6 +9,7 @@
 
 #include "commands.hpp"
 #include "fit_commands.hpp"
+#include "core/memory.hpp"
 #ifdef SCTAPE_HAVE_MPI
 #include "core/mpi_communicator.hpp"
 #endif
@@ -72,6 +73,7 @@ int print(const char* text, int code) {
 
 int main(int argc, char** argv) {
     hold_standard_descriptors();
+    sctape::keep_freed_host_memory();
     std::vector<std::string> args(argv + 1, argv + argc);
     if (args.empty()) {
         std::cerr << kUsage;

@@ -172,12 +172,14 @@ TEST_CASE("with the fixed-point deposit the objective and every gradient are the
         tracking.threads = threads;
         return compute_gradient<double>(beam, tracking, request);
     };
-    for (ExtentMode mode : {ExtentMode::minmax, ExtentMode::sigma}) {
-        tracking.grid.mode = mode;
+    // minmax and sigma extents, and quantized cells (whose Green function adjoint has its own path)
+    for (int grid = 0; grid < 3; ++grid) {
+        tracking.grid.mode = grid == 1 ? ExtentMode::sigma : ExtentMode::minmax;
+        tracking.grid.cell_quantum = grid == 2 ? 0.05 : 0.0;
         for (Strategy strategy : {Strategy::fused, Strategy::checkpoint, Strategy::reversible}) {
             request.strategy = strategy;
             const GradientResult one = run(1), two = run(2);
-            INFO("strategy " << int(strategy) << ", sigma extents " << (mode == ExtentMode::sigma));
+            INFO("strategy " << int(strategy) << ", grid " << grid << " (minmax, sigma, quantized cells)");
             CHECK(same_bits(one.objective, two.objective));
             for (const auto& [name, value] : one.gradients) {
                 INFO(name << ": " << value << " vs " << two.gradients.at(name));

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <optional>
 
 #include "ad/run_gradient.hpp"
 #include "core/communicator.hpp"
@@ -25,9 +26,8 @@ struct KickState {
     HostArray<T> z, pz;
     std::array<HostArray<T>, 3> e_grid, e_part;
     // adjoints passed between the kick's backward entries
-    HostArray<T> z_adj, pz_adj, phi_adj, rho_adj, green_adj, green;
-    Column<T> green_given;  // the IGF when the caller still has it (else rebuilt)
-    const HostArray<T>* green_spectrum_given = nullptr;  // and its spectrum (else recomputed)
+    HostArray<T> z_adj, pz_adj, phi_adj, rho_adj, green_folded_adj;
+    std::optional<std::array<double, 3>> green_cells_adj;  // the green's adjoint, when carried to the IGF cells
     const SpaceChargeKick<T>* fields_from = nullptr;  // a kick holding this kick's fields (else recomputed)
     std::array<HostArray<T>, 3> dp_adj, e_part_adj, e_grid_adj;
     GeometryAdjoint geo_adj;
@@ -132,32 +132,42 @@ void field_backward(CpuRun<T>& ctx, KickState<T>& s) {
     for (int a = 0; a < 3; ++a) s.e_grid_adj[a] = s.e_grid[a] = HostArray<T>();
 }
 
+// The Green function comes from the kick's cache, rebuilt there only when
+// the geometry differs from the last kick's: the tape does not hold it.
 template <class T>
 void convolve_backward(CpuRun<T>& ctx, KickState<T>& s) {
-    HockneyConvolver<T>& conv = ctx.kick->convolver();
-    if (!s.green_given) {
-        s.green.resize(conv.doubled_size());
-        build_green(s.geometry, ctx.ref.gamma, ctx.threads, s.green.data());
-    }
-    const T* green = s.green_given ? s.green_given->data() : s.green.data();
-    HostArray<T> spectrum;  // the IGF's real spectrum, when the kick's is not at hand
-    if (!s.green_spectrum_given) {
-        spectrum.resize(conv.green_spectrum_size());
-        conv.green_spectrum(green, spectrum.data());
-    }
-    const T* green_spectrum = s.green_spectrum_given ? s.green_spectrum_given->data() : spectrum.data();
+    SpaceChargeKick<T>& kick = *ctx.kick;
+    HockneyConvolver<T>& conv = kick.convolver();
+    kick.hold_green(s.geometry, ctx.ref.gamma);
     s.rho_adj.assign(s.geometry.cells(), T(0));
-    s.green_adj.resize(conv.doubled_size());
-    conv.convolve_adjoint_even(s.rho->data(), green_spectrum, s.phi_adj.data(), s.rho_adj.data(), s.green_adj.data());
-    s.phi_adj = s.green = HostArray<T>();
+    // the cells' adjoint by Parseval sums over the spectrum on the kick's
+    // threads; the deterministic mode takes the IGF adjoint's path, whose sums
+    // run on grid_sum_threads()
+    const auto* derivatives = ctx.exact_sums() ? nullptr : kick.green_spectrum_derivatives();
+    if (derivatives) {
+        const std::array<const T*, 3> d = {(*derivatives)[0].data(), (*derivatives)[1].data(),
+                                           (*derivatives)[2].data()};
+        conv.convolve_adjoint_even_to_cells(s.rho->data(), kick.green_spectrum().data(), s.phi_adj.data(),
+                                            s.rho_adj.data(), d, s.green_cells_adj.emplace().data());
+    } else {
+        s.green_folded_adj.resize(s.geometry.cells());
+        conv.convolve_adjoint_even(s.rho->data(), kick.green_spectrum().data(), s.phi_adj.data(), s.rho_adj.data(),
+                                   s.green_folded_adj.data());
+    }
+    s.phi_adj = HostArray<T>();
 }
 
 template <class T>
 void green_backward(CpuRun<T>& ctx, KickState<T>& s) {
-    const int threads = ctx.grid_sum_threads();
-    ctx.params.reference.gamma +=
-        counted_once(build_green_adjoint(s.geometry, ctx.ref.gamma, s.green_adj.data(), threads, s.geo_adj));
-    s.green_adj = HostArray<T>();
+    if (s.green_cells_adj) {
+        ctx.params.reference.gamma +=
+            counted_once(add_green_cells_adjoint(s.geometry, ctx.ref.gamma, s.green_cells_adj->data(), s.geo_adj));
+        s.green_cells_adj.reset();
+        return;
+    }
+    ctx.params.reference.gamma += counted_once(build_green_adjoint_folded(
+        s.geometry, ctx.ref.gamma, s.green_folded_adj.data(), ctx.grid_sum_threads(), s.geo_adj));
+    s.green_folded_adj = HostArray<T>();
 }
 
 template <class T>
@@ -258,8 +268,6 @@ void kick_adjoint(CpuRun<T>& ctx, const std::array<Column<T>, 6>& input, const S
     // read in place: nothing runs `kick` again before this adjoint is done
     s.rho = Column<T>(Column<T>(), &kick.charge_density());
     s.phi = Column<T>(Column<T>(), &kick.potential());
-    s.green_given = Column<T>(Column<T>(), &kick.green_function());
-    s.green_spectrum_given = &kick.green_spectrum();
     s.fields_from = &kick;
     t_to_s_backward(ctx, s);
     push_backward(ctx, s);

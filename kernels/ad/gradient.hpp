@@ -99,6 +99,9 @@ struct GradientResult {
     std::array<std::vector<double>, 6> particle_gradient;
     MemoryReport memory;
     double forward_seconds = 0, backward_seconds = 0;
+    // The backward's wall time per tape scope (strategies with a tape; on a
+    // device, the time to enqueue each scope's work, not to run it).
+    std::map<std::string, double> backward_seconds_by_scope;
     // The run's sums over particles were exact (the deterministic mode,
     // physics/exact_sums.hpp): sums over particle_gradient should be too.
     bool exact_sums = false;

@@ -72,6 +72,7 @@ GradientResult run_gradient(const BeamParameters& bp, const TrackSettings& track
             tape.backward();
         }
         result.backward_seconds = std::chrono::duration<double>(clock::now() - t1).count();
+        result.backward_seconds_by_scope = tape.backward_seconds_by_scope();
         run->params.sum_over_ranks();  // each rank holds its particles' share
         report_gradients(bp, tracking.lattice, run->params, request.gradients, result);
         Engine::finish(*run);

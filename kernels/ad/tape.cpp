@@ -1,5 +1,7 @@
 #include "ad/tape.hpp"
 
+#include <chrono>
+
 namespace sctape {
 
 void Tape::record(std::vector<SavedBuffer> saved, std::function<void()> backward) {
@@ -40,7 +42,9 @@ void Tape::backward() {
         entries_.pop_back();
         {
             MemoryScope scope(e.scope);
+            const auto start = std::chrono::steady_clock::now();
             if (e.backward) e.backward();
+            backward_seconds_[e.scope] += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         }
         release(e);
     }  // e's buffers are freed here unless something else still holds them

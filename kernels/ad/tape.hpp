@@ -60,6 +60,8 @@ public:
     bool empty() const { return entries_.empty(); }
     // Current holdings per scope; entry counts are of entries still held.
     const std::map<std::string, TapeScopeBytes>& by_scope() const { return by_scope_; }
+    // Wall time backward() spent in each scope's entries, in seconds.
+    const std::map<std::string, double>& backward_seconds_by_scope() const { return backward_seconds_; }
 
     const char* scope() const { return scope_; }
     void set_scope(const char* scope) { scope_ = scope; }
@@ -80,6 +82,7 @@ private:
     std::vector<Entry> entries_;
     std::unordered_map<const void*, Holding> held_;
     std::map<std::string, TapeScopeBytes> by_scope_;
+    std::map<std::string, double> backward_seconds_;
     std::int64_t total_bytes_ = 0;
     const char* scope_ = "none";
 };

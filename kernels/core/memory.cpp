@@ -2,6 +2,10 @@
 
 #include <algorithm>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 namespace sctape {
 namespace {
 
@@ -83,6 +87,15 @@ KickMark::~KickMark() {
 MemoryTracker& host_memory() {
     static MemoryTracker tracker;
     return tracker;
+}
+
+void keep_freed_host_memory() {
+#ifdef __GLIBC__
+    // blocks up to glibc's largest threshold (32 MiB) come from the heap,
+    // whose top is never trimmed; larger ones are still mapped and unmapped
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, -1);
+#endif
 }
 
 }  // namespace sctape

@@ -152,4 +152,11 @@ struct TrackedAllocator {
 template <class T>
 using HostArray = std::vector<T, TrackedAllocator<T>>;
 
+// For a program's main: asks the C library to keep freed blocks for reuse
+// rather than hand them back to the system. Backward passes free and allocate
+// the same sizes at every kick, and every fresh page costs a fault and a
+// zero fill (13% of the reversible backward at 10^5 particles on 32^3). The
+// tracker's counts do not change; the process keeps its peak resident.
+void keep_freed_host_memory();
+
 }  // namespace sctape

@@ -138,8 +138,8 @@ SCTAPE_HD double green_fold_adjoint(const T* green_doubled_adj, std::int64_t c, 
 // w_0 = 2 and y(n) = 0 (corner_difference's adjoint).
 SCTAPE_HD double corner_difference_transpose(const double* y, std::int64_t c, std::int64_t stride, int len) {
     const int i = int((c / stride) % len);
-    if (i + 1 >= len) return y[c];
-    return (i == 0 ? 2.0 : 1.0) * y[c] - y[c + stride];
+    const double weight = i == 0 ? 2.0 : 1.0;
+    return i + 1 >= len ? weight * y[c] : weight * y[c] - y[c + stride];
 }
 
 // Corner node c's share of d/d(h_a) of the IGF (h_z already scaled by gamma):

@@ -280,6 +280,8 @@ void difference_along(double* v, const std::array<int, 3>& n, int a, bool transp
                 const double weight = i == 0 ? 2.0 : 1.0;
                 for (std::int64_t k = 0; k < inner; ++k) plane[k] = weight * plane[k] - above[k];
             }
+            if (len == 1)  // the only plane is both the first and the last
+                for (std::int64_t k = 0; k < inner; ++k) base[k] *= 2.0;
         }
     }
 }
@@ -317,16 +319,14 @@ void build_green(const GridGeometry& g, double gamma, int threads, T* green_doub
             }
 }
 
-template <class T>
-double build_green_adjoint(const GridGeometry& g, double gamma, const T* green_doubled_adj, int threads,
-                           GeometryAdjoint& geo_adj) {
+namespace {
+
+// d/d(gamma) and the cells' adjoint (+=) from the adjoint of the corner
+// lattice after the differences and the Coulomb factor (consumed).
+double green_corner_adjoint(const GridGeometry& g, double gamma, HostArray<double>& corner_adj, int threads,
+                            GeometryAdjoint& geo_adj) {
     const int nx = g.n[0], ny = g.n[1], nz = g.n[2];
     const auto h = igf_cells(g, gamma);
-    HostArray<double> corner_adj(std::size_t(g.cells()), 0.0);
-    // fold: G[i] sits at doubled index i and, for i >= 1, also at 2n - i
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (std::int64_t c = 0; c < g.cells(); ++c)
-        corner_adj[c] = bodies::green_fold_adjoint(green_doubled_adj, c, nx, ny, nz, kCoulomb);
     for (int a = 2; a >= 0; --a) difference_along(corner_adj.data(), g.n, a, true, threads);
     double h_adj[3] = {0, 0, 0};
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : h_adj[:3])
@@ -339,10 +339,56 @@ double build_green_adjoint(const GridGeometry& g, double gamma, const T* green_d
                 const double w = corner_adj[node(g, i, j, k)];
                 for (int a = 0; a < 3; ++a) h_adj[a] += w * c[a] * grad[a];
             }
-    geo_adj.cell_m[0] += h_adj[0];
-    geo_adj.cell_m[1] += h_adj[1];
-    geo_adj.cell_m[2] += gamma * h_adj[2];
-    return g.cell_m[2] * h_adj[2];
+    return add_green_cells_adjoint(g, gamma, h_adj, geo_adj);
+}
+
+}  // namespace
+
+template <class T>
+double build_green_adjoint(const GridGeometry& g, double gamma, const T* green_doubled_adj, int threads,
+                           GeometryAdjoint& geo_adj) {
+    HostArray<double> corner_adj(std::size_t(g.cells()));
+    // fold: G[i] sits at doubled index i and, for i >= 1, also at 2n - i
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t c = 0; c < g.cells(); ++c)
+        corner_adj[c] = bodies::green_fold_adjoint(green_doubled_adj, c, g.n[0], g.n[1], g.n[2], kCoulomb);
+    return green_corner_adjoint(g, gamma, corner_adj, threads, geo_adj);
+}
+
+template <class T>
+void build_green_cell_derivatives(const GridGeometry& g, double gamma, int threads,
+                                  std::array<HostArray<double>, 3>& octants) {
+    const int nx = g.n[0], ny = g.n[1], nz = g.n[2];
+    const auto h = igf_cells(g, gamma);
+    for (auto& o : octants) o.resize(std::size_t(g.cells()));
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int i = 0; i < nx; ++i)
+        for (int j = 0; j < ny; ++j)
+            for (int k = 0; k < nz; ++k) {
+                const double c[3] = {i + 0.5, j + 0.5, k + 0.5};
+                double grad[3];
+                igf_antiderivative_gradient(c[0] * h[0], c[1] * h[1], c[2] * h[2], grad);
+                for (int a = 0; a < 3; ++a) octants[a][node(g, i, j, k)] = kCoulomb * c[a] * grad[a];
+            }
+    for (auto& o : octants)
+        for (int a = 0; a < 3; ++a) difference_along(o.data(), g.n, a, false, threads);
+}
+
+double add_green_cells_adjoint(const GridGeometry& g, double gamma, const double theta_adj[3],
+                               GeometryAdjoint& geo_adj) {
+    geo_adj.cell_m[0] += theta_adj[0];
+    geo_adj.cell_m[1] += theta_adj[1];
+    geo_adj.cell_m[2] += gamma * theta_adj[2];
+    return g.cell_m[2] * theta_adj[2];
+}
+
+template <class T>
+double build_green_adjoint_folded(const GridGeometry& g, double gamma, const T* green_folded_adj, int threads,
+                                  GeometryAdjoint& geo_adj) {
+    HostArray<double> corner_adj(std::size_t(g.cells()));
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t c = 0; c < g.cells(); ++c) corner_adj[c] = kCoulomb * green_folded_adj[c];
+    return green_corner_adjoint(g, gamma, corner_adj, threads, geo_adj);
 }
 
 namespace {
@@ -505,13 +551,97 @@ void HockneyConvolver<T>::convolve_adjoint(const T* rho, const T* green_doubled,
 }
 
 template <class T>
-void HockneyConvolver<T>::convolve_adjoint_even(const T* rho, const T* green_spectrum, const T* phi_adj, T* rho_adj,
-                                                T* green_doubled_adj) {
+void HockneyConvolver<T>::rho_adjoint_even(const T* rho, const T* green_spectrum, const T* phi_adj, T* rho_adj) {
     padded_.forward(phi_adj, spec_a_.data());
     std::copy(spec_a_.begin(), spec_a_.end(), spec_b_.begin());
     multiply_even(spec_b_.data(), green_spectrum);
     padded_.inverse(spec_b_.data(), rho_adj, true);
-    green_adjoint(rho, green_doubled_adj);
+    padded_.forward(rho, spec_b_.data());
+}
+
+template <class T>
+void HockneyConvolver<T>::convolve_adjoint_even(const T* rho, const T* green_spectrum, const T* phi_adj, T* rho_adj,
+                                                T* green_folded_adj) {
+    rho_adjoint_even(rho, green_spectrum, phi_adj, rho_adj);
+    green_folded_adjoint(green_folded_adj);
+}
+
+// The r2c half spectrum holds frequencies kz = 0..nz; those with 0 < kz < nz
+// stand for their conjugate partner too, whose product term is the same.
+template <class T>
+void HockneyConvolver<T>::convolve_adjoint_even_to_cells(const T* rho, const T* green_spectrum, const T* phi_adj,
+                                                         T* rho_adj,
+                                                         const std::array<const T*, 3>& spectrum_derivative,
+                                                         double theta_adj[3]) {
+    rho_adjoint_even(rho, green_spectrum, phi_adj, rho_adj);
+    const int nx = n_[0], ny = n_[1], nz = n_[2], kz = nz + 1;
+    double sum[3] = {0, 0, 0};
+#pragma omp parallel for num_threads(threads_) schedule(static) reduction(+ : sum[:3])
+    for (int i = 0; i < 2 * nx; ++i) {
+        const int fi = i <= nx ? i : 2 * nx - i;
+        for (int j = 0; j < 2 * ny; ++j) {
+            const int fj = j <= ny ? j : 2 * ny - j;
+            const std::complex<T>* a = spec_a_.data() + (std::int64_t(i) * 2 * ny + j) * kz;
+            const std::complex<T>* r = spec_b_.data() + (std::int64_t(i) * 2 * ny + j) * kz;
+            const std::int64_t folded = (std::int64_t(fi) * (ny + 1) + fj) * kz;
+            for (int k = 0; k < kz; ++k) {
+                const double weight = (k == 0 || k == nz) ? 1.0 : 2.0;
+                const double product = weight * (double(a[k].real()) * r[k].real() + double(a[k].imag()) * r[k].imag());
+                for (int d = 0; d < 3; ++d) sum[d] += product * spectrum_derivative[d][folded + k];
+            }
+        }
+    }
+    for (int d = 0; d < 3; ++d) theta_adj[d] = sum[d];
+}
+
+template <class T>
+void HockneyConvolver<T>::octant_spectrum(const double* octant, T* spectrum) {
+    const int nx = n_[0], ny = n_[1], nz = n_[2];
+    const double norm = 1.0 / double(fft_.real_size());
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (int i = 0; i <= nx; ++i)
+        for (int j = 0; j <= ny; ++j)
+            for (int k = 0; k <= nz; ++k)
+                spectrum[(std::int64_t(i) * (ny + 1) + j) * (nz + 1) + k] =
+                    (i == nx || j == ny || k == nz) ? T(0) : T(octant[(std::int64_t(i) * ny + j) * nz + k] * norm);
+    even_.transform(spectrum);
+}
+
+// The doubled adjoint D = c2r(U) / M, U = A conj(R), summed over the mirror
+// images of node m, is mult(m) E(m), E being D's part that is even along every
+// axis: E's spectrum is U averaged over the 8 sign flips of the frequency,
+// real and even (U(-k) = conj U(k)), so E is the DCT-I of its octant. mult(m)
+// counts the distinct images, 2 per axis where m != 0. A DCT of (n+1)^3
+// values replaces the c2r of the whole doubled grid.
+template <class T>
+void HockneyConvolver<T>::green_folded_adjoint(T* green_folded_adj) {
+    const int nx = n_[0], ny = n_[1], nz = n_[2], mx = 2 * nx, my = 2 * ny, kz = nz + 1;
+    const T quarter_norm = T(0.25 / double(fft_.real_size()));
+    octant_.resize(even_.size());
+    auto real_product = [&](int i, int j, int k) {
+        const std::int64_t c = (std::int64_t(i) * my + j) * kz + k;
+        return spec_a_[c].real() * spec_b_[c].real() + spec_a_[c].imag() * spec_b_[c].imag();
+    };
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (int i = 0; i <= nx; ++i) {
+        const int fi = (mx - i) % mx;
+        for (int j = 0; j <= ny; ++j) {
+            const int fj = (my - j) % my;
+            T* row = octant_.data() + (std::int64_t(i) * (ny + 1) + j) * kz;
+            for (int k = 0; k < kz; ++k)
+                row[k] = quarter_norm * (real_product(i, j, k) + real_product(fi, j, k) + real_product(i, fj, k) +
+                                         real_product(fi, fj, k));
+        }
+    }
+    even_.transform(octant_.data());
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (int i = 0; i < nx; ++i)
+        for (int j = 0; j < ny; ++j)
+            for (int k = 0; k < nz; ++k) {
+                const T images = T((i ? 2 : 1) * (j ? 2 : 1) * (k ? 2 : 1));
+                green_folded_adj[(std::int64_t(i) * ny + j) * nz + k] =
+                    images * octant_[(std::int64_t(i) * (ny + 1) + j) * kz + k];
+            }
 }
 
 namespace {
@@ -585,6 +715,8 @@ void grid_covering_adjoint(const GridSettings& settings, const T* const pos[3], 
                                         GeometryAdjoint&, bool);                                                     \
     template void build_green<T>(const GridGeometry&, double, int, T*);                                              \
     template double build_green_adjoint<T>(const GridGeometry&, double, const T*, int, GeometryAdjoint&);            \
+    template double build_green_adjoint_folded<T>(const GridGeometry&, double, const T*, int, GeometryAdjoint&);     \
+    template void build_green_cell_derivatives<T>(const GridGeometry&, double, int, std::array<HostArray<double>, 3>&); \
     template void field_from_potential<T>(const GridGeometry&, const T*, T* const[3], int);                          \
     template void field_from_potential_adjoint<T>(const GridGeometry&, const T* const[3], const T* const[3], int, T*, \
                                                   GeometryAdjoint&);                                                 \

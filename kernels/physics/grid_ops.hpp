@@ -63,6 +63,21 @@ void build_green(const GridGeometry& g, double gamma, int threads, T* green_doub
 template <class T>
 double build_green_adjoint(const GridGeometry& g, double gamma, const T* green_doubled_adj, int threads,
                            GeometryAdjoint& geo_adj);
+// The same given the adjoint folded onto the first octant (n0 x n1 x n2: each
+// node's mirror images summed, as HockneyConvolver::convolve_adjoint_even gives it).
+template <class T>
+double build_green_adjoint_folded(const GridGeometry& g, double gamma, const T* green_folded_adj, int threads,
+                                  GeometryAdjoint& geo_adj);
+
+// d/d(theta_a) of build_green's first octant (n0 x n1 x n2, float64), for the
+// IGF cells theta = (hx, hy, gamma hz): the corner lattice's gradient, times
+// the corner's index, differenced and scaled as build_green does the values.
+template <class T>
+void build_green_cell_derivatives(const GridGeometry& g, double gamma, int threads,
+                                  std::array<HostArray<double>, 3>& octants);
+// From the adjoint of the IGF cells theta to the geometry adjoint (+=); returns d/d(gamma).
+double add_green_cells_adjoint(const GridGeometry& g, double gamma, const double theta_adj[3],
+                               GeometryAdjoint& geo_adj);
 
 // E[a] = -d(phi)/d(axis a): centred inside, one-sided on boundary nodes.
 template <class T>
@@ -91,9 +106,22 @@ public:
     // rho_adj += crop(pad(phi_adj) correlated with green_doubled);
     // green_doubled_adj = pad(phi_adj) correlated with pad(rho) (overwritten).
     void convolve_adjoint(const T* rho, const T* green_doubled, const T* phi_adj, T* rho_adj, T* green_doubled_adj);
-    // the same for an even green given by its spectrum (correlation with it is convolution)
+    // The same for an even green given by its spectrum (correlation with it
+    // is convolution). The green's adjoint comes folded onto the first octant
+    // (n0 x n1 x n2, overwritten): the sum over each node's mirror images, all
+    // a green built by build_green can use.
     void convolve_adjoint_even(const T* rho, const T* green_spectrum, const T* phi_adj, T* rho_adj,
-                               T* green_doubled_adj);
+                               T* green_folded_adj);
+    // The same, with the green's adjoint carried on to the IGF cells: given
+    // spectrum_derivative[a] = d(green_spectrum)/d(theta_a), theta_adj[a] =
+    // sum over the doubled grid's frequencies of it times Re(A conj R), A and
+    // R the spectra of pad(phi_adj) and pad(rho) (Parseval): no inverse
+    // transform and no IGF for a geometry whose derivatives are at hand.
+    void convolve_adjoint_even_to_cells(const T* rho, const T* green_spectrum, const T* phi_adj, T* rho_adj,
+                                        const std::array<const T*, 3>& spectrum_derivative, double theta_adj[3]);
+    // green_spectrum's transform for a green given by its first octant
+    // (n0 x n1 x n2, float64; the value at index n of the doubled grid is 0).
+    void octant_spectrum(const double* octant, T* spectrum);
     std::int64_t doubled_size() const { return fft_.real_size(); }
     std::int64_t green_spectrum_size() const { return even_.size(); }
     // the full doubled-grid transforms (a general green, the green's adjoint)
@@ -101,17 +129,22 @@ public:
 
 private:
     void multiply_even(std::complex<T>* spectrum, const T* green_spectrum) const;
+    // rho_adj += the correlation part of convolve_adjoint_even; leaves spec_a_ = A, spec_b_ = R
+    void rho_adjoint_even(const T* rho, const T* green_spectrum, const T* phi_adj, T* rho_adj);
     // spec_b_ = FFT(green_doubled) / M
     void transform_green(const T* green_doubled);
     // green_doubled_adj = c2r(spec_a_ * conj(spec_b_)) / M with spec_b_ = FFT(pad(rho))
     void green_adjoint(const T* rho, T* green_doubled_adj);
+    // green_adjoint's output folded onto the first octant, from spec_a_ = A
+    // and spec_b_ = R without the doubled grid
+    void green_folded_adjoint(T* green_folded_adj);
 
     std::array<int, 3> n_;
     int threads_;
     RealFft3d<T> fft_;
     PaddedFft3d<T> padded_;
     EvenDft3d<T> even_;
-    HostArray<T> work_a_;
+    HostArray<T> work_a_, octant_;
     HostArray<std::complex<T>> spec_a_, spec_b_;
 };
 

@@ -237,14 +237,35 @@ void SpaceChargeKick<T>::deposit(const Beam<T>& beam) {
 
 template <class T>
 void SpaceChargeKick<T>::green(const Beam<T>& beam) {
-    const std::array<double, 4> key = {geometry_.cell_m[0], geometry_.cell_m[1], geometry_.cell_m[2],
-                                       beam.reference.gamma};
+    hold_green(geometry_, beam.reference.gamma);
+}
+
+template <class T>
+void SpaceChargeKick<T>::hold_green(const GridGeometry& g, double gamma) {
+    const std::array<double, 4> key = {g.cell_m[0], g.cell_m[1], g.cell_m[2], gamma};
     if (green_valid_ && std::memcmp(key.data(), green_key_.data(), sizeof key) == 0) return;
-    build_green(geometry_, beam.reference.gamma, threads_, green_doubled_.data());
+    build_green(g, gamma, threads_, green_doubled_.data());
     convolver_->green_spectrum(green_doubled_.data(), green_spectrum_.data());
     green_key_ = key;
+    green_geometry_ = g;
     green_valid_ = true;
+    green_derivatives_valid_ = false;
     ++green_builds_;
+}
+
+template <class T>
+const std::array<HostArray<T>, 3>* SpaceChargeKick<T>::green_spectrum_derivatives() {
+    if (!(settings_.cell_quantum > 0) || !green_valid_) return nullptr;
+    if (!green_derivatives_valid_) {
+        std::array<HostArray<double>, 3> octants;
+        build_green_cell_derivatives<T>(green_geometry_, green_key_[3], threads_, octants);
+        for (int a = 0; a < 3; ++a) {
+            green_derivatives_[a].resize(convolver_->green_spectrum_size());
+            convolver_->octant_spectrum(octants[a].data(), green_derivatives_[a].data());
+        }
+        green_derivatives_valid_ = true;
+    }
+    return &green_derivatives_;
 }
 
 template <class T>

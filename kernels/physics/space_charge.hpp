@@ -160,6 +160,15 @@ public:
     // How often green() built the Green function (it is reused while the cell
     // sizes and gamma repeat bit for bit).
     std::int64_t green_builds() const { return green_builds_; }
+    // For adjoints, which run between kicks: makes the Green function held
+    // (green_function, green_spectrum) that of this geometry and gamma,
+    // building it only when they differ from the last.
+    void hold_green(const GridGeometry& g, double gamma);
+    // d(green_spectrum)/d(theta_a), a = 0..2, for the IGF cells theta = (hx,
+    // hy, gamma hz) of the Green function held: built on the first call after
+    // it changed and kept with it. Only with extent.cell_quantum > 0, where
+    // the geometry repeats and the build pays off; otherwise nullptr.
+    const std::array<HostArray<T>, 3>* green_spectrum_derivatives();
 
 private:
     void prepare(std::int64_t n_particles);
@@ -177,8 +186,11 @@ private:
     // The IGF depends on the cell sizes and gamma only (the shape is fixed):
     // when both repeat bit for bit, the last one is reused as it is.
     std::array<double, 4> green_key_{};
+    GridGeometry green_geometry_;  // the key's geometry (only its cells matter)
     bool green_valid_ = false;
     std::int64_t green_builds_ = 0;
+    std::array<HostArray<T>, 3> green_derivatives_;
+    bool green_derivatives_valid_ = false;
     std::unique_ptr<HockneyConvolver<T>> convolver_;
     std::array<double, kSubstepCount> seconds_{};
 };
