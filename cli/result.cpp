@@ -10,6 +10,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "physics/exact_sums.hpp"
 #include "plan.hpp"
 
 namespace sctape {
@@ -46,11 +47,14 @@ nlohmann::json memory_json(const MemoryReport& m) {
 nlohmann::json gradient_json(const GradientResult& r, const GradientRequest& request) {
     nlohmann::json rms = nlohmann::json::object();
     static const char* names[6] = {"x_m", "px", "y_m", "py", "tau_m", "delta"};
+    // over every rank's particles (each rank holds its share)
+    std::int64_t n = std::int64_t(r.particle_gradient[0].size());
+    communicator().sum(&n, 1);
     for (int c = 0; c < 6; ++c) {
-        double sum2 = 0;
-        for (double g : r.particle_gradient[c]) sum2 += g * g;
-        const auto n = r.particle_gradient[c].size();
-        rms[names[c]] = n ? std::sqrt(sum2 / double(n)) : 0.0;
+        const std::vector<double>& g = r.particle_gradient[c];
+        ParticleSums<1> sum2(r.exact_sums);
+        sum2.add_particles(std::int64_t(g.size()), [&](std::int64_t p, double* s) { s[0] += g[p] * g[p]; });
+        rms[names[c]] = n ? std::sqrt(sum2.over_all_ranks()[0] / double(n)) : 0.0;
     }
     return {
         {"strategy", strategy_name(request.strategy)},

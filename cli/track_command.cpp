@@ -125,7 +125,10 @@ template <class T>
 nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backend, const std::string& backend_reason,
                    std::vector<std::pair<std::string, std::string>>& files) {
     Beam<T> beam = make_beam<T>(config.beam);
-    const Moments initial = compute_moments(beam);
+    // with the fixed-point deposit the tracking is the same bits for any split
+    // over ranks, and so are its moments (exact sums)
+    const bool exact_moments = deterministic_deposit_requested();
+    const Moments initial = compute_moments(beam, exact_moments);
     std::string initial_csv;
     if (!args.dump_prefix.empty()) initial_csv = particles_csv(gather_beam(beam));
     // a forward-only run's timeline covers the tracking itself (a reverse-mode one, the gradient run)
@@ -140,7 +143,7 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backe
         report = track(beam, config.tracking, progress_printer(args.quiet || !is_root_rank()));
     memory.set_timeline(false);
     if (forward_timeline) files.emplace_back(args.timeline, timeline_json(memory, forward_run).dump() + "\n");
-    const Moments final_moments = compute_moments(beam);
+    const Moments final_moments = compute_moments(beam, exact_moments);
 
     nlohmann::json per_substep = nlohmann::json::object(), per_kick = nlohmann::json::object();
     for (Substep s : kAllSubsteps) {

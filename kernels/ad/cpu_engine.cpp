@@ -7,6 +7,7 @@
 
 #include "ad/run_gradient.hpp"
 #include "core/communicator.hpp"
+#include "physics/exact_sums.hpp"
 #include "physics/grid_ops.hpp"
 #include "physics/kick_math.hpp"
 
@@ -69,35 +70,36 @@ void t_to_s_backward(CpuRun<T>& ctx, KickState<T>& s) {
     const T ibg2 = T(1.0 / std::pow(ctx.ref.beta_gamma(), 2));
     for (auto& d : s.dp_adj) d.resize(ctx.n);
     s.pz_adj.resize(ctx.n);
-    double ib_adj = 0, ibg2_adj = 0;
     auto& A = ctx.adj;
-    for (std::int64_t p = 0; p < ctx.n; ++p) {
+    ParticleSums<2> sums(ctx.exact_sums());  // d/d(1/beta0), d/d(1/(beta0 gamma0)^2)
+    sums.add_particles(ctx.n, [&](std::int64_t p, double* sum) {
         t_to_s_adjoint_particle((*s.px)[p], (*s.py)[p], s.pz[p], scale * s.e_part[0][p], scale * s.e_part[1][p],
-                                scale * s.e_part[2][p], ibg2, A[kPx][p], A[kPy][p], A[kDelta][p], s.pz_adj[p], ib_adj,
-                                ibg2_adj);
+                                scale * s.e_part[2][p], ibg2, A[kPx][p], A[kPy][p], A[kDelta][p], s.pz_adj[p], sum[0],
+                                sum[1]);
         s.dp_adj[0][p] = A[kPx][p];
         s.dp_adj[1][p] = A[kPy][p];
         s.dp_adj[2][p] = s.pz_adj[p];
-    }
-    add_inv_beta_adjoint(ctx.params, ctx.ref, ib_adj);
-    add_inv_bg_sq_adjoint(ctx.params, ctx.ref, ibg2_adj);
+    });
+    const std::array<double, 2> share = sums.rank_share();
+    add_inv_beta_adjoint(ctx.params, ctx.ref, share[0]);
+    add_inv_bg_sq_adjoint(ctx.params, ctx.ref, share[1]);
 }
 
 template <class T>
 void push_backward(CpuRun<T>& ctx, KickState<T>& s) {
     const T scale = s.push_scale(ctx);
-    double scale_adj = 0;
+    ParticleSums<1> scale_adj(ctx.exact_sums());
     for (int a = 0; a < 3; ++a) {
         s.e_part_adj[a].resize(ctx.n);
-        for (std::int64_t p = 0; p < ctx.n; ++p) {
+        scale_adj.add_particles(ctx.n, [&](std::int64_t p, double* sum) {
             s.e_part_adj[a][p] = scale * s.dp_adj[a][p];
-            scale_adj += double(s.e_part[a][p]) * s.dp_adj[a][p];
-        }
+            sum[0] += double(s.e_part[a][p]) * s.dp_adj[a][p];
+        });
         s.dp_adj[a] = HostArray<T>();
         s.e_part[a] = HostArray<T>();  // the gather adjoint needs the grid field only
     }
     // scale = charge_e ds / (beta gamma^2 p0c)
-    add_push_scale_adjoint(ctx.params, ctx.ref, s.element, s.ds, s.slices, scale_adj * double(scale));
+    add_push_scale_adjoint(ctx.params, ctx.ref, s.element, s.ds, s.slices, scale_adj.rank_share()[0] * double(scale));
 }
 
 template <class T>
@@ -110,10 +112,12 @@ void gather_backward(CpuRun<T>& ctx, KickState<T>& s) {
     const T* ea[3] = {s.e_part_adj[0].data(), s.e_part_adj[1].data(), s.e_part_adj[2].data()};
     T* ega[3] = {s.e_grid_adj[0].data(), s.e_grid_adj[1].data(), s.e_grid_adj[2].data()};
     T* pa[3] = {ctx.adj[kX].data(), ctx.adj[kY].data(), s.z_adj.data()};
-    gather_cic_adjoint(s.geometry, pos, ctx.n, eg, ea, ctx.threads, ctx.scratch, ega, pa, s.geo_adj);
+    gather_cic_adjoint(s.geometry, pos, ctx.n, eg, ea, ctx.threads, ctx.scratch, ega, pa, s.geo_adj, ctx.exact_sums());
     for (int a = 0; a < 3; ++a) s.e_part_adj[a] = HostArray<T>();
     // every rank's particles pulled on the grid: from here to the deposit's
     // adjoint, every rank runs the same grid adjoints on the same totals
+    // (exact sums are over every rank already)
+    if (ctx.exact_sums()) return;
     Communicator& comm = communicator();
     for (int a = 0; a < 3; ++a) comm.sum(s.e_grid_adj[a].data(), cells);
     comm.sum(s.geo_adj.origin_m.data(), 3);
@@ -125,7 +129,7 @@ void field_backward(CpuRun<T>& ctx, KickState<T>& s) {
     s.phi_adj.assign(s.geometry.cells(), T(0));
     const T* eg[3] = {s.e_grid[0].data(), s.e_grid[1].data(), s.e_grid[2].data()};
     const T* ega[3] = {s.e_grid_adj[0].data(), s.e_grid_adj[1].data(), s.e_grid_adj[2].data()};
-    field_from_potential_adjoint(s.geometry, eg, ega, ctx.threads, s.phi_adj.data(), s.geo_adj);
+    field_from_potential_adjoint(s.geometry, eg, ega, ctx.grid_sum_threads(), s.phi_adj.data(), s.geo_adj);
     for (int a = 0; a < 3; ++a) s.e_grid_adj[a] = s.e_grid[a] = HostArray<T>();
 }
 
@@ -138,7 +142,11 @@ void convolve_backward(CpuRun<T>& ctx, KickState<T>& s) {
     // a rebuilt IGF brings its corner gradient for green_backward
     kick.hold_green(s.geometry, ctx.ref.gamma, &s.green_corner_gradient);
     s.rho_adj.assign(s.geometry.cells(), T(0));
-    if (const auto* derivatives = kick.green_spectrum_derivatives()) {
+    // the cells' adjoint by Parseval sums over the spectrum on the kick's
+    // threads; the deterministic mode takes the IGF adjoint's path, whose sums
+    // run on grid_sum_threads()
+    const auto* derivatives = ctx.exact_sums() ? nullptr : kick.green_spectrum_derivatives();
+    if (derivatives) {
         const std::array<const T*, 3> d = {(*derivatives)[0].data(), (*derivatives)[1].data(),
                                            (*derivatives)[2].data()};
         conv.convolve_adjoint_even_to_cells(s.rho->data(), kick.green_spectrum().data(), s.phi_adj.data(),
@@ -162,7 +170,7 @@ void green_backward(CpuRun<T>& ctx, KickState<T>& s) {
     }
     const CornerGradient* gradient = s.green_corner_gradient[0].empty() ? nullptr : &s.green_corner_gradient;
     ctx.params.reference.gamma += counted_once(build_green_adjoint_folded(
-        s.geometry, ctx.ref.gamma, s.green_folded_adj.data(), ctx.threads, gradient, s.geo_adj));
+        s.geometry, ctx.ref.gamma, s.green_folded_adj.data(), ctx.grid_sum_threads(), gradient, s.geo_adj));
     s.green_folded_adj = HostArray<T>();
     s.green_corner_gradient = CornerGradient();
 }
@@ -178,10 +186,11 @@ void deposit_backward(CpuRun<T>& ctx, KickState<T>& s) {
     // reaches the particles that set the extents, wherever they are
     double terms[7] = {0, 0, 0, 0, 0, 0, 0};  // d/d(scale), origin, cell
     GeometryAdjoint particles;
-    terms[0] = deposit_cic_adjoint(g, pos, ctx.n, scale, s.rho_adj.data(), ctx.threads, pa, particles);
+    const bool exact = ctx.exact_sums();  // then the terms are every rank's already
+    terms[0] = deposit_cic_adjoint(g, pos, ctx.n, scale, s.rho_adj.data(), ctx.threads, pa, particles, exact);
     std::copy_n(particles.origin_m.data(), 3, terms + 1);
     std::copy_n(particles.cell_m.data(), 3, terms + 4);
-    communicator().sum(terms, 7);
+    if (!exact) communicator().sum(terms, 7);
     for (int a = 0; a < 3; ++a) {
         s.geo_adj.origin_m[a] += terms[1 + a];
         s.geo_adj.cell_m[a] += terms[4 + a];
@@ -190,7 +199,7 @@ void deposit_backward(CpuRun<T>& ctx, KickState<T>& s) {
     const double v = terms[0] * double(scale);
     ctx.params.bunch_charge_C += counted_once(v / ctx.beam_parameters.bunch_charge_C);
     for (int a = 0; a < 3; ++a) s.geo_adj.cell_m[a] -= v / g.cell_m[a];
-    grid_covering_adjoint(ctx.tracking.grid, pos, ctx.n, s.geo_adj, pa);
+    grid_covering_adjoint(ctx.tracking.grid, pos, ctx.n, s.geo_adj, pa, exact);
     s.rho_adj = HostArray<T>();
 }
 
@@ -198,13 +207,15 @@ template <class T>
 void s_to_t_backward(CpuRun<T>& ctx, KickState<T>& s) {
     const T beta0 = T(ctx.ref.beta), ib = T(1.0 / ctx.ref.beta);
     auto& A = ctx.adj;
-    double beta_adj = 0, ib_adj = 0, ibg2_adj = 0;
-    for (std::int64_t p = 0; p < ctx.n; ++p)
+    ParticleSums<3> sums(ctx.exact_sums());  // d/d(beta0), d/d(1/beta0), d/d(1/(beta0 gamma0)^2)
+    sums.add_particles(ctx.n, [&](std::int64_t p, double* sum) {
         s_to_t_adjoint_particle((*s.px)[p], (*s.py)[p], (*s.tau)[p], (*s.delta)[p], s.pz[p], s.z_adj[p], s.pz_adj[p],
-                                beta0, ib, A[kPx][p], A[kPy][p], A[kTau][p], A[kDelta][p], beta_adj, ib_adj, ibg2_adj);
-    ctx.params.reference.beta += beta_adj;
-    add_inv_beta_adjoint(ctx.params, ctx.ref, ib_adj);
-    add_inv_bg_sq_adjoint(ctx.params, ctx.ref, ibg2_adj);
+                                beta0, ib, A[kPx][p], A[kPy][p], A[kTau][p], A[kDelta][p], sum[0], sum[1], sum[2]);
+    });
+    const std::array<double, 3> share = sums.rank_share();
+    ctx.params.reference.beta += share[0];
+    add_inv_beta_adjoint(ctx.params, ctx.ref, share[1]);
+    add_inv_bg_sq_adjoint(ctx.params, ctx.ref, share[2]);
     s.z = s.pz = s.z_adj = s.pz_adj = HostArray<T>();
 }
 
@@ -217,14 +228,14 @@ void map_adjoint(CpuRun<T>& ctx, const std::array<const HostArray<T>*, 6>& in, s
     const Element& e = ctx.tracking.lattice[element];
     const ElementMap map = element_map(e, fraction, ctx.ref.beta_gamma());
     const bool has_positions = in[kX] != nullptr;
-    double sums[12] = {};
-    for (std::int64_t p = 0; p < ctx.n; ++p) {
+    ParticleSums<12> sums(ctx.exact_sums());
+    sums.add_particles(ctx.n, [&](std::int64_t p, double* sum) {
         T values[6];
         for (int c = 0; c < 6; ++c) values[c] = in[c] ? (*in[c])[p] : T(0);
         T* adj[6] = {&A[kX][p], &A[kPx][p], &A[kY][p], &A[kPy][p], &A[kTau][p], &A[kDelta][p]};
-        map_adjoint_particle(map, values, has_positions, adj, sums);
-    }
-    add_map_adjoint(ctx.params, ctx.ref, e, element, fraction, sums);
+        map_adjoint_particle(map, values, has_positions, adj, sum);
+    });
+    add_map_adjoint(ctx.params, ctx.ref, e, element, fraction, sums.rank_share().data());
 }
 
 // The map's input, rebuilt from its output by the inverse map (for the
@@ -305,7 +316,9 @@ template <class T>
 void CpuEngine<T>::record_beam(Tape& tape, MemoryReport& report) {
     measured(tape, report, "beam", [&] {
         beam_ = make_beam<T>(run_->beam_parameters);
-        tape.record({}, [ctx = run_] { beam_adjoint(ctx->beam_parameters, ctx->adj, *ctx->particle_gradient, ctx->params); });
+        tape.record({}, [ctx = run_] {
+            beam_adjoint(ctx->beam_parameters, ctx->adj, *ctx->particle_gradient, ctx->params, ctx->exact_sums());
+        });
     }, memory());
 }
 
@@ -391,13 +404,14 @@ void CpuEngine<T>::record_kick(Tape& tape, MemoryReport& report, std::size_t ele
 template <class T>
 void CpuEngine<T>::record_objective(Tape& tape, MemoryReport& report, Objective objective, GradientResult& result) {
     measured(tape, report, "objective", [&] {
-        result.objective = objective_value(beam_, objective);
+        result.exact_sums = run_->exact_sums();
+        result.objective = objective_value(beam_, objective, result.exact_sums);
         const auto cols = objective_columns(objective);
         Column<T> u = snaps_.get(cols[0]), p = snaps_.get(cols[1]);
         tape.record({Tape::save(u), Tape::save(p)}, [ctx = run_, u, p, objective, cols] {
             for (auto& a : ctx->adj) a.assign(ctx->n, T(0));
             ctx->params.beta_gamma += objective_adjoint(objective, *u, *p, ctx->ref.beta_gamma(),
-                                                        ctx->adj[cols[0]], ctx->adj[cols[1]]);
+                                                        ctx->adj[cols[0]], ctx->adj[cols[1]], ctx->exact_sums());
         });
     }, memory());
 }

@@ -38,6 +38,15 @@ struct CpuRun {
     std::array<std::vector<double>, 6>* particle_gradient = nullptr;
     std::unique_ptr<SpaceChargeKick<T>> kick;  // null without space charge
     HostArray<T> scratch;
+    // The deterministic mode (physics/exact_sums.hpp): on with the fixed-point
+    // deposit (SCTAPE_DETERMINISTIC_DEPOSIT, or `reversible` over MPI), every
+    // sum over particles exact, so the objective and gradients are the same
+    // bits for any thread count and split over ranks.
+    bool exact_sums() const { return kick ? kick->fixed_point_deposit() : deterministic_deposit_requested(); }
+    // Threads of the grid adjoints whose sums run over nodes (field, green):
+    // one in the deterministic mode, so their order is the same for any
+    // thread count (the grid is every rank's, so they match over ranks).
+    int grid_sum_threads() const { return exact_sums() ? 1 : threads; }
 };
 
 template <class T>

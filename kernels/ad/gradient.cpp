@@ -6,6 +6,7 @@
 
 #include "ad/autograd/autograd.hpp"
 #include "ad/cpu_engine.hpp"
+#include "physics/exact_sums.hpp"
 #ifdef SCTAPE_HAVE_CUDA
 #include "ad/gpu_engine.hpp"
 #endif
@@ -75,41 +76,42 @@ std::vector<std::string> gradient_names(const BeamParameters& beam, const Lattic
 }
 
 // Centred second moments of columns (u, p) over every rank's particles,
-// accumulated in float64, and the particle count.
+// accumulated in float64 (or exactly), and the particle count.
 template <class T>
-static std::array<double, 6> centred_moments(const HostArray<T>& u, const HostArray<T>& p) {
-    Communicator& comm = communicator();
-    double first[3] = {0, 0, static_cast<double>(u.size())};
-    for (std::size_t i = 0; i < u.size(); ++i) {
-        first[0] += u[i];
-        first[1] += p[i];
-    }
-    comm.sum(first, 3);
+static std::array<double, 6> centred_moments(const HostArray<T>& u, const HostArray<T>& p, bool exact) {
+    const std::int64_t count = std::int64_t(u.size());
+    ParticleSums<3> first_sums(exact);
+    first_sums.add_particles(count, [&](std::int64_t i, double* s) {
+        s[0] += u[i];
+        s[1] += p[i];
+        s[2] += 1;  // exact below 2^53 particles
+    });
+    const std::array<double, 3> first = first_sums.over_all_ranks();
     const double n = first[2];
     const double mu = first[0] / n, mp = first[1] / n;
-    double second[3] = {0, 0, 0};
-    for (std::size_t i = 0; i < u.size(); ++i) {
+    ParticleSums<3> second_sums(exact);
+    second_sums.add_particles(count, [&](std::int64_t i, double* s) {
         const double du = u[i] - mu, dp = p[i] - mp;
-        second[0] += du * du;
-        second[1] += dp * dp;
-        second[2] += du * dp;
-    }
-    comm.sum(second, 3);
+        s[0] += du * du;
+        s[1] += dp * dp;
+        s[2] += du * dp;
+    });
+    const std::array<double, 3> second = second_sums.over_all_ranks();
     return {mu, mp, second[0] / n, second[1] / n, second[2] / n, n};
 }
 
 template <class T>
-double objective_value(const Beam<T>& beam, Objective objective) {
+double objective_value(const Beam<T>& beam, Objective objective, bool exact) {
     const auto cols = objective_columns(objective);
-    const auto m = centred_moments(*beam.columns()[cols[0]], *beam.columns()[cols[1]]);
+    const auto m = centred_moments(*beam.columns()[cols[0]], *beam.columns()[cols[1]], exact);
     if (!is_emittance(objective)) return std::sqrt(m[2]);
     return beam.reference.beta_gamma() * std::sqrt(m[2] * m[3] - m[4] * m[4]);
 }
 
 template <class T>
 double objective_adjoint(Objective objective, const HostArray<T>& u, const HostArray<T>& p, double beta_gamma,
-                         HostArray<T>& u_adj, HostArray<T>& p_adj) {
-    const auto m = centred_moments(u, p);
+                         HostArray<T>& u_adj, HostArray<T>& p_adj, bool exact) {
+    const auto m = centred_moments(u, p, exact);
     const double n = m[5];
     if (!is_emittance(objective)) {
         const double sigma = std::sqrt(m[2]);
@@ -150,27 +152,27 @@ void report_gradients(const BeamParameters& beam, const Lattice& lattice, const 
 
 template <class T>
 void beam_adjoint(const BeamParameters& beam, const std::array<HostArray<T>, 6>& coordinate_adjoint,
-                  std::array<std::vector<double>, 6>& particle_gradient, ParameterAdjoints& adj) {
+                  std::array<std::vector<double>, 6>& particle_gradient, ParameterAdjoints& adj, bool exact) {
     // this rank's particles (make_beam's share)
     const ParticleRange mine = local_particles(beam.n_particles);
     const std::int64_t n = mine.size();
     const ReferenceSample sample = make_reference_sample(beam.distribution.type, beam.n_particles, beam.seed, mine);
     for (int c = 0; c < 6; ++c) {
-        double sum = 0;
         auto& out = particle_gradient[c];
         out.resize(n);
-        for (std::int64_t p = 0; p < n; ++p) {
+        ParticleSums<1> sum(exact);
+        sum.add_particles(n, [&](std::int64_t p, double* s) {
             out[p] = coordinate_adjoint[c][p];
-            sum += out[p] * sample.column[c][p];
-        }
-        (c % 2 == 0 ? adj.size_m : adj.momentum_rms)[c / 2] += sum;
+            s[0] += out[p] * sample.column[c][p];
+        });
+        (c % 2 == 0 ? adj.size_m : adj.momentum_rms)[c / 2] += sum.rank_share()[0];
     }
 }
 
 template void beam_adjoint<float>(const BeamParameters&, const std::array<HostArray<float>, 6>&,
-                                  std::array<std::vector<double>, 6>&, ParameterAdjoints&);
+                                  std::array<std::vector<double>, 6>&, ParameterAdjoints&, bool);
 template void beam_adjoint<double>(const BeamParameters&, const std::array<HostArray<double>, 6>&,
-                                   std::array<std::vector<double>, 6>&, ParameterAdjoints&);
+                                   std::array<std::vector<double>, 6>&, ParameterAdjoints&, bool);
 
 void SliceMarks::mark(const Tape& tape, const MemoryReport& report) {
     previous_ = std::move(last_);
@@ -219,12 +221,12 @@ GradientResult compute_gradient(const BeamParameters& beam, const TrackSettings&
     return cpu_gradient<T>(beam, tracking, request);
 }
 
-template double objective_value<float>(const Beam<float>&, Objective);
-template double objective_value<double>(const Beam<double>&, Objective);
+template double objective_value<float>(const Beam<float>&, Objective, bool);
+template double objective_value<double>(const Beam<double>&, Objective, bool);
 template double objective_adjoint<float>(Objective, const HostArray<float>&, const HostArray<float>&, double,
-                                         HostArray<float>&, HostArray<float>&);
+                                         HostArray<float>&, HostArray<float>&, bool);
 template double objective_adjoint<double>(Objective, const HostArray<double>&, const HostArray<double>&, double,
-                                          HostArray<double>&, HostArray<double>&);
+                                          HostArray<double>&, HostArray<double>&, bool);
 template GradientResult compute_gradient<float>(const BeamParameters&, const TrackSettings&, const GradientRequest&);
 template GradientResult compute_gradient<double>(const BeamParameters&, const TrackSettings&, const GradientRequest&);
 

@@ -102,6 +102,9 @@ struct GradientResult {
     // The backward's wall time per tape scope (strategies with a tape; on a
     // device, the time to enqueue each scope's work, not to run it).
     std::map<std::string, double> backward_seconds_by_scope;
+    // The run's sums over particles were exact (the deterministic mode,
+    // physics/exact_sums.hpp): sums over particle_gradient should be too.
+    bool exact_sums = false;
 };
 
 template <class T>
@@ -114,19 +117,22 @@ GradientResult compute_gradient(const BeamParameters& beam, const TrackSettings&
 std::array<int, 2> objective_columns(Objective objective);
 
 // Objective value of a beam, and its adjoint: accumulates d/d(u) and d/d(p)
-// for the objective's columns and returns d/d(beta0 gamma0).
+// for the objective's columns and returns d/d(beta0 gamma0) (rank 0's share).
+// exact (the deterministic mode, physics/exact_sums.hpp): the moments' sums
+// exact, the same bits for any split over ranks.
 template <class T>
-double objective_value(const Beam<T>& beam, Objective objective);
+double objective_value(const Beam<T>& beam, Objective objective, bool exact = false);
 template <class T>
 double objective_adjoint(Objective objective, const HostArray<T>& u, const HostArray<T>& p, double beta_gamma,
-                         HostArray<T>& u_adj, HostArray<T>& p_adj);
+                         HostArray<T>& u_adj, HostArray<T>& p_adj, bool exact = false);
 
 // The end of every backward pass: d objective / d initial coordinates into
 // `particle_gradient`, and through the seeded reference sample the adjoints
-// of the distribution's sizes and momentum spreads.
+// of the distribution's sizes and momentum spreads (this rank's share; exact:
+// the exact total on rank 0).
 template <class T>
 void beam_adjoint(const BeamParameters& beam, const std::array<HostArray<T>, 6>& coordinate_adjoint,
-                  std::array<std::vector<double>, 6>& particle_gradient, ParameterAdjoints& adj);
+                  std::array<std::vector<double>, 6>& particle_gradient, ParameterAdjoints& adj, bool exact = false);
 
 // Fills `result.gradients` with the requested names (throws std::invalid_argument on unknown ones).
 void report_gradients(const BeamParameters& beam, const Lattice& lattice, const ParameterAdjoints& adj,

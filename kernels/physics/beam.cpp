@@ -4,6 +4,8 @@
 #include <random>
 #include <stdexcept>
 
+#include "physics/exact_sums.hpp"
+
 namespace sctape {
 namespace {
 
@@ -104,31 +106,29 @@ Beam<T> scale_reference_sample(const ReferenceSample& sample, const BeamParamete
 }
 
 template <class T>
-Moments compute_moments(const Beam<T>& beam) {
+Moments compute_moments(const Beam<T>& beam, bool exact) {
     Moments m;
-    Communicator& comm = communicator();
     const double n = static_cast<double>(beam.global_size());
     auto cols = beam.columns();
-    for (int c = 0; c < 6; ++c) {
-        double sum = 0;
-        for (T v : *cols[c]) sum += v;
-        m.mean[c] = sum;
-    }
-    comm.sum(m.mean.data(), 6);
+    ParticleSums<6> sums(exact);
+    sums.add_particles(beam.size(), [&](std::int64_t i, double* sum) {
+        for (int c = 0; c < 6; ++c) sum[c] += (*cols[c])[i];
+    });
+    m.mean = sums.over_all_ranks();
     for (double& mean : m.mean) mean /= n;
     // the variances and covariances, reduced together
-    std::array<double, 9> second{};
-    double* var = second.data();
-    double* cov = second.data() + 6;
-    for (std::int64_t i = 0; i < beam.size(); ++i) {
+    ParticleSums<9> second_sums(exact);
+    second_sums.add_particles(beam.size(), [&](std::int64_t i, double* sum) {
         double d[6];
         for (int c = 0; c < 6; ++c) {
             d[c] = (*cols[c])[i] - m.mean[c];
-            var[c] += d[c] * d[c];
+            sum[c] += d[c] * d[c];
         }
-        for (int a = 0; a < 3; ++a) cov[a] += d[2 * a] * d[2 * a + 1];
-    }
-    comm.sum(second.data(), 9);
+        for (int a = 0; a < 3; ++a) sum[6 + a] += d[2 * a] * d[2 * a + 1];
+    });
+    const std::array<double, 9> second = second_sums.over_all_ranks();
+    const double* var = second.data();
+    const double* cov = second.data() + 6;
     for (int c = 0; c < 6; ++c) m.rms[c] = std::sqrt(var[c] / n);
     const double bg = beam.reference.beta_gamma();
     for (int a = 0; a < 3; ++a) {
@@ -140,7 +140,7 @@ Moments compute_moments(const Beam<T>& beam) {
 
 template Beam<float> scale_reference_sample<float>(const ReferenceSample&, const BeamParameters&);
 template Beam<double> scale_reference_sample<double>(const ReferenceSample&, const BeamParameters&);
-template Moments compute_moments<float>(const Beam<float>&);
-template Moments compute_moments<double>(const Beam<double>&);
+template Moments compute_moments<float>(const Beam<float>&, bool);
+template Moments compute_moments<double>(const Beam<double>&, bool);
 
 }  // namespace sctape

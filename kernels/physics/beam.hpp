@@ -94,7 +94,9 @@ struct Moments {
     std::array<double, 3> normalized_emittance_m{};
 };
 
+// exact (the deterministic mode, physics/exact_sums.hpp): the sums exact, the
+// same bits for any split over ranks.
 template <class T>
-Moments compute_moments(const Beam<T>& beam);
+Moments compute_moments(const Beam<T>& beam, bool exact = false);
 
 }  // namespace sctape

@@ -9,10 +9,17 @@
 //
 //   std::int64_t q = sctape::quantize(increment / scale);   // symmetric: Q(-v) = -Q(v)
 //   if (!sctape::fixed_point_fits(column + q)) ...          // left the range
+//
+// The end of the file holds the integer sums of the deterministic mode (host
+// only, docs/mpi.md): ExactSum, the exact sum of any doubles, and the 128-bit
+// fixed point of a grid of sums (grid_sum_bits, to_fixed128, from_fixed128).
+//
+//   sctape::ExactSum s;  for (double v : terms) s.add(v);  double total = s.value();
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include "core/hd.hpp"
 
@@ -182,5 +189,183 @@ SCTAPE_HD void fixed_point_coordinates(const std::int64_t q[6], double scale_x, 
     out[4] = T(double(q[kFixedTau]) * scale_tau);
     out[5] = T(delta_from_momentum(px, py, pz, inv_beta0, inv_bg0_sq));
 }
+
+// ---- integer sums for the deterministic mode (host only)
+//
+// Float sums depend on their order, and the order on the thread count and the
+// split over ranks. Integer sums do not: each term becomes integers once, the
+// integers are summed in any order (threads, then ranks: Communicator::sum of
+// int64), and the total is rounded to a double once.
+
+__extension__ typedef __int128 int128;
+
+// The exact sum of any number of finite doubles, each added without rounding:
+// a fixed-point number spanning every double, 2^-1074 to above 2^1024, in 67
+// signed 64-bit limbs of 32 bits each (limb i weighs 2^(32 i - 1074)). A term
+// adds its 53-bit significand, shifted, to three limbs; limbs hold up to 2^30
+// terms' carries before normalize() moves them up. value() rounds the total to
+// nearest, ties to even: the one rounding of the whole sum (a total below
+// 2^-1022, subnormal, may be rounded twice). NaN and infinities are counted
+// apart and give what a float sum would: NaN, or the infinity's sign.
+class ExactSum {
+public:
+    static constexpr int kLimbs = 67;
+    static constexpr int kWords = kLimbs + 3;  // as to_words() packs it
+
+    void add(double v) {
+        std::uint64_t bits;
+        std::memcpy(&bits, &v, sizeof bits);
+        const unsigned biased = unsigned(bits >> 52) & 0x7ffu;
+        if (biased == 0x7ffu) {
+            count_special(v);
+            return;
+        }
+        // the significand's lowest bit weighs 2^(offset - 1074); subnormals have no hidden bit
+        const std::uint64_t normal = biased != 0;
+        const std::uint64_t significand = (bits & ((std::uint64_t(1) << 52) - 1)) | (normal << 52);
+        const unsigned offset = biased - unsigned(normal);
+        const unsigned shift = offset & 31;
+        // the significand shifted into three 32-bit pieces, negated without a
+        // branch (the signs of the terms are random: a branch would mispredict)
+        const std::uint64_t rest = significand >> (32 - shift);  // (significand << shift) >> 32
+        const std::int64_t negate = -std::int64_t(bits >> 63);   // 0 or -1
+        std::int64_t* limb = limb_ + (offset >> 5);
+        limb[0] += (std::int64_t((significand << shift) & 0xffffffffu) ^ negate) - negate;
+        limb[1] += (std::int64_t(rest & 0xffffffffu) ^ negate) - negate;
+        limb[2] += (std::int64_t(rest >> 32) ^ negate) - negate;
+        if (++pending_ == kNormalizeEvery) normalize();
+    }
+
+    void add(const ExactSum& other) {
+        ExactSum o = other;
+        o.normalize();
+        normalize();
+        for (int i = 0; i < kLimbs; ++i) limb_[i] += o.limb_[i];
+        for (int k = 0; k < 3; ++k) special_[k] += o.special_[k];
+        pending_ = 2;
+    }
+
+    // The total rounded to the nearest double (ties to even).
+    double value() const {
+        if (special_[kNan] > 0 || (special_[kPlusInf] > 0 && special_[kMinusInf] > 0)) return std::nan("");
+        if (special_[kPlusInf] > 0) return HUGE_VAL;
+        if (special_[kMinusInf] > 0) return -HUGE_VAL;
+        ExactSum m = *this;
+        m.normalize();
+        const bool negative = m.limb_[kLimbs - 1] < 0;  // every lower limb is in [0, 2^32)
+        if (negative) {
+            for (std::int64_t& l : m.limb_) l = -l;
+            m.normalize();
+        }
+        if (m.limb_[kLimbs - 1] != 0) return negative ? -HUGE_VAL : HUGE_VAL;  // above 2^1038
+        int top = kLimbs - 2;
+        while (top >= 0 && m.limb_[top] == 0) --top;
+        if (top < 0) return 0.0;
+        // the top three limbs (at least 65 significant bits when there are
+        // three), and whether anything below them is set
+        const int low = top >= 2 ? top - 2 : 0;
+        unsigned __int128 window = 0;
+        for (int i = top; i >= low; --i) window = (window << 32) | std::uint64_t(m.limb_[i]);
+        bool sticky = false;
+        for (int i = 0; i < low; ++i) sticky = sticky || m.limb_[i] != 0;
+        const int width = (window >> 64) ? 128 - __builtin_clzll(std::uint64_t(window >> 64))
+                                         : 64 - __builtin_clzll(std::uint64_t(window));
+        const int drop = width > 64 ? width - 64 : 0;
+        sticky = sticky || (drop > 0 && (window & ((((unsigned __int128)1) << drop) - 1)) != 0);
+        // 64 bits with a sticky lowest bit round as the whole number would (the
+        // rounding position is 11 bits above it)
+        std::uint64_t head = std::uint64_t(window >> drop);
+        if (sticky) head |= 1;
+        const double magnitude = std::ldexp(double(head), 32 * low - 1074 + drop);
+        return negative ? -magnitude : magnitude;
+    }
+
+    // As kWords integers whose sum over ranks (any order) is the sum of the
+    // ranks' ExactSums: the limbs normalized (each below 2^32), then the counts
+    // of NaN, +inf and -inf.
+    void to_words(std::int64_t* words) const {
+        ExactSum m = *this;
+        m.normalize();
+        std::memcpy(words, m.limb_, sizeof m.limb_);
+        for (int k = 0; k < 3; ++k) words[kLimbs + k] = m.special_[k];
+    }
+    static ExactSum from_words(const std::int64_t* words) {
+        ExactSum s;
+        std::memcpy(s.limb_, words, sizeof s.limb_);
+        for (int k = 0; k < 3; ++k) s.special_[k] = words[kLimbs + k];
+        s.normalize();
+        return s;
+    }
+
+private:
+    static constexpr std::int64_t kNormalizeEvery = std::int64_t(1) << 30;
+    enum { kNan = 0, kPlusInf = 1, kMinusInf = 2 };
+
+    void count_special(double v) {
+        if (std::isnan(v)) ++special_[kNan];
+        else ++special_[v > 0 ? kPlusInf : kMinusInf];
+    }
+    // Carries move up until every limb but the top one is in [0, 2^32).
+    void normalize() {
+        for (int i = 0; i + 1 < kLimbs; ++i) {
+            const std::int64_t carry = limb_[i] >> 32;  // floor division, negative limbs included
+            limb_[i] -= carry * (std::int64_t(1) << 32);
+            limb_[i + 1] += carry;
+        }
+        pending_ = 0;
+    }
+
+    std::int64_t limb_[kLimbs] = {};
+    std::int64_t special_[3] = {0, 0, 0};
+    std::int64_t pending_ = 0;
+};
+
+// A grid of sums in 128-bit fixed point: each term t is stored as
+// round(t 2^bits), the integers are summed, a node's total is read as
+// from_fixed128(sum, bits). With at most `terms` terms per node, each of
+// magnitude at most `max_term`, bits = 125 - ceil(log2 terms) - (ilogb(max_term) + 1)
+// keeps every partial sum below 2^126 in magnitude (no overflow in any order),
+// and each term's rounding is at most 2^-(bits+1), so a node's total is off the
+// exact sum of its terms by at most terms 2^-(bits+1) <= terms^2 max_term 2^-124
+// (1e5 terms: 5e-28 max_term), before its one rounding to a double.
+inline int grid_sum_bits(double max_term, std::int64_t terms) {
+    int log2_terms = 0;
+    while (log2_terms < 62 && (std::int64_t(1) << log2_terms) < terms) ++log2_terms;
+    return 125 - log2_terms - (std::ilogb(max_term) + 1);
+}
+
+// round(x) (to nearest, ties to even) for a value x already scaled by
+// 2^bits, |x| below 2^126; bit operations only (no library call), as the
+// gather adjoint forms 24 of these per particle.
+inline int128 fixed128_of_scaled(double x) {
+    if (std::fabs(x) < 0x1.0p51) {
+        // adding 1.5 2^52 rounds to an integer in the default rounding mode
+        return int128(std::int64_t((x + 0x1.8p52) - 0x1.8p52));
+    }
+    std::uint64_t bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    const std::int64_t significand = std::int64_t((bits & ((std::uint64_t(1) << 52) - 1)) | (std::uint64_t(1) << 52));
+    const int exponent = int((bits >> 52) & 0x7ff) - 1075;  // x = significand 2^exponent, exponent >= -1
+    int128 magnitude;
+    if (exponent >= 0) {
+        magnitude = int128((unsigned __int128)significand << exponent);  // below 2^126: fits
+    } else {  // [2^51, 2^52): a half at most, rounded to even
+        const std::int64_t half_units = significand, whole = half_units >> 1;
+        magnitude = whole + ((half_units & 1) ? (whole & 1) : 0);
+    }
+    return (bits >> 63) ? -magnitude : magnitude;
+}
+
+// v times 2^bits in two exact steps (each factor a double for any bits in
+// [-2044, 2046]); the product is exact unless it falls below 2^-1022.
+inline double scale_by_power_of_two(double v, int bits) {
+    return v * std::ldexp(1.0, bits / 2) * std::ldexp(1.0, bits - bits / 2);
+}
+
+// round(v 2^bits) (ties to even) for |v| 2^bits below 2^126.
+inline int128 to_fixed128(double v, int bits) { return fixed128_of_scaled(scale_by_power_of_two(v, bits)); }
+
+// A fixed-point total as the nearest double (times 2^-bits, exact in the normal range).
+inline double from_fixed128(int128 q, int bits) { return std::ldexp(double(q), -bits); }
 
 }  // namespace sctape

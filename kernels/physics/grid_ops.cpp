@@ -9,6 +9,7 @@
 #include "core/communicator.hpp"
 #include "physics/constants.hpp"
 #include "physics/adjoint_bodies.hpp"
+#include "physics/exact_sums.hpp"
 #include "physics/kick_math.hpp"
 
 namespace sctape {
@@ -104,8 +105,22 @@ void deposit_cic_fixed(const GridGeometry& g, const T* const pos[3], std::int64_
 
 template <class T>
 double deposit_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64_t n, T scale, const T* rho_adj,
-                           int threads, T* const pos_adj[3], GeometryAdjoint& geo_adj) {
+                           int threads, T* const pos_adj[3], GeometryAdjoint& geo_adj, bool exact) {
     const bodies::CicGrid<T> cg = bodies::cic_grid<T>(g);
+    if (exact) {  // d/d(scale), origin, cell: exact over every rank's particles
+        std::array<ExactSum, 7> sums = exact_particle_sums<7>(n, threads, [&](std::int64_t p, double* terms) {
+            const bodies::CicPointAdjoint<T> q = bodies::cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
+            double s_adj[3];
+            terms[0] = bodies::deposit_adjoint_particle(cg, q, rho_adj, scale, s_adj);
+            add_grid_coordinate_adjoint(cg, q, s_adj, pos_adj, p, terms + 1, terms + 4);
+        });
+        sum_over_ranks(sums.data(), 7);
+        for (int a = 0; a < 3; ++a) {
+            geo_adj.origin_m[a] += sums[1 + a].value();
+            geo_adj.cell_m[a] += sums[4 + a].value();
+        }
+        return sums[0].value();
+    }
     double scale_adj = 0, o_adj[3] = {0, 0, 0}, h_adj[3] = {0, 0, 0};
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : scale_adj, o_adj[:3], h_adj[:3])
     for (std::int64_t p = 0; p < n; ++p) {
@@ -134,10 +149,80 @@ void gather_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, co
     }
 }
 
+namespace {
+
+// gather_cic_adjoint's deterministic mode: each grid term w e_adj in 128-bit
+// fixed point, its scale from the largest |e_adj| of every rank (a weight is
+// at most 1) and the particle count (the most terms one node can receive);
+// the geometry's terms exact. Every sum is over every rank's particles.
+template <class T>
+void gather_cic_adjoint_exact(const GridGeometry& g, const T* const pos[3], std::int64_t n, const T* const e_grid[3],
+                              const T* const e_part_adj[3], int threads, T* const e_grid_adj[3], T* const pos_adj[3],
+                              GeometryAdjoint& geo_adj) {
+    const std::int64_t cells = g.cells();
+    const bodies::CicGrid<T> cg = bodies::cic_grid<T>(g);
+    Communicator& comm = communicator();
+    double largest = 0;
+    std::int64_t counts[2] = {n, 0};  // particles, non-finite adjoints
+    for (int a = 0; a < 3; ++a)
+        for (std::int64_t p = 0; p < n; ++p) {
+            const double v = std::fabs(double(e_part_adj[a][p]));
+            if (std::isfinite(v)) largest = std::max(largest, v);
+            else ++counts[1];
+        }
+    comm.max(&largest, 1);
+    comm.sum(counts, 2);
+    if (counts[1] > 0) {  // no integers for them: the grid is NaN, as its float sums would be NaN or inf
+        for (int a = 0; a < 3; ++a) std::fill_n(e_grid_adj[a], cells, std::numeric_limits<T>::quiet_NaN());
+        return;
+    }
+    const int bits = largest > 0 ? grid_sum_bits(largest, counts[0]) : 0;
+    // 2^bits as two exact factors (scale_by_power_of_two), formed once
+    const double unit_a = std::ldexp(1.0, bits / 2), unit_b = std::ldexp(1.0, bits - bits / 2);
+    HostArray<int128> grids(std::size_t(3 * cells * threads), int128(0));  // [thread][axis][cell]
+    std::array<ExactSum, 6> geometry{};  // origin, cell
+#pragma omp parallel num_threads(threads)
+    {
+        int128* grid = grids.data() + 3 * cells * omp_get_thread_num();
+        std::array<ExactSum, 6> mine{};
+#pragma omp for schedule(static)
+        for (std::int64_t p = 0; p < n; ++p) {
+            const bodies::CicPointAdjoint<T> q = bodies::cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
+            double s_adj[3] = {0, 0, 0};
+            for (int a = 0; a < 3; ++a) {
+                const T e_adj = e_part_adj[a][p];
+                for (int m = 0; m < 8; ++m)
+                    grid[a * cells + q.point.base + bodies::cic_offset(cg, m)] +=
+                        fixed128_of_scaled(double(q.point.w[m] * e_adj) * unit_a * unit_b);
+                bodies::gather_adjoint_particle(cg, q, e_grid[a], e_adj, s_adj);
+            }
+            double terms[6] = {0, 0, 0, 0, 0, 0};
+            add_grid_coordinate_adjoint(cg, q, s_adj, pos_adj, p, terms, terms + 3);
+            for (int k = 0; k < 6; ++k) mine[k].add(terms[k]);
+        }
+#pragma omp critical(sctape_gather_adjoint_exact)
+        for (int k = 0; k < 6; ++k) geometry[k].add(mine[k]);
+    }
+    // the threads' grids into the first, then every rank's
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::int64_t c = 0; c < 3 * cells; ++c)
+        for (int t = 1; t < threads; ++t) grids[c] += grids[c + 3 * cells * t];
+    sum_over_ranks(grids.data(), 3 * cells);
+    sum_over_ranks(geometry.data(), 6);
+    for (int a = 0; a < 3; ++a) {
+        for (std::int64_t c = 0; c < cells; ++c) e_grid_adj[a][c] += T(from_fixed128(grids[a * cells + c], bits));
+        geo_adj.origin_m[a] += geometry[a].value();
+        geo_adj.cell_m[a] += geometry[3 + a].value();
+    }
+}
+
+}  // namespace
+
 template <class T>
 void gather_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64_t n, const T* const e_grid[3],
                         const T* const e_part_adj[3], int threads, HostArray<T>& scratch, T* const e_grid_adj[3],
-                        T* const pos_adj[3], GeometryAdjoint& geo_adj) {
+                        T* const pos_adj[3], GeometryAdjoint& geo_adj, bool exact) {
+    if (exact) return gather_cic_adjoint_exact(g, pos, n, e_grid, e_part_adj, threads, e_grid_adj, pos_adj, geo_adj);
     const std::int64_t cells = g.cells();
     const bodies::CicGrid<T> cg = bodies::cic_grid<T>(g);
     scratch.assign(std::size_t(3 * cells * threads), T(0));
@@ -598,7 +683,7 @@ ExtremeOwners extreme_owners(double local_lo, double local_hi) {
 
 template <class T>
 void grid_covering_adjoint(const GridSettings& settings, const T* const pos[3], std::int64_t n,
-                           const GeometryAdjoint& geo_adj, T* const pos_adj[3]) {
+                           const GeometryAdjoint& geo_adj, T* const pos_adj[3], bool exact) {
     for (int a = 0; a < 3; ++a) {
         const double o_adj = geo_adj.origin_m[a], h_adj = geo_adj.cell_m[a];
         const ExtentJacobian jac = extent_jacobian(settings, a);
@@ -616,13 +701,14 @@ void grid_covering_adjoint(const GridSettings& settings, const T* const pos[3], 
             if (owners.hi) pos_adj[a][hi] += T(stat_adj[1]);
         } else {
             // mean and rms over every rank's particles
-            double sums[3] = {0, 0, double(n)};
-            for (std::int64_t p = 0; p < n; ++p) {
-                sums[0] += pos[a][p];
-                sums[1] += double(pos[a][p]) * pos[a][p];
-            }
-            communicator().sum(sums, 3);
-            const double sum = sums[0], sum2 = sums[1], total = sums[2];
+            ParticleSums<3> sums(exact);
+            sums.add_particles(n, [&](std::int64_t p, double* s) {
+                s[0] += pos[a][p];
+                s[1] += double(pos[a][p]) * pos[a][p];
+                s[2] += 1;  // exact below 2^53 particles
+            });
+            const std::array<double, 3> all = sums.over_all_ranks();
+            const double sum = all[0], sum2 = all[1], total = all[2];
             const double mean = sum / total, rms = std::sqrt(std::max(sum2 / total - mean * mean, 0.0));
             for (std::int64_t p = 0; p < n; ++p)
                 pos_adj[a][p] += T(stat_adj[0] / total + stat_adj[1] * (pos[a][p] - mean) / (total * rms));
@@ -635,12 +721,12 @@ void grid_covering_adjoint(const GridSettings& settings, const T* const pos[3], 
     template void deposit_cic_fixed<T>(const GridGeometry&, const T* const[3], std::int64_t, double, int,            \
                                        HostArray<std::int64_t>&, std::int64_t*);                                     \
     template double deposit_cic_adjoint<T>(const GridGeometry&, const T* const[3], std::int64_t, T, const T*, int,   \
-                                           T* const[3], GeometryAdjoint&);                                           \
+                                           T* const[3], GeometryAdjoint&, bool);                                     \
     template void gather_cic<T>(const GridGeometry&, const T* const[3], std::int64_t, const T* const[3], T* const[3], \
                                 int);                                                                                \
     template void gather_cic_adjoint<T>(const GridGeometry&, const T* const[3], std::int64_t, const T* const[3],     \
                                         const T* const[3], int, HostArray<T>&, T* const[3], T* const[3],             \
-                                        GeometryAdjoint&);                                                           \
+                                        GeometryAdjoint&, bool);                                                     \
     template void build_green<T>(const GridGeometry&, double, int, T*, CornerGradient*);                             \
     template double build_green_adjoint<T>(const GridGeometry&, double, const T*, int, GeometryAdjoint&);            \
     template double build_green_adjoint_folded<T>(const GridGeometry&, double, const T*, int, const CornerGradient*, \
@@ -651,7 +737,7 @@ void grid_covering_adjoint(const GridSettings& settings, const T* const pos[3], 
                                                   GeometryAdjoint&);                                                 \
     template class HockneyConvolver<T>;                                                                              \
     template void grid_covering_adjoint<T>(const GridSettings&, const T* const[3], std::int64_t,                     \
-                                           const GeometryAdjoint&, T* const[3]);
+                                           const GeometryAdjoint&, T* const[3], bool);
 SCTAPE_INSTANTIATE(float)
 SCTAPE_INSTANTIATE(double)
 #undef SCTAPE_INSTANTIATE

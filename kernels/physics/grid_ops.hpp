@@ -33,19 +33,27 @@ template <class T>
 void deposit_cic_fixed(const GridGeometry& g, const T* const pos[3], std::int64_t n, double one, int threads,
                        HostArray<std::int64_t>& scratch, std::int64_t* sum);
 // Given rho_adj: position adjoints (+=) and geometry adjoint (+=); returns d/d(scale).
+// exact (the deterministic mode, physics/exact_sums.hpp): the geometry's and
+// the scale's sums are exact over every rank's particles (reduced here, on
+// every rank), the same bits for any thread count and rank split; otherwise
+// they are this rank's, in float64.
 template <class T>
 double deposit_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64_t n, T scale,
-                           const T* rho_adj, int threads, T* const pos_adj[3], GeometryAdjoint& geo_adj);
+                           const T* rho_adj, int threads, T* const pos_adj[3], GeometryAdjoint& geo_adj,
+                           bool exact = false);
 
 // e_part[a][p] = sum_node W(p, node) e_grid[a][node].
 template <class T>
 void gather_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, const T* const e_grid[3],
                 T* const e_part[3], int threads);
 // Given e_part_adj: grid adjoints (+=, via per-thread `scratch`), position and geometry adjoints (+=).
+// exact: the grid's sums in 128-bit fixed point (fixed_point.hpp: grid_sum_bits)
+// and the geometry's exact, both over every rank's particles (reduced here);
+// otherwise this rank's, in float64 (T for the grid).
 template <class T>
 void gather_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64_t n, const T* const e_grid[3],
                         const T* const e_part_adj[3], int threads, HostArray<T>& scratch, T* const e_grid_adj[3],
-                        T* const pos_adj[3], GeometryAdjoint& geo_adj);
+                        T* const pos_adj[3], GeometryAdjoint& geo_adj, bool exact = false);
 
 // The IGF times 1/(4 pi eps0) mirrored into the doubled grid (2nx x 2ny x 2nz),
 // with z cells scaled by gamma (modified Poisson equation), built in float64.
@@ -146,8 +154,9 @@ private:
 
 // Adjoint of grid_covering: the geometry adjoint flows to the particles that
 // set the grid (min/max particles, or every particle through mean and rms).
+// exact: sigma mode's mean and rms from exact sums (as grid_covering's).
 template <class T>
 void grid_covering_adjoint(const GridSettings& settings, const T* const pos[3], std::int64_t n,
-                           const GeometryAdjoint& geo_adj, T* const pos_adj[3]);
+                           const GeometryAdjoint& geo_adj, T* const pos_adj[3], bool exact = false);
 
 }  // namespace sctape

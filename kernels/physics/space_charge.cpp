@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "core/communicator.hpp"
+#include "physics/exact_sums.hpp"
 #include "physics/geometry_bodies.hpp"
 #include "physics/grid_ops.hpp"
 #include "physics/kick_bodies.hpp"
@@ -96,8 +97,27 @@ GridGeometry geometry_from_extents(const GridSettings& settings, const AxisExten
     return g;
 }
 
+// The sums of the finite coordinates and their squares along each axis, exact
+// over every rank's particles (the deterministic mode's mean and rms).
 template <class T>
-GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], std::int64_t n) {
+void exact_extent_sums(const T* const pos[3], std::int64_t n, AxisExtent extent[3]) {
+    std::array<ExactSum, 6> sums{};
+    for (int a = 0; a < 3; ++a)
+        for (std::int64_t p = 0; p < n; ++p) {
+            const double u = pos[a][p];
+            if (!std::isfinite(u)) continue;  // counted apart, as AxisExtent::add does
+            sums[2 * a].add(u);
+            sums[2 * a + 1].add(u * u);
+        }
+    sum_over_ranks(sums.data(), 6);
+    for (int a = 0; a < 3; ++a) {
+        extent[a].sum = sums[2 * a].value();
+        extent[a].sum2 = sums[2 * a + 1].value();
+    }
+}
+
+template <class T>
+GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], std::int64_t n, bool exact) {
     AxisExtent extent[3];
     for (int a = 0; a < 3; ++a) {
         // branch-free min/max/sums (they vectorize); a NaN or inf makes the
@@ -114,8 +134,14 @@ GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], 
         else
             for (std::int64_t p = 0; p < n; ++p) extent[a].add(pos[a][p]);
     }
-    if (communicator().size() == 1) return geometry_from_extents(settings, extent, n);
+    // the sums set a sigma grid only (a minmax grid needs the extremes)
+    const bool exact_sums = exact && settings.mode == ExtentMode::sigma;
+    if (communicator().size() == 1) {
+        if (exact_sums) exact_extent_sums(pos, n, extent);
+        return geometry_from_extents(settings, extent, n);
+    }
     const std::int64_t total = reduce_over_ranks(extent, n);
+    if (exact_sums) exact_extent_sums(pos, n, extent);
     try {
         return geometry_from_extents(settings, extent, total);
     } catch (const std::runtime_error& e) {  // every rank saw the same reduced extents
@@ -191,7 +217,7 @@ void SpaceChargeKick<T>::s_to_t(const Beam<T>& beam) {
 template <class T>
 void SpaceChargeKick<T>::deposit(const Beam<T>& beam) {
     const T* pos[3] = {beam.x.data(), beam.y.data(), z_.data()};
-    geometry_ = grid_covering(settings_, pos, beam.size());
+    geometry_ = grid_covering(settings_, pos, beam.size(), fixed_point_deposit_);
     const T scale = T(beam.macro_charge_C() / geometry_.cell_volume_m3());
     Communicator& comm = communicator();
     const std::int64_t cells = geometry_.cells();
@@ -293,7 +319,7 @@ void SpaceChargeKick<T>::t_to_s(Beam<T>& beam) {
 
 template class SpaceChargeKick<float>;
 template class SpaceChargeKick<double>;
-template GridGeometry grid_covering<float>(const GridSettings&, const float* const[3], std::int64_t);
-template GridGeometry grid_covering<double>(const GridSettings&, const double* const[3], std::int64_t);
+template GridGeometry grid_covering<float>(const GridSettings&, const float* const[3], std::int64_t, bool);
+template GridGeometry grid_covering<double>(const GridSettings&, const double* const[3], std::int64_t, bool);
 
 }  // namespace sctape

@@ -82,8 +82,10 @@ struct GeometryAdjoint {
 // every other rank's (core/communicator.hpp: the extents are reduced over the
 // ranks); throws std::runtime_error (CollectiveError on several ranks) on
 // non-finite coordinates, a zero extent, or particles outside a sigma grid.
+// exact (the deterministic mode, physics/exact_sums.hpp): a sigma grid's mean
+// and rms from exact sums, the same bits for any split over ranks.
 template <class T>
-GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], std::int64_t n);
+GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], std::int64_t n, bool exact = false);
 
 // Reductions of one axis over the particles (min, max, sums over the finite
 // ones), wherever they were computed (the CUDA backend reduces on the device).
@@ -127,7 +129,9 @@ public:
 
     // The fixed-point deposit (grid_ops.hpp: deposit_cic_fixed): rho the same
     // bits for any thread count and any split over ranks. Off by default; on
-    // when SCTAPE_DETERMINISTIC_DEPOSIT=1, or when set here.
+    // when SCTAPE_DETERMINISTIC_DEPOSIT=1, or when set here. It turns on the
+    // deterministic mode: a sigma grid's sums here, and every sum over
+    // particles of the CPU backward pass, exact (physics/exact_sums.hpp).
     void set_fixed_point_deposit(bool on) { fixed_point_deposit_ = on; }
     bool fixed_point_deposit() const { return fixed_point_deposit_; }
 
