@@ -8,12 +8,12 @@
 //   sctape-bench --benchmark_filter=gradient_time --benchmark_out=gradient_time.json
 //
 // Names: gradient_time/<strategy>/N_part:<n>/grid:<n>/cell_quantum_permille:<q>.
-// The plain tracking and the gradient run alternate, 3 times each, and each
-// counter is the fastest of the 3, so that both sides of a ratio come from the
+// The plain tracking and the gradient run alternate, 5 times each, and each
+// counter is the fastest of the 5, so that both sides of a ratio come from the
 // same stretch of a shared machine. Counters (ms): plain_forward_ms (beam made
 // and tracked, no tape), forward_ms and backward_ms of the gradient, and
 // backward_<scope>_ms per tape scope; the ratios gradient_over_plain ((forward
-// + backward) / plain forward) and gradient_over_own_forward.
+// + backward) / plain forward) and gradient_over_own_forward; kicks and repeats.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -30,7 +30,7 @@
 
 namespace {
 
-constexpr int kRepeats = 3;
+constexpr int kRepeats = 5;
 
 struct Case {
     sctape::BeamParameters beam;
@@ -80,6 +80,7 @@ void gradient_time(benchmark::State& state, sctape::Strategy strategy) {
     state.counters["gradient_over_plain"] = (forward + backward) / plain;
     state.counters["gradient_over_own_forward"] = (forward + backward) / forward;
     state.counters["kicks"] = 10;
+    state.counters["repeats"] = kRepeats;
 }
 
 }  // namespace

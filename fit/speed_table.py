@@ -21,6 +21,7 @@ they differ from what the JSON gives. Bad input is `speed_table.py: error:
 import argparse
 import difflib
 import json
+import math
 import os
 import re
 import sys
@@ -29,7 +30,8 @@ import tempfile
 BEGIN, END = "<!-- speed-table -->", "<!-- /speed-table -->"
 GRADIENT_BEGIN, GRADIENT_END = "<!-- gradient-table -->", "<!-- /gradient-table -->"
 GRADIENT_NAME = re.compile(r"^gradient_time/(\w+)/N_part:(\d+)/grid:(\d+)/cell_quantum_permille:(\d+)")
-GRADIENT_KEYS = ["plain_forward_ms", "forward_ms", "backward_ms", "gradient_over_plain", "gradient_over_own_forward"]
+GRADIENT_KEYS = ["plain_forward_ms", "forward_ms", "backward_ms", "gradient_over_plain", "gradient_over_own_forward",
+                 "kicks", "repeats"]
 SUBSTEPS = ["s_to_t", "deposit", "green", "convolve", "field", "gather", "push", "t_to_s"]
 NAME = re.compile(r"^kick_time/(float32|float64)/N_part:(\d+)/grid:(\d+)/threads:(\d+)")
 
@@ -38,29 +40,45 @@ class InputError(Exception):
     pass
 
 
-def load_json(path):
+def load_benchmarks(path):
+    """The benchmark entries of a Google Benchmark JSON, each an object."""
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            doc = json.load(f)
     except OSError as e:
         raise InputError(f"cannot read '{path}': {e.strerror}")
     except ValueError as e:
         raise InputError(f"'{path}' is not valid JSON: {e}")
+    benchmarks = doc.get("benchmarks") if isinstance(doc, dict) else None
+    if not isinstance(benchmarks, list) or not all(isinstance(b, dict) for b in benchmarks):
+        raise InputError(f"'{path}' has no list of benchmark objects under \"benchmarks\"")
+    return benchmarks
+
+
+def positive_numbers(b, keys, path):
+    """Checks that b[key] is a finite number above 0 for every key (not a bool)."""
+    bad = [k for k in keys if isinstance(b.get(k), bool) or not isinstance(b.get(k), (int, float))]
+    if bad:
+        raise InputError(f"'{path}': {b['name']} lacks {', '.join(bad)}")
+    bad = [k for k in keys if not (math.isfinite(b[k]) and b[k] > 0)]
+    if bad:
+        raise InputError(f"'{path}': {b['name']} has {', '.join(bad)} not a finite number above 0")
 
 
 def load_runs(path):
-    doc = load_json(path)
     runs = []
-    for b in doc.get("benchmarks", []) if isinstance(doc, dict) else []:
+    for b in load_benchmarks(path):
         m = NAME.match(str(b.get("name", "")))
         if not m or b.get("run_type", "iteration") != "iteration":
             continue
         keys = [s + "_ms" for s in SUBSTEPS] + ["kick_ms", "fft_floor_ms", "green_uncached_ms"]
-        missing = [k for k in keys if not isinstance(b.get(k), (int, float))]
-        if missing:
-            raise InputError(f"'{path}': {b['name']} lacks {', '.join(missing)}")
-        if not b["fft_floor_ms"] > 0 or not b["kick_ms"] > 0:
-            raise InputError(f"'{path}': {b['name']} has a kick or FFT floor time that is not positive")
+        bad = [k for k in keys if isinstance(b.get(k), bool) or not isinstance(b.get(k), (int, float))]
+        if bad:
+            raise InputError(f"'{path}': {b['name']} lacks {', '.join(bad)}")
+        bad = [k for k in keys if not (math.isfinite(b[k]) and b[k] >= 0)]
+        if bad:
+            raise InputError(f"'{path}': {b['name']} has {', '.join(bad)} not a finite number at least 0")
+        positive_numbers(b, ["kick_ms", "fft_floor_ms"], path)
         runs.append({"dtype": m[1], "n_part": int(m[2]), "grid": int(m[3]), "threads": int(m[4]),
                      **{k: float(b[k]) for k in keys}})
     if not runs:
@@ -91,17 +109,12 @@ def table(runs):
 
 
 def load_gradient_runs(path):
-    doc = load_json(path)
     runs = []
-    for b in doc.get("benchmarks", []) if isinstance(doc, dict) else []:
+    for b in load_benchmarks(path):
         m = GRADIENT_NAME.match(str(b.get("name", "")))
         if not m or b.get("run_type", "iteration") != "iteration":
             continue
-        missing = [k for k in GRADIENT_KEYS if not isinstance(b.get(k), (int, float))]
-        if missing:
-            raise InputError(f"'{path}': {b['name']} lacks {', '.join(missing)}")
-        if not all(b[k] > 0 for k in GRADIENT_KEYS):
-            raise InputError(f"'{path}': {b['name']} has a time or ratio that is not positive")
+        positive_numbers(b, GRADIENT_KEYS, path)
         runs.append({"strategy": m[1], "n_part": int(m[2]), "grid": int(m[3]), "quantum": int(m[4]) / 1000,
                      **{k: float(b[k]) for k in GRADIENT_KEYS}})
     if not runs:
@@ -119,12 +132,14 @@ def gradient_table(runs):
                                         f"**{r['gradient_over_plain']:.2f}**",
                                         f"{r['gradient_over_own_forward']:.2f}"]) + " |")
     sizes = sorted({(r["n_part"], r["grid"]) for r in runs})
+    kicks = sorted({int(r["kicks"]) for r in runs})
+    repeats = sorted({int(r["repeats"]) for r in runs})
     lines.append("")
-    lines.append(f"*Milliseconds for a 1 m drift in 10 slices (10 kicks), "
+    lines.append(f"*Milliseconds for a 1 m drift in {'/'.join(map(str, kicks))} slices (one kick each), "
                  f"{', '.join(f'{n:,} particles on {g}³' for n, g in sizes)}, float64, CPU, one thread; "
-                 "the plain forward tracks without a tape; each time is the fastest of 3 runs alternating "
-                 "with the plain tracking. With cell_quantum the Green function is reused while the cells "
-                 "repeat, in the forward and in the adjoints.*")
+                 f"the plain forward tracks without a tape; each time is the fastest of "
+                 f"{'/'.join(map(str, repeats))} runs alternating with the plain tracking. With cell_quantum the "
+                 "Green function is reused while the cells repeat, in the forward and in the adjoints.*")
     return lines
 
 

@@ -211,7 +211,7 @@ TEST_CASE("sctape-bench gradient_time JSON: counter names, the ratios and the pe
     CHECK_FALSE(entry.contains("error_occurred"));
     // the fused tape's scopes (kick substeps, drift, beam, objective)
     std::set<std::string> counters = {"plain_forward_ms", "forward_ms", "backward_ms", "gradient_over_plain",
-                                      "gradient_over_own_forward", "kicks", "backward_beam_ms",
+                                      "gradient_over_own_forward", "kicks", "repeats", "backward_beam_ms",
                                       "backward_drift_ms", "backward_objective_ms"};
     for (sctape::Substep s : sctape::kAllSubsteps) counters.insert("backward_" + std::string(sctape::substep_name(s)) + "_ms");
     check_counter_names(entry, counters);
@@ -225,7 +225,7 @@ TEST_CASE("sctape-bench gradient_time JSON: counter names, the ratios and the pe
     CHECK(plain > 0);
     CHECK(entry.at("gradient_over_plain").get<double>() == Approx((forward + backward) / plain));
     CHECK(entry.at("gradient_over_own_forward").get<double>() == Approx((forward + backward) / forward));
-    // each counter is the fastest of 3 runs, so the scopes' fastest times add
+    // each counter is the fastest of the repeats, so the scopes' fastest times add
     // up to at most the fastest whole backward (the scopes partition it)
     double scopes = 0;
     for (const auto& counter : counters)

@@ -27,7 +27,7 @@ struct KickState {
     std::array<HostArray<T>, 3> e_grid, e_part;
     // adjoints passed between the kick's backward entries
     HostArray<T> z_adj, pz_adj, phi_adj, rho_adj, green_folded_adj;
-    std::optional<std::array<double, 3>> green_cells_adj;  // the green's adjoint, when carried to the IGF cells
+    std::optional<double> green_z_cell_adj;  // the green's adjoint carried to the IGF's z cell (quantized cells)
     CornerGradient green_corner_gradient;  // from a Green function rebuilt by the adjoint (else empty)
     const SpaceChargeKick<T>* fields_from = nullptr;  // a kick holding this kick's fields (else recomputed)
     std::array<HostArray<T>, 3> dp_adj, e_part_adj, e_grid_adj;
@@ -134,23 +134,24 @@ void field_backward(CpuRun<T>& ctx, KickState<T>& s) {
 }
 
 // The Green function comes from the kick's cache, rebuilt there only when
-// the geometry differs from the last kick's: the tape does not hold it.
+// the geometry differs from the last one held: the tape does not hold it.
+// With quantized cells the cells have no derivative (extent_jacobian), so of
+// the green's adjoint only d/d(gamma), through the IGF's z cell, reaches a
+// gradient: when the kick holds this kick's Green function already, the
+// spectrum of dG/d(theta_z) kept beside it gives that by Parseval, with no
+// IGF and no inverse transform. The deterministic mode keeps to the folded
+// adjoint, whose sums run on grid_sum_threads().
 template <class T>
 void convolve_backward(CpuRun<T>& ctx, KickState<T>& s) {
     SpaceChargeKick<T>& kick = *ctx.kick;
     HockneyConvolver<T>& conv = kick.convolver();
     // a rebuilt IGF brings its corner gradient for green_backward
-    kick.hold_green(s.geometry, ctx.ref.gamma, &s.green_corner_gradient);
+    const bool rebuilt = kick.hold_green(s.geometry, ctx.ref.gamma, &s.green_corner_gradient);
     s.rho_adj.assign(s.geometry.cells(), T(0));
-    // the cells' adjoint by Parseval sums over the spectrum on the kick's
-    // threads; the deterministic mode takes the IGF adjoint's path, whose sums
-    // run on grid_sum_threads()
-    const auto* derivatives = ctx.exact_sums() ? nullptr : kick.green_spectrum_derivatives();
-    if (derivatives) {
-        const std::array<const T*, 3> d = {(*derivatives)[0].data(), (*derivatives)[1].data(),
-                                           (*derivatives)[2].data()};
-        conv.convolve_adjoint_even_to_cells(s.rho->data(), kick.green_spectrum().data(), s.phi_adj.data(),
-                                            s.rho_adj.data(), d, s.green_cells_adj.emplace().data());
+    const HostArray<T>* z_derivative = rebuilt || ctx.exact_sums() ? nullptr : kick.green_spectrum_z_derivative();
+    if (z_derivative) {
+        s.green_z_cell_adj = conv.convolve_adjoint_even_to_z_cell(
+            s.rho->data(), kick.green_spectrum().data(), s.phi_adj.data(), s.rho_adj.data(), z_derivative->data());
     } else {
         s.green_folded_adj.resize(s.geometry.cells());
         conv.convolve_adjoint_even(s.rho->data(), kick.green_spectrum().data(), s.phi_adj.data(), s.rho_adj.data(),
@@ -161,11 +162,10 @@ void convolve_backward(CpuRun<T>& ctx, KickState<T>& s) {
 
 template <class T>
 void green_backward(CpuRun<T>& ctx, KickState<T>& s) {
-    if (s.green_cells_adj) {
-        ctx.params.reference.gamma +=
-            counted_once(add_green_cells_adjoint(s.geometry, ctx.ref.gamma, s.green_cells_adj->data(), s.geo_adj));
-        s.green_cells_adj.reset();
-        s.green_corner_gradient = CornerGradient();
+    if (s.green_z_cell_adj) {  // the x and y cells' adjoints would meet a zero Jacobian
+        const double theta_adj[3] = {0, 0, *s.green_z_cell_adj};
+        ctx.params.reference.gamma += counted_once(add_green_cells_adjoint(s.geometry, ctx.ref.gamma, theta_adj, s.geo_adj));
+        s.green_z_cell_adj.reset();
         return;
     }
     const CornerGradient* gradient = s.green_corner_gradient[0].empty() ? nullptr : &s.green_corner_gradient;

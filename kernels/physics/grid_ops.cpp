@@ -369,23 +369,19 @@ double build_green_adjoint(const GridGeometry& g, double gamma, const T* green_d
     return green_corner_adjoint(g, gamma, corner_adj, threads, nullptr, geo_adj);
 }
 
-template <class T>
-void build_green_cell_derivatives(const GridGeometry& g, double gamma, int threads,
-                                  std::array<HostArray<double>, 3>& octants) {
+void build_green_z_cell_derivative(const GridGeometry& g, double gamma, int threads, HostArray<double>& octant) {
     const int nx = g.n[0], ny = g.n[1], nz = g.n[2];
     const auto h = igf_cells(g, gamma);
-    for (auto& o : octants) o.resize(std::size_t(g.cells()));
+    octant.resize(std::size_t(g.cells()));
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int i = 0; i < nx; ++i)
         for (int j = 0; j < ny; ++j)
             for (int k = 0; k < nz; ++k) {
-                const double c[3] = {i + 0.5, j + 0.5, k + 0.5};
                 double grad[3];
-                igf_antiderivative_gradient(c[0] * h[0], c[1] * h[1], c[2] * h[2], grad);
-                for (int a = 0; a < 3; ++a) octants[a][node(g, i, j, k)] = kCoulomb * c[a] * grad[a];
+                igf_antiderivative_gradient((i + 0.5) * h[0], (j + 0.5) * h[1], (k + 0.5) * h[2], grad);
+                octant[node(g, i, j, k)] = kCoulomb * (k + 0.5) * grad[2];
             }
-    for (auto& o : octants)
-        for (int a = 0; a < 3; ++a) difference_along(o.data(), g.n, a, false, threads);
+    for (int a = 0; a < 3; ++a) difference_along(octant.data(), g.n, a, false, threads);
 }
 
 double add_green_cells_adjoint(const GridGeometry& g, double gamma, const double theta_adj[3],
@@ -583,29 +579,26 @@ void HockneyConvolver<T>::convolve_adjoint_even(const T* rho, const T* green_spe
 // The r2c half spectrum holds frequencies kz = 0..nz; those with 0 < kz < nz
 // stand for their conjugate partner too, whose product term is the same.
 template <class T>
-void HockneyConvolver<T>::convolve_adjoint_even_to_cells(const T* rho, const T* green_spectrum, const T* phi_adj,
-                                                         T* rho_adj,
-                                                         const std::array<const T*, 3>& spectrum_derivative,
-                                                         double theta_adj[3]) {
+double HockneyConvolver<T>::convolve_adjoint_even_to_z_cell(const T* rho, const T* green_spectrum, const T* phi_adj,
+                                                            T* rho_adj, const T* z_derivative) {
     rho_adjoint_even(rho, green_spectrum, phi_adj, rho_adj);
     const int nx = n_[0], ny = n_[1], nz = n_[2], kz = nz + 1;
-    double sum[3] = {0, 0, 0};
-#pragma omp parallel for num_threads(threads_) schedule(static) reduction(+ : sum[:3])
+    double sum = 0;
+#pragma omp parallel for num_threads(threads_) schedule(static) reduction(+ : sum)
     for (int i = 0; i < 2 * nx; ++i) {
         const int fi = i <= nx ? i : 2 * nx - i;
         for (int j = 0; j < 2 * ny; ++j) {
             const int fj = j <= ny ? j : 2 * ny - j;
             const std::complex<T>* a = spec_a_.data() + (std::int64_t(i) * 2 * ny + j) * kz;
             const std::complex<T>* r = spec_b_.data() + (std::int64_t(i) * 2 * ny + j) * kz;
-            const std::int64_t folded = (std::int64_t(fi) * (ny + 1) + fj) * kz;
+            const T* d = z_derivative + (std::int64_t(fi) * (ny + 1) + fj) * kz;
             for (int k = 0; k < kz; ++k) {
                 const double weight = (k == 0 || k == nz) ? 1.0 : 2.0;
-                const double product = weight * (double(a[k].real()) * r[k].real() + double(a[k].imag()) * r[k].imag());
-                for (int d = 0; d < 3; ++d) sum[d] += product * spectrum_derivative[d][folded + k];
+                sum += weight * (double(a[k].real()) * r[k].real() + double(a[k].imag()) * r[k].imag()) * d[k];
             }
         }
     }
-    for (int d = 0; d < 3; ++d) theta_adj[d] = sum[d];
+    return sum;
 }
 
 template <class T>
@@ -731,7 +724,6 @@ void grid_covering_adjoint(const GridSettings& settings, const T* const pos[3], 
     template double build_green_adjoint<T>(const GridGeometry&, double, const T*, int, GeometryAdjoint&);            \
     template double build_green_adjoint_folded<T>(const GridGeometry&, double, const T*, int, const CornerGradient*, \
                                                   GeometryAdjoint&);                                                 \
-    template void build_green_cell_derivatives<T>(const GridGeometry&, double, int, std::array<HostArray<double>, 3>&); \
     template void field_from_potential<T>(const GridGeometry&, const T*, T* const[3], int);                          \
     template void field_from_potential_adjoint<T>(const GridGeometry&, const T* const[3], const T* const[3], int, T*, \
                                                   GeometryAdjoint&);                                                 \

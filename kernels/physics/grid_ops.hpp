@@ -62,7 +62,8 @@ void gather_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64
 template <class T>
 void build_green(const GridGeometry& g, double gamma, int threads, T* green_doubled,
                  CornerGradient* gradient = nullptr);
-// Given the doubled grid's adjoint: geometry adjoint (+=) and d/d(gamma) (returned).
+// Given the doubled grid's adjoint: geometry adjoint (+=) and d/d(gamma)
+// (returned). The reference the folded form below is tested against.
 template <class T>
 double build_green_adjoint(const GridGeometry& g, double gamma, const T* green_doubled_adj, int threads,
                            GeometryAdjoint& geo_adj);
@@ -73,13 +74,12 @@ template <class T>
 double build_green_adjoint_folded(const GridGeometry& g, double gamma, const T* green_folded_adj, int threads,
                                   const CornerGradient* gradient, GeometryAdjoint& geo_adj);
 
-// d/d(theta_a) of build_green's first octant (n0 x n1 x n2, float64), for the
-// IGF cells theta = (hx, hy, gamma hz): the corner lattice's gradient, times
-// the corner's index, differenced and scaled as build_green does the values.
-template <class T>
-void build_green_cell_derivatives(const GridGeometry& g, double gamma, int threads,
-                                  std::array<HostArray<double>, 3>& octants);
-// From the adjoint of the IGF cells theta to the geometry adjoint (+=); returns d/d(gamma).
+// d/d(theta_z) of build_green's first octant (n0 x n1 x n2, float64), theta_z
+// = gamma hz the IGF's z cell: the corner lattice's z gradient times the
+// corner's z index, differenced and scaled as build_green does the values.
+void build_green_z_cell_derivative(const GridGeometry& g, double gamma, int threads, HostArray<double>& octant);
+// From the adjoint of the IGF cells theta = (hx, hy, gamma hz) to the geometry
+// adjoint (+=); returns d/d(gamma).
 double add_green_cells_adjoint(const GridGeometry& g, double gamma, const double theta_adj[3],
                                GeometryAdjoint& geo_adj);
 
@@ -116,13 +116,13 @@ public:
     // a green built by build_green can use.
     void convolve_adjoint_even(const T* rho, const T* green_spectrum, const T* phi_adj, T* rho_adj,
                                T* green_folded_adj);
-    // The same, with the green's adjoint carried on to the IGF cells: given
-    // spectrum_derivative[a] = d(green_spectrum)/d(theta_a), theta_adj[a] =
-    // sum over the doubled grid's frequencies of it times Re(A conj R), A and
-    // R the spectra of pad(phi_adj) and pad(rho) (Parseval): no inverse
-    // transform and no IGF for a geometry whose derivatives are at hand.
-    void convolve_adjoint_even_to_cells(const T* rho, const T* green_spectrum, const T* phi_adj, T* rho_adj,
-                                        const std::array<const T*, 3>& spectrum_derivative, double theta_adj[3]);
+    // The same, with the green's adjoint carried on to the IGF's z cell:
+    // given z_derivative = d(green_spectrum)/d(theta_z), returns the sum over
+    // the doubled grid's frequencies of it times Re(A conj R), A and R the
+    // spectra of pad(phi_adj) and pad(rho) (Parseval): d/d(theta_z) with no
+    // inverse transform and no IGF, for a geometry whose derivative is at hand.
+    double convolve_adjoint_even_to_z_cell(const T* rho, const T* green_spectrum, const T* phi_adj, T* rho_adj,
+                                           const T* z_derivative);
     // green_spectrum's transform for a green given by its first octant
     // (n0 x n1 x n2, float64; the value at index n of the doubled grid is 0).
     void octant_spectrum(const double* octant, T* spectrum);

@@ -241,31 +241,33 @@ void SpaceChargeKick<T>::green(const Beam<T>& beam) {
 }
 
 template <class T>
-void SpaceChargeKick<T>::hold_green(const GridGeometry& g, double gamma, CornerGradient* gradient) {
+bool SpaceChargeKick<T>::hold_green(const GridGeometry& g, double gamma, CornerGradient* gradient) {
     const std::array<double, 4> key = {g.cell_m[0], g.cell_m[1], g.cell_m[2], gamma};
-    if (green_valid_ && std::memcmp(key.data(), green_key_.data(), sizeof key) == 0) return;
+    if (green_valid_ && std::memcmp(key.data(), green_key_.data(), sizeof key) == 0) {
+        if (gradient) *gradient = CornerGradient();
+        return false;
+    }
     build_green(g, gamma, threads_, green_doubled_.data(), gradient);
     convolver_->green_spectrum(green_doubled_.data(), green_spectrum_.data());
     green_key_ = key;
     green_geometry_ = g;
     green_valid_ = true;
-    green_derivatives_valid_ = false;
+    green_z_derivative_valid_ = false;
     ++green_builds_;
+    return true;
 }
 
 template <class T>
-const std::array<HostArray<T>, 3>* SpaceChargeKick<T>::green_spectrum_derivatives() {
+const HostArray<T>* SpaceChargeKick<T>::green_spectrum_z_derivative() {
     if (!(settings_.cell_quantum > 0) || !green_valid_) return nullptr;
-    if (!green_derivatives_valid_) {
-        std::array<HostArray<double>, 3> octants;
-        build_green_cell_derivatives<T>(green_geometry_, green_key_[3], threads_, octants);
-        for (int a = 0; a < 3; ++a) {
-            green_derivatives_[a].resize(convolver_->green_spectrum_size());
-            convolver_->octant_spectrum(octants[a].data(), green_derivatives_[a].data());
-        }
-        green_derivatives_valid_ = true;
+    if (!green_z_derivative_valid_) {
+        HostArray<double> octant;
+        build_green_z_cell_derivative(green_geometry_, green_key_[3], threads_, octant);
+        green_z_derivative_.resize(convolver_->green_spectrum_size());
+        convolver_->octant_spectrum(octant.data(), green_z_derivative_.data());
+        green_z_derivative_valid_ = true;
     }
-    return &green_derivatives_;
+    return &green_z_derivative_;
 }
 
 template <class T>

@@ -161,20 +161,21 @@ public:
 
     // Wall seconds accumulated per substep since construction.
     const std::array<double, kSubstepCount>& seconds() const { return seconds_; }
-    // How often green() built the Green function (it is reused while the cell
-    // sizes and gamma repeat bit for bit).
+    // How often the Green function was built, by green() or for an adjoint
+    // (hold_green): it is reused while the cell sizes and gamma repeat bit for bit.
     std::int64_t green_builds() const { return green_builds_; }
     // For adjoints, which run between kicks: makes the Green function held
     // (green_function, green_spectrum) that of this geometry and gamma,
-    // building it only when they differ from the last. When it builds and
-    // `gradient` is given, that gets the corner lattice's gradient too
-    // (build_green); otherwise `gradient` is left empty.
-    void hold_green(const GridGeometry& g, double gamma, CornerGradient* gradient = nullptr);
-    // d(green_spectrum)/d(theta_a), a = 0..2, for the IGF cells theta = (hx,
-    // hy, gamma hz) of the Green function held: built on the first call after
-    // it changed and kept with it. Only with extent.cell_quantum > 0, where
-    // the geometry repeats and the build pays off; otherwise nullptr.
-    const std::array<HostArray<T>, 3>* green_spectrum_derivatives();
+    // building it only when they differ from the last one held; returns
+    // whether it built. When it builds and `gradient` is given, that gets the
+    // corner lattice's gradient too (build_green); otherwise it is cleared.
+    bool hold_green(const GridGeometry& g, double gamma, CornerGradient* gradient = nullptr);
+    // d(green_spectrum)/d(theta_z), theta_z = gamma hz the IGF's z cell, of the
+    // Green function held: built on the first call after it changed and kept
+    // with it. Only with extent.cell_quantum > 0, where the cells have no
+    // derivative (extent_jacobian) and theta_z carries gamma's alone;
+    // otherwise nullptr.
+    const HostArray<T>* green_spectrum_z_derivative();
 
 private:
     void prepare(std::int64_t n_particles);
@@ -195,8 +196,8 @@ private:
     GridGeometry green_geometry_;  // the key's geometry (only its cells matter)
     bool green_valid_ = false;
     std::int64_t green_builds_ = 0;
-    std::array<HostArray<T>, 3> green_derivatives_;
-    bool green_derivatives_valid_ = false;
+    HostArray<T> green_z_derivative_;
+    bool green_z_derivative_valid_ = false;
     std::unique_ptr<HockneyConvolver<T>> convolver_;
     std::array<double, kSubstepCount> seconds_{};
 };
