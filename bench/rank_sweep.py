@@ -34,27 +34,28 @@ SCHEMA_VERSION = 1  # of the rank sweep's context keys and per-entry counters
 UNITS = "bytes for *_bytes*, per kick unless *_total; *_per_rank lists are whole-run bytes, rank 0 first"
 STRATEGIES = ("fused", "checkpoint", "reversible")  # autograd does not run over ranks (docs/mpi.md)
 DTYPES = ("float64", "float32")
-KICKS = 2  # the per-kick counters are the last kick's growth: two kicks give it and a forward pass's working set
+KICKS = 2  # of the fit set: the per-kick counters are the last kick's growth, and two kicks give it
 
 # Fit set: every rank share from 1000 to 64000 particles on 8^3 to 32^3, so
 # that both phases of the peak (particle-bound, grid-bound) have points; two
 # shares repeat at another rank count (4000 = 4000/1 = 16000/4, 16000 = 16000/1 = 64000/4),
 # which shows whether a rank holds anything that grows with the ranks.
 FIT = {"n_part": (4000, 16000, 64000), "grids": ((8, 8, 8), (16, 16, 16), (32, 32, 32)), "ranks": (1, 2, 4)}
-# Held out: ranks 3 and 6 (uneven splits), bunch sizes and grids the fit never saw.
-HELD_OUT = ((10000, (16, 16, 32), 3), (50000, (24, 24, 24), 3), (90000, (32, 16, 8), 6))
+# Held out: ranks 3, 5 and 6 (uneven splits), bunch sizes and grids the fit
+# never saw, and one run of 4 kicks; (N_part, grid, ranks, kicks).
+HELD_OUT = ((10000, (16, 16, 32), 3, KICKS), (50000, (24, 24, 24), 3, KICKS), (90000, (32, 16, 8), 6, KICKS),
+            (100000, (32, 32, 32), 5, 4))
 # --quick (the ctest): one dtype, the smallest cases
 QUICK_FIT = {"n_part": (4000, 16000), "grids": ((8, 8, 8), (16, 16, 16)), "ranks": (1, 2, 4)}
-QUICK_HELD_OUT = ((10000, (16, 16, 32), 3),)
+QUICK_HELD_OUT = ((10000, (16, 16, 32), 3, KICKS),)
 
 # The bunch every run tracks: the MPI test's (tests/check_mpi_ranks.py), a
-# drift of KICKS slices, one thread per rank (the laws are per thread count:
+# drift of one slice per kick, one thread per rank (the laws are per thread count:
 # the float deposit keeps one grid per thread).
 BASE_CONFIG = {
     "kinetic_energy_eV": 1.0e7, "bunch_charge_C": 1e-9, "seed": 3,
     "distribution": {"type": "gaussian", "sigma_x_m": 1e-3, "sigma_y_m": 1.2e-3, "sigma_tau_m": 2e-6,
                      "sigma_px": 1e-5, "sigma_py": 1e-5, "sigma_delta": 1e-4},
-    "lattice": [{"type": "drift", "length_m": 0.5, "slices": KICKS}],
     "threads": 1, "objective": "sigma_x", "gradients": ["bunch_charge_C"], "backend": "cpu",
 }
 
@@ -63,18 +64,18 @@ class SweepError(Exception):
     pass
 
 
-def case_name(strategy, dtype, n_part, grid, ranks):
+def case_name(strategy, dtype, n_part, grid, ranks, kicks):
     g = "x".join(str(n) for n in grid)
-    return f"kick_memory/{strategy}/{dtype}/N_part:{n_part}/grid:{g}/N_kicks:{KICKS}/ranks:{ranks}"
+    return f"kick_memory/{strategy}/{dtype}/N_part:{n_part}/grid:{g}/N_kicks:{kicks}/ranks:{ranks}"
 
 
 def fit_cases(strategies, dtypes, design):
-    return [(s, d, n, g, p) for s in strategies for d in dtypes for n in design["n_part"] for g in design["grids"]
-            for p in design["ranks"]]
+    return [(s, d, n, g, p, KICKS) for s in strategies for d in dtypes for n in design["n_part"]
+            for g in design["grids"] for p in design["ranks"]]
 
 
 def held_out_cases(strategies, dtypes, cases):
-    return [(s, d, n, g, p) for s in strategies for d in dtypes for n, g, p in cases]
+    return [(s, d, n, g, p, k) for s in strategies for d in dtypes for n, g, p, k in cases]
 
 
 def mpirun_env():
@@ -84,8 +85,9 @@ def mpirun_env():
 
 
 def run_case(args, case, tmp):
-    strategy, dtype, n_part, grid, ranks = case
+    strategy, dtype, n_part, grid, ranks, kicks = case
     config = dict(BASE_CONFIG, n_particles=n_part, dtype=dtype, strategy=strategy,
+                  lattice=[{"type": "drift", "length_m": 0.25 * kicks, "slices": kicks}],
                   space_charge={"enabled": True, "grid": list(grid)})
     cfg, out = os.path.join(tmp, "config.json"), os.path.join(tmp, "result.json")
     with open(cfg, "w") as f:
@@ -105,7 +107,7 @@ def run_case(args, case, tmp):
 
 def entry(case, result):
     """The sweep entry of one run: rank 0's counters, every rank's totals beside them."""
-    strategy, dtype, n_part, grid, ranks = case
+    strategy, dtype, n_part, grid, ranks, kicks = case
     name = case_name(*case)
     mpi, memory = result.get("mpi"), result["reverse_mode"]["memory"]
     if not mpi or mpi["ranks"] != ranks:
@@ -116,7 +118,7 @@ def entry(case, result):
     e = {"name": name, "run_name": name, "run_type": "iteration", "iterations": 1, "time_unit": "ms",
          "real_time": 1e3 * result["timing"]["total_s"],
          "N_part": n_part, "ranks": ranks, "N_part_rank": share, "N_cells": grid[0] * grid[1] * grid[2],
-         "N_kicks": KICKS,
+         "N_kicks": kicks,
          "tape_bytes": memory["tape_bytes_per_kick"], "alloc_delta_bytes": memory["allocator_delta_bytes_per_kick"],
          "tape_bytes_total": memory["tape_bytes"], "peak_bytes_total": memory["peak_bytes"]}
     for scope, nbytes in memory["tape_bytes_per_kick_by_scope"].items():
@@ -151,7 +153,7 @@ def sweep(args, cases, role, done, total, started, tmp):
                "sctape_version": version, "backend": "cpu", "device": f"cpu: {os.cpu_count()} cores",
                "memory_space": "host (host_memory)", "threads": "1", "mpi": mpi_version(args.mpirun),
                "measured_rank": "rank 0: the largest share, ceil(N_part / ranks) particles",
-               "lattice": f"drift, {KICKS} slices", "units": UNITS}
+               "lattice": "a drift of 0.25 m per kick, one slice per kick", "units": UNITS}
     return {"context": context, "benchmarks": entries}, done
 
 

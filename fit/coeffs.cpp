@@ -370,7 +370,9 @@ json rank_dependence(const std::vector<const SweepEntry*>& entries, const std::s
             {"dtype", dtype},
             {"same_share_pairs", pairs},
             {"max_tape_difference_bytes", pairs ? json(tape) : json(nullptr)},
-            {"max_peak_difference_bytes", pairs ? json(peak) : json(nullptr)}};
+            {"max_peak_difference_bytes", pairs ? json(peak) : json(nullptr)},
+            {"note", pairs ? json(nullptr)
+                           : json("no two runs hold the same share at different rank counts: not measured")}};
 }
 
 // COEFFS's "per_rank" section of a rank sweep (docs/mpi.md).

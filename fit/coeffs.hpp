@@ -30,7 +30,8 @@
 // counts swept), N_part (what it means), rank_dependence[]: per strategy and
 // dtype, same_share_pairs, max_tape_difference_bytes and
 // max_peak_difference_bytes, the largest differences between runs holding
-// the same share at different rank counts (null without such pairs)}.
+// the same share at different rank counts (null without such pairs, and
+// then `note` says so; note null otherwise)}.
 #pragma once
 
 #include <nlohmann/json.hpp>

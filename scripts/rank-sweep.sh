@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The per-rank memory law from a clean clone: Open MPI from Debian, the `mpi`
-# preset's sctape, the rank sweep (bench/rank_sweep.py: 162 fit runs and 18
+# preset's sctape, the rank sweep (bench/rank_sweep.py: 162 fit runs and 24
 # held-out ones, about 3 minutes on 2 cores), its fit, and the held-out check.
 # Writes results/rank_sweep_cpu.json, results/rank_sweep_heldout_cpu.json and
 # results/coeffs_rank_cpu.json (docs/mpi.md, "The per-rank law fitted over ranks").

@@ -871,7 +871,7 @@ json synthetic_rank_sweep() {
 }  // namespace
 
 // Exact synthetic bytes: the fit's rounding is ~1e-16 relative; 1e-9 as above.
-TEST_CASE("rank sweep: the per-rank law in ceil(N/P) and N_cells, fitted exactly; bad rank data refused", "[fit][plan]") {
+TEST_CASE("rank sweep: the per-rank law in ceil(N/P) and N_cells fitted exactly, bad rank data refused", "[fit][plan]") {
     const json coeffs = sctape::fit::fit_sweep(sctape::fit::parse_sweep(synthetic_rank_sweep()), {});
     const json* per_kick = find_fit(coeffs, "tape_bytes", "total");
     const json* fixed = find_fit(coeffs, "tape_fixed_bytes", "total");
@@ -891,7 +891,7 @@ TEST_CASE("rank sweep: the per-rank law in ceil(N/P) and N_cells, fitted exactly
     CHECK(coeffs["per_rank"]["ranks"] == json({1, 2, 3, 4}));
     const json& dependence = coeffs["per_rank"]["rank_dependence"][0];
     CHECK(keys_of(dependence) == std::set<std::string>{"strategy", "dtype", "same_share_pairs",
-                                                       "max_tape_difference_bytes", "max_peak_difference_bytes"});
+                                                       "max_tape_difference_bytes", "max_peak_difference_bytes", "note"});
     CHECK(dependence["same_share_pairs"] == 2 * 3);  // two shares held at two rank counts, on three grids
     CHECK(dependence["max_peak_difference_bytes"] == 0);
     CHECK_THAT(sctape::fit::coefficient_table(coeffs), Contains("per MPI rank (ranks 1 2 3 4)"));
