@@ -185,6 +185,8 @@ def check_bad_inputs(sweep_path, coeffs_path):
         r = sctape("plan", *args)
         check(r.returncode == 2 and expect in r.stderr, f"plan {' '.join(args[1:])}: exit 2 naming '{expect}' "
                                                         f"(exit {r.returncode}: {r.stderr.strip()[-160:]!r})")
+    r = sctape("fit", "--help")
+    check(r.returncode == 0 and "rank sweep" in r.stdout and "per_rank" in r.stdout, "fit --help describes rank sweeps")
     r = sctape("plan", "--help")
     check(r.returncode == 0 and "per_rank" in r.stdout and "--ranks auto" in r.stdout, "plan --help describes the per-rank law")
 
