@@ -42,7 +42,7 @@ double required_number(const json& entry, const std::string& key, const std::str
 void read_rank_share(const json& b, const std::string& name, SweepEntry& e) {
     e.ranks = required_number(b, "ranks", name);
     if (!(e.ranks >= 1 && e.ranks <= 1e9 && e.ranks == std::floor(e.ranks)))
-        throw FitError("sweep entry '" + name + "' has ranks = " + b["ranks"].dump() + ": must be a whole number >= 1");
+        throw FitError("sweep entry '" + name + "' has ranks = " + b["ranks"].dump() + ": must be a whole number from 1 to 10^9");
     const double share = required_number(b, "N_part_rank", name);
     if (e.n_part != std::floor(e.n_part) || share != std::ceil(e.n_part / e.ranks))
         throw FitError("sweep entry '" + name + "' has N_part_rank = " + b["N_part_rank"].dump() +
@@ -63,7 +63,6 @@ SweepEntry parse_entry(const json& b, const std::string& name) {
     e.n_kicks = required_number(b, "N_kicks", name);
     e.grid = segment_value(segments, "grid");
     if (e.grid.empty()) e.grid = std::to_string(static_cast<long long>(e.n_cells));
-    e.n_part_bunch = e.n_part;
     if (b.contains("ranks")) read_rank_share(b, name, e);
     for (const auto& [key, value] : b.items())
         if (value.is_number()) e.counters[key] = value.get<double>();

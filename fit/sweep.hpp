@@ -20,11 +20,11 @@ namespace sctape::fit {
 // A run over MPI ranks (bench/rank_sweep.py: counters "ranks" and
 // "N_part_rank", name ending /ranks:<P>) was measured on rank 0, the largest
 // share: n_part is then its particles, ceil(N_part / ranks), the law's
-// variable (docs/mpi.md), and n_part_bunch the bunch's N_part.
+// variable (docs/mpi.md); the bunch's stays in counters["N_part"].
 struct SweepEntry {
     std::string name, strategy, dtype, grid;  // grid as in the name, e.g. "16x16x16"
     double n_part = 0, n_cells = 0, n_kicks = 0;
-    double n_part_bunch = 0, ranks = 1;      // = n_part and 1 without ranks
+    double ranks = 1;                        // 1 without ranks
     std::map<std::string, double> counters;  // every numeric field of the entry
 };
 
