@@ -5,7 +5,7 @@ Committed data (every build, no MPI needed): results/rank_sweep_cpu.json
 fits to exactly the closed-form tape coefficients and to the committed
 results/coeffs_rank_cpu.json; every rank's tape equals the law exactly; runs
 holding the same share at other rank counts differ by 0 bytes; the held-out
-runs are predicted within 1%; `plan --ranks auto` gives known rank counts; bad
+runs are predicted within 2%; `plan --ranks auto` gives known rank counts; bad
 input exits 2 and writes nothing.
 
 --live (the `mpi` preset, ctest label mpi): the quick rank sweep is run with
@@ -20,11 +20,14 @@ import subprocess
 import sys
 import tempfile
 
-# Held-out runs' peaks: the per-rank peak law's largest error on the committed
-# fit's own 162 runs is 0.52% of the peak (grid phase: the r2c spectrum of the
-# doubled grid, 2nx*2ny*(nz+1) values, depends on the grid's shape, not only
-# on N_cells); a point the fit never saw is allowed twice that, rounded to 1%.
-HELD_OUT_TOL = 0.01
+# Peaks: the per-rank peak law misses the committed fit's own 162 runs by at
+# most 0.84% (neither phase is exactly linear in N_cells: the r2c spectrum of
+# the doubled grid, 2nx*2ny*(nz+1) values, depends on the grid's shape); a
+# point the fit never saw may miss by twice that, rounded up: 2%. The fit's
+# own runs must stay within half of it, so a worse fit cannot pass by the
+# tolerance it set.
+HELD_OUT_TOL = 0.02
+OWN_TOL = HELD_OUT_TOL / 2
 # Fitted coefficients of exact integer byte counts: relative least squares
 # leaves residuals of a few 1e-16 (fit/least_squares.hpp); 1e-9 of the
 # coefficient, as tests/test_fit.cpp's tape_laws test.
@@ -116,9 +119,9 @@ def check_fit(sweep_path, coeffs, label):
 
 
 def check_held_out(coeffs_path, held_out_path, label, sweep_path):
-    """Held-out runs: tape predicted exactly, peak within HELD_OUT_TOL (the fit's own runs too)."""
-    r = sctape("plan", coeffs_path, "--against", sweep_path, "--tolerance", str(HELD_OUT_TOL))
-    check(r.returncode == 0, f"{label}: the fit's own runs within {HELD_OUT_TOL:.0%} "
+    """Held-out runs: tape predicted exactly, peak within HELD_OUT_TOL; the fit's own runs within OWN_TOL."""
+    r = sctape("plan", coeffs_path, "--against", sweep_path, "--tolerance", str(OWN_TOL))
+    check(r.returncode == 0, f"{label}: the fit's own runs within {OWN_TOL:.0%} "
                              f"(exit {r.returncode}): {r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr}")
     r = sctape("plan", coeffs_path, "--against", held_out_path, "--tolerance", str(HELD_OUT_TOL))
     check(r.returncode == 0, f"{label}: plan --against the held-out runs, every run within {HELD_OUT_TOL:.0%} "
