@@ -45,8 +45,9 @@ FIT = {"n_part": (4000, 16000, 64000), "grids": ((8, 8, 8), (16, 16, 16), (32, 3
 # never saw, and one run of 4 kicks; (N_part, grid, ranks, kicks).
 HELD_OUT = ((10000, (16, 16, 32), 3, KICKS), (50000, (24, 24, 24), 3, KICKS), (90000, (32, 16, 8), 6, KICKS),
             (100000, (32, 32, 32), 5, 4))
-# --quick (the ctest): one dtype, the smallest cases
-QUICK_FIT = {"n_part": (4000, 16000), "grids": ((8, 8, 8), (16, 16, 16)), "ranks": (1, 2, 4)}
+# --quick (the ctest): float64 only, the whole fit design (one rank and
+# several are fitted apart: each needs points in both phases of the peak)
+QUICK_FIT = FIT
 QUICK_HELD_OUT = ((10000, (16, 16, 32), 3, KICKS),)
 
 # The bunch every run tracks: the MPI test's (tests/check_mpi_ranks.py), a

@@ -224,7 +224,8 @@ PlanRow predict_row(const nlohmann::json& coeffs, const fit::TapeLaw& law, const
     const double n = particles_per_rank(p.n_part, ranks);
     PlanRow r{label, law.per_kick_bytes(n, cells), 0.0, NAN, ranks};
     r.tape = r.per_kick * p.kicks;
-    const auto model = law.code.empty() ? fit::memory_model(coeffs, law.strategy, p.dtype) : std::nullopt;
+    const int rank_count = ranks > 1 ? 2 : 1;  // the model tells one rank from several
+    const auto model = law.code.empty() ? fit::memory_model(coeffs, law.strategy, p.dtype, rank_count) : std::nullopt;
     if (model) {
         const fit::MemoryPrediction m = fit::predict(*model, {n, cells, p.kicks, snapshots, p.map_cell});
         r.per_kick = model->per_kick.at(n, cells);
@@ -374,7 +375,7 @@ RunCheck check_run(const nlohmann::json& coeffs, const fit::SweepEntry& e, const
     const bool binomial = e.strategy == "binomial";
     if (binomial && p.snapshots == 0)
         throw std::invalid_argument("run '" + e.name + "' is binomial checkpointing: give its --snapshots S");
-    const auto model = fit::memory_model(coeffs, e.strategy, e.dtype);
+    const auto model = fit::memory_model(coeffs, e.strategy, e.dtype, e.ranks > 1 ? 2 : 1);
     if (!model)
         throw std::invalid_argument("'" + p.coeffs + "' has no memory model for " + e.strategy + "/" + e.dtype +
                                     " (tape_bytes and tape_fixed_bytes fits)");

@@ -8,6 +8,8 @@
 #include <sstream>
 #include <tuple>
 
+#include "memory_model.hpp"
+
 namespace sctape::fit {
 namespace {
 
@@ -232,14 +234,25 @@ void add_derived_fits(const Sweep& sweep, const std::string& strategy, const std
     } catch (const FitError& e) {
         add("tape_fixed_bytes", "total", unfitted_json(n, std::string("not fitted: ") + e.what()));
     }
-    try {
-        const LargerOfTwoFit f = fit_larger_of_two_laws(derived_points(law_entries, peak_overhead_bytes));
-        add("peak_overhead_bytes", "particles", law_fit_json(f.particles));
-        add("peak_overhead_bytes", "grid", law_fit_json(f.grid));
-    } catch (const FitError& e) {
-        for (const char* scope : {"particles", "grid"})
-            add("peak_overhead_bytes", scope, unfitted_json(n, std::string("not fitted: ") + e.what()));
-    }
+    auto add_overhead = [&](const std::vector<const SweepEntry*>& entries, const std::string& prefix) {
+        if (entries.empty()) return;
+        try {
+            const LargerOfTwoFit f = fit_larger_of_two_laws(derived_points(entries, peak_overhead_bytes));
+            add("peak_overhead_bytes", prefix + "particles", law_fit_json(f.particles));
+            add("peak_overhead_bytes", prefix + "grid", law_fit_json(f.grid));
+        } catch (const FitError& e) {
+            for (const char* scope : {"particles", "grid"})
+                add("peak_overhead_bytes", prefix + scope,
+                    unfitted_json(int(entries.size()), std::string("not fitted: ") + e.what()));
+        }
+    };
+    if (!sweep.per_rank) return add_overhead(law_entries, "");
+    // Over several ranks a rank may hold what one rank does not (the buffers
+    // of its reductions): the peak of one rank and of several, fitted apart.
+    std::vector<const SweepEntry*> one, several;
+    for (const auto* e : law_entries) (e->ranks == 1 ? one : several).push_back(e);
+    add_overhead(one, "");
+    add_overhead(several, kSeveralRanksScope);
 }
 
 void add_law_fits(const Sweep& sweep, const std::string& strategy, const std::string& dtype,

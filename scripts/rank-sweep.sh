@@ -4,7 +4,7 @@
 # held-out ones, about 3 minutes on 2 cores), its fit, and the held-out check.
 # Writes results/rank_sweep_cpu.json, results/rank_sweep_heldout_cpu.json and
 # results/coeffs_rank_cpu.json (docs/mpi.md, "The per-rank law fitted over ranks").
-#   bash scripts/rank-sweep.sh [--quick]     # --quick: 36 + 3 float64 runs, into build/mpi/rank_sweep_quick/
+#   bash scripts/rank-sweep.sh [--quick]     # --quick: 81 + 3 float64 runs, into build/mpi/rank_sweep_quick/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in

@@ -109,13 +109,16 @@ def check_fit(sweep_path, coeffs, label):
         check(fixed is not None and near(fixed["alpha_part_bytes"], fixed_part(strategy, w)) and
               near(fixed["alpha_cells_bytes"], 0) and near(fixed["alpha_0_bytes"], 0),
               f"{label}: {strategy}/{dtype} tape besides the kicks = {fixed_part(strategy, w)} B x ceil(N/P)")
-        peak_rows = [row(coeffs, strategy, dtype, "peak_overhead_bytes", s) for s in ("particles", "grid")]
+        scopes = ("particles", "grid", "ranks_particles", "ranks_grid")
+        peak_rows = [row(coeffs, strategy, dtype, "peak_overhead_bytes", s) for s in scopes]
         check(all(r is not None and r["alpha_part_bytes"] is not None for r in peak_rows),
-              f"{label}: {strategy}/{dtype} per-rank peak fitted (two phases)")
+              f"{label}: {strategy}/{dtype} per-rank peak fitted for one rank and for several (two phases each)")
+    # the tape holds no reduction buffer: equal to the byte; the peak may
+    # (the deterministic mode's), which the laws for several ranks hold
     for d in coeffs["per_rank"]["rank_dependence"]:
-        check(d["same_share_pairs"] > 0 and d["max_tape_difference_bytes"] == 0 and d["max_peak_difference_bytes"] == 0,
+        check(d["same_share_pairs"] > 0 and d["max_tape_difference_bytes"] == 0,
               f"{label}: {d['strategy']}/{d['dtype']}: {d['same_share_pairs']} pairs holding the same share at other "
-              f"ranks differ by {d['max_tape_difference_bytes']} B of tape and {d['max_peak_difference_bytes']} B of peak")
+              f"ranks: tape equal to the byte (peak differs by {d['max_peak_difference_bytes']} B)")
 
 
 def check_held_out(coeffs_path, held_out_path, label, sweep_path):
@@ -251,7 +254,7 @@ def live():
                         "--mpirun", ARGS.mpirun, "--quick", "--out", sweep, "--held-out", held],
                        capture_output=True, text=True, timeout=900)
     lines = r.stderr.strip().splitlines()
-    check(r.returncode == 0 and "[39/39]" in r.stderr, f"rank_sweep.py --quick: 39 runs with progress (exit "
+    check(r.returncode == 0 and "[84/84]" in r.stderr, f"rank_sweep.py --quick: 84 runs with progress (exit "
                                                       f"{r.returncode}: {lines[-1] if lines else ''})")
     if r.returncode != 0:
         return
