@@ -31,7 +31,9 @@
 // dtype, same_share_pairs, max_tape_difference_bytes and
 // max_peak_difference_bytes, the largest differences between runs holding
 // the same share at different rank counts (null without such pairs, and
-// then `note` says so; note null otherwise)}.
+// then `note` says so; note null otherwise)}, and its peak_overhead_bytes
+// rows twice: scopes particles and grid fitted on the runs on one rank,
+// ranks_particles and ranks_grid on those over several (reduction buffers).
 #pragma once
 
 #include <nlohmann/json.hpp>

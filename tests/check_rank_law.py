@@ -20,8 +20,8 @@ import subprocess
 import sys
 import tempfile
 
-# Peaks: the per-rank peak law misses the committed fit's own 162 runs by at
-# most 0.84% (neither phase is exactly linear in N_cells: the r2c spectrum of
+# Peaks: the per-rank peak laws miss the committed fit's own 162 runs by at
+# most 0.78% (neither phase is exactly linear in N_cells: the r2c spectrum of
 # the doubled grid, 2nx*2ny*(nz+1) values, depends on the grid's shape); a
 # point the fit never saw may miss by twice that, rounded up: 2%. The fit's
 # own runs must stay within half of it, so a worse fit cannot pass by the
