@@ -10,8 +10,8 @@ Runs `mpirun -n P sctape track CONFIG` (oversubscribed: more ranks than cores
 is fine, only bytes are measured) for every strategy x dtype x N_part x grid x
 ranks of the fit set, and a held-out set whose ranks, N_part and grids are
 none of the fit's, and writes each as a kick_memory sweep (Google Benchmark
-JSON, as sctape-bench writes) that `sctape fit`, `plan --against` and
-`check` read. Every entry is rank 0's, the largest share (ceil(N_part / ranks)
+JSON, as sctape-bench writes) that `sctape fit`, `sctape plan --against`
+and fit/plot.py read. Every entry is rank 0's, the largest share (ceil(N_part / ranks)
 particles): counters N_part (the bunch's), ranks, N_part_rank (rank 0's
 particles), N_cells, N_kicks, tape_bytes and tape_<scope>_bytes (the last
 kick's growth), alloc_delta_bytes, tape_bytes_total and peak_bytes_total;
@@ -183,7 +183,7 @@ def parse_args(argv):
     p.add_argument("--out", required=True, help="the fit set's sweep JSON")
     p.add_argument("--held-out", help="the held-out set's sweep JSON (ranks, N_part and grids not in the fit)")
     p.add_argument("--quick", action="store_true",
-                   help="float64 and the smallest cases only (%d + %d runs: the ctest)" %
+                   help="float64 only, one held-out case (%d + %d runs: the ctest)" %
                         (len(fit_cases(STRATEGIES, DTYPES[:1], QUICK_FIT)),
                          len(held_out_cases(STRATEGIES, DTYPES[:1], QUICK_HELD_OUT))))
     p.add_argument("--timeout", type=float, default=300, help="seconds one mpirun may take (default 300)")
