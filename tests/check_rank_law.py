@@ -5,7 +5,7 @@ Committed data (every build, no MPI needed): results/rank_sweep_cpu.json
 fits to exactly the closed-form tape coefficients and to the committed
 results/coeffs_rank_cpu.json; every rank's tape equals the law exactly; runs
 holding the same share at other rank counts differ by 0 bytes; the held-out
-runs are predicted within 2%; `plan --ranks auto` gives known rank counts; bad
+runs are predicted within 5%; `plan --ranks auto` gives known rank counts; bad
 input exits 2 and writes nothing.
 
 --live (the `mpi` preset, ctest label mpi): the quick rank sweep is run with
@@ -20,13 +20,12 @@ import subprocess
 import sys
 import tempfile
 
-# Peaks: the per-rank peak laws miss the committed fit's own 162 runs by at
-# most 0.78% (neither phase is exactly linear in N_cells: the r2c spectrum of
-# the doubled grid, 2nx*2ny*(nz+1) values, depends on the grid's shape); a
-# point the fit never saw may miss by twice that, rounded up: 2%. The fit's
-# own runs must stay within half of it, so a worse fit cannot pass by the
-# tolerance it set.
-HELD_OUT_TOL = 0.02
+# Peaks: the per-rank peak laws (each the larger of two affine laws) miss the
+# committed fit's own 162 runs by at most 2.4% (fused float32, whose backward
+# has three regimes where the law has two phases; 0.8% elsewhere); a point
+# the fit never saw may miss by twice that, rounded up: 5%. The fit's own runs
+# must stay within half of it, so a worse fit cannot pass by the tolerance it set.
+HELD_OUT_TOL = 0.05
 OWN_TOL = HELD_OUT_TOL / 2
 # Fitted coefficients of exact integer byte counts: relative least squares
 # leaves residuals of a few 1e-16 (fit/least_squares.hpp); 1e-9 of the
@@ -148,11 +147,11 @@ def check_plan_answers(coeffs_path):
           f"plan --ranks auto: 1e8 particles, 64^3, 100 kicks, 80 GiB, float32: fused 3, checkpoint 3, "
           f"reversible 1 rank ({answer})")
     # where the grid matters: 2e8 particles on 256^3 in 10.4 GiB per rank; the per-rank law
-    # (which saw the MPI build's integer deposit grids) asks for one rank more than the one-rank fit
+    # (which saw the reduction buffers of several ranks) asks for more ranks than the one-rank fit
     many = ("--n-part", "2e8", "--grid", "256", "256", "256", "--kicks", "100", "--memory-GiB", "10.4",
             "--strategy", "reversible")
     rc, answer = plan_ranks(coeffs_path, *many)
-    check(rc == 0 and answer == {"reversible": "5"}, f"plan --ranks auto: reversible, 2e8 on 256^3, 10.4 GiB: 5 ranks ({answer})")
+    check(rc == 0 and answer == {"reversible": "6"}, f"plan --ranks auto: reversible, 2e8 on 256^3, 10.4 GiB: 6 ranks ({answer})")
     r = sctape("plan", coeffs_path, "--ranks", "auto", *many)
     check("per-rank law fitted over ranks 1, 2, 4" in r.stdout, "plan says which law gives the peak")
 
