@@ -123,7 +123,7 @@ def check_fit(sweep_path, coeffs, label):
 def check_held_out(coeffs_path, held_out_path, label, sweep_path):
     """Held-out runs: tape predicted exactly, peak within HELD_OUT_TOL; the fit's own runs within OWN_TOL."""
     r = sctape("plan", coeffs_path, "--against", sweep_path, "--tolerance", str(OWN_TOL))
-    check(r.returncode == 0, f"{label}: the fit's own runs within {OWN_TOL:.0%} "
+    check(r.returncode == 0, f"{label}: the fit's own runs within {OWN_TOL:.1%} "
                              f"(exit {r.returncode}): {r.stdout.strip().splitlines()[-1] if r.stdout.strip() else r.stderr}")
     r = sctape("plan", coeffs_path, "--against", held_out_path, "--tolerance", str(HELD_OUT_TOL))
     check(r.returncode == 0, f"{label}: plan --against the held-out runs, every run within {HELD_OUT_TOL:.0%} "
