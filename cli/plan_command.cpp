@@ -43,9 +43,14 @@ const char* kPlanUsage =
     "--ranks P: per MPI rank (docs/mpi.md): each rank holds ceil(N/P) particles and\n"
     "the whole grid, per_kick = alpha_part*ceil(N/P) + alpha_cells*N_cells (the reductions\n"
     "are in place: no buffer on the tape); adds each rank's tape and peak in bytes.\n"
+    "With COEFFS fitted to a rank sweep (bench/rank_sweep.py; its \"per_rank\" section)\n"
+    "the peak is the per-rank law fitted over ranks (for P > 1 the laws fitted on\n"
+    "several ranks, scopes ranks_*, with their reduction buffers); with a one-rank\n"
+    "COEFFS, the one-rank fit at ceil(N/P) (the MPI build's own grids not seen).\n"
     "--ranks auto with --memory-GiB M: the fewest ranks whose per-rank peak fits M\n"
     "(- where none does: the grid alone exceeds M). autograd does not run over ranks.\n"
-    "--against RUNS.json (a kick_memory Google Benchmark JSON of sctape-bench)\n"
+    "--against RUNS.json (a kick_memory Google Benchmark JSON of sctape-bench, or a\n"
+    "rank sweep: then per rank, at rank 0's share)\n"
     "prints each run's measured and predicted tape_bytes_total and peak_bytes_total\n"
     "with their relative errors; --snapshots S is the binomial runs' snapshots;\n"
     "--tolerance T (default 0.02) is the largest relative error that passes.\n"
@@ -155,11 +160,32 @@ PlanArgs parse(const std::vector<std::string>& args) {
     return p;
 }
 
+// A COEFFS fitted to a rank sweep names the rank counts it saw (coeffs.hpp).
+void check_per_rank_section(const nlohmann::json& coeffs, const std::string& path) {
+    if (!coeffs.contains("per_rank")) return;
+    const nlohmann::json& ranks = coeffs["per_rank"].is_object() ? coeffs["per_rank"].value("ranks", nlohmann::json())
+                                                                   : nlohmann::json();
+    bool ok = ranks.is_array() && !ranks.empty();
+    for (const auto& r : ranks)
+        ok = ok && r.is_number() && r.get<double>() >= 1 && r.get<double>() == std::floor(r.get<double>());
+    if (!ok)
+        throw std::invalid_argument("'" + path + "': \"per_rank\" needs \"ranks\", a list of whole numbers >= 1");
+}
+
 nlohmann::json read_coeffs(const std::string& path) {
     nlohmann::json j = fit::read_json_file(path);
     if (!j.is_object() || !j.contains("fits") || !j["fits"].is_array())
         throw std::invalid_argument("'" + path + "' has no \"fits\" list");
+    check_per_rank_section(j, path);
     return j;
+}
+
+// Which law gives a rank's peak: the one fitted over ranks, or the one-rank fit.
+std::string rank_law_source(const nlohmann::json& coeffs) {
+    if (!coeffs.contains("per_rank")) return "the one-rank fit at ceil(N_part / ranks)";
+    std::string counts;
+    for (const auto& r : coeffs["per_rank"]["ranks"]) counts += (counts.empty() ? "" : ", ") + r.dump();
+    return "the per-rank law fitted over ranks " + counts;
 }
 
 // Why nothing matched: a point list without "dtype" labels fits, but for no dtype.
@@ -199,7 +225,8 @@ PlanRow predict_row(const nlohmann::json& coeffs, const fit::TapeLaw& law, const
     const double n = particles_per_rank(p.n_part, ranks);
     PlanRow r{label, law.per_kick_bytes(n, cells), 0.0, NAN, ranks};
     r.tape = r.per_kick * p.kicks;
-    const auto model = law.code.empty() ? fit::memory_model(coeffs, law.strategy, p.dtype) : std::nullopt;
+    const int rank_count = ranks > 1 ? 2 : 1;  // the model tells one rank from several
+    const auto model = law.code.empty() ? fit::memory_model(coeffs, law.strategy, p.dtype, rank_count) : std::nullopt;
     if (model) {
         const fit::MemoryPrediction m = fit::predict(*model, {n, cells, p.kicks, snapshots, p.map_cell});
         r.per_kick = model->per_kick.at(n, cells);
@@ -268,9 +295,10 @@ std::string gib(double bytes) {
 
 // Per rank: the ranks, each rank's tape in bytes (exact for the hand-written
 // strategies) and GiB, and its peak.
-int print_rank_plan(const std::vector<PlanRow>& rows, const PlanArgs& p) {
+int print_rank_plan(const std::vector<PlanRow>& rows, const PlanArgs& p, const std::string& law) {
     const bool budget = p.budget_gib > 0;
-    std::printf("per MPI rank: ceil(N_part / ranks) particles and the whole grid (docs/mpi.md)\n");
+    std::printf("per MPI rank: ceil(N_part / ranks) particles and the whole grid; peak from %s (docs/mpi.md)\n",
+                law.c_str());
     std::printf("%-18s %-8s %8s %14s %18s %18s %12s %12s %s\n", "strategy", "dtype", "ranks", "per kick [MiB]",
                 "tape/rank [B]", "peak/rank [B]", "tape [GiB]", "peak [GiB]", budget ? "fits" : "");
     int fitting = 0;
@@ -295,8 +323,9 @@ int print_rank_plan(const std::vector<PlanRow>& rows, const PlanArgs& p) {
     return budget && fitting == 0 ? 1 : 0;
 }
 
-int print_plan(const std::vector<PlanRow>& rows, const PlanArgs& p) {
-    if (p.ranks_given) return print_rank_plan(rows, p);
+int print_plan(const std::vector<PlanRow>& rows, const PlanArgs& p, const nlohmann::json& coeffs) {
+    if (p.ranks_given) return print_rank_plan(rows, p, rank_law_source(coeffs));
+    if (coeffs.contains("per_rank")) std::printf("COEFFS is per MPI rank: these rows are for one rank holding the whole bunch\n");
     const bool budget = p.budget_gib > 0;
     std::printf("%-18s %-8s %14s %12s %12s %s\n", "strategy", "dtype", "per kick [MiB]", "tape [GiB]", "peak [GiB]",
                 budget ? "fits" : "");
@@ -347,7 +376,7 @@ RunCheck check_run(const nlohmann::json& coeffs, const fit::SweepEntry& e, const
     const bool binomial = e.strategy == "binomial";
     if (binomial && p.snapshots == 0)
         throw std::invalid_argument("run '" + e.name + "' is binomial checkpointing: give its --snapshots S");
-    const auto model = fit::memory_model(coeffs, e.strategy, e.dtype);
+    const auto model = fit::memory_model(coeffs, e.strategy, e.dtype, e.ranks > 1 ? 2 : 1);
     if (!model)
         throw std::invalid_argument("'" + p.coeffs + "' has no memory model for " + e.strategy + "/" + e.dtype +
                                     " (tape_bytes and tape_fixed_bytes fits)");
@@ -369,6 +398,7 @@ std::string short_name(std::string name) {
 
 int check_against(const nlohmann::json& coeffs, const PlanArgs& p) {
     const fit::Sweep runs = fit::parse_sweep(fit::read_json_file(p.against));
+    if (runs.per_rank) std::printf("per MPI rank: rank 0's share of each run; peak from %s\n", rank_law_source(coeffs).c_str());
     std::vector<RunCheck> checks;
     for (const fit::SweepEntry& e : runs.entries) checks.push_back(check_run(coeffs, e, p));
     std::printf("%-58s %13s %13s %8s %13s %13s %8s\n", "run", "tape [B]", "predicted", "error", "peak [B]",
@@ -405,7 +435,7 @@ int plan_command(const std::vector<std::string>& argv) {
         const PlanArgs p = parse(argv);
         const nlohmann::json coeffs = read_coeffs(p.coeffs);
         if (!p.against.empty()) return check_against(coeffs, p);
-        return print_plan(predict(coeffs, p), p);
+        return print_plan(predict(coeffs, p), p, coeffs);
     });
 }
 

@@ -6,6 +6,9 @@
 #include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
+
+#include "memory_model.hpp"
 
 namespace sctape::fit {
 namespace {
@@ -231,14 +234,25 @@ void add_derived_fits(const Sweep& sweep, const std::string& strategy, const std
     } catch (const FitError& e) {
         add("tape_fixed_bytes", "total", unfitted_json(n, std::string("not fitted: ") + e.what()));
     }
-    try {
-        const LargerOfTwoFit f = fit_larger_of_two_laws(derived_points(law_entries, peak_overhead_bytes));
-        add("peak_overhead_bytes", "particles", law_fit_json(f.particles));
-        add("peak_overhead_bytes", "grid", law_fit_json(f.grid));
-    } catch (const FitError& e) {
-        for (const char* scope : {"particles", "grid"})
-            add("peak_overhead_bytes", scope, unfitted_json(n, std::string("not fitted: ") + e.what()));
-    }
+    auto add_overhead = [&](const std::vector<const SweepEntry*>& entries, const std::string& prefix) {
+        if (entries.empty()) return;
+        try {
+            const LargerOfTwoFit f = fit_larger_of_two_laws(derived_points(entries, peak_overhead_bytes));
+            add("peak_overhead_bytes", prefix + "particles", law_fit_json(f.particles));
+            add("peak_overhead_bytes", prefix + "grid", law_fit_json(f.grid));
+        } catch (const FitError& e) {
+            for (const char* scope : {"particles", "grid"})
+                add("peak_overhead_bytes", prefix + scope,
+                    unfitted_json(int(entries.size()), std::string("not fitted: ") + e.what()));
+        }
+    };
+    if (!sweep.per_rank) return add_overhead(law_entries, "");
+    // Over several ranks a rank may hold what one rank does not (the buffers
+    // of its reductions): the peak of one rank and of several, fitted apart.
+    std::vector<const SweepEntry*> one, several;
+    for (const auto* e : law_entries) (e->ranks == 1 ? one : several).push_back(e);
+    add_overhead(one, "");
+    add_overhead(several, kSeveralRanksScope);
 }
 
 void add_law_fits(const Sweep& sweep, const std::string& strategy, const std::string& dtype,
@@ -343,6 +357,50 @@ std::string point_group_label(const PointGroup& g) {
     return "points " + (out.empty() ? std::string("without labels") : "with " + out);
 }
 
+// A rank sweep's runs that hold the same share (particles per rank, grid,
+// kicks) at different rank counts: their largest difference in tape and peak
+// is what a law in ceil(N_part / ranks) and N_cells cannot see (buffers that
+// grow with the ranks, such as reduction buffers); 0 when there is none.
+json rank_dependence(const std::vector<const SweepEntry*>& entries, const std::string& strategy,
+                     const std::string& dtype) {
+    std::map<std::tuple<double, std::string, double>, std::vector<const SweepEntry*>> same_share;
+    for (const auto* e : entries)
+        if (has_totals(*e)) same_share[{e->n_part, e->grid, e->n_kicks}].push_back(e);
+    int pairs = 0;
+    double tape = 0, peak = 0;
+    for (const auto& [share, runs] : same_share)
+        for (std::size_t i = 0; i < runs.size(); ++i)
+            for (std::size_t j = i + 1; j < runs.size(); ++j) {
+                if (runs[i]->ranks == runs[j]->ranks) continue;
+                ++pairs;
+                auto difference = [&](const char* counter) {
+                    return std::fabs(runs[i]->counters.at(counter) - runs[j]->counters.at(counter));
+                };
+                tape = std::max(tape, difference("tape_bytes_total"));
+                peak = std::max(peak, difference("peak_bytes_total"));
+            }
+    return {{"strategy", strategy},
+            {"dtype", dtype},
+            {"same_share_pairs", pairs},
+            {"max_tape_difference_bytes", pairs ? json(tape) : json(nullptr)},
+            {"max_peak_difference_bytes", pairs ? json(peak) : json(nullptr)},
+            {"note", pairs ? json(nullptr)
+                           : json("no two runs hold the same share at different rank counts: not measured")}};
+}
+
+// COEFFS's "per_rank" section of a rank sweep (docs/mpi.md).
+json per_rank_section(const Sweep& sweep) {
+    std::set<double> counts;
+    for (const auto& e : sweep.entries) counts.insert(e.ranks);
+    json dependence = json::array();
+    for (const auto& [strategy, dtype] : groups(sweep))
+        dependence.push_back(rank_dependence(select(sweep, strategy, dtype), strategy, dtype));
+    return {{"ranks", json(std::vector<std::int64_t>(counts.begin(), counts.end()))},
+            {"N_part", "the particles on one rank: ceil(N_part / ranks), rank 0's share (the largest); the grid "
+                       "is whole on every rank"},
+            {"rank_dependence", std::move(dependence)}};
+}
+
 }  // namespace
 
 json fit_sweep(const Sweep& sweep, const FitOptions& options) {
@@ -368,7 +426,9 @@ json fit_sweep(const Sweep& sweep, const FitOptions& options) {
         throw FitError("nothing to fit: " + why);
     }
     for (auto& k : kick_fits) k.erase("scope");
-    return document(sweep.context, options, std::move(fits), std::move(kick_fits), std::move(notes));
+    json doc = document(sweep.context, options, std::move(fits), std::move(kick_fits), std::move(notes));
+    if (sweep.per_rank) doc["per_rank"] = per_rank_section(sweep);
+    return doc;
 }
 
 json fit_point_list(const std::vector<PointGroup>& groups, const FitOptions& options) {
@@ -393,8 +453,36 @@ json fit_document(const json& doc, const FitOptions& options) {
     return fit_sweep(parse_sweep(doc), options);
 }
 
+namespace {
+
+// The per-rank header and, after the table, how much the same share differs across ranks.
+std::string per_rank_lines(const json& coeffs, bool header) {
+    if (!coeffs.contains("per_rank")) return "";
+    const json& section = coeffs["per_rank"];
+    std::string out;
+    if (header) {
+        out = "per MPI rank (ranks";
+        for (const json& r : section["ranks"]) out += " " + format_number(r, "%.0f");
+        return out + "): N_part is " + text(section["N_part"]) + "\n";
+    }
+    for (const json& d : section["rank_dependence"]) {
+        out += "same share at other ranks, " + text(d["strategy"]) + "/" + text(d["dtype"]) + ": ";
+        if (d["same_share_pairs"] == 0) {
+            out += "no pairs in the sweep\n";
+            continue;
+        }
+        out += std::to_string(d["same_share_pairs"].get<int>()) + " pairs, tape differs by at most " +
+               format_number(d["max_tape_difference_bytes"], "%.0f") + " B, peak by " +
+               format_number(d["max_peak_difference_bytes"], "%.0f") + " B\n";
+    }
+    return out;
+}
+
+}  // namespace
+
 std::string coefficient_table(const json& coeffs) {
     std::ostringstream out;
+    out << per_rank_lines(coeffs, true);
     char line[512];
     const char* row_format = "%-10s %-8s %-18s %-9s %24s %24s %18s %9s %9s %4s\n";
     std::snprintf(line, sizeof line, row_format, "strategy", "dtype", "measure", "scope", "alpha_part [B]",
@@ -411,6 +499,7 @@ std::string coefficient_table(const json& coeffs) {
         out << line;
     }
     out << grouped_notes(coeffs.at("fits"), false);
+    out << per_rank_lines(coeffs, false);
     const json& kicks = coeffs.at("kick_fits");
     if (!kicks.empty()) {
         const char* kick_format = "%-10s %-8s %-18s %10s %-10s %24s %24s %9s %9s %4s\n";

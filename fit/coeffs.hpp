@@ -23,6 +23,17 @@
 // the peak is reached (the first has the larger alpha_part).
 // scope: a substep, "drift", or "total". null = not fitted / not defined.
 // Readers select rows by measure: schema 1 readers ignore the whole-run rows.
+//
+// A rank sweep (bench/rank_sweep.py: runs with "ranks", measured on rank 0)
+// is fitted with N_part = rank 0's share, ceil(N_part / ranks): every law is
+// then per rank (docs/mpi.md), and COEFFS gains "per_rank": {ranks (the
+// counts swept), N_part (what it means), rank_dependence[]: per strategy and
+// dtype, same_share_pairs, max_tape_difference_bytes and
+// max_peak_difference_bytes, the largest differences between runs holding
+// the same share at different rank counts (null without such pairs, and
+// then `note` says so; note null otherwise)}, and its peak_overhead_bytes
+// rows twice: scopes particles and grid fitted on the runs on one rank,
+// ranks_particles and ranks_grid on those over several (reduction buffers).
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -19,17 +19,19 @@ bool finite_number(const nlohmann::json& fit, const char* key) {
     return it != fit.end() && it->is_number() && std::isfinite(it->get<double>());
 }
 
-// The laws of sctape's fits of this strategy, dtype and measure (any scope
-// when `scope` is empty) with finite coefficients (alpha_0 counts as 0 when null).
+// The laws of sctape's fits of this strategy, dtype and measure whose scope
+// `wanted` accepts, with finite coefficients (alpha_0 counts as 0 when null).
+template <class ScopeFilter>
 std::vector<LinearLaw> fitted_laws(const nlohmann::json& coeffs, const std::string& strategy, const std::string& dtype,
-                                   const std::string& measure, const std::string& scope) {
+                                   const std::string& measure, ScopeFilter wanted) {
     std::vector<LinearLaw> laws;
     const auto fits = coeffs.find("fits");
     if (fits == coeffs.end() || !fits->is_array()) return laws;
     for (const auto& f : *fits) {
+        const nlohmann::json scope = f.is_object() ? f.value("scope", nlohmann::json()) : nlohmann::json();
         if (!f.is_object() || f.value("strategy", nlohmann::json()) != strategy ||
             f.value("dtype", nlohmann::json()) != dtype || f.value("measure", nlohmann::json()) != measure ||
-            (!scope.empty() && f.value("scope", nlohmann::json()) != scope) ||
+            !wanted(scope.is_string() ? scope.get<std::string>() : std::string()) ||
             f.value("code", nlohmann::json()).is_string())
             continue;
         if (!finite_number(f, "alpha_part_bytes") || !finite_number(f, "alpha_cells_bytes")) continue;
@@ -42,7 +44,7 @@ std::vector<LinearLaw> fitted_laws(const nlohmann::json& coeffs, const std::stri
 
 std::optional<LinearLaw> fitted_law(const nlohmann::json& coeffs, const std::string& strategy,
                                     const std::string& dtype, const std::string& measure) {
-    const auto laws = fitted_laws(coeffs, strategy, dtype, measure, "total");
+    const auto laws = fitted_laws(coeffs, strategy, dtype, measure, [](const std::string& s) { return s == "total"; });
     if (laws.empty()) return std::nullopt;
     return laws.front();
 }
@@ -164,7 +166,7 @@ std::optional<MemoryModel> exact_tape_model(const std::string& strategy, const s
 }
 
 std::optional<MemoryModel> memory_model(const nlohmann::json& coeffs, const std::string& strategy,
-                                        const std::string& dtype) {
+                                        const std::string& dtype, int ranks) {
     const std::string name = strategy == "binomial" ? "checkpoint" : strategy;
     std::optional<MemoryModel> model = exact_tape_model(name, dtype);
     if (!model) {
@@ -173,7 +175,12 @@ std::optional<MemoryModel> memory_model(const nlohmann::json& coeffs, const std:
         if (!per_kick || !fixed) return std::nullopt;
         model = MemoryModel{name, dtype, *per_kick, *fixed, {}, false, word_bytes(dtype)};
     }
-    model->overhead = fitted_laws(coeffs, name, dtype, "peak_overhead_bytes", "");
+    // a rank sweep's fit has laws for several ranks (scopes ranks_*), which
+    // hold what one rank does not (reduction buffers): used from 2 ranks on
+    auto several = [](const std::string& scope) { return scope.rfind(kSeveralRanksScope, 0) == 0; };
+    auto one = [&](const std::string& scope) { return !several(scope); };
+    if (ranks > 1) model->overhead = fitted_laws(coeffs, name, dtype, "peak_overhead_bytes", several);
+    if (model->overhead.empty()) model->overhead = fitted_laws(coeffs, name, dtype, "peak_overhead_bytes", one);
     return model;
 }
 

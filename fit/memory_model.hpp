@@ -80,8 +80,11 @@ std::optional<MemoryModel> exact_tape_model(const std::string& strategy, const s
 
 // The model of `strategy` ("binomial" reads as checkpoint) and dtype from
 // COEFFS: nullopt when its tape is not closed-form and COEFFS has no
-// tape_bytes and tape_fixed_bytes fits for it.
+// tape_bytes and tape_fixed_bytes fits for it. For a run over `ranks` > 1,
+// the peak_overhead_bytes laws fitted on runs over several ranks (scopes
+// ranks_particles and ranks_grid, from a rank sweep) where COEFFS has them.
+constexpr const char* kSeveralRanksScope = "ranks_";
 std::optional<MemoryModel> memory_model(const nlohmann::json& coeffs, const std::string& strategy,
-                                        const std::string& dtype);
+                                        const std::string& dtype, int ranks = 1);
 
 }  // namespace sctape::fit

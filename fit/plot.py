@@ -140,6 +140,11 @@ def sweep_entries(sweep, path):
             check_number(b, key, where, nullable=False, positive=True)
         for key in SWEEP_NUMBERS:
             check_number(b, key, where, nullable=False)
+        if "ranks" in b:  # a rank sweep (bench/rank_sweep.py): its law is in rank 0's share, as `sctape fit` fits it
+            if "N_part_rank" not in b:
+                raise InputError(f"sweep entry '{name}' has ranks but no N_part_rank ({where})")
+            check_number(b, "N_part_rank", where, nullable=False, positive=True)
+            b = dict(b, N_part=b["N_part_rank"])
         seen.add(name)
         entries.append(dict(b, strategy=parts[1], dtype=parts[2]))
     if not entries:
@@ -241,6 +246,14 @@ def law_points(entries, strategy, dtype, counter):
             and isinstance(e.get(counter), (int, float)) and e[counter] > 0]
 
 
+def particles_axis(entries, short=False):
+    """The law's particles: the bunch's, or in a rank sweep rank 0's share."""
+    per_rank = any("ranks" in e for e in entries)
+    if short:
+        return "N_part per rank" if per_rank else "N_part"
+    return "N_part per rank (⌈N_part / ranks⌉, rank 0)" if per_rank else "N_part (macro-particles)"
+
+
 def plot_law(entries, fits, strategy, dtype, measure, out_dir, written):
     counter, label = MEASURES[measure]
     points = law_points(entries, strategy, dtype, counter)
@@ -253,8 +266,8 @@ def plot_law(entries, fits, strategy, dtype, measure, out_dir, written):
         print(f"plot.py: no fit for {strategy}/{dtype}/{measure} in COEFFS: data only", file=sys.stderr)
         fit = None
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 8))
-    law_panel(top, points, fit, "N_part", "N_cells", "N_part (macro-particles)", "N_cells")
-    law_panel(bottom, points, fit, "N_cells", "N_part", "N_cells (physical grid)", "N_part")
+    law_panel(top, points, fit, "N_part", "N_cells", particles_axis(entries), "N_cells")
+    law_panel(bottom, points, fit, "N_cells", "N_part", "N_cells (physical grid)", particles_axis(entries, short=True))
     for ax in (top, bottom):
         ax.set_ylabel(f"{label} [B]")
     title = f"{strategy}, {dtype}: {label}"

@@ -37,6 +37,19 @@ double required_number(const json& entry, const std::string& key, const std::str
     return v;
 }
 
+// A run over ranks: the law sees rank 0's share, which must be the largest
+// one (core/communicator.hpp's split), or the fit would mix up its points.
+void read_rank_share(const json& b, const std::string& name, SweepEntry& e) {
+    e.ranks = required_number(b, "ranks", name);
+    if (!(e.ranks >= 1 && e.ranks <= 1e9 && e.ranks == std::floor(e.ranks)))
+        throw FitError("sweep entry '" + name + "' has ranks = " + b["ranks"].dump() + ": must be a whole number from 1 to 10^9");
+    const double share = required_number(b, "N_part_rank", name);
+    if (e.n_part != std::floor(e.n_part) || share != std::ceil(e.n_part / e.ranks))
+        throw FitError("sweep entry '" + name + "' has N_part_rank = " + b["N_part_rank"].dump() +
+                       ": rank 0 holds ceil(N_part / ranks) of N_part = " + b["N_part"].dump() + " particles");
+    e.n_part = share;
+}
+
 SweepEntry parse_entry(const json& b, const std::string& name) {
     const auto segments = split(name, '/');
     if (segments.size() < 3 || segments[1].empty() || segments[2].empty())
@@ -50,6 +63,7 @@ SweepEntry parse_entry(const json& b, const std::string& name) {
     e.n_kicks = required_number(b, "N_kicks", name);
     e.grid = segment_value(segments, "grid");
     if (e.grid.empty()) e.grid = std::to_string(static_cast<long long>(e.n_cells));
+    if (b.contains("ranks")) read_rank_share(b, name, e);
     for (const auto& [key, value] : b.items())
         if (value.is_number()) e.counters[key] = value.get<double>();
     return e;
@@ -140,6 +154,17 @@ void check_dtypes_not_mixed(const json& doc) {
     }
 }
 
+// One law per sweep: rank 0's share of a rank sweep, or the whole bunch.
+void require_ranks_everywhere_or_nowhere(Sweep& sweep) {
+    const auto has_ranks = [](const SweepEntry& e) { return e.counters.count("ranks") > 0; };
+    const auto with = std::find_if(sweep.entries.begin(), sweep.entries.end(), has_ranks);
+    const auto without = std::find_if_not(sweep.entries.begin(), sweep.entries.end(), has_ranks);
+    if (with != sweep.entries.end() && without != sweep.entries.end())
+        throw FitError("sweep entry '" + with->name + "' has \"ranks\" and '" + without->name +
+                       "' has none: a rank sweep and a one-rank sweep cannot be fitted as one");
+    sweep.per_rank = with != sweep.entries.end();
+}
+
 }  // namespace
 
 json read_json_file(const std::string& path) {
@@ -178,6 +203,7 @@ Sweep parse_sweep(const json& doc) {
         sweep.entries.push_back(parse_entry(b, name));
     }
     if (sweep.entries.empty()) throw FitError("empty sweep: no kick_memory measurements in \"benchmarks\"");
+    require_ranks_everywhere_or_nowhere(sweep);
     return sweep;
 }
 

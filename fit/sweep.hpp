@@ -17,9 +17,14 @@
 namespace sctape::fit {
 
 // One kick_memory/<strategy>/<dtype>/N_part:<n>/grid:<g>/N_kicks:<k> run.
+// A run over MPI ranks (bench/rank_sweep.py: counters "ranks" and
+// "N_part_rank", name ending /ranks:<P>) was measured on rank 0, the largest
+// share: n_part is then its particles, ceil(N_part / ranks), the law's
+// variable (docs/mpi.md); the bunch's stays in counters["N_part"].
 struct SweepEntry {
     std::string name, strategy, dtype, grid;  // grid as in the name, e.g. "16x16x16"
     double n_part = 0, n_cells = 0, n_kicks = 0;
+    double ranks = 1;                        // 1 without ranks
     std::map<std::string, double> counters;  // every numeric field of the entry
 };
 
@@ -28,6 +33,7 @@ struct Sweep {
     std::string backend = "unknown";                    // context.backend
     std::vector<SweepEntry> entries;                    // unique names, first occurrence
     std::vector<std::string> notes;                     // entries skipped and why
+    bool per_rank = false;  // every entry has "ranks": a rank sweep (none may lack it)
 };
 
 // Reads and parses a JSON file; FitError names the file and the problem.
@@ -35,7 +41,9 @@ nlohmann::json read_json_file(const std::string& path);
 
 // A Google Benchmark document (object with "benchmarks"). Skips aggregates,
 // errored runs, other benchmarks and repeated names (noted); throws FitError
-// when no kick_memory run remains or an entry lacks N_part/N_cells/N_kicks.
+// when no kick_memory run remains or an entry lacks N_part/N_cells/N_kicks;
+// for a rank sweep, also when some entries have "ranks" and others not, or
+// when ranks is not a whole number >= 1 or N_part_rank is not ceil(N_part / ranks).
 Sweep parse_sweep(const nlohmann::json& doc);
 
 // The points of a plain list that share all four labels ("" = not given),

@@ -85,6 +85,21 @@ def small_sweep():
     return {"context": {"backend": "cpu"}, "benchmarks": runs}
 
 
+def rank_sweep():
+    """A rank sweep like bench/rank_sweep.py's: rank 0's runs (share ceil(N/P)) over 1 and 2 ranks."""
+    runs = []
+    for n_part, grid, ranks in ((1000, 8, 1), (4000, 8, 2), (1000, 16, 2), (4000, 16, 1)):
+        n_cells, share = grid ** 3, -(-n_part // ranks)
+        tape = 2 * law(share, n_cells) + 16 * share
+        runs.append({"name": f"kick_memory/fused/float32/N_part:{n_part}/grid:{grid}x{grid}x{grid}/N_kicks:2/ranks:{ranks}",
+                     "run_type": "iteration", "N_part": n_part, "ranks": ranks, "N_part_rank": share,
+                     "N_cells": n_cells, "N_kicks": 2, "tape_bytes": law(share, n_cells),
+                     "alloc_delta_bytes": law(share, n_cells), "tape_bytes_total": tape,
+                     "peak_bytes_total": tape + 100 * share + 300 * n_cells + 5000,
+                     "particles_per_rank": [share] * ranks})
+    return {"context": {"backend": "cpu"}, "benchmarks": runs}
+
+
 def shard():
     """small_sweep() as the only shard of its sweep (sctape-bench --shard 0/1), for `sctape merge`."""
     doc = small_sweep()
@@ -109,6 +124,15 @@ def coeffs():
                       "scope": "total", "alpha_part_bytes": 24.0, "alpha_cells_bytes": 8.0, "alpha_0_bytes": None,
                       "max_relative_residual": 0.001, "n_points": 4}],
             "kick_fits": []}
+
+
+def rank_coeffs():
+    """coeffs() fitted over ranks: its per_rank section, which `plan --ranks` reads."""
+    doc = coeffs()
+    doc["per_rank"] = {"ranks": [1, 2], "N_part": "the particles on one rank",
+                       "rank_dependence": [{"strategy": "fused", "dtype": "float32", "same_share_pairs": 0,
+                                            "max_tape_difference_bytes": None, "max_peak_difference_bytes": None}]}
+    return doc
 
 
 def baseline():
@@ -266,6 +290,10 @@ def subjects(examples_dir):
     out += [
         Subject("fit/sweep", small_sweep(), ["fit", "{input}", "-o", "{out}"], "out", {0}, False),
         Subject("fit/points", point_list(), ["fit", "{input}", "-o", "{out}"], "out", {0}, True),
+        Subject("fit/rank-sweep", rank_sweep(), ["fit", "{input}", "-o", "{out}"], "out", {0}, False),
+        Subject("plan/rank-coeffs", rank_coeffs(), ["plan", "{input}", "--n-part", "1e6", "--grid", "64", "64", "64",
+                                                    "--kicks", "100", "--ranks", "auto", "--memory-GiB", "3"],
+                "stdout", {0, 1}, False),
         Subject("merge/shard", shard(), ["merge", "{input}", "-o", "{out}"], "out", {0}, False),
         Subject("check/baseline", baseline(), ["check", "{input}", "{coeffs}"], "stdout", {0, 1}, False),
         Subject("check/coeffs", coeffs(), ["check", "{baseline}", "{input}"], "stdout", {0, 1}, False),

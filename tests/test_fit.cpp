@@ -22,6 +22,7 @@
 #include "coeffs.hpp"
 #include "f_distribution.hpp"
 #include "memory_law.hpp"
+#include "memory_model.hpp"
 #include "plan.hpp"
 #include "sweep.hpp"
 
@@ -834,4 +835,101 @@ TEST_CASE("tape_laws: the compiled-in sweep gives the exact per-kick laws", "[fi
     REQUIRE(laws.size() == 1);
     CHECK(laws[0].strategy == "x");
     CHECK(laws[0].per_kick_bytes(10, 4) == 24);
+}
+
+// ---------------------------------------------------------------- rank sweeps (docs/mpi.md)
+
+namespace {
+
+// A rank sweep as bench/rank_sweep.py writes it (rank 0's counters): fused
+// float64's closed-form tape at rank 0's share ceil(N/P), and a peak of
+// 100 B per particle on the rank + 300 B per cell + 5000 B above it, and
+// over several ranks 72 B per cell more (reduction buffers).
+json synthetic_rank_sweep() {
+    json benchmarks = json::array();
+    for (double n : {3000.0, 6000.0, 30001.0})  // 3000/1 = 6000/2, 3000/2 = 6000/4: same shares
+        for (int g : {8, 16, 32})
+            for (int ranks : {1, 2, 3, 4}) {
+                const double cells = double(g) * g * g, share = std::ceil(n / ranks);
+                const double per_kick = 48 * share + 16 * cells, tape = 2 * per_kick + 32 * share;
+                const std::string grid = std::to_string(g) + "x" + std::to_string(g) + "x" + std::to_string(g);
+                benchmarks.push_back({{"name", "kick_memory/fused/float64/N_part:" + std::to_string(int(n)) + "/grid:" +
+                                                   grid + "/N_kicks:2/ranks:" + std::to_string(ranks)},
+                                      {"run_type", "iteration"},
+                                      {"N_part", n},
+                                      {"ranks", ranks},
+                                      {"N_part_rank", share},
+                                      {"N_cells", cells},
+                                      {"N_kicks", 2},
+                                      {"tape_bytes", per_kick},
+                                      {"alloc_delta_bytes", per_kick},
+                                      {"tape_bytes_total", tape},
+                                      {"peak_bytes_total", tape + 100 * share + (ranks > 1 ? 372 : 300) * cells + 5000}});
+            }
+    return {{"context", {{"backend", "cpu"}, {"kind", "sctape-rank-sweep"}}}, {"benchmarks", benchmarks}};
+}
+
+}  // namespace
+
+// Exact synthetic bytes: the fit's rounding is ~1e-16 relative; 1e-9 as above.
+TEST_CASE("rank sweep: the per-rank law in ceil(N/P) and N_cells fitted exactly, bad rank data refused", "[fit][plan]") {
+    const json coeffs = sctape::fit::fit_sweep(sctape::fit::parse_sweep(synthetic_rank_sweep()), {});
+    const json* per_kick = find_fit(coeffs, "tape_bytes", "total");
+    const json* fixed = find_fit(coeffs, "tape_fixed_bytes", "total");
+    const json* peak = find_fit(coeffs, "peak_overhead_bytes", "particles");
+    const json* peak_ranks = find_fit(coeffs, "peak_overhead_bytes", "ranks_particles");
+    REQUIRE(per_kick);
+    REQUIRE(fixed);
+    REQUIRE(peak);
+    REQUIRE(peak_ranks);
+    CHECK((*per_kick)["alpha_part_bytes"].get<double>() == Approx(48).epsilon(1e-9));
+    CHECK((*per_kick)["alpha_cells_bytes"].get<double>() == Approx(16).epsilon(1e-9));
+    CHECK((*fixed)["alpha_part_bytes"].get<double>() == Approx(32).epsilon(1e-9));
+    CHECK((*peak)["alpha_part_bytes"].get<double>() == Approx(100).epsilon(1e-9));
+    CHECK((*peak)["alpha_cells_bytes"].get<double>() == Approx(300).epsilon(1e-9));
+    CHECK((*peak)["alpha_0_bytes"].get<double>() == Approx(5000).epsilon(1e-6));
+    // several ranks: fitted apart, their reduction buffers in the law
+    CHECK((*peak_ranks)["alpha_part_bytes"].get<double>() == Approx(100).epsilon(1e-9));
+    CHECK((*peak_ranks)["alpha_cells_bytes"].get<double>() == Approx(372).epsilon(1e-9));
+    // COEFFS says it is per rank; the pairs that hold the same share at other ranks differ by nothing
+    REQUIRE(coeffs.contains("per_rank"));
+    CHECK(keys_of(coeffs["per_rank"]) == std::set<std::string>{"ranks", "N_part", "rank_dependence"});
+    CHECK(coeffs["per_rank"]["ranks"] == json({1, 2, 3, 4}));
+    const json& dependence = coeffs["per_rank"]["rank_dependence"][0];
+    CHECK(keys_of(dependence) == std::set<std::string>{"strategy", "dtype", "same_share_pairs",
+                                                       "max_tape_difference_bytes", "max_peak_difference_bytes", "note"});
+    CHECK(dependence["same_share_pairs"] == 2 * 3);  // two shares held at two rank counts, on three grids
+    CHECK(dependence["max_tape_difference_bytes"] == 0);
+    CHECK(dependence["max_peak_difference_bytes"] == 72 * 32 * 32 * 32);  // the largest grid's buffers
+    CHECK_THAT(sctape::fit::coefficient_table(coeffs), Contains("per MPI rank (ranks 1 2 3 4)"));
+    // the model predicts a rank's peak at its share, far outside the fit
+    const auto model = sctape::fit::memory_model(coeffs, "fused", "float64", 7);
+    const auto one_rank = sctape::fit::memory_model(coeffs, "fused", "float64", 1);
+    REQUIRE(model);
+    REQUIRE(one_rank);
+    const double share = std::ceil(1e6 / 7), cells = 64.0 * 64 * 64, kicks = 100;
+    const double tape = kicks * (48 * share + 16 * cells) + 32 * share;
+    const auto p = sctape::fit::predict(*model, {share, cells, kicks});
+    CHECK(p.tape_bytes == tape);  // closed form: exact
+    CHECK(p.peak_bytes == Approx(tape + 100 * share + 372 * cells + 5000).epsilon(1e-9));
+    CHECK(sctape::fit::predict(*one_rank, {share, cells, kicks}).peak_bytes ==
+          Approx(tape + 100 * share + 300 * cells + 5000).epsilon(1e-9));
+    // a one-rank sweep has no per_rank section
+    CHECK_FALSE(sctape::fit::fit_sweep(sctape::fit::parse_sweep(synthetic_sweep()), {}).contains("per_rank"));
+
+    auto refused = [](json sweep, const std::string& message) {
+        CHECK_THROWS_WITH(sctape::fit::parse_sweep(sweep), Contains(message));
+    };
+    json mixed = synthetic_rank_sweep();
+    mixed["benchmarks"][2].erase("ranks");
+    refused(mixed, "cannot be fitted as one");
+    json share_wrong = synthetic_rank_sweep();
+    share_wrong["benchmarks"][3]["N_part_rank"] = 1;
+    refused(share_wrong, "N_part_rank");
+    json fractional = synthetic_rank_sweep();
+    fractional["benchmarks"][0]["ranks"] = 1.5;
+    refused(fractional, "whole number");
+    json no_share = synthetic_rank_sweep();
+    no_share["benchmarks"][0].erase("N_part_rank");
+    refused(no_share, "N_part_rank");
 }
