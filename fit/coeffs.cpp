@@ -368,7 +368,8 @@ json rank_dependence(const std::vector<const SweepEntry*>& entries, const std::s
         if (has_totals(*e)) same_share[{e->n_part, e->grid, e->n_kicks}].push_back(e);
     int pairs = 0;
     double tape = 0, peak = 0;
-    for (const auto& [share, runs] : same_share)
+    for (const auto& group : same_share) {
+        const std::vector<const SweepEntry*>& runs = group.second;  // a lambda may not capture a structured binding (C++17)
         for (std::size_t i = 0; i < runs.size(); ++i)
             for (std::size_t j = i + 1; j < runs.size(); ++j) {
                 if (runs[i]->ranks == runs[j]->ranks) continue;
@@ -379,6 +380,7 @@ json rank_dependence(const std::vector<const SweepEntry*>& entries, const std::s
                 tape = std::max(tape, difference("tape_bytes_total"));
                 peak = std::max(peak, difference("peak_bytes_total"));
             }
+    }
     return {{"strategy", strategy},
             {"dtype", dtype},
             {"same_share_pairs", pairs},
