@@ -55,30 +55,31 @@ def load_benchmarks(path):
     return benchmarks
 
 
-def positive_numbers(b, keys, path):
-    """Checks that b[key] is a finite number above 0 for every key (not a bool)."""
+def checked_numbers(b, keys, path, positive):
+    """Checks that b[key] is a finite number (not a bool), above 0 when positive, else at least 0."""
     bad = [k for k in keys if isinstance(b.get(k), bool) or not isinstance(b.get(k), (int, float))]
     if bad:
         raise InputError(f"'{path}': {b['name']} lacks {', '.join(bad)}")
-    bad = [k for k in keys if not (math.isfinite(b[k]) and b[k] > 0)]
+    bad = [k for k in keys if not (math.isfinite(b[k]) and (b[k] > 0 if positive else b[k] >= 0))]
     if bad:
-        raise InputError(f"'{path}': {b['name']} has {', '.join(bad)} not a finite number above 0")
+        bound = "above 0" if positive else "at least 0"
+        raise InputError(f"'{path}': {b['name']} has {', '.join(bad)} not a finite number {bound}")
+
+
+def iteration_runs(path, pattern):
+    """(entry, name match) of each iteration run whose name the pattern matches."""
+    for b in load_benchmarks(path):
+        m = pattern.match(str(b.get("name", "")))
+        if m and b.get("run_type", "iteration") == "iteration":
+            yield b, m
 
 
 def load_runs(path):
     runs = []
-    for b in load_benchmarks(path):
-        m = NAME.match(str(b.get("name", "")))
-        if not m or b.get("run_type", "iteration") != "iteration":
-            continue
+    for b, m in iteration_runs(path, NAME):
         keys = [s + "_ms" for s in SUBSTEPS] + ["kick_ms", "fft_floor_ms", "green_uncached_ms"]
-        bad = [k for k in keys if isinstance(b.get(k), bool) or not isinstance(b.get(k), (int, float))]
-        if bad:
-            raise InputError(f"'{path}': {b['name']} lacks {', '.join(bad)}")
-        bad = [k for k in keys if not (math.isfinite(b[k]) and b[k] >= 0)]
-        if bad:
-            raise InputError(f"'{path}': {b['name']} has {', '.join(bad)} not a finite number at least 0")
-        positive_numbers(b, ["kick_ms", "fft_floor_ms"], path)
+        checked_numbers(b, keys, path, positive=False)
+        checked_numbers(b, ["kick_ms", "fft_floor_ms"], path, positive=True)
         runs.append({"dtype": m[1], "n_part": int(m[2]), "grid": int(m[3]), "threads": int(m[4]),
                      **{k: float(b[k]) for k in keys}})
     if not runs:
@@ -110,11 +111,8 @@ def table(runs):
 
 def load_gradient_runs(path):
     runs = []
-    for b in load_benchmarks(path):
-        m = GRADIENT_NAME.match(str(b.get("name", "")))
-        if not m or b.get("run_type", "iteration") != "iteration":
-            continue
-        positive_numbers(b, GRADIENT_KEYS, path)
+    for b, m in iteration_runs(path, GRADIENT_NAME):
+        checked_numbers(b, GRADIENT_KEYS, path, positive=True)
         runs.append({"strategy": m[1], "n_part": int(m[2]), "grid": int(m[3]), "quantum": int(m[4]) / 1000,
                      **{k: float(b[k]) for k in GRADIENT_KEYS}})
     if not runs:

@@ -103,6 +103,16 @@ json run_bench(const std::string& name, const std::string& filter, const std::st
 // kCase alone (an anchored filter).
 json run_bench_case() { return run_bench("bench_json", "^" + kCase + "/iterations:1$", ""); }
 
+// The one entry a run of the benchmark `name` (anchored) gives, named so and without an error.
+json run_one_entry(const std::string& dir, const std::string& name, const std::string& extra) {
+    const json doc = run_bench(dir, "^" + name + "$", extra);
+    REQUIRE(doc.at("benchmarks").size() == 1);
+    const json entry = doc.at("benchmarks").at(0);
+    CHECK(entry.at("name") == name);
+    CHECK_FALSE(entry.contains("error_occurred"));
+    return entry;
+}
+
 // The names in `a` that are not in `b`, comma-separated ("" when none).
 std::string names_missing_from(const std::set<std::string>& a, const std::set<std::string>& b) {
     std::string list;
@@ -185,11 +195,7 @@ TEST_CASE("sctape-bench kick_memory JSON: counter names and exact fused tape byt
 
 TEST_CASE("sctape-bench kick_time JSON: counter names, the FFT floor and its ratio", "[bench]") {
     const std::string name = "kick_time/float32/N_part:100000/grid:32/threads:1/real_time";
-    const json doc = run_bench("bench_json_kick_time", "^" + name + "$", "--benchmark_min_time=0.01");
-    REQUIRE(doc.at("benchmarks").size() == 1);
-    const json& entry = doc.at("benchmarks").at(0);
-    CHECK(entry.at("name") == name);
-    CHECK_FALSE(entry.contains("error_occurred"));
+    const json entry = run_one_entry("bench_json_kick_time", name, "--benchmark_min_time=0.01");
     check_counter_names(entry, kKickTimeCounters);
     for (const auto& counter : kKickTimeCounters) {
         INFO(counter);
@@ -204,11 +210,7 @@ TEST_CASE("sctape-bench kick_time JSON: counter names, the FFT floor and its rat
 TEST_CASE("sctape-bench gradient_time JSON: counter names, the ratios and the per-scope backward", "[bench]") {
     // SCTAPE_BENCH_QUICK=1: 2000 particles on 8^3, 10 kicks
     const std::string name = "gradient_time/fused/N_part:2000/grid:8/cell_quantum_permille:0/iterations:1/real_time";
-    const json doc = run_bench("bench_json_gradient_time", "^" + name + "$", "");
-    REQUIRE(doc.at("benchmarks").size() == 1);
-    const json& entry = doc.at("benchmarks").at(0);
-    CHECK(entry.at("name") == name);
-    CHECK_FALSE(entry.contains("error_occurred"));
+    const json entry = run_one_entry("bench_json_gradient_time", name, "");
     // the fused tape's scopes (kick substeps, drift, beam, objective)
     std::set<std::string> counters = {"plain_forward_ms", "forward_ms", "backward_ms", "gradient_over_plain",
                                       "gradient_over_own_forward", "kicks", "repeats", "backward_beam_ms",

@@ -107,13 +107,17 @@ template <class T>
 double deposit_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64_t n, T scale, const T* rho_adj,
                            int threads, T* const pos_adj[3], GeometryAdjoint& geo_adj, bool exact) {
     const bodies::CicGrid<T> cg = bodies::cic_grid<T>(g);
+    // particle p: its position adjoints, its geometry terms (+=); returns its d/d(scale)
+    auto particle = [&](std::int64_t p, double origin_adj[3], double cell_adj[3]) {
+        const bodies::CicPointAdjoint<T> q = bodies::cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
+        double s_adj[3];
+        const double scale_adj = bodies::deposit_adjoint_particle(cg, q, rho_adj, scale, s_adj);
+        add_grid_coordinate_adjoint(cg, q, s_adj, pos_adj, p, origin_adj, cell_adj);
+        return scale_adj;
+    };
     if (exact) {  // d/d(scale), origin, cell: exact over every rank's particles
-        std::array<ExactSum, 7> sums = exact_particle_sums<7>(n, threads, [&](std::int64_t p, double* terms) {
-            const bodies::CicPointAdjoint<T> q = bodies::cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
-            double s_adj[3];
-            terms[0] = bodies::deposit_adjoint_particle(cg, q, rho_adj, scale, s_adj);
-            add_grid_coordinate_adjoint(cg, q, s_adj, pos_adj, p, terms + 1, terms + 4);
-        });
+        std::array<ExactSum, 7> sums = exact_particle_sums<7>(
+            n, threads, [&](std::int64_t p, double* terms) { terms[0] = particle(p, terms + 1, terms + 4); });
         sum_over_ranks(sums.data(), 7);
         for (int a = 0; a < 3; ++a) {
             geo_adj.origin_m[a] += sums[1 + a].value();
@@ -123,12 +127,7 @@ double deposit_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::in
     }
     double scale_adj = 0, o_adj[3] = {0, 0, 0}, h_adj[3] = {0, 0, 0};
 #pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : scale_adj, o_adj[:3], h_adj[:3])
-    for (std::int64_t p = 0; p < n; ++p) {
-        const bodies::CicPointAdjoint<T> q = bodies::cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
-        double s_adj[3];
-        scale_adj += bodies::deposit_adjoint_particle(cg, q, rho_adj, scale, s_adj);
-        add_grid_coordinate_adjoint(cg, q, s_adj, pos_adj, p, o_adj, h_adj);
-    }
+    for (std::int64_t p = 0; p < n; ++p) scale_adj += particle(p, o_adj, h_adj);
     for (int a = 0; a < 3; ++a) {
         geo_adj.origin_m[a] += o_adj[a];
         geo_adj.cell_m[a] += h_adj[a];
@@ -150,6 +149,23 @@ void gather_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, co
 }
 
 namespace {
+
+// One particle of the gather adjoint: each grid term w[m] e_adj handed to
+// scatter(axis, node, term), d/d(s) gathered from the grid field, the
+// position adjoints added and the geometry's terms added (+=).
+template <class T, class Scatter>
+void gather_adjoint_one(const bodies::CicGrid<T>& cg, const T* const pos[3], std::int64_t p, const T* const e_grid[3],
+                        const T* const e_part_adj[3], Scatter&& scatter, T* const pos_adj[3], double origin_adj[3],
+                        double cell_adj[3]) {
+    const bodies::CicPointAdjoint<T> q = bodies::cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
+    double s_adj[3] = {0, 0, 0};
+    for (int a = 0; a < 3; ++a) {
+        const T e_adj = e_part_adj[a][p];
+        for (int m = 0; m < 8; ++m) scatter(a, q.point.base + bodies::cic_offset(cg, m), q.point.w[m] * e_adj);
+        bodies::gather_adjoint_particle(cg, q, e_grid[a], e_adj, s_adj);
+    }
+    add_grid_coordinate_adjoint(cg, q, s_adj, pos_adj, p, origin_adj, cell_adj);
+}
 
 // gather_cic_adjoint's deterministic mode: each grid term w e_adj in 128-bit
 // fixed point, its scale from the largest |e_adj| of every rank (a weight is
@@ -187,17 +203,13 @@ void gather_cic_adjoint_exact(const GridGeometry& g, const T* const pos[3], std:
         std::array<ExactSum, 6> mine{};
 #pragma omp for schedule(static)
         for (std::int64_t p = 0; p < n; ++p) {
-            const bodies::CicPointAdjoint<T> q = bodies::cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
-            double s_adj[3] = {0, 0, 0};
-            for (int a = 0; a < 3; ++a) {
-                const T e_adj = e_part_adj[a][p];
-                for (int m = 0; m < 8; ++m)
-                    grid[a * cells + q.point.base + bodies::cic_offset(cg, m)] +=
-                        fixed128_of_scaled(double(q.point.w[m] * e_adj) * unit_a * unit_b);
-                bodies::gather_adjoint_particle(cg, q, e_grid[a], e_adj, s_adj);
-            }
             double terms[6] = {0, 0, 0, 0, 0, 0};
-            add_grid_coordinate_adjoint(cg, q, s_adj, pos_adj, p, terms, terms + 3);
+            gather_adjoint_one(
+                cg, pos, p, e_grid, e_part_adj,
+                [&](int a, std::int64_t node, T term) {
+                    grid[a * cells + node] += fixed128_of_scaled(double(term) * unit_a * unit_b);
+                },
+                pos_adj, terms, terms + 3);
             for (int k = 0; k < 6; ++k) mine[k].add(terms[k]);
         }
 #pragma omp critical(sctape_gather_adjoint_exact)
@@ -231,16 +243,10 @@ void gather_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64
     {
         T* grid = scratch.data() + 3 * cells * omp_get_thread_num();
 #pragma omp for schedule(static)
-        for (std::int64_t p = 0; p < n; ++p) {
-            const bodies::CicPointAdjoint<T> q = bodies::cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
-            double s_adj[3] = {0, 0, 0};
-            for (int a = 0; a < 3; ++a) {
-                const T e_adj = e_part_adj[a][p];
-                for (int m = 0; m < 8; ++m) grid[a * cells + q.point.base + bodies::cic_offset(cg, m)] += q.point.w[m] * e_adj;
-                bodies::gather_adjoint_particle(cg, q, e_grid[a], e_adj, s_adj);
-            }
-            add_grid_coordinate_adjoint(cg, q, s_adj, pos_adj, p, o_adj, h_adj);
-        }
+        for (std::int64_t p = 0; p < n; ++p)
+            gather_adjoint_one(
+                cg, pos, p, e_grid, e_part_adj, [&](int a, std::int64_t node, T term) { grid[a * cells + node] += term; },
+                pos_adj, o_adj, h_adj);
     }
     for (int a = 0; a < 3; ++a) {
         // per-thread grids are laid out [thread][axis][cell]
