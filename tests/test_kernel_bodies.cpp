@@ -280,11 +280,11 @@ void adjoint_emulation_matches_cpu(double tol) {
             gather_cic_adjoint(g, pos, n, e_grid, ea, 1, scratch, cg_out, cp_out, cpu_geo);
             for (std::int64_t p = 0; p < n; ++p) {
                 const CicPointAdjoint<T> q = cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
+                const T ea_p[3] = {e_adj[0][p], e_adj[1][p], e_adj[2][p]};
+                for (int a = 0; a < 3; ++a)
+                    for (int m = 0; m < 8; ++m) emu_grid[a][q.point.base + cic_offset(cg, m)] += q.point.w[m] * ea_p[a];
                 double s_adj[3] = {0, 0, 0};
-                for (int a = 0; a < 3; ++a) {
-                    for (int m = 0; m < 8; ++m) emu_grid[a][q.point.base + cic_offset(cg, m)] += q.point.w[m] * e_adj[a][p];
-                    gather_adjoint_particle(cg, q, e_grid[a], e_adj[a][p], s_adj);
-                }
+                gather_adjoint_particle(cg, q, e_grid, ea_p, s_adj);
                 T u_adj[3];
                 grid_coordinate_adjoint(cg, q, s_adj, u_adj, emu_geo.origin_m.data(), emu_geo.cell_m.data());
                 for (int a = 0; a < 3; ++a) emu_pos[a][p] += u_adj[a];

@@ -87,11 +87,10 @@ __global__ void gather_adjoint_kernel(const KickFrame<T>* frame, const T* x, con
     SCTAPE_GRID_LOOP(p, n) {
         const CicPointAdjoint<T> q = cic_point_adjoint(g, x[p], y[p], z[p]);
         const T e_adj[3] = {eax[p], eay[p], eaz[p]};
-        double s_adj[3] = {0, 0, 0};
-        for (int a = 0; a < 3; ++a) {
+        for (int a = 0; a < 3; ++a)
             for (int m = 0; m < 8; ++m) atomicAdd(e_grid_adj[a] + q.point.base + cic_offset(g, m), q.point.w[m] * e_adj[a]);
-            gather_adjoint_particle(g, q, e_grid[a], e_adj[a], s_adj);
-        }
+        double s_adj[3] = {0, 0, 0};
+        gather_adjoint_particle(g, q, e_grid, e_adj, s_adj);
         T u_adj[3];
         grid_coordinate_adjoint(g, q, s_adj, u_adj, local, local + 3);
         x_adj[p] += u_adj[0];

@@ -17,12 +17,12 @@
 
 namespace sctape::bodies {
 
-// A particle's CIC stencil with the weights' derivatives with respect to its
-// grid coordinates s = (u - origin)/h (cic_stencil<T, true> in grid_ops.cpp).
+// A particle's CIC stencil with its grid coordinates s = (u - origin)/h and
+// the upper weights s - floor(s) the weights' derivatives come from.
 template <class T>
 struct CicPointAdjoint {
     CicPoint<T> point;
-    T dw[3][8];
+    T upper[3];
     T s[3];
 };
 
@@ -33,6 +33,7 @@ SCTAPE_HD CicPointAdjoint<T> cic_point_adjoint(const CicGrid<T>& g, T x, T y, T 
     CicPointAdjoint<T> q;
     for (int a = 0; a < 3; ++a) {
         loc[a] = cic_locate(u[a], g.origin[a], g.inv_h[a], g.n[a]);
+        q.upper[a] = loc[a].upper_weight;
         q.s[a] = loc[a].index + loc[a].upper_weight;
     }
     q.point.base = (std::int64_t(loc[0].index) * g.n[1] + loc[1].index) * g.n[2] + loc[2].index;
@@ -43,13 +44,27 @@ SCTAPE_HD CicPointAdjoint<T> cic_point_adjoint(const CicGrid<T>& g, T x, T y, T 
                 const T wx = a ? loc[0].upper_weight : 1 - loc[0].upper_weight;
                 const T wy = b ? loc[1].upper_weight : 1 - loc[1].upper_weight;
                 const T wz = c ? loc[2].upper_weight : 1 - loc[2].upper_weight;
-                const T sx = a ? T(1) : T(-1), sy = b ? T(1) : T(-1), sz = c ? T(1) : T(-1);
                 q.point.w[m] = wx * wy * wz;
-                q.dw[0][m] = sx * wy * wz;
-                q.dw[1][m] = wx * sy * wz;
-                q.dw[2][m] = wx * wy * sz;
             }
     return q;
+}
+
+// d/d(s) of the trilinear sum over the stencil of f[m] w_m(s) (m = 4a + 2b + c):
+// along each axis the difference of the two faces, weighted over the other
+// two axes. Summing the node values first and differentiating once costs a
+// third of differentiating each weight (24 products instead of 72 per field).
+template <class T>
+SCTAPE_HD void trilinear_gradient(const double f[8], const T upper[3], double grad[3]) {
+    const double w[3][2] = {{1 - double(upper[0]), double(upper[0])},
+                            {1 - double(upper[1]), double(upper[1])},
+                            {1 - double(upper[2]), double(upper[2])}};
+    grad[0] = grad[1] = grad[2] = 0;
+    for (int i = 0; i < 2; ++i)
+        for (int j = 0; j < 2; ++j) {
+            grad[0] += w[1][i] * w[2][j] * (f[4 + 2 * i + j] - f[2 * i + j]);
+            grad[1] += w[0][i] * w[2][j] * (f[4 * i + 2 + j] - f[4 * i + j]);
+            grad[2] += w[0][i] * w[1][j] * (f[4 * i + 2 * j + 1] - f[4 * i + 2 * j]);
+        }
 }
 
 // From d/d(s_a) to the particle's position adjoints (returned) and the
@@ -70,26 +85,31 @@ SCTAPE_HD void grid_coordinate_adjoint(const CicGrid<T>& g, const CicPointAdjoin
 template <class T>
 SCTAPE_HD double deposit_adjoint_particle(const CicGrid<T>& g, const CicPointAdjoint<T>& q, const T* rho_adj, T scale,
                                           double s_adj[3]) {
-    double scale_adj = 0;
-    s_adj[0] = s_adj[1] = s_adj[2] = 0;
+    double scale_adj = 0, r[8];
     for (int m = 0; m < 8; ++m) {
-        const double r = rho_adj[q.point.base + cic_offset(g, m)];
-        scale_adj += r * q.point.w[m];
-        for (int a = 0; a < 3; ++a) s_adj[a] += scale * r * q.dw[a][m];
+        r[m] = rho_adj[q.point.base + cic_offset(g, m)];
+        scale_adj += r[m] * q.point.w[m];
     }
+    trilinear_gradient(r, q.upper, s_adj);
+    for (int a = 0; a < 3; ++a) s_adj[a] *= double(scale);
     return scale_adj;
 }
 
-// Gather adjoint of one particle, one field axis: adds d/d(s) for e_adj (the
-// adjoint of the gathered value); the grid's share, w[m] * e_adj, is the
-// caller's to scatter (atomics on the GPU).
+// Gather adjoint of one particle: adds d/d(s) of sum_a e_adj[a] E_a(s) (the
+// gathered field's adjoint) to s_adj; the grid's share, w[m] * e_adj[a], is
+// the caller's to scatter (atomics on the GPU).
 template <class T>
-SCTAPE_HD void gather_adjoint_particle(const CicGrid<T>& g, const CicPointAdjoint<T>& q, const T* e_grid, T e_adj,
-                                       double s_adj[3]) {
+SCTAPE_HD void gather_adjoint_particle(const CicGrid<T>& g, const CicPointAdjoint<T>& q, const T* const e_grid[3],
+                                       const T e_adj[3], double s_adj[3]) {
+    double f[8];
     for (int m = 0; m < 8; ++m) {
-        const double de = double(e_adj) * e_grid[q.point.base + cic_offset(g, m)];
-        for (int b = 0; b < 3; ++b) s_adj[b] += de * q.dw[b][m];
+        const std::int64_t node = q.point.base + cic_offset(g, m);
+        f[m] = double(e_adj[0]) * e_grid[0][node] + double(e_adj[1]) * e_grid[1][node] +
+               double(e_adj[2]) * e_grid[2][node];
     }
+    double grad[3];
+    trilinear_gradient(f, q.upper, grad);
+    for (int a = 0; a < 3; ++a) s_adj[a] += grad[a];
 }
 
 // Transposed field stencil at node c along one axis (field_component's

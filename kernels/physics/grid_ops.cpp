@@ -158,12 +158,11 @@ void gather_adjoint_one(const bodies::CicGrid<T>& cg, const T* const pos[3], std
                         const T* const e_part_adj[3], Scatter&& scatter, T* const pos_adj[3], double origin_adj[3],
                         double cell_adj[3]) {
     const bodies::CicPointAdjoint<T> q = bodies::cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
+    const T e_adj[3] = {e_part_adj[0][p], e_part_adj[1][p], e_part_adj[2][p]};
+    for (int a = 0; a < 3; ++a)
+        for (int m = 0; m < 8; ++m) scatter(a, q.point.base + bodies::cic_offset(cg, m), q.point.w[m] * e_adj[a]);
     double s_adj[3] = {0, 0, 0};
-    for (int a = 0; a < 3; ++a) {
-        const T e_adj = e_part_adj[a][p];
-        for (int m = 0; m < 8; ++m) scatter(a, q.point.base + bodies::cic_offset(cg, m), q.point.w[m] * e_adj);
-        bodies::gather_adjoint_particle(cg, q, e_grid[a], e_adj, s_adj);
-    }
+    bodies::gather_adjoint_particle(cg, q, e_grid, e_adj, s_adj);
     add_grid_coordinate_adjoint(cg, q, s_adj, pos_adj, p, origin_adj, cell_adj);
 }
 
