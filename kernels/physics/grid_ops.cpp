@@ -40,15 +40,28 @@ void deposit_particles(const bodies::CicGrid<T>& cg, const T* const pos[3], std:
     }
 }
 
-// Sums per-thread grids into `out` (+=), in thread order.
+// out[c] = (out[c] + the other threads' grids, in thread order) * scale:
+// thread 0 works in `out` itself, thread t >= 1 in scratch + (t - 1) * stride.
 template <class T>
-void reduce_thread_grids(const T* scratch, std::int64_t cells, int threads, T scale, T* out, bool accumulate) {
+void add_thread_grids(const T* scratch, std::int64_t stride, std::int64_t cells, int threads, T scale, T* out) {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (std::int64_t c = 0; c < cells; ++c) {
-        T sum = 0;
-        for (int t = 0; t < threads; ++t) sum += scratch[c + cells * t];
-        out[c] = (accumulate ? out[c] : T(0)) + sum * scale;
+        T sum = out[c];
+        for (int t = 1; t < threads; ++t) sum += scratch[c + stride * (t - 1)];
+        out[c] = sum * scale;
     }
+}
+
+// Contiguous shares of n items over the team, as schedule(static) makes
+// them; the team may be smaller than asked.
+struct ThreadShare {
+    std::int64_t begin, end;
+};
+inline ThreadShare thread_share(std::int64_t n) {
+    const int t = omp_get_thread_num(), team = omp_get_num_threads();
+    const std::int64_t chunk = n / team, extra = n % team;
+    const std::int64_t begin = t * chunk + std::min<std::int64_t>(t, extra);
+    return {begin, begin + chunk + (t < extra ? 1 : 0)};
 }
 
 }  // namespace
@@ -58,26 +71,18 @@ void deposit_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, T
                  HostArray<T>& scratch, T* rho) {
     const std::int64_t cells = g.cells();
     const bodies::CicGrid<T> cg = bodies::cic_grid<T>(g);
-    if (threads == 1) {
-        // one grid: deposit straight into rho and scale it in place (the same
-        // bits as the per-thread path, as 0 + x is x)
-        std::fill_n(rho, cells, T(0));
-        deposit_particles(cg, pos, 0, n, rho);
-        for (std::int64_t c = 0; c < cells; ++c) rho[c] *= scale;
-        return;
-    }
-    scratch.assign(std::size_t(cells * threads), T(0));
-    // Each thread deposits into its own grid; the grids are summed in thread
-    // order, so the result is reproducible for a given thread count.
+    std::fill_n(rho, cells, T(0));
+    scratch.assign(std::size_t(cells * (threads - 1)), T(0));
+    // Thread 0 deposits into rho, each other thread into its own grid; the
+    // grids are summed in thread order, so the result is reproducible for a
+    // given thread count (and one thread needs no scratch).
 #pragma omp parallel num_threads(threads)
     {
-        // contiguous shares, as schedule(static); the team may be smaller than asked
-        const int t = omp_get_thread_num(), team = omp_get_num_threads();
-        const std::int64_t chunk = n / team, extra = n % team;
-        const std::int64_t begin = t * chunk + std::min<std::int64_t>(t, extra);
-        deposit_particles(cg, pos, begin, begin + chunk + (t < extra ? 1 : 0), scratch.data() + cells * t);
+        const int t = omp_get_thread_num();
+        const ThreadShare share = thread_share(n);
+        deposit_particles(cg, pos, share.begin, share.end, t == 0 ? rho : scratch.data() + cells * (t - 1));
     }
-    reduce_thread_grids(scratch.data(), cells, threads, scale, rho, false);
+    add_thread_grids(scratch.data(), cells, cells, threads, scale, rho);
 }
 
 template <class T>
@@ -236,23 +241,22 @@ void gather_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64
     if (exact) return gather_cic_adjoint_exact(g, pos, n, e_grid, e_part_adj, threads, e_grid_adj, pos_adj, geo_adj);
     const std::int64_t cells = g.cells();
     const bodies::CicGrid<T> cg = bodies::cic_grid<T>(g);
-    scratch.assign(std::size_t(3 * cells * threads), T(0));
+    // thread 0 scatters into e_grid_adj, thread t >= 1 into its own three grids
+    scratch.assign(std::size_t(3 * cells * (threads - 1)), T(0));
     double o_adj[3] = {0, 0, 0}, h_adj[3] = {0, 0, 0};
 #pragma omp parallel num_threads(threads) reduction(+ : o_adj[:3], h_adj[:3])
     {
-        T* grid = scratch.data() + 3 * cells * omp_get_thread_num();
+        const int t = omp_get_thread_num();
+        T* grid[3];
+        for (int a = 0; a < 3; ++a) grid[a] = t == 0 ? e_grid_adj[a] : scratch.data() + (3 * (t - 1) + a) * cells;
 #pragma omp for schedule(static)
         for (std::int64_t p = 0; p < n; ++p)
             gather_adjoint_one(
-                cg, pos, p, e_grid, e_part_adj, [&](int a, std::int64_t node, T term) { grid[a * cells + node] += term; },
+                cg, pos, p, e_grid, e_part_adj, [&](int a, std::int64_t node, T term) { grid[a][node] += term; },
                 pos_adj, o_adj, h_adj);
     }
     for (int a = 0; a < 3; ++a) {
-        // per-thread grids are laid out [thread][axis][cell]
-        HostArray<T> axis(std::size_t(cells * threads));
-        for (int t = 0; t < threads; ++t)
-            std::copy_n(scratch.data() + (3 * t + a) * cells, cells, axis.data() + t * cells);
-        reduce_thread_grids(axis.data(), cells, threads, T(1), e_grid_adj[a], true);
+        add_thread_grids(scratch.data() + a * cells, 3 * cells, cells, threads, T(1), e_grid_adj[a]);
         geo_adj.origin_m[a] += o_adj[a];
         geo_adj.cell_m[a] += h_adj[a];
     }
