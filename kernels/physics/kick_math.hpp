@@ -31,10 +31,10 @@ SCTAPE_HD CicLocation<T> cic_locate(T u, T origin, T inv_h, int n) {
     T s = (u - origin) * inv_h;
     // floor by truncation: std::floor is a libm call on baseline x86-64 (no
     // SSE4.1), a third of the deposit's time. Bounding s first keeps the cast
-    // defined (NaN goes to -1); the clamp below gives the same index as floor.
+    // defined (NaN goes to -1). Truncation and floor differ only on negative
+    // s, where the clamp below makes both 0: no correction is needed.
     const T bounded = s >= T(-1) ? (s <= T(n) ? s : T(n)) : T(-1);
     int i = static_cast<int>(bounded);
-    if (static_cast<T>(i) > bounded) --i;
     if (i > n - 2) i = n - 2;
     if (i < 0) i = 0;
     return {i, s - static_cast<T>(i)};
