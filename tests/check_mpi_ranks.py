@@ -290,6 +290,20 @@ def autograd_over_ranks(name, config):
                      objective_tol=AUTOGRAD_FUSED_OBJECTIVE_TOL, column_scale=rms)
 
 
+def autograd_empty_rank():
+    """3 particles on 4 ranks: rank 3 holds none, yet runs every op and every
+    reduction (forward and backward) as the others do; the results equal one
+    rank's within REL_TOL."""
+    config = dict(CONFIG, strategy="autograd", n_particles=3)
+    results = run_over_ranks("autograd_empty_rank", config, ranks=(1, 4))
+    if not results:
+        return
+    check(results[4]["mpi"]["particles_per_rank"] == [1, 1, 1, 0], "autograd, 3 particles on 4 ranks: rank 3 holds none")
+    agree_within("autograd, 3 particles on 4 ranks vs 1", results[4], results[1],
+                 os.path.join(ARGS.tmp, "autograd_empty_rank_4"), os.path.join(ARGS.tmp, "autograd_empty_rank_1"),
+                 REL_TOL, moments=True)
+
+
 def plan_autograd():
     """`sctape plan --ranks P`: autograd's row is its one-rank law at
     ceil(N/P) (COEFFS fitted on one rank); a rank sweep's COEFFS has no
@@ -353,6 +367,7 @@ def main():
     bitwise_fodo_sigma()
     autograd_over_ranks("autograd_minmax", CONFIG)
     autograd_over_ranks("autograd_sigma_quad", SIGMA_QUAD)
+    autograd_empty_rank()
     plan_autograd()
 
     def outside(c):  # found after the extents' reduction: every rank knows it

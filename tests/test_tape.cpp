@@ -234,3 +234,27 @@ TEST_CASE("on one rank the ops over ranks are the one-rank ops", "[tape][autogra
     CHECK(tape.entries() == 4);  // mean twice, min, max
     CHECK(tape.tape_bytes() == 16);
 }
+
+// A rank may hold no particle: its tensors of particles have no elements, and
+// the ops on them must still run their backward, or a reduction over ranks
+// upstream would wait for that rank.
+TEST_CASE("a rank holding no element runs every backward that reduces over ranks", "[tape][autograd][mpi]") {
+    ScriptedRun run(1, 2);
+    Tape tape;
+    ag::Recording recording(tape);
+    auto none = ag::parameter(HostArray<double>{});       // this rank's particles: none
+    auto scale = ag::parameter_scalar(2.0);
+    run.ranks->values.push_back({4.0, 2.0});             // the other rank: sum 4 over 2
+    auto center = ag::ranks_mean(ag::mul(none, scale));  // 2
+    auto shifted = ag::sub(none, center);                // no elements
+    run.ranks->values.push_back({-2.0, 2.0});
+    auto m = ag::ranks_mean(shifted);                    // -1
+    CHECK(center.item() == 2.0);
+    CHECK(m.item() == -1.0);
+    ag::seed(m, 0.0);  // rank 0 seeds the objective
+    run.ranks->values.push_back({1.0});  // backward: the other rank's partial adjoint of m
+    run.ranks->values.push_back({0.5});  // then of center, reached through the empty `shifted`
+    tape.backward();
+    CHECK(run.ranks->values.empty());
+    CHECK(none.node()->has_grad());
+}

@@ -47,15 +47,25 @@ struct Node {
     bool retain = false;  // keep the gradient once the producing op's backward has run
     Array<T> grad;        // empty until a gradient arrives
 
-    bool has_grad() const { return !grad.empty(); }
+    // A flag, not grad's size: a tensor of no elements (a rank holding no
+    // particle) receives its gradient too, and its op's backward then runs on
+    // that rank as on the others (the reductions over ranks in it must meet).
+    bool has_grad() const { return received_; }
     T* grad_data() {
-        if (grad.empty()) {
+        if (!received_) {
             grad = Array<T>(size, device);
             grad.fill_zero();
+            received_ = true;
         }
         return grad.data();
     }
-    void release() { grad = Array<T>(); }
+    void release() {
+        grad = Array<T>();
+        received_ = false;
+    }
+
+private:
+    bool received_ = false;
 };
 
 template <class T>
