@@ -373,6 +373,11 @@ def main():
     def outside(c):  # found after the extents' reduction: every rank knows it
         c["space_charge"]["extent"] = {"mode": "sigma", "factor": [0.5, 0.5, 0.5]}
     failure("bad input at run time", 4, outside, "particles outside the grid")
+
+    def outside_autograd(c):  # autograd's deposit checks the same reduced extents
+        outside(c)
+        c["strategy"] = "autograd"
+    failure("bad input at run time, autograd", 4, outside_autograd, "particles outside the grid")
     # the cuda backend stays refused over ranks (docs/mpi.md, "What remains")
     failure("cuda over ranks", 2, lambda c: c.update(backend="cuda"), 'backend "cuda" does not run over MPI ranks')
 
