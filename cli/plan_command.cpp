@@ -48,7 +48,9 @@ const char* kPlanUsage =
     "several ranks, scopes ranks_*, with their reduction buffers); with a one-rank\n"
     "COEFFS, the one-rank fit at ceil(N/P) (the MPI build's own grids not seen).\n"
     "--ranks auto with --memory-GiB M: the fewest ranks whose per-rank peak fits M\n"
-    "(- where none does: the grid alone exceeds M). autograd does not run over ranks.\n"
+    "(- where none does: the grid alone exceeds M). autograd's rank 0 tape is its\n"
+    "one-rank tape at ceil(N/P) (its reductions save nothing more): its fitted law\n"
+    "there, from a COEFFS that has one (a rank sweep has none: exit 2).\n"
     "--against RUNS.json (a kick_memory Google Benchmark JSON of sctape-bench, or a\n"
     "rank sweep: then per rank, at rank 0's share)\n"
     "prints each run's measured and predicted tape_bytes_total and peak_bytes_total\n"
@@ -274,14 +276,15 @@ std::vector<PlanRow> predict(const nlohmann::json& coeffs, const PlanArgs& p) {
         rows.push_back(p.ranks_auto ? fewest_ranks(coeffs, law, label, snapshots, p)
                                     : predict_row(coeffs, law, label, snapshots, p, p.ranks));
     };
-    const bool per_rank = p.ranks_given;
-    if (per_rank && p.strategy == "autograd") throw std::invalid_argument("--ranks: autograd does not run over MPI ranks");
     for (const fit::TapeLaw& law : fit::tape_laws(coeffs, p.dtype)) {
-        if (per_rank && law.code.empty() && law.strategy == "autograd") continue;  // not over ranks (docs/mpi.md)
         if (wanted(law.label())) add(law, law.label(), 0);
         if (law.code.empty() && law.strategy == "checkpoint" && p.snapshots > 0 && wanted("binomial"))
             add(law, "binomial", p.snapshots);
     }
+    if (rows.empty() && p.ranks_given && p.strategy == "autograd")
+        throw std::invalid_argument("--ranks: '" + p.coeffs + "' has no autograd law for dtype " + p.dtype +
+                                    " (a rank sweep, bench/rank_sweep.py, runs fused, checkpoint and reversible): "
+                                    "use a one-rank COEFFS with one, such as results/coeffs_cpu.json (docs/mpi.md)");
     if (rows.empty()) throw std::invalid_argument(no_fit_message(coeffs["fits"], p));
     return rows;
 }

@@ -195,15 +195,12 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backe
     return result;
 }
 
-// Over MPI ranks: reverse mode with the hand-written strategies on the CPU
-// (every rank reads the same config, so every rank refuses it alike).
+// Over MPI ranks: the CPU backend (every rank reads the same config, so
+// every rank refuses it alike).
 void check_ranks(const RunConfig& config) {
     if (communicator().size() == 1) return;
     if (config.backend == Backend::cuda)
         throw ConfigError("backend \"cuda\" does not run over MPI ranks yet (docs/mpi.md): use backend \"cpu\"");
-    if (config.differentiate && config.gradient.strategy == Strategy::autograd)
-        throw ConfigError("strategy \"autograd\" does not run over MPI ranks (docs/mpi.md): use \"fused\", "
-                          "\"checkpoint\" or \"reversible\"");
 }
 
 // Every file the run will write, named by its option, for check_output_targets.

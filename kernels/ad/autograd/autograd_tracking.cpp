@@ -8,6 +8,12 @@
 // cell arrays; FFTs save nothing. With backend "cuda" every tensor lives on
 // the GPU (ag::Device::cuda) and the same ops record the same tape; the
 // allocator figures are then the device allocator's.
+//
+// Over MPI ranks (docs/mpi.md, "autograd over ranks") each rank tracks its
+// share of the particles and the whole grid: the extents, rho and the
+// objective's means are the ranks_* ops (reductions in forward and backward),
+// rank 0 seeds the objective, and the parameter gradients, each rank's
+// partial adjoints, are summed over the ranks after backward.
 #include "ad/autograd/autograd.hpp"
 
 #include <algorithm>
@@ -22,6 +28,7 @@
 #include "ad/autograd/op_bodies.hpp"
 #include "ad/autograd/runner.hpp"
 #include "ad/autograd/tensor.hpp"
+#include "core/communicator.hpp"
 #include "physics/constants.hpp"
 #include "core/nvtx.hpp"
 #include "physics/space_charge.hpp"
@@ -112,6 +119,7 @@ struct KickContext {
     Scalar bunch_charge;
     double charge_sign;  // of the species
     double charge_e;
+    std::int64_t n_total;  // every rank's particles
     const Recorder* rec;
 };
 
@@ -176,7 +184,8 @@ void element_map_op(Particles<T>& p, const std::array<Scalar, 12>& entries, cons
     }
 }
 
-// Grid geometry along one axis (grid_covering), differentiable in the positions:
+// Grid geometry along one axis (grid_covering), differentiable in the positions
+// of every rank's particles:
 // edges lo - margin, hi + margin (minmax) or mean -+ k rms (sigma),
 // origin = first edge, cell = (last - first) / (n - 1), or with a cell quantum
 // the quantized cell around the edges' centre.
@@ -185,14 +194,14 @@ void axis_geometry(const GridSettings& gs, int a, const Tensor<T>& u, Scalar& or
     using namespace ag;
     Scalar first, last;
     if (gs.mode == ExtentMode::minmax) {
-        Scalar lo = cast<double>(min(u)), hi = cast<double>(max(u));
+        Scalar lo = cast<double>(ranks_min(u)), hi = cast<double>(ranks_max(u));
         Scalar margin = scale(scale(sub(hi, lo), 0.5), gs.padding);
         first = sub(lo, margin);
         last = add(hi, margin);
     } else {
         Tensor<double> ud = cast<double>(u);
-        Scalar center = mean(ud);
-        Scalar var = sub(mean(mul(ud, ud)), mul(center, center));
+        Scalar center = ranks_mean(ud);
+        Scalar var = sub(ranks_mean(mul(ud, ud)), mul(center, center));
         Scalar half = scale(sqrt(clamp(var, 0.0, std::numeric_limits<double>::infinity())), gs.sigma_factor[a]);
         first = sub(center, half);
         last = add(center, half);
@@ -312,7 +321,6 @@ void kick(Particles<T>& p, const Scalar& ds, const KickContext<T>& ctx) {
     const Shape3 n = gs.shape;
     const Shape3 m = {2 * n[0], 2 * n[1], 2 * n[2]};
     const std::int64_t cells = std::int64_t(n[0]) * n[1] * n[2];
-    const std::int64_t count = p.x.size();
 
     Tensor<T> z, pz;
     {
@@ -339,8 +347,8 @@ void kick(Particles<T>& p, const Scalar& ds, const KickContext<T>& ctx) {
             inv_h[a] = cast<T>(reciprocal(cell[a]));
         }
         Cic<T> cic = cic_weights(pos, origin, inv_h, n);
-        Tensor<T> weight_sum = scatter_add(cic.weight, cic.node, cells);
-        Scalar macro = div_scalar(scale(ctx.bunch_charge, ctx.charge_sign), static_cast<double>(count));
+        Tensor<T> weight_sum = ranks_sum(scatter_add(cic.weight, cic.node, cells));
+        Scalar macro = div_scalar(scale(ctx.bunch_charge, ctx.charge_sign), static_cast<double>(ctx.n_total));
         Scalar volume = mul(mul(cell[0], cell[1]), cell[2]);
         rho = mul(weight_sum, cast<T>(div(macro, volume)));
     }
@@ -402,18 +410,19 @@ void kick(Particles<T>& p, const Scalar& ds, const KickContext<T>& ctx) {
     }
 }
 
-// The objective (gradient.cpp's objective_value) from float64 casts of the final columns.
+// The objective (gradient.cpp's objective_value) from float64 casts of the
+// final columns, its means over every rank's particles.
 template <class T>
 Scalar objective(const Particles<T>& p, Objective o, const RefTensors& ref) {
     using namespace ag;
     const auto [u_col, p_col] = objective_columns(o);
     Tensor<double> u = cast<double>(p.column(u_col));
-    Tensor<double> du = sub(u, mean(u));
-    Scalar uu = mean(mul(du, du));
+    Tensor<double> du = sub(u, ranks_mean(u));
+    Scalar uu = ranks_mean(mul(du, du));
     if (o != Objective::emittance_x && o != Objective::emittance_y && o != Objective::emittance_tau) return sqrt(uu);
     Tensor<double> q = cast<double>(p.column(p_col));
-    Tensor<double> dq = sub(q, mean(q));
-    Scalar qq = mean(mul(dq, dq)), uq = mean(mul(du, dq));
+    Tensor<double> dq = sub(q, ranks_mean(q));
+    Scalar qq = ranks_mean(mul(dq, dq)), uq = ranks_mean(mul(du, dq));
     return mul(ref.bg, sqrt(sub(mul(uu, qq), mul(uq, uq))));
 }
 
@@ -477,7 +486,9 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
         RefTensors ref;
         {
             Block block(rec, "beam");
-            ReferenceSample sample = make_reference_sample(dist.type, beam.n_particles, beam.seed);
+            // this rank's share of the one global sample (make_beam's)
+            ReferenceSample sample =
+                make_reference_sample(dist.type, beam.n_particles, beam.seed, local_particles(beam.n_particles));
             const Scalar* scale_of[6] = {&size[0], &momentum[0], &size[1], &momentum[1], &size[2], &momentum[2]};
             for (int c = 0; c < 6; ++c) {
                 Tensor<double> unit = constant(std::move(sample.column[c]), device);
@@ -489,7 +500,7 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
         }
 
         KickContext<T> ctx{&tracking.grid, fft, &ref, bunch_charge, beam.species.charge_e < 0 ? -1.0 : 1.0,
-                           beam.species.charge_e, &rec};
+                           beam.species.charge_e, beam.n_particles, &rec};
         int kicks = 0;
         SliceMarks marks(memory);
         marks.mark(tape, report);
@@ -547,7 +558,9 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
         // Backward: release the forward's live tensors first, as a user's script would.
         p = Particles<T>{};
         ctx.bunch_charge = Scalar{};
-        seed(value);
+        // the objective is every rank's alike: rank 0 seeds it, so that the
+        // ranks' partial adjoints of every replicated value sum to its adjoint
+        seed(value, communicator().rank() == 0 ? 1.0 : 0.0);
         value = Scalar{};
         {
             cuda::NvtxRange range("backward");
@@ -569,10 +582,11 @@ GradientResult autograd_gradient(const BeamParameters& beam, const TrackSettings
             if (tracking.lattice[e].kind == ElementKind::drift) continue;
             for (int i = 0; i < 4; ++i) adj.element_strength[e][i] = scalar_grad(strength[e][i]);
         }
-        for (int c = 0; c < 6; ++c) {
+        adj.sum_over_ranks();  // each rank holds its partial adjoints
+        for (int c = 0; c < 6; ++c) {  // this rank's particles
             const ag::Array<T>* g = initial[c].grad();
             auto& out = result.particle_gradient[c];
-            out.assign(static_cast<std::size_t>(beam.n_particles), 0.0);
+            out.assign(static_cast<std::size_t>(initial[c].size()), 0.0);
             if (g && !g->empty()) {
                 const std::vector<T> values = g->to_vector();
                 for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<double>(values[i]);

@@ -1,10 +1,13 @@
 #include "ad/autograd/tensor.hpp"
 
+#include <algorithm>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
 #include "ad/autograd/op_bodies.hpp"
 #include "ad/autograd/runner.hpp"
+#include "core/communicator.hpp"
 
 namespace sctape {
 namespace ag {
@@ -173,9 +176,9 @@ Tensor<T> parameter_scalar(T value, Device device) {
 }
 
 template <class T>
-void seed(const Tensor<T>& out) {
+void seed(const Tensor<T>& out, T value) {
     if (!out.requires_grad()) throw std::logic_error("ag::seed: the output does not require a gradient");
-    for_each(out.device(), out.size(), Fill<T>{out.node()->grad_data(), T(1)});
+    for_each(out.device(), out.size(), Fill<T>{out.node()->grad_data(), value});
 }
 
 // --- binary elementwise ---------------------------------------------------------------
@@ -401,6 +404,130 @@ Tensor<T> min(const Tensor<T>& a) {
 template <class T>
 Tensor<T> max(const Tensor<T>& a) {
     return extremum_op(a, false);
+}
+
+// --- over MPI ranks ------------------------------------------------------------------
+
+namespace {
+// Over several ranks the reductions take host memory (the cuda backend does
+// not run over ranks).
+void host_only(Device d, const char* op) {
+    if (d != Device::host)
+        throw std::invalid_argument(std::string("ag::") + op + ": over MPI ranks, host tensors only");
+}
+
+// A double as int64 words, so that summing every rank's (one nonzero per
+// slot) moves it exactly, signed zeros and NaNs included.
+std::int64_t bits_of(double v) {
+    std::int64_t w;
+    std::memcpy(&w, &v, sizeof w);
+    return w;
+}
+double double_of(std::int64_t w) {
+    double v;
+    std::memcpy(&v, &w, sizeof v);
+    return v;
+}
+
+template <class T>
+Tensor<T> ranks_extremum(const Tensor<T>& a, bool minimum) {
+    Communicator& comm = communicator();
+    if (comm.size() == 1) return extremum_op(a, minimum);
+    host_only(a.device(), minimum ? "ranks_min" : "ranks_max");
+    // this rank's extreme (none if it holds no element), then every rank's in
+    // rank order, combined by the one-rank rule: the result is the first
+    // extreme of the global order (ranks hold contiguous blocks in order)
+    const int ranks = comm.size(), me = comm.rank();
+    T local = T(0);
+    std::int64_t where = -1;
+    if (a.size() > 0) extremum(a.device(), a.data(), a.size(), minimum, &local, &where);
+    std::vector<std::int64_t> words(2 * std::size_t(ranks), 0);  // (value's bits, holds one) per rank
+    words[2 * me] = bits_of(double(local));
+    words[2 * me + 1] = where >= 0;
+    comm.sum(words.data(), std::int64_t(words.size()));
+    std::int64_t best = -1;
+    double best_value = 0;
+    for (int r = 0; r < ranks; ++r) {
+        const double v = double_of(words[2 * r]);
+        if (better_candidate(minimum, v, words[2 * r + 1] ? std::int64_t(r) : -1, best_value, best)) {
+            best = r;
+            best_value = v;
+        }
+    }
+    if (best < 0) throw std::invalid_argument("ag::ranks_min/ranks_max of an empty tensor on every rank");
+    auto out = allocate<T>(1, a.device());
+    out->data()[0] = static_cast<T>(best_value);  // exact: a T's value
+    auto held = std::make_shared<IndexArray>(1, a.device());
+    held->data()[0] = best == me ? where : -1;  // -1: another rank holds the extreme
+    Tensor<T> r = wrap(std::move(out), a.requires_grad());
+    if (r.requires_grad()) {
+        Index saved_where = held;
+        auto an = a.node();
+        record(r, {save(saved_where)}, [an, saved_where](const T* g) {
+            T total = g[0];  // the ranks' partial adjoints
+            communicator().sum(&total, 1);
+            T* ga = an->grad_data();
+            if (saved_where->data()[0] >= 0) ga[saved_where->data()[0]] += total;
+        });
+    }
+    return r;
+}
+}  // namespace
+
+template <class T>
+Tensor<T> ranks_sum(const Tensor<T>& a) {
+    Communicator& comm = communicator();
+    if (comm.size() == 1) return a;
+    host_only(a.device(), "ranks_sum");
+    const std::int64_t n = a.size();
+    auto out = allocate<T>(n, a.device());
+    std::copy_n(a.data(), n, out->data());
+    comm.sum(out->data(), n);
+    Tensor<T> r = wrap(std::move(out), a.requires_grad());
+    if (r.requires_grad()) {
+        auto an = a.node();
+        record(r, {}, [an, n](const T* g) {
+            Array<T> total(n, an->device);  // the ranks' partial adjoints summed
+            std::copy_n(g, n, total.data());
+            communicator().sum(total.data(), n);
+            accumulate(*an, n, Value<T>{total.data()});
+        });
+    }
+    return r;
+}
+
+template <class T>
+Tensor<T> ranks_mean(const Tensor<T>& a) {
+    Communicator& comm = communicator();
+    if (comm.size() == 1) return mean(a);
+    host_only(a.device(), "ranks_mean");
+    const std::int64_t n = a.size();
+    double sums[2] = {0, double(n)};  // this rank's float64 sum in index order (sum_into's) and count
+    for (std::int64_t i = 0; i < n; ++i) sums[0] += static_cast<double>(a.data()[i]);
+    comm.sum(sums, 2);
+    const T divisor = static_cast<T>(sums[1]);
+    auto out = allocate<T>(1, a.device());
+    out->data()[0] = static_cast<T>(sums[0]) / divisor;  // mean's rounding
+    Tensor<T> r = wrap(std::move(out), a.requires_grad());
+    if (r.requires_grad()) {
+        auto an = a.node();
+        record(r, {}, [an, n, divisor](const T* g) {
+            T total = g[0];  // the ranks' partial adjoints
+            communicator().sum(&total, 1);
+            for_each(an->device, n, AddShare<T>{&total, divisor, an->grad_data()});
+        });
+    }
+    return r;
+}
+
+template <class T>
+Tensor<T> ranks_min(const Tensor<T>& a) {
+    return ranks_extremum(a, true);
+}
+
+template <class T>
+Tensor<T> ranks_max(const Tensor<T>& a) {
+    return ranks_extremum(a, false);
 }
 
 template <class T>
@@ -686,7 +813,7 @@ ComplexTensor<T> cscale(const ComplexTensor<T>& a, T c) {
     template Tensor<T> constant_scalar<T>(T, Device);                                         \
     template Tensor<T> parameter<T>(HostArray<T>, Device);                                    \
     template Tensor<T> parameter_scalar<T>(T, Device);                                        \
-    template void seed<T>(const Tensor<T>&);                                                  \
+    template void seed<T>(const Tensor<T>&, T);                                               \
     template Tensor<T> add<T>(const Tensor<T>&, const Tensor<T>&);                            \
     template Tensor<T> sub<T>(const Tensor<T>&, const Tensor<T>&);                            \
     template Tensor<T> mul<T>(const Tensor<T>&, const Tensor<T>&);                            \
@@ -710,6 +837,10 @@ ComplexTensor<T> cscale(const ComplexTensor<T>& a, T c) {
     template Tensor<T> min<T>(const Tensor<T>&);                                              \
     template Tensor<T> max<T>(const Tensor<T>&);                                              \
     template Tensor<T> sum_inner<T>(const Tensor<T>&, int);                                   \
+    template Tensor<T> ranks_sum<T>(const Tensor<T>&);                                        \
+    template Tensor<T> ranks_mean<T>(const Tensor<T>&);                                       \
+    template Tensor<T> ranks_min<T>(const Tensor<T>&);                                        \
+    template Tensor<T> ranks_max<T>(const Tensor<T>&);                                        \
     template Tensor<T> gather<T>(const Tensor<T>&, const Index&);                             \
     template Tensor<T> scatter_add<T>(const Tensor<T>&, const Index&, std::int64_t);          \
     template Tensor<T> select_inner<T>(const Tensor<T>&, int, const Index&);                  \

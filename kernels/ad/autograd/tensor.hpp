@@ -47,15 +47,25 @@ struct Node {
     bool retain = false;  // keep the gradient once the producing op's backward has run
     Array<T> grad;        // empty until a gradient arrives
 
-    bool has_grad() const { return !grad.empty(); }
+    // A flag, not grad's size: a tensor of no elements (a rank holding no
+    // particle) receives its gradient too, and its op's backward then runs on
+    // that rank as on the others (the reductions over ranks in it must meet).
+    bool has_grad() const { return received_; }
     T* grad_data() {
-        if (grad.empty()) {
+        if (!received_) {
             grad = Array<T>(size, device);
             grad.fill_zero();
+            received_ = true;
         }
         return grad.data();
     }
-    void release() { grad = Array<T>(); }
+    void release() {
+        grad = Array<T>();
+        received_ = false;
+    }
+
+private:
+    bool received_ = false;
 };
 
 template <class T>
@@ -114,9 +124,9 @@ template <class T>
 Tensor<T> parameter(HostArray<T> values, Device device = Device::host);
 template <class T>
 Tensor<T> parameter_scalar(T value, Device device = Device::host);
-// Seeds d(out)/d(out) = 1 (every element) before Tape::backward().
+// Seeds d(out)/d(out) = value (every element; 1 by default) before Tape::backward().
 template <class T>
-void seed(const Tensor<T>& out);
+void seed(const Tensor<T>& out, T value = T(1));
 
 // --- elementwise, size-1 operands broadcast ----------------------------------
 template <class T> Tensor<T> add(const Tensor<T>& a, const Tensor<T>& b);  // saves nothing
@@ -149,6 +159,28 @@ template <class T> Tensor<T> min(const Tensor<T>& a);   // the first on ties, Na
 template <class T> Tensor<T> max(const Tensor<T>& a);   // the first on ties, NaN if any; saves the argmax (int64)
 // (N, k) -> N, summed in order from zero in T; saves nothing.
 template <class T> Tensor<T> sum_inner(const Tensor<T>& a, int k);
+
+// --- over MPI ranks (core/communicator.hpp) -------------------------------------
+// A tensor of particles holds this rank's share; a replicated tensor (the
+// grid, the scalars) is the same on every rank, and its gradient on a rank is
+// that rank's partial adjoint: the ranks' partial adjoints sum to the true one
+// (docs/mpi.md, "autograd over ranks"). Each op reduces over the ranks in its
+// forward and again in its backward, so every rank records and runs them in
+// the same order. On one rank each is the op it extends (the same values,
+// tape entries and saved bytes; ranks_sum records nothing); over several,
+// host tensors only.
+// Every rank's `a` summed elementwise, the same total on every rank; saves
+// nothing. Backward: the partial adjoints summed over the ranks.
+template <class T> Tensor<T> ranks_sum(const Tensor<T>& a);
+// mean(a) over every rank's elements (float64 sums added over the ranks,
+// divided by the total count); saves nothing.
+template <class T> Tensor<T> ranks_mean(const Tensor<T>& a);
+// min(a) / max(a) over every rank's elements: the first in the global order
+// on ties (the lowest rank holding the extreme, its first), NaN if any. Saves
+// this rank's argmin / argmax (int64), as min and max do; the adjoint (summed
+// over the ranks) goes to that element on the rank holding it.
+template <class T> Tensor<T> ranks_min(const Tensor<T>& a);
+template <class T> Tensor<T> ranks_max(const Tensor<T>& a);
 
 // --- indexing ------------------------------------------------------------------
 // out[i] = a[idx[i]]; saves idx.
