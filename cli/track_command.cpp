@@ -195,12 +195,11 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backe
     return result;
 }
 
-// Over MPI ranks: reverse mode with the hand-written strategies on the CPU
-// (every rank reads the same config, so every rank refuses it alike).
+// Over MPI ranks: reverse mode with the hand-written strategies, on the CPU
+// or (asked for by name) the CUDA backend (every rank reads the same config,
+// so every rank refuses it alike).
 void check_ranks(const RunConfig& config) {
     if (communicator().size() == 1) return;
-    if (config.backend == Backend::cuda)
-        throw ConfigError("backend \"cuda\" does not run over MPI ranks yet (docs/mpi.md): use backend \"cpu\"");
     if (config.differentiate && config.gradient.strategy == Strategy::autograd)
         throw ConfigError("strategy \"autograd\" does not run over MPI ranks (docs/mpi.md): use \"fused\", "
                           "\"checkpoint\" or \"reversible\"");
@@ -262,9 +261,15 @@ int track_command(const std::vector<std::string>& argv) {
                                   " MiB are available: use strategy \"fused\", \"checkpoint\" (with snapshots) or "
                                   "\"reversible\", or fewer kicks (lattice slices)");
             backend = resolve_backend(config.backend, reason);
-            if (communicator().size() > 1 && backend == Backend::cuda) {  // "auto" found a GPU
-                backend = Backend::cpu;
-                reason = "over MPI ranks the CPU backend runs (docs/mpi.md)";
+            if (communicator().size() > 1 && backend == Backend::cuda) {
+                if (config.backend == Backend::automatic) {  // "auto" found a GPU: the CPU until cuda is named
+                    backend = Backend::cpu;
+                    reason = "over MPI ranks \"auto\" runs the CPU backend (docs/mpi.md)";
+                } else {
+                    reason += communicator().reads_device_memory()
+                                  ? "; over MPI ranks: device pointers to a CUDA-aware MPI"
+                                  : "; over MPI ranks: device buffers staged through pinned host memory";
+                }
             }
 #ifdef SCTAPE_HAVE_CUDA
             if (config.differentiate && backend == Backend::cuda) {
