@@ -37,7 +37,8 @@
 # Environment: OUT (results folder), SCTAPE_GPU_CHECKS_SECONDS (the whole
 # run's budget, default 470), SCTAPE_GPU_BUILD_DIR (default build/cuda),
 # SCTAPE_GPU_MPI_BUILD_DIR (default build/mpi-cuda), SCTAPE_DEPS_PREFIX (where
-# .deps is unpacked, default /tmp/sctape-deps).
+# .deps is unpacked, default /tmp/sctape-deps), SCTAPE_MPIRUN and SCTAPE_MPICXX
+# (mpi_cuda: the machine's MPI instead of the carried Open MPI).
 # Plots need matplotlib, which the GPU machine may lack: when it is there the
 # sweep stage draws them under $OUT/results/plots_gpu, else draw them back here
 # with `python3 fit/plot.py results/sweep_gpu.json results/coeffs_gpu.json -o
@@ -52,7 +53,7 @@ budget="${SCTAPE_GPU_CHECKS_SECONDS:-470}"
 export PATH="$PATH:/usr/local/cuda/bin"
 default_stages=(build tests kick_time sanitize sweep mpi_cuda)
 
-usage() { sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; }
 
 # Per-stage limits in seconds, sized from the CPU machine's measurements
 # (docs/gpu.md, "Running the GPU checks"); the run's budget caps them all.
@@ -185,12 +186,16 @@ stage_sweep() {
   fi
 }
 
-# Open MPI for the mpi_cuda stage: the carried Debian one (relocated into the
-# unpacked prefix by OPAL_PREFIX and PMIX_INSTALL_PREFIX), else the machine's.
-# Sets mpirun_bin and mpicxx_bin (empty: CMake's FindMPI searches).
+# MPI for the mpi_cuda stage: SCTAPE_MPIRUN (and SCTAPE_MPICXX) when set (a
+# CUDA-aware MPI of the machine), else the carried Debian Open MPI (relocated
+# into the unpacked prefix by OPAL_PREFIX and PMIX_INSTALL_PREFIX), else the
+# machine's mpirun. Sets mpirun_bin and mpicxx_bin (empty: FindMPI searches).
 find_mpi() {
   mpirun_bin="" mpicxx_bin=""
-  if [ -x "$deps_prefix/usr/bin/orterun" ]; then
+  if [ -n "${SCTAPE_MPIRUN:-}" ]; then
+    mpirun_bin=$SCTAPE_MPIRUN
+    mpicxx_bin=${SCTAPE_MPICXX:-}
+  elif [ -x "$deps_prefix/usr/bin/orterun" ]; then
     export OPAL_PREFIX="$deps_prefix/usr"
     export PMIX_INSTALL_PREFIX="$deps_prefix/usr/lib/x86_64-linux-gnu/pmix2"
     mpirun_bin="$deps_prefix/usr/bin/orterun"
