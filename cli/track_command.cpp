@@ -237,6 +237,7 @@ int track_command(const std::vector<std::string>& argv) {
         RunConfig config;
         std::string reason;
         Backend backend = Backend::cpu;
+        int node_device = -1;  // over ranks with several GPUs on the node: this rank's
         // every rank checks the same input, but a file one rank cannot read
         // must still stop them all before the first reduction
         agree_before_run([&] {
@@ -245,6 +246,11 @@ int track_command(const std::vector<std::string>& argv) {
             print_warnings(validate_run(config, omp_get_num_procs()));
             check_output_targets(output_targets(args, config), {args.config});
             check_ranks(config);
+#ifdef SCTAPE_HAVE_CUDA
+            // before any other CUDA call: ranks sharing a node spread over its GPUs
+            if (communicator().size() > 1 && config.backend == Backend::cuda)
+                node_device = cuda::use_device_of_local_rank();
+#endif
             // what one rank holds: its share of the particles and the whole grid
             RunConfig per_rank = config;
             per_rank.beam.n_particles = local_particles(config.beam.n_particles).size();
@@ -269,6 +275,7 @@ int track_command(const std::vector<std::string>& argv) {
                     reason += communicator().reads_device_memory()
                                   ? "; over MPI ranks: device pointers to a CUDA-aware MPI"
                                   : "; over MPI ranks: device buffers staged through pinned host memory";
+                    if (node_device >= 0) reason += "; GPU " + std::to_string(node_device) + " of this node";
                 }
             }
 #ifdef SCTAPE_HAVE_CUDA
