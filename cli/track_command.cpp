@@ -195,12 +195,14 @@ nlohmann::json run(const RunConfig& config, const TrackArgs& args, Backend backe
     return result;
 }
 
-// Over MPI ranks: the CPU backend (every rank reads the same config, so
-// every rank refuses it alike).
+// Over MPI ranks: every strategy on the CPU backend; the hand-written ones
+// also on the CUDA backend when asked for by name (every rank reads the same
+// config, so every rank refuses it alike).
 void check_ranks(const RunConfig& config) {
     if (communicator().size() == 1) return;
-    if (config.backend == Backend::cuda)
-        throw ConfigError("backend \"cuda\" does not run over MPI ranks yet (docs/mpi.md): use backend \"cpu\"");
+    if (config.differentiate && config.gradient.strategy == Strategy::autograd && config.backend == Backend::cuda)
+        throw ConfigError("strategy \"autograd\" runs over MPI ranks on the CPU backend only (docs/mpi.md): use "
+                          "backend \"cpu\", or \"fused\", \"checkpoint\" or \"reversible\" on \"cuda\"");
 }
 
 // Every file the run will write, named by its option, for check_output_targets.
@@ -235,6 +237,7 @@ int track_command(const std::vector<std::string>& argv) {
         RunConfig config;
         std::string reason;
         Backend backend = Backend::cpu;
+        int node_device = -1;  // over ranks with several GPUs on the node: this rank's
         // every rank checks the same input, but a file one rank cannot read
         // must still stop them all before the first reduction
         agree_before_run([&] {
@@ -243,6 +246,11 @@ int track_command(const std::vector<std::string>& argv) {
             print_warnings(validate_run(config, omp_get_num_procs()));
             check_output_targets(output_targets(args, config), {args.config});
             check_ranks(config);
+#ifdef SCTAPE_HAVE_CUDA
+            // before any other CUDA call: ranks sharing a node spread over its GPUs
+            if (communicator().size() > 1 && config.backend == Backend::cuda)
+                node_device = cuda::use_device_of_local_rank();
+#endif
             // what one rank holds: its share of the particles and the whole grid
             RunConfig per_rank = config;
             per_rank.beam.n_particles = local_particles(config.beam.n_particles).size();
@@ -259,9 +267,16 @@ int track_command(const std::vector<std::string>& argv) {
                                   " MiB are available: use strategy \"fused\", \"checkpoint\" (with snapshots) or "
                                   "\"reversible\", or fewer kicks (lattice slices)");
             backend = resolve_backend(config.backend, reason);
-            if (communicator().size() > 1 && backend == Backend::cuda) {  // "auto" found a GPU
-                backend = Backend::cpu;
-                reason = "over MPI ranks the CPU backend runs (docs/mpi.md)";
+            if (communicator().size() > 1 && backend == Backend::cuda) {
+                if (config.backend == Backend::automatic) {  // "auto" found a GPU: the CPU until cuda is named
+                    backend = Backend::cpu;
+                    reason = "over MPI ranks \"auto\" runs the CPU backend (docs/mpi.md)";
+                } else {
+                    reason += communicator().reads_device_memory()
+                                  ? "; over MPI ranks: device pointers to a CUDA-aware MPI"
+                                  : "; over MPI ranks: device buffers staged through pinned host memory";
+                    if (node_device >= 0) reason += "; GPU " + std::to_string(node_device) + " of this node";
+                }
             }
 #ifdef SCTAPE_HAVE_CUDA
             if (config.differentiate && backend == Backend::cuda) {

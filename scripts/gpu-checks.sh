@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CUDA backend's checks on a machine with a GPU, sized for one device
-# call: the default run finishes within SCTAPE_GPU_CHECKS_SECONDS (450 s) of
+# call: the default run finishes within SCTAPE_GPU_CHECKS_SECONDS (470 s) of
 # wall time on a fresh H100/H200 machine that has only the carried .deps/.
 # Every stage writes its log and results under $OUT (the device tool's return
 # folder; else ./gpu-checks), runs under a time limit, runs even when an
@@ -9,10 +9,10 @@
 # argument.
 #
 #   bash scripts/gpu-deps.sh                 # here, with network: .debs into .deps/ (carry ".deps")
-#   bash scripts/gpu-checks.sh               # there: build tests kick_time sanitize sweep
+#   bash scripts/gpu-checks.sh               # there: build tests kick_time sanitize sweep mpi_cuda
 #   bash scripts/gpu-checks.sh kick_time     # selected stages only (build/cuda already built)
 #
-# Stages (the default runs the first five, in this order):
+# Stages (the default runs the first six, in this order):
 #   build       unpack .deps when present; configure the cuda preset for this
 #               GPU's architecture only (nvidia-smi compute_cap, else native)
 #               and build sctape_gpu_tests, sctape-bench and sctape
@@ -25,12 +25,20 @@
 #               not allowed on the device, one line says so (not a failure)
 #   sweep       the quick kick_memory sweep on the GPU (SCTAPE_BENCH_QUICK=1)
 #               and its fit: results/sweep_gpu.json, results/coeffs_gpu.json
+#   mpi_cuda    the cuda backend over MPI ranks (docs/mpi.md): build the
+#               mpi-cuda preset's sctape (carried Open MPI, else the machine's),
+#               run fused, checkpoint and reversible on 1 and 2 ranks
+#               (oversubscribed, one GPU) and compare objective and gradients
+#               within 1e-9 (scripts/compare-rank-results.py): $OUT/mpi_cuda/
 #   sanitize_all  (not default) memcheck, racecheck, initcheck and synccheck
 #               on the [gpu] tests but [oom], each a quarter of the stage's limit
 #   nsys        (not default) an Nsight Systems trace of the small gradient run
 #
 # Environment: OUT (results folder), SCTAPE_GPU_CHECKS_SECONDS (the whole
-# run's budget, default 450), SCTAPE_GPU_BUILD_DIR (default build/cuda).
+# run's budget, default 470), SCTAPE_GPU_BUILD_DIR (default build/cuda),
+# SCTAPE_GPU_MPI_BUILD_DIR (default build/mpi-cuda), SCTAPE_DEPS_PREFIX (where
+# .deps is unpacked, default /tmp/sctape-deps), SCTAPE_MPIRUN and SCTAPE_MPICXX
+# (mpi_cuda: the machine's MPI instead of the carried Open MPI).
 # Plots need matplotlib, which the GPU machine may lack: when it is there the
 # sweep stage draws them under $OUT/results/plots_gpu, else draw them back here
 # with `python3 fit/plot.py results/sweep_gpu.json results/coeffs_gpu.json -o
@@ -39,15 +47,17 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-$PWD/gpu-checks}"
 build="${SCTAPE_GPU_BUILD_DIR:-build/cuda}"
-budget="${SCTAPE_GPU_CHECKS_SECONDS:-450}"
+mpi_build="${SCTAPE_GPU_MPI_BUILD_DIR:-build/mpi-cuda}"
+deps_prefix="${SCTAPE_DEPS_PREFIX:-/tmp/sctape-deps}"
+budget="${SCTAPE_GPU_CHECKS_SECONDS:-470}"
 export PATH="$PATH:/usr/local/cuda/bin"
-default_stages=(build tests kick_time sanitize sweep)
+default_stages=(build tests kick_time sanitize sweep mpi_cuda)
 
-usage() { sed -n '2,37p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'; }
 
 # Per-stage limits in seconds, sized from the CPU machine's measurements
 # (docs/gpu.md, "Running the GPU checks"); the run's budget caps them all.
-declare -A stage_cap=([build]=240 [tests]=180 [kick_time]=90 [sanitize]=90 [sweep]=120
+declare -A stage_cap=([build]=240 [tests]=180 [kick_time]=90 [sanitize]=90 [sweep]=120 [mpi_cuda]=150
                       [sanitize_all]=600 [nsys]=300)
 declare -A status detail seconds_taken
 
@@ -74,12 +84,19 @@ gpu_arch() {
   esac
 }
 
+# Unpacks the carried .deps once per run and exports its paths (gpu-deps.sh).
+deps_unpacked=0
+use_deps() {  # use_deps LOG
+  [ "$deps_unpacked" = 1 ] && return 0
+  if [ -d .deps ] && ls .deps/*.deb > /dev/null 2>&1; then
+    eval "$(bash scripts/gpu-deps.sh --unpack "$deps_prefix" 2>> "$1")" || return 1
+  fi
+  deps_unpacked=1
+}
+
 stage_build() {
   local limit=$1 log=$2 arch tool
-  if [ -d .deps ] && ls .deps/*.deb > /dev/null 2>&1; then
-    eval "$(bash scripts/gpu-deps.sh --unpack /tmp/sctape-deps 2>> "$log")" ||
-      { detail[build]="unpacking .deps failed"; return 1; }
-  fi
+  use_deps "$log" || { detail[build]="unpacking .deps failed"; return 1; }
   for tool in cmake ninja pkg-config nvcc; do
     command -v "$tool" > /dev/null ||
       { detail[build]="$tool not found (gpu-deps.sh --tools brings cmake, ninja, pkg-config)"; return 1; }
@@ -167,6 +184,69 @@ stage_sweep() {
   else
     detail[sweep]+=" (no matplotlib here: plots drawn back on the CPU machine)"
   fi
+}
+
+# MPI for the mpi_cuda stage: SCTAPE_MPIRUN (and SCTAPE_MPICXX) when set (a
+# CUDA-aware MPI of the machine), else the carried Debian Open MPI (relocated
+# into the unpacked prefix by OPAL_PREFIX and PMIX_INSTALL_PREFIX), else the
+# machine's mpirun. Sets mpirun_bin and mpicxx_bin (empty: FindMPI searches).
+find_mpi() {
+  mpirun_bin="" mpicxx_bin=""
+  if [ -n "${SCTAPE_MPIRUN:-}" ]; then
+    mpirun_bin=$SCTAPE_MPIRUN
+    mpicxx_bin=${SCTAPE_MPICXX:-}
+  elif [ -x "$deps_prefix/usr/bin/orterun" ]; then
+    export OPAL_PREFIX="$deps_prefix/usr"
+    export PMIX_INSTALL_PREFIX="$deps_prefix/usr/lib/x86_64-linux-gnu/pmix2"
+    mpirun_bin="$deps_prefix/usr/bin/orterun"
+    mpicxx_bin="$deps_prefix/usr/bin/mpicxx.openmpi"
+  elif command -v mpirun > /dev/null; then
+    mpirun_bin=$(command -v mpirun)
+  fi
+  [ -n "$mpirun_bin" ]
+}
+
+# A small config per strategy for the runs over ranks (2000 particles, 2
+# kicks, 12x16x20, float64, backend cuda): the gradients of charge, energy,
+# beam size and element length.
+write_rank_config() {  # write_rank_config FILE STRATEGY
+  write_small_config "$1"
+  sed -i "s/\"strategy\": \"fused\"/\"strategy\": \"$2\"/; s/\"lattice.0.length_m\"]/\"lattice.0.length_m\", \"distribution.sigma_x_m\"]/" "$1"
+}
+
+stage_mpi_cuda() {
+  local limit=$1 log=$2 start=$SECONDS arch rc strategy ranks dir="$out/mpi_cuda" compared=0 failed=0
+  use_deps "$log" || { detail[mpi_cuda]="unpacking .deps failed"; return 1; }
+  find_mpi || { detail[mpi_cuda]="no MPI: neither a carried Open MPI (gpu-deps.sh) nor mpirun on this machine"; return 1; }
+  echo "mpirun: $mpirun_bin" >> "$log"
+  arch=$(gpu_arch)
+  run_limited "$limit" "$log" cmake --preset mpi-cuda -B "$mpi_build" -DCMAKE_CUDA_ARCHITECTURES="$arch" \
+    ${mpicxx_bin:+-DMPI_CXX_COMPILER="$mpicxx_bin"}
+  rc=$?
+  [ "$rc" -eq 0 ] || { detail[mpi_cuda]="configuring the mpi-cuda preset failed"; return "$rc"; }
+  run_limited $((limit - (SECONDS - start))) "$log" cmake --build "$mpi_build" -j "$(nproc)" --target sctape
+  rc=$?
+  [ "$rc" -eq 0 ] || { detail[mpi_cuda]="building the mpi-cuda preset's sctape failed"; return "$rc"; }
+  mkdir -p "$dir"
+  for strategy in fused checkpoint reversible; do
+    write_rank_config "$dir/$strategy.json" "$strategy"
+    for ranks in 1 2; do
+      OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 run_limited $((limit - (SECONDS - start))) "$log" \
+        "$mpirun_bin" --oversubscribe -n "$ranks" "$mpi_build/cli/sctape" track "$dir/$strategy.json" --quiet \
+        --out "$dir/${strategy}_$ranks.json"
+      rc=$?
+      [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && return 124
+      [ "$rc" -eq 0 ] || { failed=1; echo "$strategy on $ranks rank(s): exit $rc" >> "$log"; }
+    done
+    # 1e-9 relative: test_gpu.cpp's GPU-vs-CPU gradient tolerance, for the same
+    # cause (the device's atomic and block summation order, here also split over ranks)
+    if [ -s "$dir/${strategy}_1.json" ] && [ -s "$dir/${strategy}_2.json" ]; then
+      python3 scripts/compare-rank-results.py --tolerance 1e-9 "$dir/${strategy}_1.json" "$dir/${strategy}_2.json" \
+        >> "$log" 2>&1 && compared=$((compared + 1)) || failed=1
+    fi
+  done
+  detail[mpi_cuda]="$compared of 3 strategies agree on 1 and 2 ranks within 1e-9 (mpi_cuda/)"
+  return "$failed"
 }
 
 stage_kick_time() {

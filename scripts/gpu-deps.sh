@@ -13,7 +13,9 @@
 # PKG_CONFIG_PATH, LD_LIBRARY_PATH and PATH for the configure, build and test
 # that follow. It needs only dpkg-deb, or ar and tar where there is no dpkg.
 # The packages are Debian 12 (bookworm) amd64 builds; the CUDA toolkit itself
-# is not among them (the GPU machine brings its own nvcc).
+# is not among them (the GPU machine brings its own nvcc). Open MPI is among
+# them: unpacked, it runs from the prefix with OPAL_PREFIX=PREFIX/usr and
+# PMIX_INSTALL_PREFIX=PREFIX/usr/lib/x86_64-linux-gnu/pmix2 (gpu-checks.sh sets both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deps_dir="${SCTAPE_DEPS_DIR:-$PWD/.deps}"   # git-ignored
@@ -24,7 +26,14 @@ packages=(libeigen3-dev nlohmann-json3-dev
           libbenchmark-dev libbenchmark1debian
           catch2
           libfftw3-dev libfftw3-bin libfftw3-double3 libfftw3-single3 libfftw3-long3 libfftw3-quad3
-          pkgconf pkgconf-bin libpkgconf3)
+          pkgconf pkgconf-bin libpkgconf3
+          # Open MPI for gpu-checks.sh's mpi_cuda stage (the mpi-cuda preset):
+          # headers, mpirun/orted, and the libraries its binaries and plugins
+          # load (ldd of orterun, orted, libmpi and its plugins here)
+          libopenmpi-dev libopenmpi3 openmpi-bin openmpi-common
+          libhwloc15 libevent-2.1-7 libevent-core-2.1-7 libevent-pthreads-2.1-7 libpmix2 libfabric1 libucx0
+          libibverbs1 ibverbs-providers librdmacm1 libpsm2-2 libpsm-infinipath1 libnl-3-200 libnl-route-3-200
+          libnuma1 libmunge2 libltdl7 libatomic1)
 # --tools: the build tools and their libraries (the closure apt computes,
 # without the packages every Debian system has).
 tools=(cmake cmake-data ninja-build)

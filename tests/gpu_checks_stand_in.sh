@@ -16,9 +16,10 @@ trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT
 failures=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 
-# A repository root holding only the script (no .deps/ to unpack).
+# A repository root holding only the scripts (no .deps/ to unpack).
 mkdir -p "$tmp/repo/scripts" "$tmp/fakebin" "$tmp/build/tests" "$tmp/build/bench" "$tmp/build/cli"
 cp "$script" "$tmp/repo/scripts/gpu-checks.sh"
+cp "$(dirname "$script")/compare-rank-results.py" "$tmp/repo/scripts/"
 
 stub() {  # stub PATH BODY
   printf '#!/usr/bin/env bash\n%s\n' "$2" > "$1"
@@ -28,6 +29,10 @@ stub "$tmp/fakebin/cmake" 'echo "cmake $*" >> "$TRACE"'
 stub "$tmp/fakebin/ninja" 'exit 0'
 stub "$tmp/fakebin/pkg-config" 'exit 0'
 stub "$tmp/fakebin/nvcc" 'exit 0'
+stub "$tmp/fakebin/mpirun" '
+echo "mpirun $*" >> "$TRACE"
+while [ "${1#-}" != "$1" ]; do case "$1" in -n) shift 2 ;; *) shift ;; esac; done
+exec "$@"'
 stub "$tmp/fakebin/nvidia-smi" 'case "$*" in *compute_cap*name*|*name*) echo "NVIDIA H100 80GB HBM3, 9.0, 81559 MiB" ;; *compute_cap*) echo "9.0" ;; esac'
 stub "$tmp/fakebin/compute-sanitizer" '
 echo "compute-sanitizer $*" >> "$TRACE"
@@ -61,7 +66,8 @@ stub "$tmp/build/cli/sctape" '
 echo "sctape $*" >> "$TRACE"
 case "$1" in
   fit) echo "{}" > "$4" ;;
-  track) [ -f "$2" ] || exit 2; echo "{}" > "$5" ;;
+  track) [ -f "$2" ] || exit 2
+         echo "{\"reverse_mode\": {\"objective\": {\"value\": 1.5}, \"gradients\": {\"bunch_charge_C\": ${STUB_CHARGE_GRADIENT:-2.5}}}}" > "$5" ;;
 esac'
 
 # run NAME [ENV=VALUE ...] -- [STAGES...]: runs the script; sets rc, trace, out.
@@ -74,7 +80,8 @@ run() {
   local envs=()
   while [ "$1" != -- ]; do envs+=("$1"); shift; done
   shift
-  env "PATH=$tmp/fakebin:$PATH" TRACE="$trace" OUT="$out" SCTAPE_GPU_BUILD_DIR="$tmp/build" "${envs[@]}" \
+  env "PATH=$tmp/fakebin:$PATH" TRACE="$trace" OUT="$out" SCTAPE_GPU_BUILD_DIR="$tmp/build" \
+    SCTAPE_GPU_MPI_BUILD_DIR="$tmp/build" SCTAPE_DEPS_PREFIX="$tmp/no-deps" "${envs[@]}" \
     bash "$tmp/repo/scripts/gpu-checks.sh" "$@" > "$tmp/stdout-$name" 2>&1
   rc=$?
 }
@@ -86,8 +93,13 @@ expect_line() {  # expect_line FILE REGEX WHAT
 run ok --
 [ "$rc" -eq 0 ] || fail "all stages pass: exit $rc, expected 0"
 order=$(sed -E 's/^([^ ]+).*/\1/' "$trace" | uniq | tr '\n' ' ')
-[ "$order" = "cmake sctape_gpu_tests sctape-bench compute-sanitizer sctape sctape-bench sctape " ] ||
+runs="mpirun sctape mpirun sctape mpirun sctape mpirun sctape mpirun sctape mpirun sctape "
+[ "$order" = "cmake sctape_gpu_tests sctape-bench compute-sanitizer sctape sctape-bench sctape cmake $runs" ] ||
   fail "stage order: got '$order'"
+expect_line "$trace" '^cmake --preset mpi-cuda -B .* -DCMAKE_CUDA_ARCHITECTURES=90$' "the mpi-cuda preset for sm_90"
+expect_line "$trace" '^cmake --build .* --target sctape$' "only sctape in the mpi-cuda build"
+expect_line "$trace" '^mpirun --oversubscribe -n 2 .* track .*mpi_cuda/reversible.json --quiet --out .*reversible_2.json$' \
+  "reversible on 2 ranks"
 expect_line "$trace" '^cmake --preset cuda -B .* -DCMAKE_CUDA_ARCHITECTURES=90$' "configure for sm_90 only"
 expect_line "$trace" '^cmake --build .* --target sctape_gpu_tests sctape-bench sctape$' "only the needed targets"
 expect_line "$trace" '^sctape_gpu_tests --gpu-or-skip \[gpu\]' "the [gpu] tests"
@@ -95,13 +107,14 @@ expect_line "$trace" '^compute-sanitizer --tool memcheck --leak-check full .* tr
 expect_line "$trace" 'benchmark_filter=kick_memory .* quick=1$' "the quick sweep"
 expect_line "$trace" "benchmark_filter=kick_time_gpu/\.\*/N_part:1000000/" "the 1e6-particle kicks"
 for f in results/sweep_gpu.json results/coeffs_gpu.json results/kick_time_gpu.json summary.txt build.log tests.log \
-         sanitize.log sweep.log kick_time.log; do
+         sanitize.log sweep.log kick_time.log mpi_cuda.log mpi_cuda/fused_2.json mpi_cuda/checkpoint.json; do
   [ -s "$out/$f" ] || fail "missing or empty \$OUT/$f"
 done
 expect_line "$out/summary.txt" '^RESULT: all stages passed$' "summary result"
 expect_line "$out/summary.txt" '^device: NVIDIA H100' "summary names the device"
 expect_line "$out/summary.txt" '^tests +ok .*All tests passed' "summary of the tests"
 expect_line "$out/summary.txt" '^sanitize +ok .*0 errors' "summary of memcheck"
+expect_line "$out/summary.txt" '^mpi_cuda +ok .*3 of 3 strategies agree' "summary of the runs over ranks"
 expect_line "$out/summary.txt" 'float32/N_part:1000000/grid:64 +0\.300 +0\.250 +0\.500 +0  fwd ok \(<= 0\.35\), fwd\+bwd ok' \
   "the kick table with the goals"
 [ "$(wc -l < "$out/summary.txt")" -le 24 ] || fail "the summary is longer than one screen"
@@ -134,7 +147,26 @@ took=$((SECONDS - start))
 expect_line "$out/summary.txt" '^sweep +TIMED OUT .*stopped after' "the hanging stage timed out"
 expect_line "$out/summary.txt" '^kick_time +not run .*budget' "the stage after it did not start"
 
-# 5. Bad arguments: exit 2, nothing run.
+# 5. Results that differ over ranks fail the mpi_cuda stage; no MPI at all too.
+cat > "$tmp/fakebin/mpirun" <<'STUB'
+#!/usr/bin/env bash
+echo "mpirun $*" >> "$TRACE"
+[ "$3" = 2 ] && export STUB_CHARGE_GRADIENT=2.6
+while [ "${1#-}" != "$1" ]; do case "$1" in -n) shift 2 ;; *) shift ;; esac; done
+exec "$@"
+STUB
+run differ -- mpi_cuda
+[ "$rc" -eq 1 ] || fail "ranks disagree: exit $rc, expected 1"
+expect_line "$out/summary.txt" '^mpi_cuda +FAILED' "disagreeing ranks are a failure"
+expect_line "$out/mpi_cuda.log" '^FAIL .*d/d bunch_charge_C 2\.6 vs 2\.5' "the comparer names the gradient"
+rm "$tmp/fakebin/mpirun"
+if ! command -v mpirun > /dev/null; then
+  run nompi -- mpi_cuda
+  [ "$rc" -eq 1 ] || fail "no MPI: exit $rc, expected 1"
+  expect_line "$out/summary.txt" '^mpi_cuda +FAILED .*no MPI' "a missing MPI is named"
+fi
+
+# 6. Bad arguments: exit 2, nothing run.
 run bad -- nonsense
 [ "$rc" -eq 2 ] || fail "unknown stage: exit $rc, expected 2"
 [ ! -s "$trace" ] || fail "unknown stage: something ran"

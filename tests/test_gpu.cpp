@@ -40,12 +40,14 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "core/backend.hpp"
+#include "core/communicator.hpp"
 #include "physics/beam.hpp"
 #include "physics/constants.hpp"
 #include "cuda/device.hpp"
@@ -760,4 +762,70 @@ TEST_CASE("GPU kick errors are raised when the host next looks", "[gpu]") {
     CHECK_NOTHROW(gpu.kick(0.1));  // queued behind the first error, harmless
     CHECK_THROWS_WITH(gpu.download(bad), Catch::Contains("non-finite particle coordinate along x"));
     CHECK_THROWS_WITH(gpu.synchronize(), Catch::Contains("non-finite particle coordinate along x"));
+}
+
+// ================================================================ over MPI ranks, in one process
+
+namespace {
+
+// Two ranks holding the same particles, in one process: this is rank 0 of 2
+// and the other rank's share equals its own, so every sum doubles and min and
+// max keep the values. Both engines reduce through it alike, so the GPU
+// engine's reductions over ranks (device buffers staged through pinned host
+// memory: not CUDA-aware) are checked against the CPU engine's, which
+// tests/check_mpi_ranks.py checks over real ranks. The real two-rank GPU run
+// is scripts/gpu-checks.sh's mpi_cuda stage.
+class MirroredRanks final : public Communicator {
+public:
+    int rank() const override { return 0; }
+    int size() const override { return 2; }
+    bool distributed() const override { return true; }
+    void sum(double* v, std::int64_t n) override { twice(v, n); }
+    void sum(float* v, std::int64_t n) override { twice(v, n); }
+    void sum(std::int64_t* v, std::int64_t n) override { twice(v, n); }
+    void min(double*, std::int64_t) override {}
+    void max(double*, std::int64_t) override {}
+    std::vector<double> gather(const double* v, std::int64_t n) override {
+        std::vector<double> out(v, v + n);
+        out.insert(out.end(), v, v + n);
+        return out;
+    }
+    [[noreturn]] void abort(int code) override { std::exit(code); }
+
+private:
+    template <class U>
+    static void twice(U* v, std::int64_t n) {
+        for (std::int64_t i = 0; i < n; ++i) v[i] += v[i];
+    }
+};
+
+// Installs MirroredRanks while it lives (the serial communicator again after, failures included).
+struct MirroredRanksInstalled {
+    MirroredRanksInstalled() { install_communicator(std::make_unique<MirroredRanks>()); }
+    ~MirroredRanksInstalled() { install_communicator(nullptr); }
+};
+
+}  // namespace
+
+// Tolerance 1e-9 relative: the device's atomic summation order (this file's header).
+TEST_CASE("GPU gradients over (mirrored) ranks match the CPU's over the same ranks, every strategy", "[gpu][ranks]") {
+    REQUIRE_GPU();
+    MirroredRanksInstalled ranks;
+    for (ExtentMode mode : {ExtentMode::minmax, ExtentMode::sigma})
+        for (Strategy s : {Strategy::fused, Strategy::checkpoint, Strategy::reversible}) {
+            INFO("strategy " << strategy_name(s) << (mode == ExtentMode::sigma ? ", sigma extents" : ", minmax extents"));
+            gradients_agree<double>(s, mode, 1e-9);
+        }
+}
+
+TEST_CASE("GPU kick errors over ranks reach every rank as a CollectiveError", "[gpu][ranks]") {
+    REQUIRE_GPU();
+    MirroredRanksInstalled ranks;
+    Beam<double> bad = make_beam<double>(sphere(5000));
+    bad.x[5] = std::numeric_limits<double>::infinity();
+    GpuTracker<double> gpu(bad, true, grid32());
+    CHECK_NOTHROW(gpu.kick(0.1));
+    CHECK_THROWS_AS(gpu.synchronize(), CollectiveError);
+    CHECK_THROWS_WITH(gpu.synchronize(), Catch::Contains("non-finite particle coordinate along x"));
+    CHECK_THROWS_WITH(gpu.capture_kick(0.1), Catch::Contains("cannot be captured in a CUDA graph"));
 }

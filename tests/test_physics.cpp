@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "core/communicator.hpp"
 #include "physics/beam.hpp"
 #include "physics/constants.hpp"
 #include "physics/grid_ops.hpp"
@@ -658,6 +659,41 @@ TEST_CASE("a cell quantum keeps the grid over the beam and rebuilds the Green fu
 }
 
 // ---- particle decomposition (docs/mpi.md): what makes every rank count agree
+
+// A DeviceStaging that fails the test if it is used at all.
+class UntouchableStaging final : public DeviceStaging {
+public:
+    int calls = 0;
+    void finish_writes() override { ++calls; }
+    void* host_buffer(std::size_t) override { return ++calls, nullptr; }
+    void to_host(void*, const void*, std::size_t) override { ++calls; }
+    void to_device(void*, const void*, std::size_t) override { ++calls; }
+};
+
+// The serial build's device reductions (core/communicator.hpp): one rank, so
+// no copy and no wait; the values stay as they are (the MPI preset tests the
+// staging over 2 ranks: tests/test_device_staging_mpi.cpp).
+TEST_CASE("one rank: sum_device, min_device and max_device touch nothing", "[physics][mpi]") {
+    UntouchableStaging staging;
+    double d[3] = {1.5, -2.0, 3.25};
+    float f[2] = {0.5f, 7.0f};
+    std::int64_t q[2] = {std::int64_t(1) << 62, -5};
+    Communicator& comm = communicator();
+    REQUIRE(comm.size() == 1);
+    CHECK_FALSE(comm.reads_device_memory());
+    comm.sum_device(d, 3, staging);
+    comm.min_device(d, 3, staging);
+    comm.max_device(d, 3, staging);
+    comm.sum_device(f, 2, staging);
+    comm.sum_device(q, 2, staging);
+    CHECK(staging.calls == 0);
+    CHECK(d[0] == 1.5);
+    CHECK(d[1] == -2.0);
+    CHECK(d[2] == 3.25);
+    CHECK(f[1] == 7.0f);
+    CHECK(q[0] == std::int64_t(1) << 62);
+    CHECK(q[1] == -5);
+}
 
 TEST_CASE("particle ranges split n over ranks contiguously, sizes differing by at most one", "[physics][mpi]") {
     for (std::int64_t n : {1, 7, 2000, 100003})

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "ad/run_gradient.hpp"
+#include "core/communicator.hpp"
 #include "cuda/device.hpp"
 
 namespace sctape {
@@ -131,12 +132,11 @@ void GpuEngine<T>::record_objective(Tape& tape, MemoryReport& report, Objective 
         const auto cols = objective_columns(objective);
         DeviceColumn<T> u = snaps_.get(cols[0]), p = snaps_.get(cols[1]);
         tape.record({save(u), save(p)}, [run = run_, objective, cols, u, p] {
-            const std::int64_t n = run->beam_parameters.n_particles;
             HostArray<T> u_host, p_host;
             run->gpu->to_host(u, u_host);
             run->gpu->to_host(p, p_host);
-            std::array<HostArray<T>, 6> adj;
-            for (auto& a : adj) a.assign(std::size_t(n), T(0));
+            std::array<HostArray<T>, 6> adj;  // this rank's particles (objective_adjoint reduces its moments)
+            for (auto& a : adj) a.assign(u_host.size(), T(0));
             const auto& bp = run->beam_parameters;
             const double bg = Reference::from_kinetic(bp.species.mass_eV, bp.kinetic_energy_eV).beta_gamma();
             run->params.beta_gamma += objective_adjoint(objective, u_host, p_host, bg, adj[cols[0]], adj[cols[1]]);
@@ -183,7 +183,8 @@ Beam<T> GpuEngine<T>::download_beam() const {
     beam.species = bp.species;
     beam.reference = Reference::from_kinetic(bp.species.mass_eV, bp.kinetic_energy_eV);
     beam.bunch_charge_C = bp.bunch_charge_C;
-    for (HostArray<T>* column : beam.columns()) column->resize(std::size_t(bp.n_particles));
+    beam.total_particles = bp.n_particles;  // the tracker holds this rank's share (make_beam's)
+    for (HostArray<T>* column : beam.columns()) column->resize(std::size_t(local_particles(bp.n_particles).size()));
     run_->gpu->download(beam);
     return beam;
 }

@@ -210,8 +210,8 @@ GradientResult compute_gradient(const BeamParameters& beam, const TrackSettings&
     if (request.backend == Backend::cuda)
         throw std::runtime_error("backend \"cuda\" requested, but this build has no CUDA backend");
 #endif
-    if (communicator().size() > 1 && request.backend == Backend::cuda)
-        throw CollectiveError("over MPI ranks, reverse mode runs on the CPU backend only (docs/mpi.md)");
+    if (communicator().size() > 1 && request.strategy == Strategy::autograd && request.backend == Backend::cuda)
+        throw CollectiveError("over MPI ranks, autograd runs on the CPU backend only (docs/mpi.md)");
     // autograd is its own op engine, on either device
     if (request.strategy == Strategy::autograd) return autograd_gradient<T>(beam, tracking, request);
 #ifdef SCTAPE_HAVE_CUDA

@@ -11,7 +11,39 @@ std::unique_ptr<Communicator>& installed() {
     return comm;
 }
 
+// The staged or direct reduction of device memory (Communicator::sum_device).
+template <class T, class Reduce>
+void reduce_device(Communicator& comm, T* values, std::int64_t count, DeviceStaging& staging, Reduce reduce) {
+    if (comm.size() == 1 || count <= 0) return;
+    staging.finish_writes();
+    if (comm.reads_device_memory()) {
+        reduce(values, count);
+        return;
+    }
+    const std::size_t bytes = std::size_t(count) * sizeof(T);
+    T* host = static_cast<T*>(staging.host_buffer(bytes));
+    staging.to_host(host, values, bytes);
+    reduce(host, count);
+    staging.to_device(values, host, bytes);
+}
+
 }  // namespace
+
+void Communicator::sum_device(double* v, std::int64_t n, DeviceStaging& s) {
+    reduce_device(*this, v, n, s, [this](double* h, std::int64_t c) { sum(h, c); });
+}
+void Communicator::sum_device(float* v, std::int64_t n, DeviceStaging& s) {
+    reduce_device(*this, v, n, s, [this](float* h, std::int64_t c) { sum(h, c); });
+}
+void Communicator::sum_device(std::int64_t* v, std::int64_t n, DeviceStaging& s) {
+    reduce_device(*this, v, n, s, [this](std::int64_t* h, std::int64_t c) { sum(h, c); });
+}
+void Communicator::min_device(double* v, std::int64_t n, DeviceStaging& s) {
+    reduce_device(*this, v, n, s, [this](double* h, std::int64_t c) { min(h, c); });
+}
+void Communicator::max_device(double* v, std::int64_t n, DeviceStaging& s) {
+    reduce_device(*this, v, n, s, [this](double* h, std::int64_t c) { max(h, c); });
+}
 
 void SerialCommunicator::abort(int code) { std::exit(code); }
 

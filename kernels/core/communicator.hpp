@@ -13,6 +13,7 @@
 //   sctape::check_on_all_ranks(ok, "non-finite");  // throws CollectiveError on every rank
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -20,6 +21,21 @@
 #include <vector>
 
 namespace sctape {
+
+// How a reduction reaches device memory when the MPI library cannot read it:
+// the accelerator's layer implements it (cuda/device_staging.cuh, on the
+// tracker's stream); core sees no CUDA.
+class DeviceStaging {
+public:
+    virtual ~DeviceStaging() = default;
+    // Every queued write to the device memory has finished (MPI reads it next).
+    virtual void finish_writes() = 0;
+    // Host memory of at least `bytes` (pinned on CUDA), kept for the next calls.
+    virtual void* host_buffer(std::size_t bytes) = 0;
+    // Blocking copies: when they return the destination holds the bytes.
+    virtual void to_host(void* host, const void* device, std::size_t bytes) = 0;
+    virtual void to_device(void* device, const void* host, std::size_t bytes) = 0;
+};
 
 class Communicator {
 public:
@@ -35,6 +51,21 @@ public:
     virtual void sum(std::int64_t* values, std::int64_t count) = 0;
     virtual void min(double* values, std::int64_t count) = 0;
     virtual void max(double* values, std::int64_t count) = 0;
+    // Whether the reductions may be handed device memory (an MPI library that
+    // is CUDA-aware at build and at run time); otherwise sum_device and its
+    // kin stage the values through the host.
+    virtual bool reads_device_memory() const { return false; }
+    // In place over `count` values in device memory, every rank receiving the
+    // result there. One rank: nothing happens (no copy, no wait). Otherwise
+    // staging.finish_writes() first; then either the device pointer goes to
+    // the reduction (reads_device_memory()), or the values are copied into
+    // staging.host_buffer(), reduced there and copied back. On return the
+    // device memory holds the result and no copy is pending.
+    void sum_device(double* values, std::int64_t count, DeviceStaging& staging);
+    void sum_device(float* values, std::int64_t count, DeviceStaging& staging);
+    void sum_device(std::int64_t* values, std::int64_t count, DeviceStaging& staging);
+    void min_device(double* values, std::int64_t count, DeviceStaging& staging);
+    void max_device(double* values, std::int64_t count, DeviceStaging& staging);
     // Every rank's `values` (any count per rank) concatenated in rank order,
     // on rank 0; the other ranks receive an empty vector.
     virtual std::vector<double> gather(const double* values, std::int64_t count) = 0;

@@ -1,9 +1,13 @@
 #include "core/mpi_communicator.hpp"
 
 #include <mpi.h>
+#if __has_include(<mpi-ext.h>)
+#include <mpi-ext.h>  // Open MPI's MPIX_CUDA_AWARE_SUPPORT and MPIX_Query_cuda_support
+#endif
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <string>
@@ -26,12 +30,27 @@ void allreduce(T* values, std::int64_t count, MPI_Datatype type, MPI_Op op) {
     }
 }
 
+// Device pointers go to MPI only when the library was built CUDA-aware (its
+// header says so) and is so at run time (MPIX_Query_cuda_support, which a
+// library built without CUDA answers 0), and SCTAPE_MPI_STAGE_DEVICE does not
+// ask for host staging. Debian's Open MPI 4.1.4: built without, so staged.
+bool mpi_reads_device_memory() {
+    const char* stage = std::getenv("SCTAPE_MPI_STAGE_DEVICE");
+    if (stage && *stage && std::strcmp(stage, "0") != 0) return false;
+#if defined(MPIX_CUDA_AWARE_SUPPORT) && MPIX_CUDA_AWARE_SUPPORT
+    return MPIX_Query_cuda_support() == 1;
+#else
+    return false;
+#endif
+}
+
 class MpiCommunicator final : public Communicator {
 public:
-    MpiCommunicator() {
+    MpiCommunicator() : device_aware_(mpi_reads_device_memory()) {
         MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
         MPI_Comm_size(MPI_COMM_WORLD, &size_);
     }
+    bool reads_device_memory() const override { return device_aware_; }
     int rank() const override { return rank_; }
     int size() const override { return size_; }
     bool distributed() const override { return true; }
@@ -66,6 +85,7 @@ public:
     }
 
 private:
+    bool device_aware_ = false;
     int rank_ = 0, size_ = 1;
 };
 

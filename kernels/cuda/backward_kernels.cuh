@@ -184,16 +184,28 @@ __global__ void first_index_kernel(const T* u, std::int64_t n, const double* val
     }
 }
 
-// u_adj[*index] += *v (one thread).
+// u_adj[*index] += *v unless *index is n (none here), one thread.
 template <class T>
-__global__ void add_at_kernel(T* u_adj, const long long* index, const double* v) {
-    if (blockIdx.x == 0 && threadIdx.x == 0) u_adj[*index] += T(*v);
+__global__ void add_at_kernel(T* u_adj, const long long* index, std::int64_t n, const double* v) {
+    if (blockIdx.x == 0 && threadIdx.x == 0 && *index < n) u_adj[*index] += T(*v);
 }
 
+// Over MPI ranks: *owner = rank when this rank holds the value (*index < n),
+// else +inf, for a min over the ranks; then keep_if_owner_kernel sets the
+// index to none (n) on every rank but the lowest holder.
+__global__ void rank_if_found_kernel(const long long* index, std::int64_t n, double rank, double* owner) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) *owner = *index < n ? rank : HUGE_VAL;
+}
+__global__ void keep_if_owner_kernel(long long* index, std::int64_t n, const double* owner, double rank) {
+    if (blockIdx.x == 0 && threadIdx.x == 0 && *owner != rank) *index = n;
+}
+
+// n: this rank's particles; total: every rank's (the mean and rms are over them).
 template <class T>
-__global__ void sigma_grid_adjoint_kernel(const T* u, std::int64_t n, const CoveringAdjoint* c, T* u_adj) {
+__global__ void sigma_grid_adjoint_kernel(const T* u, std::int64_t n, std::int64_t total, const CoveringAdjoint* c,
+                                          T* u_adj) {
     const double mean = c->mean, rms = c->rms, mean_adj = c->mean_adj, rms_adj = c->rms_adj;
-    SCTAPE_GRID_LOOP(p, n) u_adj[p] += T(sigma_grid_adjoint(u[p], mean, rms, n, mean_adj, rms_adj));
+    SCTAPE_GRID_LOOP(p, n) u_adj[p] += T(sigma_grid_adjoint(u[p], mean, rms, total, mean_adj, rms_adj));
 }
 
 // ---- the backward's scalars, on the device (geometry_bodies.hpp)

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <mutex>
 #include <sstream>
@@ -18,6 +19,31 @@ namespace {
 __global__ void probe_kernel(int* flag) { *flag = 42; }
 }  // namespace
 
+int use_device_of_local_rank() {
+    int local_rank = -1;
+    for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}) {
+        const char* v = std::getenv(name);
+        char* end = nullptr;
+        if (!v || !*v) continue;
+        const long r = std::strtol(v, &end, 10);
+        if (*end == '\0' && r >= 0 && r < std::numeric_limits<int>::max()) {
+            local_rank = int(r);
+            break;
+        }
+    }
+    int count = 0;
+    if (local_rank < 0 || cudaGetDeviceCount(&count) != cudaSuccess || count < 2) {
+        cudaGetLastError();  // no device is no error here: the backend's probe reports it
+        return -1;
+    }
+    const int device = local_rank % count;
+    if (cudaSetDevice(device) != cudaSuccess) {
+        cudaGetLastError();
+        return -1;
+    }
+    return device;
+}
+
 int probe_devices(std::string& description) {
     int count = 0;
     cudaError_t err = cudaGetDeviceCount(&count);
@@ -30,10 +56,11 @@ int probe_devices(std::string& description) {
         description = "CUDA runtime: no device";
         return 0;
     }
+    int device = 0;  // the current one: 0 unless use_device_of_local_rank chose another
     cudaDeviceProp prop{};
-    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
+    if (cudaGetDevice(&device) != cudaSuccess || cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
         cudaGetLastError();
-        description = "CUDA runtime: device 0 unreadable";
+        description = "CUDA runtime: device " + std::to_string(device) + " unreadable";
         return 0;
     }
     // A device whose context cannot be made, or that cannot run this build's

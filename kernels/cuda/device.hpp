@@ -19,6 +19,14 @@ namespace sctape::cuda {
 // Number of usable devices (0 on any error); `description` names device 0 or the error.
 int probe_devices(std::string& description);
 
+// Over MPI ranks on a node with several visible GPUs: makes device
+// (node-local rank mod count) current, the node-local rank as the launcher
+// gives it (OMPI_COMM_WORLD_LOCAL_RANK, MPI_LOCALRANKID or SLURM_LOCALID).
+// Call before any other CUDA work of the process. Returns the device made
+// current, or -1 when the runtime's choice stands (at most one device
+// visible, no local rank in the environment, or an error).
+int use_device_of_local_rank();
+
 // Every device buffer of the CUDA backend is allocated through one allocator
 // (cudaMallocAsync on the caller's stream from the device's default memory
 // pool, or cudaMalloc where pools are unsupported) that reports to this

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "core/communicator.hpp"
 #include "cuda/device_alloc.cuh"
 #include "physics/fixed_point.hpp"
 #include "cuda/gpu_reversible.hpp"
@@ -109,9 +110,12 @@ struct GpuReversible<T>::Impl {
                     "copy the overflow flag");
         cuda::wait(stream, "reversible step");
         gpu.synchronize();  // a kick's error (the CPU's message) before an overflow it may cause
+        std::int64_t overflowed[6];  // per column, on how many MPI ranks (as the CPU's quantized_map)
+        for (int c = 0; c < 6; ++c) overflowed[c] = (bits >> c) & 1;
+        communicator().sum(overflowed, 6);
         static const char* names[6] = {"x", "y", "tau", "px", "py", "pz"};
         for (int c = 0; c < 6; ++c)
-            if (bits & (1 << c)) ReversibleSlices::overflow(names[c]);
+            if (overflowed[c] > 0) ReversibleSlices::overflow(names[c]);
     }
 };
 

@@ -22,10 +22,12 @@
 #include <string>
 #include <tuple>
 
+#include "core/communicator.hpp"
 #include "physics/constants.hpp"
 #include "cuda/backward_kernels.cuh"
 #include "cuda/cufft_plans.cuh"
 #include "cuda/device_alloc.cuh"
+#include "cuda/device_staging.cuh"
 #include "cuda/launch.cuh"
 #include "cuda/gpu_tracking.hpp"
 #include "physics/geometry_bodies.hpp"
@@ -105,6 +107,36 @@ void launch_extents(cudaStream_t stream, const T* x, const T* y, const T* z, std
     check_launch("extents");
     extent_final<<<3, kThreads, 0, stream>>>(partials, blocks, out);
     check_launch("extents");
+}
+
+// Over MPI ranks the frame needs every rank's extents and non-finite pz
+// count: packed into kRankValues doubles (lo[3], hi[3], then sum, sum2 and the
+// non-finite count per axis, and the pz count; counts exact below 2^53),
+// reduced (min, max, sum) and unpacked, as the CPU's reduce_over_ranks does.
+constexpr int kRankValues = 16;
+
+__global__ void pack_extents_kernel(const ExtentAcc* e, const int* non_finite_pz, double* out) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    for (int a = 0; a < 3; ++a) {
+        out[a] = e[a].lo;
+        out[3 + a] = e[a].hi;
+        out[6 + 3 * a] = e[a].sum;
+        out[7 + 3 * a] = e[a].sum2;
+        out[8 + 3 * a] = double(e[a].non_finite);
+    }
+    out[15] = double(*non_finite_pz);
+}
+
+__global__ void unpack_extents_kernel(const double* in, ExtentAcc* e, int* non_finite_pz) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    for (int a = 0; a < 3; ++a) {
+        e[a].lo = in[a];
+        e[a].hi = in[3 + a];
+        e[a].sum = in[6 + 3 * a];
+        e[a].sum2 = in[7 + 3 * a];
+        e[a].non_finite = static_cast<unsigned long long>(in[8 + 3 * a]);
+    }
+    *non_finite_pz = in[15] > 0 ? 1 : 0;
 }
 
 AxisExtent axis_extent(const ExtentAcc& e) {
@@ -326,12 +358,14 @@ struct GpuTracker<T>::Impl {
     cuda::StreamHolder holder;  // first: destroyed last
     cuda::EventSet events;
     cudaStream_t stream;
+    cuda::StreamStaging staging;  // reductions over MPI ranks (core/communicator.hpp)
 
     GpuOptions options;
     bool space_charge;
     GridSettings settings;
     bodies::ExtentRule rule;
-    std::int64_t n;
+    std::int64_t n;        // this rank's particles
+    std::int64_t n_total;  // every rank's (n on one rank)
     Species species;
     Reference reference;
     double bunch_charge_C;
@@ -349,6 +383,7 @@ struct GpuTracker<T>::Impl {
     cuda::DeviceArray<unsigned char> fft_work;
     cuda::DeviceArray<bodies::ExtentAcc> partials, extents;
     cuda::DeviceArray<int> non_finite;
+    cuda::DeviceArray<double> rank_values;  // over MPI ranks only: the extents in reduction
     // the kick's grid, computed on the device (frame_kernel), the IGF's key
     // and the first error since the host last looked
     cuda::DeviceArray<bodies::KickFrame<T>> frame;
@@ -381,8 +416,9 @@ struct GpuTracker<T>::Impl {
     cudaGraphExec_t graph = nullptr;  // capture_kick's
 
     Impl(const Beam<T>& beam, bool sc, const GridSettings& grid, const GpuOptions& opt)
-        : stream(holder.stream), options(opt), space_charge(sc), settings(grid), rule(bodies::extent_rule(grid)),
-          n(beam.size()), species(beam.species), reference(beam.reference), bunch_charge_C(beam.bunch_charge_C) {
+        : stream(holder.stream), staging(holder.stream), options(opt), space_charge(sc), settings(grid),
+          rule(bodies::extent_rule(grid)), n(beam.size()), n_total(beam.global_size()), species(beam.species),
+          reference(beam.reference), bunch_charge_C(beam.bunch_charge_C) {
         {
             MemoryScope scope("beam", cuda::device_memory());
             const std::array<const HostArray<T>*, 6> host = beam.columns();
@@ -424,6 +460,7 @@ struct GpuTracker<T>::Impl {
         partials.allocate(std::size_t(3 * cuda::kExtentBlocks), stream);
         extents.allocate(3, stream);
         non_finite.allocate(1, stream);
+        if (over_ranks()) rank_values.allocate(cuda::kRankValues, stream);
         frame.allocate(1, stream);
         green_cache.allocate(1, stream);
         status.allocate(1, stream);
@@ -435,6 +472,38 @@ struct GpuTracker<T>::Impl {
 
     ~Impl() {
         if (graph) cudaGraphExecDestroy(graph);
+    }
+
+    // Particle decomposition over MPI ranks (docs/mpi.md): each rank holds its
+    // particles and the whole grid; the grid's inputs and the sums over
+    // particles that feed replicated grid work are reduced over the ranks.
+    static bool over_ranks() { return communicator().size() > 1; }
+    template <class U>  // float, double
+    void sum_over_ranks(U* values, std::int64_t count) {
+        communicator().sum_device(values, count, staging);
+    }
+    void sum_over_ranks(unsigned long long* values, std::int64_t count) {
+        // two's complement: the integer sums are the same bits signed or not
+        communicator().sum_device(reinterpret_cast<std::int64_t*>(values), count, staging);
+    }
+
+    // The extents and the non-finite pz count of every rank, in place.
+    void reduce_extents() {
+        double* v = rank_values.data();
+        cuda::pack_extents_kernel<<<1, 1, 0, stream>>>(extents.data(), non_finite.data(), v);
+        cuda::check_launch("extents over ranks");
+        Communicator& comm = communicator();
+        comm.min_device(v, 3, staging);
+        comm.max_device(v + 3, 3, staging);
+        comm.sum_device(v + 6, cuda::kRankValues - 6, staging);
+        cuda::unpack_extents_kernel<<<1, 1, 0, stream>>>(v, extents.data(), non_finite.data());
+        cuda::check_launch("extents over ranks");
+    }
+
+    // A kick's error: every rank found it in the same reduced values.
+    [[noreturn]] static void kick_failed(const std::string& message) {
+        if (over_ranks()) throw CollectiveError(message);
+        throw std::runtime_error(message);
     }
 
     // Adds the time of a recorded event slot (substeps, then the drift): a
@@ -494,7 +563,8 @@ struct GpuTracker<T>::Impl {
     // The kick's frame from the extents of (x, y, z), on the device.
     void run_frame(const T* x, const T* y) {
         cuda::launch_extents(stream, x, y, (const T*)z.data(), n, partials.data(), extents.data());
-        cuda::frame_kernel<T><<<1, 1, 0, stream>>>(rule, extents.data(), non_finite.data(), n, macro_charge_C(),
+        if (over_ranks()) reduce_extents();
+        cuda::frame_kernel<T><<<1, 1, 0, stream>>>(rule, extents.data(), non_finite.data(), n_total, macro_charge_C(),
                                                     reference.gamma, frame.data(), green_cache.data(), status.data());
         cuda::check_launch("grid geometry");
         has_grid = true;
@@ -557,10 +627,12 @@ struct GpuTracker<T>::Impl {
         substep(Substep::deposit, [&] {
             run_frame(x, y);
             if (options.deterministic_deposit) {
-                const int bits = bodies::fixed_point_bits(n);
+                // every rank's weights in the same units (the global count), so their integers add
+                const int bits = bodies::fixed_point_bits(n_total);
                 cuda::check(cudaMemsetAsync(sum_fixed.data(), 0, sum_fixed.bytes(), stream), "cudaMemsetAsync");
                 cuda::launch(stream, n, "deposit", cuda::deposit_fixed_kernel<T>, f, x, y, (const T*)z.data(), n,
                              std::ldexp(1.0, bits), sum_fixed.data());
+                if (over_ranks()) sum_over_ranks(sum_fixed.data(), cells);
                 cuda::launch(stream, cells, "deposit (scale)", cuda::scale_fixed_kernel<T>,
                              (const unsigned long long*)sum_fixed.data(), cells, std::ldexp(1.0, -bits), f,
                              rho.data());
@@ -568,6 +640,7 @@ struct GpuTracker<T>::Impl {
                 cuda::check(cudaMemsetAsync(sum.data(), 0, sum.bytes(), stream), "cudaMemsetAsync");
                 cuda::launch(stream, n, "deposit", cuda::deposit_atomic_kernel<T>, f, x, y, (const T*)z.data(), n,
                              sum.data());
+                if (over_ranks()) sum_over_ranks(sum.data(), cells);
                 cuda::launch(stream, cells, "deposit (scale)", cuda::scale_kernel<T>, (const T*)sum.data(), cells, f,
                              rho.data());
             }
@@ -621,6 +694,9 @@ struct GpuTracker<T>::Impl {
     // wait or blocking call inside the kick (ThreadLocal mode), and the graph
     // replays the whole kick for any positions (the grid lives on the device).
     void capture_kick(double ds_m) {
+        if (over_ranks())
+            throw std::runtime_error("a kick over MPI ranks cannot be captured in a CUDA graph (its reductions wait "
+                                     "on the host)");
         read_all_timing();
         if (graph) cudaGraphExecDestroy(graph);
         graph = nullptr;
@@ -660,10 +736,14 @@ struct GpuTracker<T>::Impl {
                     "copy the kick status");
         cuda::wait(stream, "copy the kick status");
         if (st.error == bodies::kKickOk) return;
-        if (st.error == bodies::kKickNonFinitePz) throw std::runtime_error(kNonFinitePzMessage);
+        if (st.error == bodies::kKickNonFinitePz) kick_failed(kNonFinitePzMessage);
         AxisExtent ext[3];
         for (int a = 0; a < 3; ++a) ext[a] = cuda::axis_extent(st.extent[a]);
-        geometry_from_extents(settings, ext, n);  // throws the CPU's message for these extents
+        try {
+            geometry_from_extents(settings, ext, n_total);  // throws the CPU's message for these extents
+        } catch (const std::runtime_error& e) {
+            kick_failed(e.what());
+        }
         throw std::logic_error("GpuTracker: the device rejected a grid the host accepts (error " +
                                std::to_string(st.error) + ")");
     }
@@ -684,7 +764,7 @@ struct GpuTracker<T>::Impl {
     }
 
     double macro_charge_C() const {
-        return bunch_charge_C * (species.charge_e < 0 ? -1.0 : 1.0) / static_cast<double>(n);
+        return bunch_charge_C * (species.charge_e < 0 ? -1.0 : 1.0) / static_cast<double>(n_total);
     }
 
     std::vector<T> to_host(const cuda::DeviceArray<T>& a) {
@@ -849,7 +929,11 @@ struct GpuAdjoint {
                               (const T*)g.e_grid[2].data(), (const T*)g.dp[0].data(), (const T*)g.dp[1].data(),
                               (const T*)g.dp[2].data(), g.e_grid_adj[0].data(), g.e_grid_adj[1].data(),
                               g.e_grid_adj[2].data(), A.a[0], A.a[2], g.z_adj.data(), partials);
-            const double* s = finish<6>(g, n);
+            double* s = finish<6>(g, n);
+            if (g.over_ranks()) {  // every rank's particles on the grid: the grid adjoints below run on the totals
+                for (auto& e : g.e_grid_adj) g.sum_over_ranks(e.data(), cells);
+                g.sum_over_ranks(s, 6);
+            }
             cuda::add_geometry_sums_kernel<<<1, 1, 0, g.stream>>>(geo_adj, s, 0, 3);
             cuda::check_launch("gather adjoint (geometry)");
         });
@@ -869,7 +953,8 @@ struct GpuAdjoint {
             cuda::launch_sums(g.stream, n, "deposit adjoint", cuda::deposit_adjoint_kernel<T>, f, x, y,
                               (const T*)g.z.data(), n, (const T*)g.rho_adj.data(), A.a[0], A.a[2], g.z_adj.data(),
                               partials);
-            const double* s = finish<7>(g, n);
+            double* s = finish<7>(g, n);
+            if (g.over_ranks()) g.sum_over_ranks(s, 7);  // d/d(scale) and the geometry's terms of every rank
             cuda::add_geometry_sums_kernel<<<1, 1, 0, g.stream>>>(geo_adj, s, 1, 4);
             cuda::check_launch("deposit adjoint (geometry)");
             // scale = +-Q / (N hx hy hz)
@@ -877,7 +962,9 @@ struct GpuAdjoint {
             cuda::add_deposit_scale_kernel<T><<<1, 1, 0, g.stream>>>(geo_adj, f, s, v);
             cuda::check_launch("deposit adjoint (scale)");
             const double charge = g.bunch_charge_C;
-            defer(g, v, [&params, charge](const double* value) { params.bunch_charge_C += value[0] / charge; });
+            defer(g, v, [&params, charge](const double* value) {
+                params.bunch_charge_C += counted_once(value[0] / charge);  // every rank's total (summed above)
+            });
             grid_covering(g, x, y);
         });
         substep(Substep::s_to_t, [&] {
@@ -941,7 +1028,8 @@ struct GpuAdjoint {
         cuda::add_green_adjoint_kernel<T><<<1, 1, 0, g.stream>>>(g.geo_adj.data(), g.frame.data(), h,
                                                                  g.reference.gamma, gamma_term);
         cuda::check_launch("green adjoint (cells)");
-        defer(g, gamma_term, [&params](const double* v) { params.reference.gamma += v[0]; });
+        // the replicated grid's term: every rank computed it alike
+        defer(g, gamma_term, [&params](const double* v) { params.reference.gamma += counted_once(v[0]); });
     }
 
     // grid_covering_adjoint on the device: the geometry's adjoint flows to
@@ -951,7 +1039,7 @@ struct GpuAdjoint {
         const T* pos[3] = {x, y, g.z.data()};
         T* pos_adj[3] = {g.adj[0].data(), g.adj[2].data(), g.z_adj.data()};
         const bodies::CoveringAdjoint* c = g.covering.data();
-        cuda::covering_adjoint_kernel<<<1, 3, 0, g.stream>>>(g.rule, g.extents.data(), n, g.geo_adj.data(),
+        cuda::covering_adjoint_kernel<<<1, 3, 0, g.stream>>>(g.rule, g.extents.data(), g.n_total, g.geo_adj.data(),
                                                               g.covering.data());
         cuda::check_launch("deposit adjoint (grid)");
         for (int a = 0; a < 3; ++a) {
@@ -960,18 +1048,29 @@ struct GpuAdjoint {
                 add_at_first(g, pos[a], &c[a].hi, pos_adj[a], &c[a].hi_adj);
             } else {
                 cuda::launch(g.stream, n, "deposit adjoint (grid)", cuda::sigma_grid_adjoint_kernel<T>, pos[a], n,
-                             c + a, pos_adj[a]);
+                             g.n_total, c + a, pos_adj[a]);
             }
         }
     }
 
-    // u_adj[first p with u[p] == *value] += *v, all on the device.
+    // u_adj[first p with u[p] == *value] += *v, all on the device. Over MPI
+    // ranks only the lowest rank holding that value adds it (the CPU's
+    // extreme_owners): the others mark their index as none (n).
     static void add_at_first(Impl& g, const T* u, const double* value, T* u_adj, const double* v) {
         cuda::reset_index_kernel<<<1, 1, 0, g.stream>>>(g.first_index.data(), g.n);
         cuda::check_launch("deposit adjoint (grid)");
         cuda::launch(g.stream, g.n, "deposit adjoint (grid)", cuda::first_index_kernel<T>, u, g.n, value,
                      g.first_index.data());
-        cuda::add_at_kernel<T><<<1, 1, 0, g.stream>>>(u_adj, g.first_index.data(), v);
+        if (g.over_ranks()) {
+            const double rank = double(communicator().rank());
+            double* owner = slot(g);  // a ledger slot no deferred update reads
+            cuda::rank_if_found_kernel<<<1, 1, 0, g.stream>>>(g.first_index.data(), g.n, rank, owner);
+            cuda::check_launch("deposit adjoint (grid)");
+            communicator().min_device(owner, 1, g.staging);
+            cuda::keep_if_owner_kernel<<<1, 1, 0, g.stream>>>(g.first_index.data(), g.n, owner, rank);
+            cuda::check_launch("deposit adjoint (grid)");
+        }
+        cuda::add_at_kernel<T><<<1, 1, 0, g.stream>>>(u_adj, g.first_index.data(), g.n, v);
         cuda::check_launch("deposit adjoint (grid)");
     }
 };
