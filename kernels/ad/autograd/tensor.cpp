@@ -490,7 +490,7 @@ Tensor<T> ranks_sum(const Tensor<T>& a) {
             Array<T> total(n, an->device);  // the ranks' partial adjoints summed
             std::copy_n(g, n, total.data());
             communicator().sum(total.data(), n);
-            accumulate(*an, n, Value<T>{total.data()});
+            accumulate(*an, n, Scaled<T>{total.data(), T(1)});  // Scaled: a term the device build instantiates
         });
     }
     return r;
