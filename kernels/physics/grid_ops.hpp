@@ -22,7 +22,8 @@
 
 namespace sctape {
 
-// rho[node] = scale * sum_p W(p, node); `scratch` holds one grid per thread.
+// rho[node] = scale * sum_p W(p, node); `scratch` holds one grid per thread
+// after the first (none on one thread).
 template <class T>
 void deposit_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, T scale, int threads,
                  HostArray<T>& scratch, T* rho);
@@ -46,7 +47,8 @@ double deposit_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::in
 template <class T>
 void gather_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, const T* const e_grid[3],
                 T* const e_part[3], int threads);
-// Given e_part_adj: grid adjoints (+=, via per-thread `scratch`), position and geometry adjoints (+=).
+// Given e_part_adj: grid adjoints (+=; `scratch` holds the threads' after the
+// first, none on one thread), position and geometry adjoints (+=).
 // exact: the grid's sums in 128-bit fixed point (fixed_point.hpp: grid_sum_bits)
 // and the geometry's exact, both over every rank's particles (reduced here);
 // otherwise this rank's, in float64 (T for the grid).
