@@ -37,16 +37,8 @@ SCTAPE_HD CicPointAdjoint<T> cic_point_adjoint(const CicGrid<T>& g, T x, T y, T 
         q.upper[a] = loc[a].upper_weight;
         q.s[a] = loc[a].index + loc[a].upper_weight;
     }
-    q.point.base = (std::int64_t(loc[0].index) * g.n[1] + loc[1].index) * g.n[2] + loc[2].index;
-    int m = 0;
-    for (int a = 0; a < 2; ++a)
-        for (int b = 0; b < 2; ++b)
-            for (int c = 0; c < 2; ++c, ++m) {
-                const T wx = a ? loc[0].upper_weight : 1 - loc[0].upper_weight;
-                const T wy = b ? loc[1].upper_weight : 1 - loc[1].upper_weight;
-                const T wz = c ? loc[2].upper_weight : 1 - loc[2].upper_weight;
-                q.point.w[m] = wx * wy * wz;
-            }
+    q.point.base = cic_node(g, loc[0].index, loc[1].index, loc[2].index);
+    cic_weights(q.upper[0], q.upper[1], q.upper[2], q.point.w);
     return q;
 }
 

@@ -61,22 +61,33 @@ struct CicPoint {
     T w[8];
 };
 
+// The 8 weights from the upper weights along x, y, z: w[4a + 2b + c] =
+// (wx_a wy_b) wz_c. Straight-line, so that a loop over particles around it
+// vectorizes (grid_ops.cpp's locate_block).
+template <class T>
+SCTAPE_HD void cic_weights(T ux, T uy, T uz, T w[8]) {
+    const T dx = 1 - ux, dy = 1 - uy, dz = 1 - uz;
+    const T xy[4] = {dx * dy, dx * uy, ux * dy, ux * uy};
+    for (int m = 0; m < 4; ++m) {
+        w[2 * m] = xy[m] * dz;
+        w[2 * m + 1] = xy[m] * uz;
+    }
+}
+
+// Index of node (i, j, k).
+template <class T>
+SCTAPE_HD std::int64_t cic_node(const CicGrid<T>& g, int i, int j, int k) {
+    return (std::int64_t(i) * g.n[1] + j) * g.n[2] + k;
+}
+
 template <class T>
 SCTAPE_HD CicPoint<T> cic_point(const CicGrid<T>& g, T x, T y, T z) {
     const CicLocation<T> lx = cic_locate(x, g.origin[0], g.inv_h[0], g.n[0]);
     const CicLocation<T> ly = cic_locate(y, g.origin[1], g.inv_h[1], g.n[1]);
     const CicLocation<T> lz = cic_locate(z, g.origin[2], g.inv_h[2], g.n[2]);
     CicPoint<T> p;
-    p.base = (std::int64_t(lx.index) * g.n[1] + ly.index) * g.n[2] + lz.index;
-    int m = 0;
-    for (int a = 0; a < 2; ++a)
-        for (int b = 0; b < 2; ++b)
-            for (int c = 0; c < 2; ++c, ++m) {
-                const T wx = a ? lx.upper_weight : 1 - lx.upper_weight;
-                const T wy = b ? ly.upper_weight : 1 - ly.upper_weight;
-                const T wz = c ? lz.upper_weight : 1 - lz.upper_weight;
-                p.w[m] = wx * wy * wz;
-            }
+    p.base = cic_node(g, lx.index, ly.index, lz.index);
+    cic_weights(lx.upper_weight, ly.upper_weight, lz.upper_weight, p.w);
     return p;
 }
 
