@@ -25,20 +25,22 @@ void sum_over_ranks(ExactSum* sums, int count);
 // below 2^126 in magnitude (grid_sum_bits chooses the scale for that).
 void sum_over_ranks(int128* values, std::int64_t count);
 
-// K exact sums over particles [0, n) on `threads` threads: body(p, terms)
-// adds particle p's terms (+=) to terms[0..K), which start at 0 for each
-// particle; each thread sums its own, the threads' sums are merged (integers:
-// the same total for any thread count and any merge order).
-template <int K, class Body>
-std::array<ExactSum, K> exact_particle_sums(std::int64_t n, int threads, Body&& body) {
+// K exact sums over particles [0, n) on `threads` threads: body(state, p,
+// terms) adds particle p's terms (+=) to terms[0..K), which start at 0 for
+// each particle; `state` is the thread's own, from new_state(). Each thread
+// sums its own, the threads' sums are merged (integers: the same total for
+// any thread count and any merge order).
+template <int K, class NewState, class Body>
+std::array<ExactSum, K> exact_particle_sums(std::int64_t n, int threads, NewState&& new_state, Body&& body) {
     std::array<ExactSum, K> total{};
 #pragma omp parallel num_threads(threads)
     {
         std::array<ExactSum, K> mine{};
+        auto state = new_state();
 #pragma omp for schedule(static)
         for (std::int64_t p = 0; p < n; ++p) {
             double terms[K] = {};
-            body(p, terms);
+            body(state, p, terms);
             for (int k = 0; k < K; ++k) mine[k].add(terms[k]);
         }
 #pragma omp critical(sctape_exact_particle_sums)

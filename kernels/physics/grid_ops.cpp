@@ -39,8 +39,9 @@ inline void add_grid_coordinate_adjoint(const bodies::CicGrid<T>& cg, const bodi
 // always did: the same sums, the same bits.
 template <class T>
 struct CicBlock {
-    static constexpr int size = 128;  // 4.5 KB (float64) beside the grids' lines in L1
+    static constexpr int size = 128;  // 11 KB (float64) beside the grids' lines in L1
     int index[3][size];
+    T upper[3][size];  // for the adjoints
     T w[8][size];
 };
 
@@ -52,6 +53,7 @@ inline void locate_block_body(const bodies::CicGrid<T>& cg, const T* const pos[3
         for (int a = 0; a < 3; ++a) {
             loc[a] = cic_locate(pos[a][first + q], cg.origin[a], cg.inv_h[a], cg.n[a]);
             block.index[a][q] = loc[a].index;
+            block.upper[a][q] = loc[a].upper_weight;
         }
         T w[8];
         bodies::cic_weights(loc[0].upper_weight, loc[1].upper_weight, loc[2].upper_weight, w);
@@ -90,6 +92,40 @@ void for_each_located(const bodies::CicGrid<T>& cg, const T* const pos[3], std::
             visit(q, bodies::cic_node(cg, block.index[0][q], block.index[1][q], block.index[2][q]));
     }
 }
+
+// The adjoints' view of the same blocks: a thread asks for its particles in
+// increasing order (its static share) and gets each one's stencil as
+// bodies::cic_point_adjoint would compute it, located a block at a time.
+// One per thread, on its stack.
+template <class T>
+class BlockLocator {
+public:
+    BlockLocator(const bodies::CicGrid<T>& cg, const T* const pos[3], std::int64_t n) : cg_(cg), pos_(pos), n_(n) {}
+
+    bodies::CicPointAdjoint<T> point_adjoint(std::int64_t p) {
+        if (p < first_ || p >= first_ + len_) {  // any order works; increasing order reuses the block
+            first_ = p;
+            len_ = int(std::min<std::int64_t>(CicBlock<T>::size, n_ - p));
+            locate_block(cg_, pos_, first_, len_, block_);
+        }
+        const int q = int(p - first_);
+        bodies::CicPointAdjoint<T> located;
+        located.point.base = bodies::cic_node(cg_, block_.index[0][q], block_.index[1][q], block_.index[2][q]);
+        for (int m = 0; m < 8; ++m) located.point.w[m] = block_.w[m][q];
+        for (int a = 0; a < 3; ++a) {
+            located.upper[a] = block_.upper[a][q];
+            located.s[a] = block_.index[a][q] + block_.upper[a][q];
+        }
+        return located;
+    }
+
+private:
+    bodies::CicGrid<T> cg_;
+    const T* const* pos_;
+    std::int64_t n_, first_ = 0;
+    int len_ = 0;
+    CicBlock<T> block_;
+};
 
 struct StencilOffsets {
     std::int64_t of[8];
@@ -201,17 +237,20 @@ template <class T>
 double deposit_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64_t n, T scale, const T* rho_adj,
                            int threads, T* const pos_adj[3], GeometryAdjoint& geo_adj, bool exact) {
     const bodies::CicGrid<T> cg = bodies::cic_grid<T>(g);
+    auto new_locator = [&] { return BlockLocator<T>(cg, pos, n); };
     // particle p: its position adjoints, its geometry terms (+=); returns its d/d(scale)
-    auto particle = [&](std::int64_t p, double origin_adj[3], double cell_adj[3]) {
-        const bodies::CicPointAdjoint<T> q = bodies::cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
+    auto particle = [&](BlockLocator<T>& locator, std::int64_t p, double origin_adj[3], double cell_adj[3]) {
+        const bodies::CicPointAdjoint<T> q = locator.point_adjoint(p);
         double s_adj[3];
         const double scale_adj = bodies::deposit_adjoint_particle(cg, q, rho_adj, scale, s_adj);
         add_grid_coordinate_adjoint(cg, q, s_adj, pos_adj, p, origin_adj, cell_adj);
         return scale_adj;
     };
     if (exact) {  // d/d(scale), origin, cell: exact over every rank's particles
-        std::array<ExactSum, 7> sums = exact_particle_sums<7>(
-            n, threads, [&](std::int64_t p, double* terms) { terms[0] = particle(p, terms + 1, terms + 4); });
+        std::array<ExactSum, 7> sums =
+            exact_particle_sums<7>(n, threads, new_locator, [&](BlockLocator<T>& locator, std::int64_t p, double* terms) {
+                terms[0] = particle(locator, p, terms + 1, terms + 4);
+            });
         sum_over_ranks(sums.data(), 7);
         for (int a = 0; a < 3; ++a) {
             geo_adj.origin_m[a] += sums[1 + a].value();
@@ -220,8 +259,12 @@ double deposit_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::in
         return sums[0].value();
     }
     double scale_adj = 0, o_adj[3] = {0, 0, 0}, h_adj[3] = {0, 0, 0};
-#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : scale_adj, o_adj[:3], h_adj[:3])
-    for (std::int64_t p = 0; p < n; ++p) scale_adj += particle(p, o_adj, h_adj);
+#pragma omp parallel num_threads(threads) reduction(+ : scale_adj, o_adj[:3], h_adj[:3])
+    {
+        BlockLocator<T> locator = new_locator();
+#pragma omp for schedule(static)
+        for (std::int64_t p = 0; p < n; ++p) scale_adj += particle(locator, p, o_adj, h_adj);
+    }
     for (int a = 0; a < 3; ++a) {
         geo_adj.origin_m[a] += o_adj[a];
         geo_adj.cell_m[a] += h_adj[a];
@@ -246,10 +289,10 @@ namespace {
 // scatter(axis, node, term), d/d(s) gathered from the grid field, the
 // position adjoints added and the geometry's terms added (+=).
 template <class T, class Scatter>
-void gather_adjoint_one(const bodies::CicGrid<T>& cg, const T* const pos[3], std::int64_t p, const T* const e_grid[3],
-                        const T* const e_part_adj[3], Scatter&& scatter, T* const pos_adj[3], double origin_adj[3],
-                        double cell_adj[3]) {
-    const bodies::CicPointAdjoint<T> q = bodies::cic_point_adjoint(cg, pos[0][p], pos[1][p], pos[2][p]);
+void gather_adjoint_one(const bodies::CicGrid<T>& cg, BlockLocator<T>& locator, std::int64_t p,
+                        const T* const e_grid[3], const T* const e_part_adj[3], Scatter&& scatter, T* const pos_adj[3],
+                        double origin_adj[3], double cell_adj[3]) {
+    const bodies::CicPointAdjoint<T> q = locator.point_adjoint(p);
     const T e_adj[3] = {e_part_adj[0][p], e_part_adj[1][p], e_part_adj[2][p]};
     for (int a = 0; a < 3; ++a)
         for (int m = 0; m < 8; ++m) scatter(a, q.point.base + bodies::cic_offset(cg, m), q.point.w[m] * e_adj[a]);
@@ -292,11 +335,12 @@ void gather_cic_adjoint_exact(const GridGeometry& g, const T* const pos[3], std:
     {
         int128* grid = grids.data() + 3 * cells * omp_get_thread_num();
         std::array<ExactSum, 6> mine{};
+        BlockLocator<T> locator(cg, pos, n);
 #pragma omp for schedule(static)
         for (std::int64_t p = 0; p < n; ++p) {
             double terms[6] = {0, 0, 0, 0, 0, 0};
             gather_adjoint_one(
-                cg, pos, p, e_grid, e_part_adj,
+                cg, locator, p, e_grid, e_part_adj,
                 [&](int a, std::int64_t node, T term) {
                     grid[a * cells + node] += fixed128_of_scaled(double(term) * unit_a * unit_b);
                 },
@@ -336,10 +380,11 @@ void gather_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64
         const int t = omp_get_thread_num();
         T* grid[3];
         for (int a = 0; a < 3; ++a) grid[a] = t == 0 ? e_grid_adj[a] : scratch.data() + (3 * (t - 1) + a) * cells;
+        BlockLocator<T> locator(cg, pos, n);
 #pragma omp for schedule(static)
         for (std::int64_t p = 0; p < n; ++p)
             gather_adjoint_one(
-                cg, pos, p, e_grid, e_part_adj, [&](int a, std::int64_t node, T term) { grid[a][node] += term; },
+                cg, locator, p, e_grid, e_part_adj, [&](int a, std::int64_t node, T term) { grid[a][node] += term; },
                 pos_adj, o_adj, h_adj);
     }
     for (int a = 0; a < 3; ++a) {
