@@ -177,6 +177,17 @@ void add_thread_grids(const T* scratch, std::int64_t stride, std::int64_t cells,
     }
 }
 
+// Zeroes the scratch grids of threads 1 .. threads-1 (thread k's at
+// scratch + (k - 1) * stride), shared out over the team that calls it, which
+// may be smaller than asked: each thread zeroes the grid it fills, so the
+// memory is touched first by the core that uses it.
+template <class T>
+void zero_scratch_grids(T* scratch, std::int64_t stride, int threads) {
+    const int team = omp_get_num_threads();
+    for (int k = omp_get_thread_num(); k < threads; k += team)
+        if (k > 0) std::fill_n(scratch + (k - 1) * stride, stride, T(0));
+}
+
 // Contiguous shares of n items over the team, as schedule(static) makes
 // them; the team may be smaller than asked.
 struct ThreadShare {
@@ -196,14 +207,15 @@ void deposit_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, T
                  HostArray<T>& scratch, T* rho) {
     const std::int64_t cells = g.cells();
     const bodies::CicGrid<T> cg = bodies::cic_grid<T>(g);
-    std::fill_n(rho, cells, T(0));
-    scratch.assign(std::size_t(cells * (threads - 1)), T(0));
+    scratch.resize(std::size_t(cells * (threads - 1)));
     // Thread 0 deposits into rho, each other thread into its own grid; the
     // grids are summed in thread order, so the result is reproducible for a
     // given thread count (and one thread needs no scratch).
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num();
+        if (t == 0) std::fill_n(rho, cells, T(0));
+        zero_scratch_grids(scratch.data(), cells, threads);
         const ThreadShare share = thread_share(n);
         deposit_particles(cg, pos, share.begin, share.end, t == 0 ? rho : scratch.data() + cells * (t - 1));
     }
@@ -373,11 +385,12 @@ void gather_cic_adjoint(const GridGeometry& g, const T* const pos[3], std::int64
     const std::int64_t cells = g.cells();
     const bodies::CicGrid<T> cg = bodies::cic_grid<T>(g);
     // thread 0 scatters into e_grid_adj, thread t >= 1 into its own three grids
-    scratch.assign(std::size_t(3 * cells * (threads - 1)), T(0));
+    scratch.resize(std::size_t(3 * cells * (threads - 1)));
     double o_adj[3] = {0, 0, 0}, h_adj[3] = {0, 0, 0};
 #pragma omp parallel num_threads(threads) reduction(+ : o_adj[:3], h_adj[:3])
     {
         const int t = omp_get_thread_num();
+        zero_scratch_grids(scratch.data(), 3 * cells, threads);
         T* grid[3];
         for (int a = 0; a < 3; ++a) grid[a] = t == 0 ? e_grid_adj[a] : scratch.data() + (3 * (t - 1) + a) * cells;
         BlockLocator<T> locator(cg, pos, n);

@@ -1,10 +1,13 @@
 #include "physics/space_charge.hpp"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -26,6 +29,21 @@ const char* substep_name(Substep s) {
 
 namespace {
 const char* kAxisName[3] = {"x", "y", "z"};
+
+// min, max and the sums of u[begin, end), assuming every value finite (the
+// caller checks the sums): branch-free, so the loop vectorizes.
+template <class T>
+AxisExtent finite_extent_of(const T* u, std::int64_t begin, std::int64_t end) {
+    double lo = std::numeric_limits<double>::infinity(), hi = -lo, sum = 0, sum2 = 0;
+    for (std::int64_t p = begin; p < end; ++p) {
+        const double v = u[p];
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+        sum += v;
+        sum2 += v * v;
+    }
+    return AxisExtent{lo, hi, sum, sum2, 0};
+}
 
 // Every rank's extents combined; returns the particles of all ranks.
 std::int64_t reduce_over_ranks(AxisExtent extent[3], std::int64_t n) {
@@ -117,20 +135,31 @@ void exact_extent_sums(const T* const pos[3], std::int64_t n, AxisExtent extent[
 }
 
 template <class T>
-GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], std::int64_t n, bool exact) {
+GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], std::int64_t n, bool exact,
+                           int threads) {
+    // A minmax grid needs the sums only to notice a non-finite coordinate, in
+    // any order, so the threads share the pass; a sigma grid's sums keep one
+    // order, and its bits do not depend on the thread count.
+    const int team = settings.mode == ExtentMode::minmax ? std::max(threads, 1) : 1;
+    std::vector<AxisExtent> part(static_cast<std::size_t>(team));
     AxisExtent extent[3];
     for (int a = 0; a < 3; ++a) {
-        // branch-free min/max/sums (they vectorize); a NaN or inf makes the
-        // sum non-finite, and only then are the particles counted one by one
-        double lo = std::numeric_limits<double>::infinity(), hi = -lo, sum = 0, sum2 = 0;
-        for (std::int64_t p = 0; p < n; ++p) {
-            const double u = pos[a][p];
-            lo = std::min(lo, u);
-            hi = std::max(hi, u);
-            sum += u;
-            sum2 += u * u;
+        std::fill(part.begin(), part.end(), AxisExtent{});
+#pragma omp parallel num_threads(team)
+        {
+            const std::int64_t t = omp_get_thread_num(), size = omp_get_num_threads();
+            part[std::size_t(t)] = finite_extent_of(pos[a], n * t / size, n * (t + 1) / size);
         }
-        if (std::isfinite(sum) && std::isfinite(sum2)) extent[a] = AxisExtent{lo, hi, sum, sum2, 0};
+        AxisExtent e = part[0];
+        for (std::size_t t = 1; t < part.size(); ++t) {
+            e.lo = std::min(e.lo, part[t].lo);
+            e.hi = std::max(e.hi, part[t].hi);
+            e.sum += part[t].sum;
+            e.sum2 += part[t].sum2;
+        }
+        // a NaN or inf makes a sum non-finite, and only then are the
+        // particles counted one by one
+        if (std::isfinite(e.sum) && std::isfinite(e.sum2)) extent[a] = e;
         else
             for (std::int64_t p = 0; p < n; ++p) extent[a].add(pos[a][p]);
     }
@@ -217,7 +246,7 @@ void SpaceChargeKick<T>::s_to_t(const Beam<T>& beam) {
 template <class T>
 void SpaceChargeKick<T>::deposit(const Beam<T>& beam) {
     const T* pos[3] = {beam.x.data(), beam.y.data(), z_.data()};
-    geometry_ = grid_covering(settings_, pos, beam.size(), fixed_point_deposit_);
+    geometry_ = grid_covering(settings_, pos, beam.size(), fixed_point_deposit_, threads_);
     const T scale = T(beam.macro_charge_C() / geometry_.cell_volume_m3());
     Communicator& comm = communicator();
     const std::int64_t cells = geometry_.cells();
@@ -321,7 +350,7 @@ void SpaceChargeKick<T>::t_to_s(Beam<T>& beam) {
 
 template class SpaceChargeKick<float>;
 template class SpaceChargeKick<double>;
-template GridGeometry grid_covering<float>(const GridSettings&, const float* const[3], std::int64_t, bool);
-template GridGeometry grid_covering<double>(const GridSettings&, const double* const[3], std::int64_t, bool);
+template GridGeometry grid_covering<float>(const GridSettings&, const float* const[3], std::int64_t, bool, int);
+template GridGeometry grid_covering<double>(const GridSettings&, const double* const[3], std::int64_t, bool, int);
 
 }  // namespace sctape

@@ -83,9 +83,11 @@ struct GeometryAdjoint {
 // ranks); throws std::runtime_error (CollectiveError on several ranks) on
 // non-finite coordinates, a zero extent, or particles outside a sigma grid.
 // exact (the deterministic mode, physics/exact_sums.hpp): a sigma grid's mean
-// and rms from exact sums, the same bits for any split over ranks.
+// and rms from exact sums, the same bits for any split over ranks. A minmax
+// grid's pass over the particles is shared by `threads` threads.
 template <class T>
-GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], std::int64_t n, bool exact = false);
+GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], std::int64_t n, bool exact = false,
+                           int threads = 1);
 
 // Reductions of one axis over the particles (min, max, sums over the finite
 // ones), wherever they were computed (the CUDA backend reduces on the device).
