@@ -472,15 +472,23 @@ void build_green(const GridGeometry& g, double gamma, int threads, T* green_doub
             }
     for (int a = 0; a < 3; ++a) difference_along(corner.data(), g.n, a, false, threads);
     const int my = 2 * ny, mz = 2 * nz;
+    // Row by row: a doubled row (i, j) is corner row (fi, fj) followed by its
+    // mirror image; index n of the doubled grid is never reached by the
+    // cropped convolution and holds 0.
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int i = 0; i < 2 * nx; ++i)
-        for (int j = 0; j < my; ++j)
-            for (int k = 0; k < mz; ++k) {
-                const int fi = mirror_fold(i, nx), fj = mirror_fold(j, ny), fk = mirror_fold(k, nz);
-                // index n of the doubled grid is never reached by the cropped convolution
-                const double v = (fi < 0 || fj < 0 || fk < 0) ? 0.0 : kCoulomb * corner[node(g, fi, fj, fk)];
-                green_doubled[(std::int64_t(i) * my + j) * mz + k] = T(v);
+        for (int j = 0; j < my; ++j) {
+            T* row = green_doubled + (std::int64_t(i) * my + j) * mz;
+            const int fi = mirror_fold(i, nx), fj = mirror_fold(j, ny);
+            if (fi < 0 || fj < 0) {
+                std::fill_n(row, mz, T(0));
+                continue;
             }
+            const double* from = corner.data() + node(g, fi, fj, 0);
+            for (int k = 0; k < nz; ++k) row[k] = T(kCoulomb * from[k]);
+            row[nz] = T(0);
+            for (int k = nz + 1; k < mz; ++k) row[k] = row[mz - k];
+        }
 }
 
 namespace {
