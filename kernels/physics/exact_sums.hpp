@@ -11,6 +11,8 @@
 //   const std::array<double, 2> total = s.over_all_ranks();
 #pragma once
 
+#include <omp.h>
+
 #include <array>
 #include <cstdint>
 
@@ -25,24 +27,21 @@ void sum_over_ranks(ExactSum* sums, int count);
 // below 2^126 in magnitude (grid_sum_bits chooses the scale for that).
 void sum_over_ranks(int128* values, std::int64_t count);
 
-// K exact sums over particles [0, n) on `threads` threads: body(state, p,
-// terms) adds particle p's terms (+=) to terms[0..K), which start at 0 for
-// each particle; `state` is the thread's own, from new_state(). Each thread
-// sums its own, the threads' sums are merged (integers: the same total for
-// any thread count and any merge order).
-template <int K, class NewState, class Body>
-std::array<ExactSum, K> exact_particle_sums(std::int64_t n, int threads, NewState&& new_state, Body&& body) {
+// K exact sums over particles [0, n) on `threads` threads: each thread runs
+// body(begin, end, add) on its contiguous share of the particles, and body
+// calls add(terms) with each particle's K terms. The threads' sums are
+// merged (integers: the same total for any thread count, any share and any
+// merge order).
+template <int K, class Body>
+std::array<ExactSum, K> exact_particle_sums(std::int64_t n, int threads, Body&& body) {
     std::array<ExactSum, K> total{};
 #pragma omp parallel num_threads(threads)
     {
         std::array<ExactSum, K> mine{};
-        auto state = new_state();
-#pragma omp for schedule(static)
-        for (std::int64_t p = 0; p < n; ++p) {
-            double terms[K] = {};
-            body(state, p, terms);
+        const std::int64_t t = omp_get_thread_num(), team = omp_get_num_threads();
+        body(n * t / team, n * (t + 1) / team, [&](const double* terms) {
             for (int k = 0; k < K; ++k) mine[k].add(terms[k]);
-        }
+        });
 #pragma omp critical(sctape_exact_particle_sums)
         for (int k = 0; k < K; ++k) total[k].add(mine[k]);
     }
