@@ -3,6 +3,8 @@
 // stated next to its check together with the reason for its size.
 #include <catch2/catch.hpp>
 
+#include <omp.h>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -757,6 +759,76 @@ TEST_CASE("grid_covering gives the same grid on any thread count", "[physics]") 
     x[4000] = std::numeric_limits<double>::quiet_NaN();
     const double* bad[3] = {x.data(), pos[1], pos[2]};
     CHECK_THROWS_WITH(grid_covering(GridSettings{}, bad, beam.size(), false, 2), Catch::Contains("non-finite"));
+}
+
+// Runs work() with every parallel region on one thread, as OpenMP may give
+// fewer threads than asked.
+template <class Work>
+void with_one_thread_teams(Work&& work) {
+    const int saved = omp_get_max_active_levels();
+    omp_set_max_active_levels(0);
+    work();
+    omp_set_max_active_levels(saved);
+}
+
+TEST_CASE("the deposit and the gather adjoint zero stale scratch grids on any team size",
+          "[physics]") {
+    BeamParameters p;
+    p.n_particles = 3001;
+    p.distribution.type = DistributionType::gaussian;
+    p.distribution.size_m = {1e-3, 2e-3, 1e-3};
+    const Beam<double> beam = make_beam<double>(p);
+    GridSettings settings;
+    settings.shape = {8, 9, 10};
+    const double* pos[3] = {beam.x.data(), beam.y.data(), beam.tau.data()};
+    const GridGeometry g = grid_covering(settings, pos, beam.size());
+    const std::int64_t cells = g.cells(), n = beam.size();
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    // `stale`: the scratch arrives holding NaN, as a reused one may hold old grids
+    auto deposit = [&](int threads, bool stale) {
+        HostArray<double> scratch;
+        if (stale) scratch.assign(std::size_t(cells * (threads - 1)), nan);
+        std::vector<double> rho(std::size_t(cells), nan);
+        deposit_cic(g, pos, n, 1.0, threads, scratch, rho.data());
+        return rho;
+    };
+    std::mt19937_64 rng(7);
+    std::uniform_real_distribution<double> unit(-1, 1);
+    std::vector<double> field(std::size_t(3 * cells)), part_adj(std::size_t(3 * n));
+    for (double& v : field) v = unit(rng);
+    for (double& v : part_adj) v = unit(rng);
+    const double* e_grid[3] = {field.data(), field.data() + cells, field.data() + 2 * cells};
+    const double* e_part_adj[3] = {part_adj.data(), part_adj.data() + n, part_adj.data() + 2 * n};
+    // the grid's and the positions' adjoints; with `geometry`, the geometry's
+    // adjoint too (on several threads its sums merge in OpenMP's reduction
+    // order, which varies from run to run, so only a team of one compares it)
+    auto gather_adjoint = [&](int threads, bool stale, bool geometry) {
+        HostArray<double> scratch;
+        if (stale) scratch.assign(std::size_t(3 * cells * (threads - 1)), nan);
+        std::vector<double> grid_adj(std::size_t(3 * cells), 0.0), pos_adj(std::size_t(3 * n), 0.0);
+        double* ga[3] = {grid_adj.data(), grid_adj.data() + cells, grid_adj.data() + 2 * cells};
+        double* pa[3] = {pos_adj.data(), pos_adj.data() + n, pos_adj.data() + 2 * n};
+        GeometryAdjoint geo;
+        gather_cic_adjoint(g, pos, n, e_grid, e_part_adj, threads, scratch, ga, pa, geo);
+        grid_adj.insert(grid_adj.end(), pos_adj.begin(), pos_adj.end());
+        for (int a = 0; a < 3 && geometry; ++a) {
+            grid_adj.push_back(geo.origin_m[a]);
+            grid_adj.push_back(geo.cell_m[a]);
+        }
+        return grid_adj;
+    };
+    // the same bits: a stale scratch is zeroed before use
+    CHECK(deposit(3, true) == deposit(3, false));
+    CHECK(gather_adjoint(3, true, false) == gather_adjoint(3, false, false));
+    // three threads asked, one given: it does all the particles (the one-thread
+    // result, bit for bit) and the grids nobody filled add zeros
+    std::vector<double> rho_team_of_one, adj_team_of_one;
+    with_one_thread_teams([&] {
+        rho_team_of_one = deposit(3, true);
+        adj_team_of_one = gather_adjoint(3, true, true);
+    });
+    CHECK(rho_team_of_one == deposit(1, false));
+    CHECK(adj_team_of_one == gather_adjoint(1, false, true));
 }
 
 TEST_CASE("the fixed-point deposit gives the same integers for any thread count and any split of the particles",

@@ -19,7 +19,9 @@ namespace sctape::bodies {
 
 // A particle's CIC stencil with its grid coordinates s = (u - origin)/h and
 // its upper weights (s minus the lower node's index), from which the
-// weights' derivatives follow (trilinear_gradient).
+// weights' derivatives follow (trilinear_gradient). The CPU forms the same
+// from particles located a block at a time (grid_ops.cpp,
+// located_point_adjoint).
 template <class T>
 struct CicPointAdjoint {
     CicPoint<T> point;

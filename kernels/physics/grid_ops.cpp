@@ -63,9 +63,10 @@ inline void locate_block_body(const bodies::CicGrid<T>& cg, const T* const pos[3
 
 // On x86-64 the locating loop is compiled twice, for AVX2 and for the
 // baseline, and the loader picks the one the CPU runs (GCC's and Clang's
-// function multiversioning). AVX2 brings no FMA and the library is built with
-// -ffp-contract=off, so both give the same bits.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// function multiversioning, which needs glibc's ifunc on ELF). AVX2 brings no
+// FMA and the library is built with -ffp-contract=off, so both give the same
+// bits.
+#if defined(__x86_64__) && defined(__ELF__) && defined(__GLIBC__) && (defined(__GNUC__) || defined(__clang__))
 #define SCTAPE_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define SCTAPE_VECTOR_CLONES
@@ -166,8 +167,8 @@ void add_thread_grids(const T* scratch, std::int64_t stride, std::int64_t cells,
 
 // Zeroes the scratch grids of threads 1 .. threads-1 (thread k's at
 // scratch + (k - 1) * stride), shared out over the team that calls it, which
-// may be smaller than asked: each thread zeroes the grid it fills, so the
-// memory is touched first by the core that uses it.
+// may be smaller than asked: each thread zeroes the grid it fills, in
+// parallel, and grids no thread fills are zeroed too.
 template <class T>
 void zero_scratch_grids(T* scratch, std::int64_t stride, int threads) {
     const int team = omp_get_num_threads();
@@ -175,8 +176,9 @@ void zero_scratch_grids(T* scratch, std::int64_t stride, int threads) {
         if (k > 0) std::fill_n(scratch + (k - 1) * stride, stride, T(0));
 }
 
-// Contiguous shares of n items over the team, as schedule(static) makes
-// them; the team may be smaller than asked.
+// Contiguous shares of n items over the team, as libgomp's schedule(static)
+// makes them (the partition of the per-particle loops before they worked in
+// blocks); the team may be smaller than asked.
 struct ThreadShare {
     std::int64_t begin, end;
 };

@@ -6,8 +6,9 @@
 // stencils, corner differences, the mirror fold, padding and cropping, the
 // field stencil) is checked on machines without a GPU.
 //
-// The CPU's deposit and gather (grid_ops.cpp) use the same CIC bodies
-// (cic_grid, cic_point, cic_offset, cic_gather3).
+// The CPU's deposit, gather and their adjoints (grid_ops.cpp) share the CIC
+// math: cic_grid, cic_locate, cic_weights, cic_node and cic_offset (they
+// locate particles a block at a time instead of calling cic_point).
 //
 // The physics math itself comes from kick_math.hpp (cic_locate,
 // igf_antiderivative, s_to_t_particle, t_to_s_delta), shared with the CPU.
@@ -33,7 +34,7 @@
 namespace sctape::bodies {
 
 // What a CIC kernel needs of the grid: node counts, origin and 1/h in the
-// run's dtype (the same conversions as CicFrame in grid_ops.cpp).
+// run's dtype.
 template <class T>
 struct CicGrid {
     int n[3];
@@ -53,8 +54,7 @@ inline CicGrid<T> cic_grid(const GridGeometry& g) {
 }
 
 // The 8 nodes of one particle: the lower corner node and the weights, in the
-// order m = 4a + 2b + c (a, b, c the upper/lower choice along x, y, z), the
-// order of cic_stencil in grid_ops.cpp.
+// order m = 4a + 2b + c (a, b, c the upper/lower choice along x, y, z).
 template <class T>
 struct CicPoint {
     std::int64_t base;
