@@ -735,12 +735,17 @@ TEST_CASE("a rank's share of the reference sample is that slice of the whole sam
     CHECK_THROWS_AS(make_reference_sample(DistributionType::gaussian, n, 42, ParticleRange{0, n + 1}), std::invalid_argument);
 }
 
-TEST_CASE("grid_covering gives the same grid on any thread count", "[physics]") {
+// A Gaussian beam of n particles, sizes 1, 2 and 1 mm, for the grid tests.
+Beam<double> gaussian_test_beam(std::int64_t n) {
     BeamParameters p;
-    p.n_particles = 5001;  // not a multiple of the thread counts
+    p.n_particles = n;
     p.distribution.type = DistributionType::gaussian;
     p.distribution.size_m = {1e-3, 2e-3, 1e-3};
-    const Beam<double> beam = make_beam<double>(p);
+    return make_beam<double>(p);
+}
+
+TEST_CASE("grid_covering gives the same grid on any thread count", "[physics]") {
+    const Beam<double> beam = gaussian_test_beam(5001);  // not a multiple of the thread counts
     const double* pos[3] = {beam.x.data(), beam.y.data(), beam.tau.data()};
     for (ExtentMode mode : {ExtentMode::minmax, ExtentMode::sigma}) {
         GridSettings settings;
@@ -773,11 +778,7 @@ void with_one_thread_teams(Work&& work) {
 
 TEST_CASE("the deposit and the gather adjoint zero stale scratch grids on any team size",
           "[physics]") {
-    BeamParameters p;
-    p.n_particles = 3001;
-    p.distribution.type = DistributionType::gaussian;
-    p.distribution.size_m = {1e-3, 2e-3, 1e-3};
-    const Beam<double> beam = make_beam<double>(p);
+    const Beam<double> beam = gaussian_test_beam(3001);
     GridSettings settings;
     settings.shape = {8, 9, 10};
     const double* pos[3] = {beam.x.data(), beam.y.data(), beam.tau.data()};
@@ -833,11 +834,7 @@ TEST_CASE("the deposit and the gather adjoint zero stale scratch grids on any te
 
 TEST_CASE("the fixed-point deposit gives the same integers for any thread count and any split of the particles",
           "[physics][mpi]") {
-    BeamParameters p;
-    p.n_particles = 5000;
-    p.distribution.type = DistributionType::gaussian;
-    p.distribution.size_m = {1e-3, 2e-3, 1e-3};
-    const Beam<double> beam = make_beam<double>(p);
+    const Beam<double> beam = gaussian_test_beam(5000);
     GridSettings settings;
     settings.shape = {8, 9, 10};
     const double* pos[3] = {beam.x.data(), beam.y.data(), beam.tau.data()};
