@@ -7,10 +7,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <vector>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
+#include <vector>
 
 #include "core/communicator.hpp"
 #include "physics/exact_sums.hpp"
@@ -30,8 +30,8 @@ const char* substep_name(Substep s) {
 namespace {
 const char* kAxisName[3] = {"x", "y", "z"};
 
-// min, max and the sums of u[begin, end), assuming every value finite (the
-// caller checks the sums): branch-free, so the loop vectorizes.
+// min, max and the sums of u[begin, end), assuming every value finite: a NaN
+// or an inf makes a sum non-finite, which the caller checks.
 template <class T>
 AxisExtent finite_extent_of(const T* u, std::int64_t begin, std::int64_t end) {
     double lo = std::numeric_limits<double>::infinity(), hi = -lo, sum = 0, sum2 = 0;
