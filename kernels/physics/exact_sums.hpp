@@ -11,13 +11,12 @@
 //   const std::array<double, 2> total = s.over_all_ranks();
 #pragma once
 
-#include <omp.h>
-
 #include <array>
 #include <cstdint>
 
 #include "core/communicator.hpp"
 #include "physics/fixed_point.hpp"
+#include "physics/thread_share.hpp"
 
 namespace sctape {
 
@@ -38,8 +37,8 @@ std::array<ExactSum, K> exact_particle_sums(std::int64_t n, int threads, Body&& 
 #pragma omp parallel num_threads(threads)
     {
         std::array<ExactSum, K> mine{};
-        const std::int64_t t = omp_get_thread_num(), team = omp_get_num_threads();
-        body(n * t / team, n * (t + 1) / team, [&](const double* terms) {
+        const ThreadShare share = thread_share(n);
+        body(share.begin, share.end, [&](const double* terms) {
             for (int k = 0; k < K; ++k) mine[k].add(terms[k]);
         });
 #pragma omp critical(sctape_exact_particle_sums)

@@ -11,6 +11,7 @@
 #include "physics/adjoint_bodies.hpp"
 #include "physics/exact_sums.hpp"
 #include "physics/kick_math.hpp"
+#include "physics/thread_share.hpp"
 
 namespace sctape {
 namespace {
@@ -123,15 +124,16 @@ StencilOffsets stencil_offsets(const bodies::CicGrid<T>& cg) {
     return o;
 }
 
-// Adds the CIC weights of particles [begin, end) to `grid`.
-template <class T>
+// Hands each CIC weight of particles [begin, end) to add(node, weight), per
+// particle in stencil order.
+template <class T, class Add>
 void deposit_particles(const bodies::CicGrid<T>& cg, const T* const pos[3], std::int64_t begin, std::int64_t end,
-                       T* grid) {
+                       Add&& add) {
     const StencilOffsets o = stencil_offsets(cg);
     for_each_block(cg, pos, begin, end, [&](const CicBlock<T>& block, std::int64_t, int len) {
         for (int q = 0; q < len; ++q) {
-            T* lower = grid + lower_node(cg, block, q);
-            for (int m = 0; m < 8; ++m) lower[o.of[m]] += block.w[m][q];
+            const std::int64_t lower = lower_node(cg, block, q);
+            for (int m = 0; m < 8; ++m) add(lower + o.of[m], block.w[m][q]);
         }
     });
 }
@@ -176,19 +178,6 @@ void zero_scratch_grids(T* scratch, std::int64_t stride, int threads) {
         if (k > 0) std::fill_n(scratch + (k - 1) * stride, stride, T(0));
 }
 
-// Contiguous shares of n items over the team, as libgomp's schedule(static)
-// makes them (the partition of the per-particle loops before they worked in
-// blocks); the team may be smaller than asked.
-struct ThreadShare {
-    std::int64_t begin, end;
-};
-inline ThreadShare thread_share(std::int64_t n) {
-    const int t = omp_get_thread_num(), team = omp_get_num_threads();
-    const std::int64_t chunk = n / team, extra = n % team;
-    const std::int64_t begin = t * chunk + std::min<std::int64_t>(t, extra);
-    return {begin, begin + chunk + (t < extra ? 1 : 0)};
-}
-
 }  // namespace
 
 template <class T>
@@ -206,7 +195,8 @@ void deposit_cic(const GridGeometry& g, const T* const pos[3], std::int64_t n, T
         if (t == 0) std::fill_n(rho, cells, T(0));
         zero_scratch_grids(scratch.data(), cells, threads);
         const ThreadShare share = thread_share(n);
-        deposit_particles(cg, pos, share.begin, share.end, t == 0 ? rho : scratch.data() + cells * (t - 1));
+        T* grid = t == 0 ? rho : scratch.data() + cells * (t - 1);
+        deposit_particles(cg, pos, share.begin, share.end, [&](std::int64_t node, T w) { grid[node] += w; });
     }
     add_thread_grids(scratch.data(), cells, cells, threads, scale, rho);
 }
@@ -220,11 +210,9 @@ void deposit_cic_fixed(const GridGeometry& g, const T* const pos[3], std::int64_
 #pragma omp parallel num_threads(threads)
     {
         std::int64_t* grid = scratch.data() + cells * omp_get_thread_num();
-#pragma omp for schedule(static)
-        for (std::int64_t p = 0; p < n; ++p) {
-            const bodies::CicPoint<T> c = bodies::cic_point(cg, pos[0][p], pos[1][p], pos[2][p]);
-            for (int m = 0; m < 8; ++m) grid[c.base + bodies::cic_offset(cg, m)] += bodies::to_fixed_point(c.w[m], one);
-        }
+        const ThreadShare share = thread_share(n);
+        deposit_particles(cg, pos, share.begin, share.end,
+                          [&](std::int64_t node, T w) { grid[node] += bodies::to_fixed_point(w, one); });
     }
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (std::int64_t c = 0; c < cells; ++c) {

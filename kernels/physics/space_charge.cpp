@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 #include "physics/grid_ops.hpp"
 #include "physics/kick_bodies.hpp"
 #include "physics/kick_math.hpp"
+#include "physics/thread_share.hpp"
 
 namespace sctape {
 
@@ -141,21 +143,21 @@ GridGeometry grid_covering(const GridSettings& settings, const T* const pos[3], 
     // any order, so the threads share the pass; a sigma grid's sums keep one
     // order, and its bits do not depend on the thread count.
     const int team = settings.mode == ExtentMode::minmax ? std::max(threads, 1) : 1;
-    std::vector<AxisExtent> part(static_cast<std::size_t>(team));
+    std::vector<std::array<AxisExtent, 3>> part(static_cast<std::size_t>(team));  // [thread][axis]
+#pragma omp parallel num_threads(team)
+    {
+        const ThreadShare share = thread_share(n);
+        for (int a = 0; a < 3; ++a)
+            part[std::size_t(omp_get_thread_num())][a] = finite_extent_of(pos[a], share.begin, share.end);
+    }
     AxisExtent extent[3];
     for (int a = 0; a < 3; ++a) {
-        std::fill(part.begin(), part.end(), AxisExtent{});
-#pragma omp parallel num_threads(team)
-        {
-            const std::int64_t t = omp_get_thread_num(), size = omp_get_num_threads();
-            part[std::size_t(t)] = finite_extent_of(pos[a], n * t / size, n * (t + 1) / size);
-        }
-        AxisExtent e = part[0];
+        AxisExtent e = part[0][a];
         for (std::size_t t = 1; t < part.size(); ++t) {
-            e.lo = std::min(e.lo, part[t].lo);
-            e.hi = std::max(e.hi, part[t].hi);
-            e.sum += part[t].sum;
-            e.sum2 += part[t].sum2;
+            e.lo = std::min(e.lo, part[t][a].lo);
+            e.hi = std::max(e.hi, part[t][a].hi);
+            e.sum += part[t][a].sum;
+            e.sum2 += part[t][a].sum2;
         }
         // a NaN or inf makes a sum non-finite, and only then are the
         // particles counted one by one
